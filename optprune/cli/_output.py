@@ -1,0 +1,47 @@
+"""Output helpers: one JSON object on stdout with ``--json``; logs and progress on stderr."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+__all__ = ["emit", "stderr_console", "to_jsonable"]
+
+stderr_console = Console(stderr=True)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types from numpy scalars/arrays, enums, paths; non-finite floats become null."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "value") and hasattr(value, "name"):  # Enum
+        return value.value
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def emit(payload: dict, as_json: bool, human: str | None = None) -> None:
+    """Print ``payload`` as one JSON object (``as_json``) or ``human`` text / a key: value list."""
+    if as_json:
+        sys.stdout.write(json.dumps(to_jsonable(payload)) + "\n")
+        sys.stdout.flush()
+        return
+    if human is not None:
+        print(human)
+        return
+    for key, value in to_jsonable(payload).items():
+        print(f"{key}: {value}")

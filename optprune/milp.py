@@ -1,0 +1,187 @@
+"""The one solver-neutral model type passed from formulations to backends.
+
+A :class:`MILP` is the array form every backend accepts::
+
+    min/max  c @ x + offset
+    s.t.     row_lower <= A @ x <= row_upper       (A: scipy.sparse CSR)
+             col_lower <= x <= col_upper
+             x[j] integer where integrality[j]
+
+It is frozen and built from whole arrays (never one Python call per
+coefficient), like highspy's ``passModel``. Named index ``groups`` let a
+formulation read its own variables back from a solution (e.g. ``"input"``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import scipy.sparse as sp
+
+from optprune.errors import ShapeMismatchError
+
+__all__ = ["Sense", "MILP", "read_model"]
+
+INF = np.inf
+
+
+class Sense(str, Enum):
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+
+def _vector(name: str, values, n: int, default: float) -> np.ndarray:
+    if values is None:
+        return np.full(n, default, dtype=np.float64)
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.size == 1 and n != 1:
+        arr = np.full(n, float(arr[0]))
+    if arr.shape[0] != n:
+        raise ShapeMismatchError(f"{name} has {arr.shape[0]} entries, expected {n}")
+    arr = arr.copy()
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class MILP:
+    """A linear or mixed-integer linear program in array form (see module doc)."""
+
+    c: np.ndarray
+    A: sp.csr_matrix
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    integrality: np.ndarray
+    sense: Sense = Sense.MINIMIZE
+    offset: float = 0.0
+    names: tuple[str, ...] | None = None
+    groups: Mapping[str, np.ndarray] = field(default_factory=dict)
+    name: str = "optprune"
+
+    def __post_init__(self) -> None:
+        c = np.asarray(self.c, dtype=np.float64).reshape(-1)
+        n = c.shape[0]
+        A = sp.csr_matrix(self.A, dtype=np.float64) if self.A is not None else sp.csr_matrix((0, n))
+        if A.shape[1] != n:
+            raise ShapeMismatchError(f"constraint matrix has {A.shape[1]} columns, objective has {n} entries")
+        m = A.shape[0]
+        A.sum_duplicates()
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_("c", _vector("c", c, n, 0.0))
+        set_("A", A)
+        set_("row_lower", _vector("row_lower", self.row_lower, m, -INF))
+        set_("row_upper", _vector("row_upper", self.row_upper, m, INF))
+        set_("col_lower", _vector("col_lower", self.col_lower, n, 0.0))
+        set_("col_upper", _vector("col_upper", self.col_upper, n, INF))
+        integ = (
+            np.zeros(n, dtype=bool)
+            if self.integrality is None
+            else np.asarray(self.integrality, dtype=bool).reshape(-1)
+        )
+        if integ.shape[0] != n:
+            raise ShapeMismatchError(f"integrality has {integ.shape[0]} entries, expected {n}")
+        set_("integrality", integ)
+        set_("sense", Sense(self.sense))
+        if self.names is not None and len(self.names) != n:
+            raise ShapeMismatchError(f"{len(self.names)} variable names for {n} variables")
+        groups = {}
+        for key, idx in dict(self.groups).items():
+            idx = np.asarray(idx, dtype=np.int64)
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise ShapeMismatchError(f"group {key!r} indexes outside 0..{n - 1}")
+            groups[key] = idx
+        set_("groups", MappingProxyType(groups))
+        for label, lo, hi in (("row", self.row_lower, self.row_upper), ("column", self.col_lower, self.col_upper)):
+            bad = np.flatnonzero(lo > hi)
+            if bad.size:
+                j = int(bad[0])
+                raise ShapeMismatchError(
+                    f"{label} {j} has lower bound {lo[j]} above upper bound {hi[j]} ({bad.size} such {label}s)"
+                )
+
+    @property
+    def n_vars(self) -> int:
+        return int(self.c.shape[0])
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.A.shape[0])
+
+    @property
+    def n_integer(self) -> int:
+        return int(self.integrality.sum())
+
+    @property
+    def is_mip(self) -> bool:
+        return bool(self.integrality.any())
+
+    def group(self, key: str, x: np.ndarray) -> np.ndarray:
+        """The entries of solution ``x`` that belong to group ``key``."""
+        if key not in self.groups:
+            raise KeyError(f"no variable group {key!r}; groups: {sorted(self.groups)}")
+        return np.asarray(x)[self.groups[key]]
+
+    def objective_value(self, x: np.ndarray) -> float:
+        return float(self.c @ x + self.offset)
+
+    def max_violation(self, x: np.ndarray) -> float:
+        """Largest violation of rows, bounds and integrality by ``x`` (0 when feasible)."""
+        x = np.asarray(x, dtype=np.float64)
+        ax = self.A @ x
+        viol = [
+            np.max(self.row_lower - ax, initial=0.0),
+            np.max(ax - self.row_upper, initial=0.0),
+            np.max(self.col_lower - x, initial=0.0),
+            np.max(x - self.col_upper, initial=0.0),
+        ]
+        if self.is_mip:
+            xi = x[self.integrality]
+            viol.append(np.max(np.abs(xi - np.round(xi)), initial=0.0))
+        return float(max(viol))
+
+    def stats(self) -> dict:
+        return {
+            "variables": self.n_vars,
+            "constraints": self.n_rows,
+            "nonzeros": int(self.A.nnz),
+            "integers": self.n_integer,
+        }
+
+    def relaxed(self) -> "MILP":
+        """The LP relaxation (integrality dropped)."""
+        return MILP(
+            self.c, self.A, self.row_lower, self.row_upper, self.col_lower, self.col_upper,
+            np.zeros(self.n_vars, dtype=bool), self.sense, self.offset, self.names, dict(self.groups), self.name,
+        )
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the model as MPS (``.mps``) or CPLEX LP (``.lp``) through HiGHS."""
+        from optprune.solvers._highs_model import to_highs
+
+        path = Path(path)
+        if path.suffix.lower() not in (".mps", ".lp"):
+            raise ValueError(f"model files must end in .mps or .lp, got {path.name!r}")
+        h = to_highs(self)
+        status = h.writeModel(str(path))
+        if not path.exists():
+            raise OSError(f"HiGHS could not write {path} (status {status})")
+        return path
+
+
+def read_model(path: str | os.PathLike) -> MILP:
+    """Read an MPS or LP file (through HiGHS) into a :class:`MILP`."""
+    from optprune.errors import DataNotFoundError
+    from optprune.solvers._highs_model import from_highs_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"model file {str(path)!r} does not exist")
+    return from_highs_file(path)

@@ -1,0 +1,130 @@
+"""HiGHS backend (highspy): the embedded default.
+
+The model goes in through one ``passModel`` call with CSR arrays. Early stop
+for decision queries uses HiGHS' MIP interrupt callback, which sees the
+incumbent (primal) and dual bound after every node batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from optprune.milp import MILP, Sense
+from optprune.solvers._highs_model import to_highs
+from optprune.solvers.base import BackendBase, Progress, SolveOptions, SolveResult, Status
+
+__all__ = ["HighsBackend"]
+
+
+def stop_for_target(progress: Progress, target: float, sense: Sense) -> bool:
+    """True when the incumbent reaches ``target`` or the bound proves it unreachable."""
+    if sense == Sense.MAXIMIZE:
+        return (math.isfinite(progress.primal) and progress.primal >= target) or progress.bound < target
+    return (math.isfinite(progress.primal) and progress.primal <= target) or progress.bound > target
+
+
+class HighsBackend(BackendBase):
+    name = "highs"
+    package = "highspy"
+    extra = "highs"
+    supports_callbacks = True
+
+    @property
+    def install_hint(self) -> str:
+        return "pip install highspy  (a core dependency of optprune)"
+
+    def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
+        self.require()
+        import highspy
+
+        self.check_model(model)
+        h = to_highs(model, verbose=options.verbose)
+        if options.time_limit is not None:
+            h.setOptionValue("time_limit", float(options.time_limit))
+        if options.mip_gap is not None:
+            h.setOptionValue("mip_rel_gap", float(options.mip_gap))
+        if options.threads is not None:
+            h.setOptionValue("threads", int(options.threads))
+        if options.cutoff is not None and model.is_mip:
+            # HiGHS' objective_bound is in minimisation terms of the internal model.
+            h.setOptionValue("objective_bound", float(options.cutoff))
+        for key, value in options.extra.items():
+            h.setOptionValue(key, value)
+
+        stopped = {"flag": False}
+        rules = []
+        if options.stop_rule is not None:
+            rules.append(options.stop_rule)
+        if options.target is not None:
+            target = float(options.target)
+            rules.append(lambda p: stop_for_target(p, target, model.sense))
+        if rules and model.is_mip:
+
+            def on_interrupt(event) -> None:
+                out = event.data_out
+                progress = Progress(
+                    primal=float(out.mip_primal_bound) if abs(out.mip_primal_bound) < 1e30 else math.nan,
+                    bound=float(out.mip_dual_bound),
+                    time_s=float(out.running_time),
+                )
+                if any(rule(progress) for rule in rules):
+                    stopped["flag"] = True
+                    event.interrupt()
+
+            h.cbMipInterrupt.subscribe(on_interrupt)
+            h.cbMipImprovingSolution.subscribe(on_interrupt)
+
+        start = time.perf_counter()
+        run_status = h.run()
+        elapsed = time.perf_counter() - start
+        if run_status == highspy.HighsStatus.kError:
+            return self.result(Status.ERROR, model, time_s=elapsed, message="HiGHS returned an error status")
+        ms = h.getModelStatus()
+        info = h.getInfo()
+        MS = highspy.HighsModelStatus
+        has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        x = np.asarray(h.getSolution().col_value, dtype=np.float64) if has_sol else None
+        nodes = int(getattr(info, "mip_node_count", 0) or 0)
+        objective = float(info.objective_function_value) if has_sol else math.nan
+        bound = float(info.mip_dual_bound) if model.is_mip else math.nan
+        if not math.isfinite(bound) or abs(bound) >= 1e30:
+            bound = math.nan
+        message = h.modelStatusToString(ms)
+        if ms == MS.kOptimal:
+            status = Status.OPTIMAL
+        elif ms == MS.kInfeasible:
+            status = Status.INFEASIBLE
+        elif ms in (MS.kUnbounded, MS.kUnboundedOrInfeasible):
+            status = Status.UNBOUNDED if ms == MS.kUnbounded or not model.is_mip else Status.INFEASIBLE
+            if ms == MS.kUnboundedOrInfeasible:
+                status = self._resolve_unbounded_or_infeasible(model, options)
+        elif ms == MS.kObjectiveBound:
+            # No solution better than the cutoff exists.
+            status = Status.FEASIBLE if has_sol else Status.INFEASIBLE
+            message = "no solution better than the objective cutoff"
+        elif ms in (MS.kTimeLimit, MS.kIterationLimit, MS.kSolutionLimit, MS.kInterrupt, MS.kObjectiveTarget):
+            status = Status.FEASIBLE if has_sol else Status.TIME_LIMIT
+            if stopped["flag"]:
+                message = "stopped early by the stop rule"
+        else:
+            status = Status.ERROR
+        return self.result(status, model, x=x, objective=objective, bound=bound, time_s=elapsed, nodes=nodes, message=message)
+
+    @staticmethod
+    def _resolve_unbounded_or_infeasible(model: MILP, options: SolveOptions) -> Status:
+        """HiGHS' presolve may not tell unbounded from infeasible; a zero objective tells feasibility."""
+        probe = MILP(
+            np.zeros(model.n_vars), model.A, model.row_lower, model.row_upper, model.col_lower,
+            model.col_upper, model.integrality, model.sense,
+        )
+        h = to_highs(probe)
+        h.setOptionValue("presolve", "off")  # presolve is what could not tell the two apart
+        if options.time_limit is not None:
+            h.setOptionValue("time_limit", float(options.time_limit))
+        h.run()
+        import highspy
+
+        return Status.INFEASIBLE if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible else Status.UNBOUNDED
