@@ -1,0 +1,1 @@
+"""optprune.bench (see the package modules)."""

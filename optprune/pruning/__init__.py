@@ -1,0 +1,1 @@
+"""optprune.pruning (see the package modules)."""

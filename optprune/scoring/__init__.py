@@ -1,0 +1,1 @@
+"""optprune.scoring (see the package modules)."""
