@@ -20,6 +20,7 @@ __all__ = [
     "DataNotFoundError",
     "NotFittedError",
     "InvalidParameterError",
+    "FileFormatError",
 ]
 
 
@@ -86,3 +87,7 @@ class NotFittedError(OptpruneError, AttributeError):
 
 class InvalidParameterError(OptpruneError, ValueError):
     """A constructor parameter outside its allowed range."""
+
+
+class FileFormatError(OptpruneError, ValueError):
+    """A file whose contents are not in the expected format (corrupt IDX file, unreadable model file)."""
