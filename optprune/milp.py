@@ -155,7 +155,7 @@ class MILP:
             "integers": self.n_integer,
         }
 
-    def relaxed(self) -> "MILP":
+    def relaxed(self) -> MILP:
         """The LP relaxation (integrality dropped)."""
         return MILP(
             self.c, self.A, self.row_lower, self.row_upper, self.col_lower, self.col_upper,

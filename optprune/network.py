@@ -179,7 +179,7 @@ class Network:
         out = self.forward(x)
         return np.argmax(out, axis=-1)
 
-    def with_layers(self, layers: list[AffineLayer] | tuple[AffineLayer, ...]) -> "Network":
+    def with_layers(self, layers: list[AffineLayer] | tuple[AffineLayer, ...]) -> Network:
         return replace(self, layers=tuple(layers))
 
     def summary(self) -> dict:

@@ -1,0 +1,358 @@
+r"""Big-M MILP encoding of a ReLU network, and the queries built on it.
+
+For a neuron with pre-activation ``z = w^T h_prev + b`` and bounds ``l <= z <= u``
+(Tjeng, Xiao & Tedrake 2019, "Evaluating Robustness of Neural Networks with
+Mixed Integer Programming", eq. 5; Fischetti & Jo 2018, "Deep neural networks
+and mixed integer linear optimization"):
+
+* stably inactive (``u <= 0``): ``h = 0``; the neuron is removed, and so are
+  its columns in the next layer;
+* stably active (``l >= 0``): ``h = z`` (one equality row, no binary);
+* unstable (``l < 0 < u``), one binary ``delta``::
+
+      h >= z,               h >= 0,
+      h <= z - l (1 - delta),
+      h <= u delta,         delta in {0, 1}.
+
+Only unstable neurons get a binary, so tighter bounds (``optprune.bounds``)
+make a smaller and stronger model. Every block of rows is built from the
+layer's sparse weight matrix in one vectorised step.
+
+Queries (all maximise or minimise over the same encoding):
+
+* :func:`build_spec_milp`: maximise ``min_i (C_i y + d_i)`` over an input box —
+  a VNN-LIB conjunction is violated (``sat``) iff the optimum is ``>= 0``; with
+  one row ``C = e_t - e_y`` this is the max-margin adversarial example;
+* :func:`build_min_distortion_milp`: MIPVerify's minimal adversarial distortion
+  (minimise ``||x - x0||_inf`` or ``||x - x0||_1`` such that ``C y + d >= margin``);
+* :func:`obbt_bounds`: LP-based optimisation-based bound tightening.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from optprune.bounds import Bounds, linear_bounds
+from optprune.errors import InvalidParameterError, ShapeMismatchError
+from optprune.formulations._builder import ModelBuilder
+from optprune.milp import MILP, Sense
+from optprune.network import Network
+
+__all__ = [
+    "ReluEncoding",
+    "encode_network",
+    "build_spec_milp",
+    "build_min_distortion_milp",
+    "obbt_bounds",
+]
+
+
+@dataclass(frozen=True)
+class ReluEncoding:
+    """Where the network lives in the model's columns.
+
+    ``neuron_idx[k][i]`` is the column of neuron ``i``'s output in layer ``k``
+    (-1 for a removed, stably inactive neuron); ``binary_idx[k]`` are the
+    binaries of layer ``k``'s unstable neurons.
+    """
+
+    input_idx: np.ndarray
+    neuron_idx: list[np.ndarray]
+    binary_idx: list[np.ndarray]
+    n_unstable: int
+    n_stable_active: int
+    n_stable_inactive: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def output_idx(self) -> np.ndarray:
+        return self.neuron_idx[-1]
+
+    @property
+    def n_binaries(self) -> int:
+        return int(sum(b.size for b in self.binary_idx))
+
+    def stats(self) -> dict:
+        return {
+            "unstable": self.n_unstable,
+            "stable_active": self.n_stable_active,
+            "stable_inactive": self.n_stable_inactive,
+            "binaries": self.n_binaries,
+        }
+
+
+def _affine_rows(weight, rows: np.ndarray, prev_idx: np.ndarray):
+    """COO entries of ``-W[rows, kept] h_prev`` with columns mapped to model columns."""
+    kept = np.flatnonzero(prev_idx >= 0)
+    sub = sp.csr_matrix(weight)[rows][:, kept].tocoo()
+    return sub.row, prev_idx[kept][sub.col], -sub.data
+
+
+def encode_network(
+    builder: ModelBuilder,
+    net: Network,
+    bounds: Bounds,
+    x_lower,
+    x_upper,
+    *,
+    relax: bool = False,
+    n_layers: int | None = None,
+) -> ReluEncoding:
+    """Add the big-M encoding of the first ``n_layers`` layers of ``net`` to ``builder``.
+
+    With ``relax`` the binaries are continuous in [0, 1] (the LP relaxation,
+    used for OBBT). Bounds must be valid for the box ``[x_lower, x_upper]``.
+    """
+    if len(bounds) != len(net.layers):
+        raise ShapeMismatchError(f"{len(bounds)} bound pairs for a network of {len(net.layers)} layers")
+    n_layers = len(net.layers) if n_layers is None else n_layers
+    x_lower = np.asarray(x_lower, dtype=np.float64).reshape(-1)
+    x_upper = np.asarray(x_upper, dtype=np.float64).reshape(-1)
+    prev_idx = builder.add_columns(x_lower, x_upper)
+    input_idx = prev_idx
+    neuron_idx, binary_idx = [], []
+    counts = {"unstable": 0, "active": 0, "inactive": 0}
+    for k in range(n_layers):
+        layer = net.layers[k]
+        lower, upper = (np.asarray(b, dtype=np.float64) for b in bounds[k])
+        if np.any(lower > upper + 1e-9):
+            raise ShapeMismatchError(f"layer {layer.name!r}: lower bound above upper bound")
+        n = layer.out_features
+        idx = np.full(n, -1, dtype=np.int64)
+        if layer.activation == "relu":
+            inactive = upper <= 0
+            active = lower >= 0
+            unstable = ~inactive & ~active
+        else:
+            inactive = np.zeros(n, dtype=bool)
+            active = np.ones(n, dtype=bool)
+            unstable = np.zeros(n, dtype=bool)
+        counts["unstable"] += int(unstable.sum())
+        if layer.activation == "relu":
+            counts["active"] += int(active.sum())
+            counts["inactive"] += int(inactive.sum())
+
+        # Stably active (or identity) neurons: h = W h_prev + b.
+        act = np.flatnonzero(active)
+        if act.size:
+            lo = np.maximum(lower[act], 0.0) if layer.activation == "relu" else lower[act]
+            cols = builder.add_columns(lo, upper[act])
+            idx[act] = cols
+            r, c, v = _affine_rows(layer.weight, act, prev_idx)
+            rows = np.concatenate([np.arange(act.size), r])
+            builder.add_rows(
+                rows, np.concatenate([cols, c]), np.concatenate([np.ones(act.size), v]),
+                layer.bias[act], layer.bias[act],
+            )
+        # Unstable neurons: three rows and one binary each (module doc).
+        uns = np.flatnonzero(unstable)
+        binaries = np.zeros(0, dtype=np.int64)
+        if uns.size:
+            m = uns.size
+            l_u, u_u, b_u = lower[uns], upper[uns], layer.bias[uns]
+            cols = builder.add_columns(np.zeros(m), u_u)
+            binaries = builder.add_columns(np.zeros(m), np.ones(m), integer=not relax)
+            idx[uns] = cols
+            r, c, v = _affine_rows(layer.weight, uns, prev_idx)
+            ones = np.ones(m)
+            local = np.arange(m)
+            # h - W h_prev >= b
+            builder.add_rows(np.concatenate([local, r]), np.concatenate([cols, c]), np.concatenate([ones, v]), b_u, np.inf)
+            # h - W h_prev - l delta <= b - l
+            builder.add_rows(
+                np.concatenate([local, r, local]), np.concatenate([cols, c, binaries]),
+                np.concatenate([ones, v, -l_u]), -np.inf, b_u - l_u,
+            )
+            # h - u delta <= 0
+            builder.add_rows(
+                np.concatenate([local, local]), np.concatenate([cols, binaries]), np.concatenate([ones, -u_u]),
+                -np.inf, np.zeros(m),
+            )
+        neuron_idx.append(idx)
+        binary_idx.append(binaries)
+        prev_idx = idx
+    return ReluEncoding(
+        input_idx=input_idx, neuron_idx=neuron_idx, binary_idx=binary_idx, n_unstable=counts["unstable"],
+        n_stable_active=counts["active"], n_stable_inactive=counts["inactive"],
+    )
+
+
+def _spec_arrays(net: Network, C, d) -> tuple[np.ndarray, np.ndarray]:
+    C = np.atleast_2d(np.asarray(C, dtype=np.float64))
+    if C.shape[1] != net.output_size:
+        raise ShapeMismatchError(f"output specification has {C.shape[1]} columns, network has {net.output_size} outputs")
+    d = np.broadcast_to(np.asarray(d, dtype=np.float64), (C.shape[0],)).copy()
+    return C, d
+
+
+def build_spec_milp(
+    net: Network, bounds: Bounds, x_lower, x_upper, C, d, *, spec_upper: np.ndarray | None = None, name: str = "spec"
+) -> tuple[MILP, ReluEncoding]:
+    """Maximise ``min_i (C_i y + d_i)`` over the box; ``>= 0`` means the conjunction can hold.
+
+    With a single row the objective is ``C y + d`` itself (no auxiliary
+    variable): the max-margin adversarial example for ``C = e_t - e_y``.
+    ``spec_upper`` (upper bounds of each row, e.g. from
+    :func:`optprune.bounds.linear_upper_bound`) bounds the auxiliary variable.
+    """
+    C, d = _spec_arrays(net, C, d)
+    builder = ModelBuilder()
+    enc = encode_network(builder, net, bounds, x_lower, x_upper)
+    out = enc.output_idx
+    if np.any(out < 0):
+        raise ShapeMismatchError("the output layer must not have a ReLU whose outputs are all removed")
+    if C.shape[0] == 1:
+        c = np.zeros(builder.n_cols)
+        np.add.at(c, out, C[0])
+        model = builder.build(c, Sense.MAXIMIZE, offset=float(d[0]), groups=_groups(enc), name=name)
+        return model, enc
+    upper = np.inf if spec_upper is None else np.asarray(spec_upper, dtype=np.float64).max()
+    t = builder.add_columns([-np.inf], [upper])
+    m = C.shape[0]
+    # t - C_i y <= d_i
+    nz_r, nz_c = np.nonzero(C)
+    builder.add_rows(
+        np.concatenate([np.arange(m), nz_r]), np.concatenate([np.full(m, t[0]), out[nz_c]]),
+        np.concatenate([np.ones(m), -C[nz_r, nz_c]]), -np.inf, d,
+    )
+    c = np.zeros(builder.n_cols)
+    c[t[0]] = 1.0
+    groups = _groups(enc)
+    groups["spec"] = t
+    return builder.build(c, Sense.MAXIMIZE, groups=groups, name=name), enc
+
+
+def build_min_distortion_milp(
+    net: Network,
+    bounds: Bounds,
+    x0,
+    domain_lower,
+    domain_upper,
+    C,
+    d,
+    *,
+    norm: str = "linf",
+    margin: float = 1e-4,
+    name: str = "min_distortion",
+) -> tuple[MILP, ReluEncoding]:
+    """MIPVerify's minimal adversarial distortion (Tjeng et al. 2019, Sec. 3).
+
+    Minimise ``eps`` (``norm="linf"``: ``|x - x0| <= eps``) or ``sum_j e_j``
+    (``norm="l1"``: ``e_j >= |x_j - x0_j|``) subject to every row of
+    ``C y + d >= margin`` (e.g. ``y_t - y_y >= margin`` for a target ``t``),
+    with ``x`` in the domain box over which ``bounds`` hold.
+    """
+    if norm not in ("linf", "l1"):
+        raise InvalidParameterError(f"norm must be 'linf' or 'l1', got {norm!r}")
+    C, d = _spec_arrays(net, C, d)
+    x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+    builder = ModelBuilder()
+    enc = encode_network(builder, net, bounds, domain_lower, domain_upper)
+    n = x0.size
+    xi = enc.input_idx
+    span = np.asarray(domain_upper, dtype=np.float64) - np.asarray(domain_lower, dtype=np.float64)
+    if norm == "linf":
+        e = builder.add_columns([0.0], [float(span.max())])
+        e_cols = np.full(n, e[0])
+    else:
+        e = builder.add_columns(np.zeros(n), span)
+        e_cols = e
+    local = np.arange(n)
+    # x - e <= x0  and  x + e >= x0
+    builder.add_rows(np.concatenate([local, local]), np.concatenate([xi, e_cols]),
+                     np.concatenate([np.ones(n), -np.ones(n)]), -np.inf, x0)
+    builder.add_rows(np.concatenate([local, local]), np.concatenate([xi, e_cols]),
+                     np.concatenate([np.ones(n), np.ones(n)]), x0, np.inf)
+    out = enc.output_idx
+    nz_r, nz_c = np.nonzero(C)
+    builder.add_rows(nz_r, out[nz_c], C[nz_r, nz_c], margin - d, np.inf)
+    c = np.zeros(builder.n_cols)
+    c[e] = 1.0
+    groups = _groups(enc)
+    groups["distortion"] = e
+    return builder.build(c, Sense.MINIMIZE, groups=groups, name=name), enc
+
+
+def _groups(enc: ReluEncoding) -> dict[str, np.ndarray]:
+    groups = {"input": enc.input_idx, "output": enc.output_idx}
+    if enc.n_binaries:
+        groups["binaries"] = np.concatenate(enc.binary_idx)
+    return groups
+
+
+def obbt_bounds(
+    net: Network,
+    x_lower,
+    x_upper,
+    bounds: Bounds,
+    *,
+    time_budget: float | None = None,
+    layers: list[int] | None = None,
+) -> Bounds:
+    """Optimisation-based bound tightening of the neurons that are still unstable.
+
+    Layer by layer (so tightened bounds of layer ``k`` strengthen the LP of
+    layer ``k+1``), each unstable neuron's pre-activation ``w^T h_prev + b`` is
+    minimised and maximised over the LP relaxation of the big-M encoding of the
+    layers before it. One HiGHS instance per layer is re-solved with only the
+    objective changed, so the simplex warm-starts from the previous basis. When
+    ``time_budget`` seconds have passed the remaining neurons keep their input
+    bounds (still valid, only looser).
+    """
+    from optprune.solvers._highs_model import to_highs
+
+    start = time.perf_counter()
+    out: Bounds = [(np.array(lo, dtype=float), np.array(hi, dtype=float)) for lo, hi in bounds]
+    todo = range(1, len(net.layers)) if layers is None else layers
+    for k in todo:
+        if k == 0:
+            continue  # the first layer's interval bounds are already exact
+        layer = net.layers[k]
+        if layer.activation != "relu":
+            continue
+        lo, hi = out[k]
+        unstable = np.flatnonzero((lo < 0) & (hi > 0))
+        if unstable.size == 0:
+            continue
+        if time_budget is not None and time.perf_counter() - start > time_budget:
+            break
+        builder = ModelBuilder()
+        enc = encode_network(builder, net, out, x_lower, x_upper, relax=True, n_layers=k)
+        prev = enc.neuron_idx[k - 1]
+        kept = np.flatnonzero(prev >= 0)
+        model = builder.build(np.zeros(builder.n_cols), Sense.MINIMIZE, name=f"obbt_layer_{k}")
+        h = to_highs(model)
+        h.setOptionValue("presolve", "off")  # keep the basis between solves
+        W = sp.csr_matrix(layer.weight)[:, kept]
+        cols = prev[kept].astype(np.int32)
+        n_cols = cols.size
+        for i in unstable:
+            if time_budget is not None and time.perf_counter() - start > time_budget:
+                break
+            w = np.asarray(W[i].todense()).reshape(-1)
+            for sense, which in ((1.0, 0), (-1.0, 1)):
+                h.changeColsCost(n_cols, cols, sense * w)
+                h.run()
+                if h.getModelStatus() != _optimal():
+                    continue
+                value = sense * h.getInfo().objective_function_value + layer.bias[i]
+                if which == 0:
+                    lo[i] = max(lo[i], value - 1e-7)
+                else:
+                    hi[i] = min(hi[i], value + 1e-7)
+            if hi[i] < lo[i]:
+                hi[i] = lo[i]
+        out[k] = (lo, hi)
+        # Tighter bounds here tighten every later layer: re-run the cheap linear pass on top.
+        out = linear_bounds(net, x_lower, x_upper, start=out)
+    return out
+
+
+def _optimal():
+    import highspy
+
+    return highspy.HighsModelStatus.kOptimal

@@ -1,0 +1,187 @@
+"""Per-neuron pre-activation bounds of a ReLU network over an input box.
+
+Three levels, in increasing strength and cost:
+
+* ``interval``: interval arithmetic, ``l' = W+ l + W- u + b``.
+* ``linear``: CROWN / DeepPoly back-substitution (Zhang et al. 2018, "Efficient
+  Neural Network Robustness Certification with General Activation Functions";
+  Singh et al. 2019, "An Abstract Domain for Certifying Neural Networks").
+  An unstable ReLU with bounds ``l < 0 < u`` is relaxed by
+  ``a z <= relu(z) <= u (z - l) / (u - l)`` with the adaptive lower slope
+  ``a = 1 if u >= -l else 0``; the linear bound of a neuron is back-substituted
+  through every earlier layer down to the input box, then intersected with the
+  interval bound. Everything is dense/sparse NumPy matrix algebra.
+* ``obbt``: optimisation-based bound tightening on top of ``linear``: each
+  neuron still unstable is minimised and maximised over the LP relaxation of
+  the big-M formulation of the layers before it (layer by layer, warm-started
+  HiGHS simplex), within a time budget. See :func:`optprune.formulations.relu_milp.obbt_bounds`.
+
+Bounds are returned as one ``(lower, upper)`` pair of arrays per layer, for the
+layer's pre-activation ``z = W h + b``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from optprune.errors import InvalidParameterError, ShapeMismatchError
+from optprune.network import Network
+
+__all__ = [
+    "BOUND_METHODS",
+    "Bounds",
+    "interval_bounds",
+    "linear_bounds",
+    "compute_bounds",
+    "linear_upper_bound",
+    "count_unstable",
+    "unstable_masks",
+]
+
+Bounds = list[tuple[np.ndarray, np.ndarray]]
+BOUND_METHODS = ("interval", "linear", "obbt")
+
+
+def _box(net: Network, x_lower, x_upper) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.asarray(x_lower, dtype=np.float64).reshape(-1)
+    hi = np.asarray(x_upper, dtype=np.float64).reshape(-1)
+    if lo.shape != (net.input_size,) or hi.shape != (net.input_size,):
+        raise ShapeMismatchError(
+            f"input box has {lo.size} lower and {hi.size} upper bounds; network takes {net.input_size} inputs"
+        )
+    if np.any(lo > hi):
+        raise ShapeMismatchError(f"input box is empty: lower > upper at {int(np.argmax(lo > hi))}")
+    return lo, hi
+
+
+def _affine_interval(weight, bias, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    center, radius = (lo + hi) / 2.0, (hi - lo) / 2.0
+    mid = np.asarray(weight @ center).reshape(-1) + bias
+    absw = abs(weight)
+    rad = np.asarray(absw @ radius).reshape(-1)
+    return mid - rad, mid + rad
+
+
+def _activation_range(layer, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    if layer.activation == "relu":
+        return np.maximum(lo, 0.0), np.maximum(hi, 0.0)
+    return lo, hi
+
+
+def interval_bounds(net: Network, x_lower, x_upper) -> Bounds:
+    """Pre-activation bounds by interval arithmetic (exact for the first layer)."""
+    lo, hi = _box(net, x_lower, x_upper)
+    bounds: Bounds = []
+    for layer in net.layers:
+        zl, zu = _affine_interval(layer.weight, layer.bias, lo, hi)
+        bounds.append((zl, zu))
+        lo, hi = _activation_range(layer, zl, zu)
+    return bounds
+
+
+def _relu_relaxation(lower: np.ndarray, upper: np.ndarray):
+    """Slopes/intercepts of the upper line and the lower slope of relu over [l, u]."""
+    active = lower >= 0
+    unstable = (lower < 0) & (upper > 0)
+    denom = np.where(unstable, upper - lower, 1.0)
+    up_slope = np.where(active, 1.0, np.where(unstable, upper / denom, 0.0))
+    up_icpt = np.where(unstable, -lower * upper / denom, 0.0)
+    low_slope = np.where(active, 1.0, np.where(unstable, (upper >= -lower).astype(float), 0.0))
+    return up_slope, up_icpt, low_slope
+
+
+def _matmul(lam: np.ndarray, weight) -> np.ndarray:
+    """``lam @ weight`` for dense or sparse ``weight``, returning a dense array."""
+    if sp.issparse(weight):
+        return np.asarray((weight.T @ lam.T).T)
+    return lam @ weight
+
+
+def _back_substitute(net: Network, bounds: Bounds, lam: np.ndarray, const: np.ndarray, j: int, lo, hi) -> np.ndarray:
+    """Upper bound of ``lam @ h_j + const`` where ``h_j`` is the output of layer ``j`` (-1: the input)."""
+    lam = np.array(lam, dtype=np.float64, copy=True)
+    const = np.array(const, dtype=np.float64, copy=True)
+    while j >= 0:
+        layer = net.layers[j]
+        if layer.activation == "relu":
+            up_slope, up_icpt, low_slope = _relu_relaxation(*bounds[j])
+            pos, neg = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
+            const += pos @ up_icpt
+            lam = pos * up_slope + neg * low_slope
+        const += lam @ layer.bias
+        lam = _matmul(lam, layer.weight)
+        j -= 1
+    return const + np.maximum(lam, 0.0) @ hi + np.minimum(lam, 0.0) @ lo
+
+
+def linear_bounds(net: Network, x_lower, x_upper, start: Bounds | None = None) -> Bounds:
+    """Pre-activation bounds by CROWN/DeepPoly back-substitution (see module doc).
+
+    ``start`` (e.g. interval bounds) is intersected with every result.
+    """
+    lo, hi = _box(net, x_lower, x_upper)
+    interval = start if start is not None else interval_bounds(net, lo, hi)
+    bounds: Bounds = [interval[0]]
+    for k in range(1, len(net.layers)):
+        layer = net.layers[k]
+        W = layer.dense_weight()
+        n = W.shape[0]
+        lam = np.vstack([W, -W])
+        const = np.concatenate([layer.bias, -layer.bias])
+        ub = _back_substitute(net, bounds, lam, const, k - 1, lo, hi)
+        upper, lower = ub[:n], -ub[n:]
+        il, iu = interval[k]
+        lower, upper = np.maximum(lower, il), np.minimum(upper, iu)
+        bounds.append((lower, np.maximum(upper, lower)))
+    return bounds
+
+
+def linear_upper_bound(net: Network, bounds: Bounds, c_out: np.ndarray, d_out: np.ndarray | float, x_lower, x_upper) -> np.ndarray:
+    """Upper bounds of the output specifications ``c_out @ y + d_out`` (one per row of ``c_out``).
+
+    Back-substituting the specification itself (rather than bounding each logit)
+    is what lets a margin ``y_t - y_y`` be proven negative without any MIP.
+    """
+    lo, hi = _box(net, x_lower, x_upper)
+    c_out = np.atleast_2d(np.asarray(c_out, dtype=np.float64))
+    d = np.broadcast_to(np.asarray(d_out, dtype=np.float64), (c_out.shape[0],)).copy()
+    return _back_substitute(net, bounds, c_out, d, len(net.layers) - 1, lo, hi)
+
+
+def compute_bounds(
+    net: Network,
+    x_lower,
+    x_upper,
+    method: Literal["interval", "linear", "obbt"] = "linear",
+    *,
+    time_budget: float | None = None,
+) -> Bounds:
+    """Bounds at the chosen level (``interval`` < ``linear`` < ``obbt``)."""
+    if method not in BOUND_METHODS:
+        raise InvalidParameterError(f"bounds method must be one of {BOUND_METHODS}, got {method!r}")
+    if method == "interval":
+        return interval_bounds(net, x_lower, x_upper)
+    bounds = linear_bounds(net, x_lower, x_upper)
+    if method == "obbt":
+        from optprune.formulations.relu_milp import obbt_bounds
+
+        bounds = obbt_bounds(net, x_lower, x_upper, bounds, time_budget=time_budget)
+    return bounds
+
+
+def unstable_masks(net: Network, bounds: Bounds) -> list[np.ndarray]:
+    """Per layer, the boolean mask of ReLU neurons whose sign is not fixed by ``bounds``."""
+    return [
+        (lo < 0) & (hi > 0) if layer.activation == "relu" else np.zeros(lo.shape, dtype=bool)
+        for layer, (lo, hi) in zip(net.layers, bounds)
+    ]
+
+
+def count_unstable(bounds: Bounds, net: Network | None = None) -> int:
+    """Number of unstable ReLU neurons (every layer but the last when ``net`` is not given)."""
+    if net is not None:
+        return int(sum(m.sum() for m in unstable_masks(net, bounds)))
+    return int(sum(((lo < 0) & (hi > 0)).sum() for lo, hi in bounds[:-1]))
