@@ -1,1 +1,25 @@
-"""optprune.pruning (see the package modules)."""
+"""Structured pruning: dependency groups, decisions as data, real shrinking, the pruner and recovery.
+
+A model is traced into :class:`Group` objects (structures removed together); a
+:class:`PruningDecision` lists the units each group keeps; :func:`apply_decision`
+builds a smaller model that computes exactly what the masked original computes.
+"""
+
+from optprune.pruning._apply import apply_decision, count_parameters, mask_model, masked
+from optprune.pruning._attention import MultiHeadSelfAttention
+from optprune.pruning._decision import PruningDecision
+from optprune.pruning._graph import SUPPORTED, Group, Member, dependency_groups, infer_input_shape
+
+__all__ = [
+    "SUPPORTED",
+    "Group",
+    "Member",
+    "MultiHeadSelfAttention",
+    "PruningDecision",
+    "apply_decision",
+    "count_parameters",
+    "dependency_groups",
+    "infer_input_shape",
+    "mask_model",
+    "masked",
+]
