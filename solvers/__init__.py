@@ -7,10 +7,18 @@ them.
 """
 
 from optprune.solvers.base import Backend, BackendBase, Progress, SolveOptions, SolveResult, Status
+from optprune.solvers.cpsat import CpsatBackend
+from optprune.solvers.cvxpy import CvxpyBackend
 from optprune.solvers.highs import HighsBackend
+from optprune.solvers.ortools import OrtoolsBackend
+from optprune.solvers.pyomo import PyomoBackend
 from optprune.solvers.registry import backend_names, get_backend, list_backends, register, solve
+from optprune.solvers.scip import ScipBackend
 
 register(HighsBackend())
+for _backend in (ScipBackend(), OrtoolsBackend(), CpsatBackend(), PyomoBackend(), CvxpyBackend()):
+    register(_backend)
+del _backend
 
 __all__ = [
     "Backend",
@@ -20,6 +28,11 @@ __all__ = [
     "SolveResult",
     "Status",
     "HighsBackend",
+    "ScipBackend",
+    "OrtoolsBackend",
+    "CpsatBackend",
+    "PyomoBackend",
+    "CvxpyBackend",
     "backend_names",
     "get_backend",
     "list_backends",

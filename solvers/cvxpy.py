@@ -1,0 +1,195 @@
+"""cvxpy backend (``pip install 'optprune[cvxpy]'``): any MIP/LP solver installed under cvxpy.
+
+The model becomes one vector variable ``x = cp.Variable(n, integer=idx,
+bounds=[col_lower, col_upper])`` and at most three sparse matrix
+constraints, split by row kind (see :func:`optprune.solvers._common.split_rows`)::
+
+    A_eq x == b        (rows with row_lower == row_upper)
+    A_le x <= u        (other rows with a finite upper side)
+    A_ge x >= l        (other rows with a finite lower side)
+
+with objective ``min/max c @ x + offset``. The cvxpy solver is chosen by
+``SolveOptions(extra={"cvxpy_solver": "SCIP"})``; by default the first
+installed of :data:`MIP_SOLVERS` for a MIP and of :data:`LP_SOLVERS` for an
+LP. ``extra["cvxpy_options"]`` (a dict) goes to ``Problem.solve`` unchanged.
+``time_limit``, ``mip_gap`` and ``threads`` are translated for HiGHS, SCIP,
+CBC, SciPy and Gurobi and ignored with a warning for other solvers;
+``cutoff`` becomes the row ``c @ x + offset <= cutoff`` (``>=`` when
+maximising); ``target`` and ``stop_rule`` are ignored with a warning.
+
+cvxpy's statuses map to :class:`Status`: optimal (and optimal_inaccurate)
+-> OPTIMAL; infeasible* -> INFEASIBLE; unbounded* -> UNBOUNDED;
+infeasible_or_unbounded -> re-solved with a zero objective; user_limit ->
+FEASIBLE with a solution, else TIME_LIMIT; solver_error -> ERROR. cvxpy does
+not report a MIP's dual bound, so ``bound`` is NaN for MIPs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from optprune.errors import CapabilityError, SolverNotAvailableError
+from optprune.milp import MILP, Sense
+from optprune.solvers._common import (
+    native_stdout_to_stderr,
+    resolve_infeasible_or_unbounded,
+    solver_boundary,
+    split_rows,
+    warn_unsupported,
+    with_cutoff_row,
+)
+from optprune.solvers.base import BackendBase, SolveOptions, SolveResult, Status
+
+__all__ = ["CvxpyBackend", "to_cvxpy", "MIP_SOLVERS", "LP_SOLVERS"]
+
+MIP_SOLVERS = ("HIGHS", "SCIP", "CBC", "GLPK_MI", "GUROBI", "CPLEX", "MOSEK", "XPRESS", "COPT", "SCIPY")
+LP_SOLVERS = ("HIGHS", "CLARABEL", "SCIPY", "SCIP", "CBC", "GLPK", "GUROBI", "CPLEX", "MOSEK", "ECOS", "SCS")
+
+
+def _time_gap_threads(solver: str, time_limit, mip_gap, threads) -> tuple[dict, list[str]]:
+    """``Problem.solve`` keyword arguments for the shared options, and the options it cannot pass."""
+    kw: dict = {}
+    missing: list[str] = []
+    if solver == "HIGHS":  # keyword arguments become highspy options
+        pairs = {"time_limit": time_limit, "mip_rel_gap": mip_gap, "threads": threads}
+        kw.update({k: v for k, v in pairs.items() if v is not None})
+    elif solver == "SCIP":
+        params = {"limits/time": time_limit, "limits/gap": mip_gap}
+        kw["scip_params"] = {k: v for k, v in params.items() if v is not None}
+        missing += ["threads"] if threads is not None else []
+    elif solver == "CBC":
+        pairs = {"maximumSeconds": time_limit, "allowableFractionGap": mip_gap, "numberThreads": threads}
+        kw.update({k: v for k, v in pairs.items() if v is not None})
+    elif solver == "SCIPY":
+        opts = {"time_limit": time_limit, "mip_rel_gap": mip_gap}
+        kw["scipy_options"] = {k: v for k, v in opts.items() if v is not None}
+        missing += ["threads"] if threads is not None else []
+    elif solver == "GUROBI":
+        pairs = {"TimeLimit": time_limit, "MIPGap": mip_gap, "Threads": threads}
+        kw.update({k: v for k, v in pairs.items() if v is not None})
+    else:
+        missing += [k for k, v in (("time_limit", time_limit), ("mip_gap", mip_gap), ("threads", threads)) if v is not None]
+    if "scip_params" in kw and not kw["scip_params"]:
+        del kw["scip_params"]
+    if "scipy_options" in kw and not kw["scipy_options"]:
+        del kw["scipy_options"]
+    return kw, missing
+
+
+def to_cvxpy(model: MILP):
+    """A ``cvxpy.Problem`` equal to ``model`` and its variable ``x`` (see module doc)."""
+    import cvxpy as cp
+
+    n = model.n_vars
+    integer_idx = np.flatnonzero(model.integrality)
+    x = cp.Variable(
+        n,
+        name="x",
+        integer=(integer_idx,) if integer_idx.size else False,
+        bounds=[np.asarray(model.col_lower, dtype=float), np.asarray(model.col_upper, dtype=float)],
+    )
+    constraints = []
+    parts = split_rows(model)
+    for kind, (A, rhs) in parts.items():
+        if A.shape[0] == 0:
+            continue
+        if kind == "eq":
+            constraints.append(A @ x == rhs)
+        elif kind == "le":
+            constraints.append(A @ x <= rhs)
+        else:
+            constraints.append(A @ x >= rhs)
+    expr = np.asarray(model.c, dtype=float) @ x + float(model.offset)
+    objective = cp.Maximize(expr) if model.sense == Sense.MAXIMIZE else cp.Minimize(expr)
+    return cp.Problem(objective, constraints), x
+
+
+class CvxpyBackend(BackendBase):
+    name = "cvxpy"
+    package = "cvxpy"
+    extra = "cvxpy"
+
+    def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
+        self.require()
+        self.check_model(model)
+        with solver_boundary(self.name):
+            solver = self._pick_solver(model, options)
+        with solver_boundary(self.name), native_stdout_to_stderr():
+            return self._solve(model, options, solver)
+
+    @staticmethod
+    def _pick_solver(model: MILP, options: SolveOptions) -> str:
+        import cvxpy as cp
+
+        installed = cp.installed_solvers()
+        if "cvxpy_solver" in options.extra:
+            solver = str(options.extra["cvxpy_solver"]).upper()
+            if solver not in installed:
+                raise SolverNotAvailableError(
+                    f"cvxpy solver {solver!r} (extra['cvxpy_solver']) is not installed; installed: {', '.join(installed)}"
+                )
+            if model.is_mip and solver not in MIP_SOLVERS:
+                raise CapabilityError(
+                    f"cvxpy solver {solver} does not take integer variables and this model has {model.n_integer}; "
+                    f"MIP solvers: {', '.join(MIP_SOLVERS)}"
+                )
+            return solver
+        preferred = MIP_SOLVERS if model.is_mip else LP_SOLVERS
+        for solver in preferred:
+            if solver in installed:
+                return solver
+        raise SolverNotAvailableError(
+            f"no {'MIP' if model.is_mip else 'LP'} solver is installed for cvxpy (looked for {', '.join(preferred)}; "
+            f"installed: {', '.join(installed)}); install one, e.g.: pip install highspy"
+        )
+
+    def _run(self, model: MILP, options: SolveOptions, solver: str, *, warn: bool = True):
+        problem, x = to_cvxpy(model)
+        kw, missing = _time_gap_threads(solver, options.time_limit, options.mip_gap, options.threads)
+        kw.update(dict(options.extra.get("cvxpy_options", {})))
+        if warn:
+            for option in missing:
+                warn_unsupported(self.name, option, f"no known way to pass it to cvxpy solver {solver}")
+            for option in ("target", "stop_rule"):
+                if getattr(options, option) is not None:
+                    warn_unsupported(self.name, option, "cvxpy has no callbacks")
+            for key in options.extra:
+                if key not in ("cvxpy_solver", "cvxpy_options"):
+                    warn_unsupported(self.name, f"extra[{key!r}]", "known keys: 'cvxpy_solver', 'cvxpy_options'")
+        start = time.perf_counter()
+        problem.solve(solver=solver, verbose=bool(options.verbose), **kw)
+        elapsed = time.perf_counter() - start
+        values = None if x.value is None else np.asarray(x.value, dtype=np.float64).reshape(-1)
+        if values is not None and not np.all(np.isfinite(values)):
+            values = None
+        return str(problem.status), values, elapsed
+
+    def _solve(self, model: MILP, options: SolveOptions, solver: str) -> SolveResult:
+        built = model if options.cutoff is None else with_cutoff_row(model, options.cutoff)
+        raw, x, elapsed = self._run(built, options, solver)
+        message = f"{solver}: {raw}"
+        if raw in ("optimal", "optimal_inaccurate"):
+            status = Status.OPTIMAL if x is not None else Status.ERROR
+        elif raw in ("infeasible", "infeasible_inaccurate"):
+            status = Status.INFEASIBLE
+            if options.cutoff is not None:
+                message = f"{solver}: no solution better than the objective cutoff"
+        elif raw in ("unbounded", "unbounded_inaccurate"):
+            status = Status.UNBOUNDED
+        elif raw == "infeasible_or_unbounded":
+            def probe(m: MILP) -> Status:
+                status_p, xp, _ = self._run(m, SolveOptions(time_limit=options.time_limit), solver, warn=False)
+                if status_p.startswith("infeasible") and status_p != "infeasible_or_unbounded":
+                    return Status.INFEASIBLE
+                return Status.FEASIBLE if xp is not None else Status.ERROR
+
+            status = resolve_infeasible_or_unbounded(probe, built)
+        elif raw == "user_limit":
+            status = Status.FEASIBLE if x is not None else Status.TIME_LIMIT
+        else:
+            status = Status.ERROR
+        if not status.has_solution:
+            x = None
+        return self.result(status, model, x=x, time_s=elapsed, message=message)

@@ -1,0 +1,183 @@
+"""OR-Tools linear-solver backend (``pip install 'optprune[ortools]'``).
+
+The model is filled from the CSR arrays in one call
+(``ModelBuilderHelper.fill_model_from_sparse_data``, the array core under
+OR-Tools' ``model_builder``), exported as an ``MPModelProto`` and loaded
+into a ``pywraplp.Solver`` (MPSolver), which solves it with the chosen
+sub-solver: SCIP (default for MIPs), GLOP (default for LPs), CBC, HiGHS,
+CLP, PDLP or SAT. Choose one with ``SolveOptions(extra={"ortools_solver":
+"CBC"})``; solver-specific parameters go as a string in
+``extra["ortools_params"]``.
+
+MPSolver offers no Python callbacks, so ``target`` and ``stop_rule`` are
+ignored with a warning; ``cutoff`` is added as the row
+``c @ x + offset <= cutoff`` (``>=`` when maximising). Some sub-solvers
+report an unbounded model as infeasible (GLOP, HiGHS after presolve); an
+INFEASIBLE answer is therefore checked by solving the zero-objective copy,
+and a feasible copy means UNBOUNDED.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from optprune.errors import CapabilityError, InvalidParameterError
+from optprune.milp import MILP, Sense
+from optprune.solvers._common import (
+    native_stdout_to_stderr,
+    solver_boundary,
+    warn_unsupported,
+    with_cutoff_row,
+    zero_objective,
+)
+from optprune.solvers.base import BackendBase, SolveOptions, SolveResult, Status
+
+__all__ = ["OrtoolsBackend", "to_mpmodel_proto", "MIP_SOLVERS", "LP_SOLVERS"]
+
+MIP_SOLVERS = ("SCIP", "CBC", "HIGHS", "SAT")
+LP_SOLVERS = ("GLOP", "CLP", "PDLP", "HIGHS_LP")
+
+
+def to_mpmodel_proto(model: MILP):
+    """The ``MPModelProto`` of ``model``, filled from its arrays in one call.
+
+    min/max ``c @ x + offset`` s.t. ``row_lower <= A x <= row_upper``,
+    ``col_lower <= x <= col_upper``, ``x_j`` integer where ``integrality[j]``.
+    """
+    from ortools.linear_solver.python import model_builder
+
+    mb = model_builder.Model()
+    helper = mb.helper
+    helper.fill_model_from_sparse_data(
+        np.ascontiguousarray(model.col_lower, dtype=np.float64),
+        np.ascontiguousarray(model.col_upper, dtype=np.float64),
+        np.ascontiguousarray(model.c, dtype=np.float64),
+        np.ascontiguousarray(model.row_lower, dtype=np.float64),
+        np.ascontiguousarray(model.row_upper, dtype=np.float64),
+        model.A,
+    )
+    for j in np.flatnonzero(model.integrality).tolist():  # one call per integer column
+        helper.set_var_integrality(j, True)
+    helper.set_maximize(model.sense == Sense.MAXIMIZE)
+    helper.set_objective_offset(float(model.offset))
+    helper.set_name(model.name)
+    return mb.export_to_proto()
+
+
+class OrtoolsBackend(BackendBase):
+    name = "ortools"
+    package = "ortools"
+    extra = "ortools"
+
+    def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
+        self.require()
+        self.check_model(model)
+        sub = self._sub_solver(model, options)
+        with solver_boundary(self.name), native_stdout_to_stderr():
+            return self._solve(model, options, sub)
+
+    @staticmethod
+    def _sub_solver(model: MILP, options: SolveOptions) -> str:
+        sub = str(options.extra.get("ortools_solver", "SCIP" if model.is_mip else "GLOP")).upper()
+        allowed = MIP_SOLVERS + LP_SOLVERS
+        if sub not in allowed:
+            raise InvalidParameterError(
+                f"extra['ortools_solver'] must be one of {', '.join(allowed)}; got {sub!r}"
+            )
+        if model.is_mip and sub in LP_SOLVERS:
+            raise CapabilityError(
+                f"OR-Tools sub-solver {sub} solves LPs only, and this model has {model.n_integer} integer "
+                f"variables; choose one of {', '.join(MIP_SOLVERS)}"
+            )
+        return sub
+
+    def _solve(self, model: MILP, options: SolveOptions, sub: str) -> SolveResult:
+        from ortools.linear_solver import pywraplp
+
+        for key in options.extra:
+            if key not in ("ortools_solver", "ortools_params"):
+                warn_unsupported(self.name, f"extra[{key!r}]", "known keys: 'ortools_solver', 'ortools_params'")
+        if options.target is not None:
+            warn_unsupported(self.name, "target", "MPSolver has no Python callbacks")
+        if options.stop_rule is not None:
+            warn_unsupported(self.name, "stop_rule", "MPSolver has no Python callbacks")
+        built = model if options.cutoff is None else with_cutoff_row(model, options.cutoff)
+
+        solver, params = self._make_solver(built, options, sub)
+        start = time.perf_counter()
+        code = solver.Solve(params)
+        elapsed = time.perf_counter() - start
+
+        S = pywraplp.Solver
+        has_sol = code in (S.OPTIMAL, S.FEASIBLE)
+        x = np.array([v.solution_value() for v in solver.variables()], dtype=np.float64) if has_sol else None
+        objective = float(solver.Objective().Value()) if has_sol else math.nan
+        bound = math.nan
+        nodes = 0
+        if model.is_mip:
+            bound = float(solver.Objective().BestBound())
+            nodes = int(solver.nodes())
+        if not math.isfinite(bound) or abs(bound) >= 1e30:
+            bound = math.nan
+        message = f"{sub}: " + {
+            S.OPTIMAL: "optimal", S.FEASIBLE: "feasible", S.INFEASIBLE: "infeasible", S.UNBOUNDED: "unbounded",
+            S.ABNORMAL: "abnormal", S.MODEL_INVALID: "model invalid", S.NOT_SOLVED: "not solved",
+        }.get(code, str(code))
+        if code == S.OPTIMAL:
+            status = Status.OPTIMAL
+        elif code == S.FEASIBLE:
+            status = Status.FEASIBLE
+        elif code == S.INFEASIBLE:
+            status = Status.INFEASIBLE
+            if options.cutoff is not None:
+                message = f"{sub}: no solution better than the objective cutoff"
+            elif np.any(model.c) and self._feasible(model, options, sub):
+                status = Status.UNBOUNDED
+                message = f"{sub}: unbounded (reported infeasible; the zero-objective copy is feasible)"
+        elif code == S.UNBOUNDED:
+            status = Status.UNBOUNDED
+        elif code == S.NOT_SOLVED and options.time_limit is not None:
+            status = Status.TIME_LIMIT
+        else:
+            status = Status.ERROR
+        if status in (Status.INFEASIBLE, Status.UNBOUNDED):
+            x, objective, bound = None, math.nan, math.nan
+        return self.result(status, model, x=x, objective=objective, bound=bound, time_s=elapsed, nodes=nodes,
+                           message=message)
+
+    def _make_solver(self, model: MILP, options: SolveOptions, sub: str):
+        from ortools.linear_solver import pywraplp
+
+        solver = pywraplp.Solver.CreateSolver(sub)
+        if solver is None:
+            raise CapabilityError(f"OR-Tools was built without the {sub} sub-solver")
+        error = solver.LoadModelFromProto(to_mpmodel_proto(model))
+        if error:
+            raise CapabilityError(f"OR-Tools {sub} rejected the model: {error}")
+        if options.verbose:
+            solver.EnableOutput()
+        else:
+            solver.SuppressOutput()
+        if options.time_limit is not None:
+            solver.SetTimeLimit(max(1, int(math.ceil(options.time_limit * 1000))))
+        if options.threads is not None and not solver.SetNumThreads(int(options.threads)):
+            warn_unsupported(self.name, "threads", f"sub-solver {sub} does not take a thread count")
+        if "ortools_params" in options.extra:
+            if not solver.SetSolverSpecificParametersAsString(str(options.extra["ortools_params"])):
+                raise InvalidParameterError(
+                    f"OR-Tools {sub} rejected extra['ortools_params'] = {options.extra['ortools_params']!r}"
+                )
+        params = pywraplp.MPSolverParameters()
+        if options.mip_gap is not None:
+            if model.is_mip:
+                params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, float(options.mip_gap))
+        return solver, params
+
+    def _feasible(self, model: MILP, options: SolveOptions, sub: str) -> bool:
+        from ortools.linear_solver import pywraplp
+
+        solver, params = self._make_solver(zero_objective(model), options, sub)
+        return solver.Solve(params) in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE)

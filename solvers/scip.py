@@ -1,0 +1,226 @@
+"""SCIP backend (PySCIPOpt, ``pip install 'optprune[scip]'``).
+
+The columns go in through ``addMatrixVar`` with the bound, type and cost
+arrays. PySCIPOpt's matrix constraints multiply a *dense* array by the
+variables, so rows are built one per row instead: each row's linear
+expression is made from its CSR slice in a single ``Expr`` constructor call
+(no per-coefficient Python arithmetic), and all rows are added in one
+``addConss`` call.
+
+Early stop (``target``, ``stop_rule``) uses an event handler on
+BESTSOLFOUND and DUALBOUNDIMPROVED that calls ``interruptSolve``; the
+objective cutoff uses ``setObjlimit``. SCIP's statuses map as follows:
+optimal and gaplimit -> OPTIMAL; infeasible -> INFEASIBLE; unbounded ->
+UNBOUNDED; inforunbd -> re-solved with a zero objective to tell the two
+apart; every limit and user interrupt -> FEASIBLE with a solution, else
+TIME_LIMIT.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from optprune.milp import MILP, Sense
+from optprune.solvers._common import (
+    native_stdout_to_stderr,
+    resolve_infeasible_or_unbounded,
+    solver_boundary,
+    stop_rules,
+    warn_unsupported,
+)
+from optprune.solvers.base import BackendBase, Progress, SolveOptions, SolveResult, Status
+
+__all__ = ["ScipBackend", "to_scip"]
+
+_LIMIT_STATUSES = {
+    "timelimit", "nodelimit", "totalnodelimit", "stallnodelimit", "sollimit", "bestsollimit",
+    "userinterrupt", "memlimit", "restartlimit", "primallimit", "duallimit",
+}
+
+
+def to_scip(model: MILP, *, verbose: bool = False):
+    """A ``pyscipopt.Model`` holding ``model`` and its variables (a 1-d object array).
+
+    min/max ``c @ x + offset`` s.t. ``row_lower <= A x <= row_upper``,
+    ``col_lower <= x <= col_upper``, ``x_j`` integer where ``integrality[j]``.
+    Infinite bounds become SCIP's infinity (1e20).
+    """
+    import pyscipopt
+    from pyscipopt.scip import Expr, ExprCons, Term
+
+    scip = pyscipopt.Model(model.name)
+    if not verbose:
+        scip.hideOutput()
+    inf = scip.infinity()
+    n = model.n_vars
+    shape = (n,)
+    vtype = np.where(model.integrality, "I", "C")
+    lb = np.clip(model.col_lower, -inf, inf).astype(object)
+    ub = np.clip(model.col_upper, -inf, inf).astype(object)
+    lb[model.col_lower <= -inf] = None
+    ub[model.col_upper >= inf] = None
+    x = scip.addMatrixVar(shape, name="x", vtype=vtype, lb=lb, ub=ub, obj=np.asarray(model.c, dtype=float)) if n else np.empty(0, dtype=object)
+    if model.sense == Sense.MAXIMIZE:
+        scip.setMaximize()
+    else:
+        scip.setMinimize()
+    if model.offset:
+        scip.addObjoffset(float(model.offset))
+
+    variables = list(np.asarray(x).reshape(-1))
+    terms = [Term(v) for v in variables]
+    A = model.A
+    indptr = A.indptr
+    cols = A.indices.tolist()
+    vals = A.data.tolist()
+    row_lo = [None if v <= -inf else float(v) for v in model.row_lower]
+    row_hi = [None if v >= inf else float(v) for v in model.row_upper]
+    conss = []
+    for i in range(model.n_rows):
+        lo, hi = row_lo[i], row_hi[i]
+        if lo is None and hi is None:
+            continue  # a free row constrains nothing
+        s, e = int(indptr[i]), int(indptr[i + 1])
+        expr = Expr(dict(zip([terms[j] for j in cols[s:e]], vals[s:e], strict=True)))
+        conss.append(ExprCons(expr, lo, hi))
+    if conss:
+        scip.addConss(conss)
+    return scip, np.asarray(variables, dtype=object)
+
+
+class ScipBackend(BackendBase):
+    name = "scip"
+    package = "pyscipopt"
+    extra = "scip"
+    supports_callbacks = True
+
+    @property
+    def distribution(self) -> str:
+        return "PySCIPOpt"
+
+    def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
+        self.require()
+        self.check_model(model)
+        with solver_boundary(self.name), native_stdout_to_stderr():
+            return self._solve(model, options)
+
+    def _solve(self, model: MILP, options: SolveOptions) -> SolveResult:
+        scip, variables = to_scip(model, verbose=options.verbose)
+        if options.time_limit is not None:
+            scip.setParam("limits/time", float(options.time_limit))
+        if options.mip_gap is not None:
+            scip.setParam("limits/gap", float(options.mip_gap))
+        if options.threads is not None and options.threads > 1:
+            warn_unsupported(self.name, "threads", "SCIP's optimize() runs on one thread")
+        if options.cutoff is not None:
+            scip.setObjlimit(float(options.cutoff))
+        for key, value in options.extra.items():
+            if "/" in key:
+                scip.setParam(key, value)
+            else:
+                warn_unsupported(self.name, f"extra[{key!r}]", "SCIP parameters look like 'limits/nodes'")
+
+        rules = stop_rules(options, model.sense)
+        handler = None
+        if rules:
+            handler = _make_stop_handler_class()(rules, model.sense)
+            scip.includeEventhdlr(handler, "optprune_stop", "early stop for target / stop_rule")
+
+        start = time.perf_counter()
+        scip.optimize()
+        elapsed = time.perf_counter() - start
+        if handler is not None and handler.error is not None:
+            raise handler.error
+
+        raw = scip.getStatus()
+        has_sol = scip.getNSols() > 0
+        x = None
+        objective = math.nan
+        if has_sol:
+            best = scip.getBestSol()
+            x = np.array([scip.getSolVal(best, v) for v in variables], dtype=np.float64)
+            objective = float(scip.getSolObjVal(best))
+        bound = float(scip.getDualbound())
+        if not math.isfinite(bound) or abs(bound) >= scip.infinity():
+            bound = math.nan
+        nodes = int(scip.getNTotalNodes())
+        message = raw
+        if raw in ("optimal", "gaplimit"):
+            status = Status.OPTIMAL
+        elif raw == "infeasible":
+            status = Status.INFEASIBLE
+            if options.cutoff is not None:
+                message = "no solution better than the objective cutoff"
+        elif raw == "unbounded":
+            status = Status.UNBOUNDED
+        elif raw == "inforunbd":
+            status = resolve_infeasible_or_unbounded(lambda probe: self._probe(probe, options), model)
+        elif raw in _LIMIT_STATUSES:
+            status = Status.FEASIBLE if has_sol else Status.TIME_LIMIT
+            if handler is not None and handler.stopped:
+                message = "stopped early by the stop rule"
+        else:
+            status = Status.ERROR
+        if status in (Status.INFEASIBLE, Status.UNBOUNDED):
+            # SCIP's "solution" of an unbounded model sits at its infinity (1e20): not a solution.
+            x, objective, bound = None, math.nan, math.nan
+        return self.result(status, model, x=x, objective=objective, bound=bound, time_s=elapsed, nodes=nodes, message=message)
+
+    def _probe(self, probe: MILP, options: SolveOptions) -> Status:
+        scip, _ = to_scip(probe)
+        if options.time_limit is not None:
+            scip.setParam("limits/time", float(options.time_limit))
+        scip.setPresolving(_presolve_off())
+        scip.optimize()
+        raw = scip.getStatus()
+        if raw == "infeasible":
+            return Status.INFEASIBLE
+        return Status.FEASIBLE if scip.getNSols() > 0 else Status.ERROR
+
+
+def _presolve_off():
+    from pyscipopt import SCIP_PARAMSETTING
+
+    return SCIP_PARAMSETTING.OFF
+
+
+def _make_stop_handler_class():
+    from pyscipopt import SCIP_EVENTTYPE, Eventhdlr
+
+    class StopHandler(Eventhdlr):
+        """Interrupts SCIP when any rule holds for (incumbent, dual bound, time)."""
+
+        def __init__(self, rules, sense: Sense) -> None:
+            self.rules = rules
+            self.sense = sense
+            self.stopped = False
+            self.error: BaseException | None = None
+            self._events = SCIP_EVENTTYPE.BESTSOLFOUND | SCIP_EVENTTYPE.DUALBOUNDIMPROVED
+
+        def eventinit(self) -> None:
+            self.model.catchEvent(self._events, self)
+
+        def eventexit(self) -> None:
+            self.model.dropEvent(self._events, self)
+
+        def eventexec(self, event) -> None:
+            scip = self.model
+            inf = scip.infinity()
+            primal = scip.getPrimalbound() if scip.getNSols() > 0 else math.nan
+            dual = scip.getDualbound()
+            if abs(dual) >= inf:
+                dual = math.copysign(math.inf, dual)
+            progress = Progress(primal=float(primal), bound=float(dual), time_s=float(scip.getSolvingTime()))
+            try:
+                hit = any(rule(progress) for rule in self.rules)
+            except Exception as exc:  # a user rule failed: stop and re-raise after optimize()
+                self.error = exc
+                hit = True
+            if hit and not self.stopped:
+                self.stopped = True
+                scip.interruptSolve()
+
+    return StopHandler
