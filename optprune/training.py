@@ -1,0 +1,213 @@
+"""Small, deterministic training loops for the models used in tests, examples and benchmarks.
+
+:func:`train_classifier` minimises the mean cross-entropy
+``-(1/n) sum_i log softmax(f(x_i))_{y_i}`` with Adam (Kingma & Ba, 2015) over
+shuffled mini-batches of the ``"train"`` fold of a dataset
+(:mod:`optprune.data`). It is deterministic for a given ``seed`` on one
+machine: ``torch.manual_seed(seed)`` fixes every random draw in the loop and a
+``torch.Generator`` seeded with ``seed`` fixes the batch order.
+
+:func:`digits_mlp` and :func:`digits_cnn` give trained models on the 8x8
+scikit-learn digits in a few seconds; results are cached per process (by
+architecture and seed) and every call returns a fresh copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from optprune.data import DATASETS, load_dataset
+from optprune.errors import InvalidParameterError
+from optprune.network import Network
+
+__all__ = ["make_mlp", "make_digits_cnn", "train_classifier", "accuracy", "predict", "digits_mlp", "digits_cnn"]
+
+DIGITS_SHAPE = (1, 8, 8)
+
+
+def make_mlp(widths: Sequence[int], input_shape: Sequence[int] | None = None) -> nn.Sequential:
+    """``Flatten, Linear, ReLU, ..., Linear`` with layer sizes ``widths``.
+
+    ``widths`` lists the input size followed by every layer's output size, as
+    :attr:`Network.widths` does (``[64, 32, 10]`` is 64 -> 32 -> ReLU -> 10).
+    ``input_shape`` (one sample, without batch axis, e.g. (1, 8, 8)) must have
+    ``widths[0]`` entries; it defaults to ``(widths[0],)`` and is stored as the
+    model's ``input_shape`` attribute. Weights use torch's default
+    initialisation, so call ``torch.manual_seed`` first for reproducible models.
+    """
+    widths = [int(w) for w in widths]
+    if len(widths) < 2 or min(widths) < 1:
+        raise InvalidParameterError(
+            f"make_mlp: widths must list the input size and at least one layer size, all >= 1; got {widths}"
+        )
+    shape = tuple(int(v) for v in input_shape) if input_shape is not None else (widths[0],)
+    if int(np.prod(shape)) != widths[0]:
+        raise InvalidParameterError(
+            f"make_mlp: input_shape {shape} has {int(np.prod(shape))} entries but widths[0] = {widths[0]} "
+            "(widths starts with the input size)"
+        )
+    mods: list[nn.Module] = [nn.Flatten()]
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        mods.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            mods.append(nn.ReLU())
+    model = nn.Sequential(*mods)
+    model.input_shape = shape
+    return model
+
+
+def make_digits_cnn() -> nn.Sequential:
+    """``Conv2d(1,8,3,p=1)-ReLU-Conv2d(8,16,3,s=2,p=1)-ReLU-Flatten-Linear(256,32)-ReLU-Linear(32,10)`` for 8x8."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(16 * 4 * 4, 32), nn.ReLU(), nn.Linear(32, 10),
+    )
+    model.input_shape = DIGITS_SHAPE
+    return model
+
+
+def _check_positive(name: str, value, kind=int) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or (kind is int and
+                                                                                         int(value) != value):
+        raise InvalidParameterError(f"train_classifier: {name} must be a positive {kind.__name__}, got {value!r}")
+
+
+def train_classifier(
+    model: nn.Module,
+    dataset: str | tuple[np.ndarray, np.ndarray],
+    epochs: int = 20,
+    seed: int = 0,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    weight_decay: float = 0.0,
+    num_threads: int | None = 1,
+) -> nn.Module:
+    """Train ``model`` in place on a dataset's ``"train"`` fold (or an ``(X, y)`` pair); returns it in eval mode.
+
+    Adam with learning rate ``lr`` (and L2 ``weight_decay``) on the mean
+    cross-entropy, ``epochs`` passes over shuffled batches of ``batch_size``.
+    With ``progress`` a rich progress bar (loss, train accuracy) goes to stderr.
+    ``num_threads`` sets torch's intra-op threads during training and restores them
+    afterwards (default 1: these small models train fastest single-threaded, and
+    multi-threaded BLAS on a loaded machine can be tens of times slower); None
+    leaves torch's setting alone.
+    """
+    _check_positive("epochs", epochs)
+    _check_positive("batch_size", batch_size)
+    _check_positive("lr", lr, float)
+    if isinstance(dataset, str):
+        if dataset not in DATASETS:
+            raise InvalidParameterError(f"train_classifier: dataset must be one of {DATASETS} or (X, y), got {dataset!r}")
+        X, y = load_dataset(dataset, "train", data_dir)
+        label = dataset
+    else:
+        X, y = dataset
+        label = "data"
+    Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
+    yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    if Xt.shape[0] != yt.shape[0]:
+        raise InvalidParameterError(f"train_classifier: X has {Xt.shape[0]} samples, y has {yt.shape[0]}")
+    threads_before = torch.get_num_threads()
+    if num_threads is not None:
+        _check_positive("num_threads", num_threads)
+        torch.set_num_threads(int(num_threads))
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    n = Xt.shape[0]
+    model.train()
+
+    bar = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("[bold]train[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        bar.start()
+        task = bar.add_task(label, total=epochs)
+    try:
+        for epoch in range(epochs):
+            order = torch.randperm(n, generator=gen)
+            total, correct = 0.0, 0
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                xb, yb = Xt[idx], yt[idx]
+                opt.zero_grad()
+                out = model(xb)
+                loss = loss_fn(out, yb)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                correct += int((out.argmax(1) == yb).sum())
+            if bar is not None:
+                bar.update(task, advance=1,
+                           description=f"{label} epoch {epoch + 1} loss {total / n:.4f} acc {correct / n:.4f}")
+    finally:
+        torch.set_num_threads(threads_before)
+        if bar is not None:
+            bar.stop()
+    return model.eval()
+
+
+def predict(model_or_network: nn.Module | Network, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Arg-max class per sample of a torch model (eval mode, no grad) or a :class:`Network` (numpy float64)."""
+    X = np.asarray(X)
+    if isinstance(model_or_network, Network):
+        return model_or_network.predict(X.reshape(X.shape[0], -1))
+    model = model_or_network
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            dtype = next(model.parameters()).dtype if any(True for _ in model.parameters()) else torch.float32
+            outs = [model(torch.as_tensor(X[i : i + batch_size], dtype=dtype)).argmax(1).numpy()
+                    for i in range(0, X.shape[0], batch_size)]
+    finally:
+        model.train(was_training)
+    return np.concatenate(outs) if outs else np.zeros(0, dtype=np.int64)
+
+
+def accuracy(model_or_network: nn.Module | Network, X: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of samples whose arg-max class equals ``y``."""
+    y = np.asarray(y)
+    if y.shape[0] == 0:
+        raise InvalidParameterError("accuracy: no samples")
+    return float(np.mean(predict(model_or_network, X) == y))
+
+
+@lru_cache(maxsize=16)
+def _trained(arch: tuple, seed: int, epochs: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = make_digits_cnn() if arch == ("cnn",) else make_mlp([64, *arch, 10], DIGITS_SHAPE)
+    train_classifier(model, "digits", epochs=epochs, seed=seed, lr=1e-2, batch_size=128, progress=False)
+    return model
+
+
+def digits_mlp(hidden: Sequence[int], seed: int = 0, epochs: int = 60) -> nn.Sequential:
+    """An MLP 64 -> hidden... -> 10 trained on the digits ``"train"`` fold (Adam, lr 1e-2, batch 128), deterministic.
+
+    With the defaults ``digits_mlp([32, 32])`` reaches 0.953 test accuracy in about a second (single thread).
+    """
+    hidden = tuple(int(h) for h in hidden)
+    if not hidden or min(hidden) < 1:
+        raise InvalidParameterError(f"digits_mlp: hidden must list at least one width >= 1, got {list(hidden)}")
+    model = _trained(hidden, int(seed), int(epochs))
+    return copy.deepcopy(model)
+
+
+def digits_cnn(seed: int = 0, epochs: int = 60) -> nn.Sequential:
+    """The :func:`make_digits_cnn` model trained like :func:`digits_mlp` (deterministic for a seed)."""
+    model = _trained(("cnn",), int(seed), int(epochs))
+    return copy.deepcopy(model)
