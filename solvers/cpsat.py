@@ -62,7 +62,7 @@ def check_pure_integer(model: MILP) -> None:
         k = int(bad[0])
         row = int(np.searchsorted(model.A.indptr, k, side="right") - 1)
         problems.append(
-            f"{bad.size} constraint coefficients are not integers (e.g. A[{row}, {int(model.A.indices[k])}] = {data[k]!r})"
+            f"{bad.size} constraint coefficients are not integers (e.g. A[{row}, {int(model.A.indices[k])}] = {float(data[k])!r})"
         )
     inf_lo = int(np.sum(~np.isfinite(model.col_lower)))
     inf_hi = int(np.sum(~np.isfinite(model.col_upper)))

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from optprune.milp import MILP, Sense
+from optprune.solvers._common import warn_unsupported, with_cutoff_row
 from optprune.solvers._highs_model import to_highs
 from optprune.solvers.base import BackendBase, Progress, SolveOptions, SolveResult, Status
 
@@ -41,18 +42,20 @@ class HighsBackend(BackendBase):
         import highspy
 
         self.check_model(model)
-        h = to_highs(model, verbose=options.verbose)
+        built = model
+        if options.cutoff is not None:
+            # HiGHS' objective_bound option did not exclude worse solutions on small MIPs; a row does.
+            built = with_cutoff_row(model, options.cutoff)
+        h = to_highs(built, verbose=options.verbose)
         if options.time_limit is not None:
             h.setOptionValue("time_limit", float(options.time_limit))
         if options.mip_gap is not None:
             h.setOptionValue("mip_rel_gap", float(options.mip_gap))
         if options.threads is not None:
             h.setOptionValue("threads", int(options.threads))
-        if options.cutoff is not None and model.is_mip:
-            # HiGHS' objective_bound is in minimisation terms of the internal model.
-            h.setOptionValue("objective_bound", float(options.cutoff))
         for key, value in options.extra.items():
-            h.setOptionValue(key, value)
+            if h.setOptionValue(key, value) == highspy.HighsStatus.kError:
+                warn_unsupported(self.name, f"extra[{key!r}]", f"HiGHS has no option {key!r} taking {value!r}")
 
         stopped = {"flag": False}
         rules = []
@@ -87,7 +90,7 @@ class HighsBackend(BackendBase):
         MS = highspy.HighsModelStatus
         has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
         x = np.asarray(h.getSolution().col_value, dtype=np.float64) if has_sol else None
-        nodes = int(getattr(info, "mip_node_count", 0) or 0)
+        nodes = max(0, int(getattr(info, "mip_node_count", 0) or 0))  # HiGHS reports -1 for an LP
         objective = float(info.objective_function_value) if has_sol else math.nan
         bound = float(info.mip_dual_bound) if model.is_mip else math.nan
         if not math.isfinite(bound) or abs(bound) >= 1e30:
@@ -97,6 +100,8 @@ class HighsBackend(BackendBase):
             status = Status.OPTIMAL
         elif ms == MS.kInfeasible:
             status = Status.INFEASIBLE
+            if options.cutoff is not None:
+                message = "no solution better than the objective cutoff"
         elif ms in (MS.kUnbounded, MS.kUnboundedOrInfeasible):
             status = Status.UNBOUNDED if ms == MS.kUnbounded or not model.is_mip else Status.INFEASIBLE
             if ms == MS.kUnboundedOrInfeasible:
@@ -111,6 +116,8 @@ class HighsBackend(BackendBase):
                 message = "stopped early by the stop rule"
         else:
             status = Status.ERROR
+        if not status.has_solution:  # e.g. the feasible point HiGHS keeps for an unbounded LP
+            x, objective = None, math.nan
         return self.result(status, model, x=x, objective=objective, bound=bound, time_s=elapsed, nodes=nodes, message=message)
 
     @staticmethod
