@@ -11,7 +11,7 @@ from optprune.solvers.cpsat import CpsatBackend
 from optprune.solvers.cvxpy import CvxpyBackend
 from optprune.solvers.highs import HighsBackend
 from optprune.solvers.ortools import OrtoolsBackend
-from optprune.solvers.pyomo import PyomoBackend
+from optprune.solvers.pyomo import PyomoBackend, to_pyomo
 from optprune.solvers.registry import backend_names, get_backend, list_backends, register, solve
 from optprune.solvers.scip import ScipBackend
 
@@ -38,4 +38,5 @@ __all__ = [
     "list_backends",
     "register",
     "solve",
+    "to_pyomo",
 ]

@@ -301,3 +301,15 @@ def test_to_pyomo_is_equivalent() -> None:
         x[j].value = value
     assert pyo.value(pm.objective) == pytest.approx(-7.0)
     assert all(pm.rows[i].lslack() >= -TOL and pm.rows[i].uslack() >= -TOL for i in pm.rows)
+
+
+def test_listing_backends_imports_no_solver_package() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, optprune.solvers as s; s.list_backends(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyscipopt', 'ortools', 'pyomo', 'cvxpy', 'highspy'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
