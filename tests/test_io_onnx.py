@@ -196,3 +196,44 @@ def test_nan_initializer_names_node():
                    ["N", 4], ["N", 3])
     with pytest.raises(InvalidWeightsError, match=r"'fc' \(Gemm\).*1 NaN/Inf"):
         network_from_onnx(proto)
+
+
+@pytest.mark.parametrize("op, data_first", [("Add", False), ("Sub", True), ("Sub", False), ("Mul", False),
+                                            ("Div", True)])
+def test_elementwise_constant_ops_fold_into_next_layer(op, data_first):
+    rng = np.random.default_rng(7)
+    inputs = ["x", "c"] if data_first else ["c", "x"]
+    nodes = [helper.make_node(op, inputs, ["e"], name="norm"),
+             helper.make_node("Gemm", ["e", "W", "b"], ["y"], name="fc", transB=1)]
+    inits = [_init("c", rng.uniform(0.5, 1.5, size=(1, 4))), _init("W", rng.normal(size=(3, 4))),
+             _init("b", rng.normal(size=3))]
+    proto = _model(nodes, inits, ["N", 4], ["N", 3])
+    net = network_from_onnx(proto)
+    assert len(net.layers) == 1 and net.metadata["folded"] == {"fc": ["norm"]}
+    x = rng.uniform(size=(5, 4)).astype(np.float32)
+    np.testing.assert_allclose(net.forward(x), _run_ort(proto, x), atol=1e-5)
+
+
+def test_div_by_data_is_rejected():
+    nodes = [helper.make_node("Div", ["c", "x"], ["e"], name="inv"),
+             helper.make_node("Gemm", ["e", "W"], ["y"], name="fc", transB=1)]
+    proto = _model(nodes, [_init("c", np.ones(4)), _init("W", np.ones((3, 4)))], ["N", 4], ["N", 3])
+    with pytest.raises(UnsupportedLayerError, match="'inv'.*not affine"):
+        network_from_onnx(proto)
+
+
+def test_constant_matmul_on_column_input():
+    """W @ x with x of shape (1, K, 1), bias added as a column, then Relu, Flatten and Gemm."""
+    rng = np.random.default_rng(8)
+    nodes = [helper.make_node("MatMul", ["A", "x"], ["m"], name="fc1"),
+             helper.make_node("Add", ["m", "bias"], ["a"], name="fc1_bias"),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Flatten", ["r"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "W", "b"], ["y"], name="fc2", transB=1)]
+    inits = [_init("A", rng.normal(size=(5, 4))), _init("bias", rng.normal(size=(5, 1))),
+             _init("W", rng.normal(size=(2, 5))), _init("b", rng.normal(size=2))]
+    proto = _model(nodes, inits, [1, 4, 1], [1, 2])
+    net = network_from_onnx(proto)
+    assert net.input_shape == (4, 1) and net.widths == [4, 5, 2]
+    x = rng.uniform(size=(1, 4, 1)).astype(np.float32)
+    np.testing.assert_allclose(net.forward(x.reshape(1, -1)), _run_ort(proto, x), atol=1e-5)
