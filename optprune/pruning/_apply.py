@@ -147,6 +147,7 @@ def apply_decision(
     for module in new.modules():
         if isinstance(module, MultiHeadSelfAttention):
             module.num_heads = module.q_proj.out_features // module.head_dim
+            module.embed_dim = module.q_proj.in_features
     return new
 
 

@@ -91,7 +91,7 @@ class PruningDecision:
         metadata: dict | None = None,
     ) -> PruningDecision:
         """Decision from boolean keep-masks (e.g. a solver's binary variables)."""
-        widths = {g.name: g.width for g in groups} if groups is not None else {}
+        widths = {g.name: g.width for g in groups if g.prunable} if groups is not None else {}
         kept = {}
         for name, mask in masks.items():
             mask = np.asarray(mask).astype(bool).reshape(-1)

@@ -349,7 +349,7 @@ class _Analysis:
             return self.channelwise(name, x)
         if isinstance(module, MultiHeadSelfAttention):
             for proj in ("q_proj", "k_proj", "v_proj"):
-                self.consume(f"{name}.{proj}", x, module.embed_dim)
+                self.consume(f"{name}.{proj}", x, module.q_proj.in_features)
             if name not in self.head_space:
                 heads = module.q_proj.out_features // module.head_dim
                 h = self.spaces.new(heads, "heads", label=f"{name}.heads")
@@ -357,7 +357,7 @@ class _Analysis:
                     self.spaces.add(h, Member(f"{name}.{proj}", "out", 0, module.head_dim))
                 self.spaces.add(h, Member(f"{name}.out_proj", "in", 0, module.head_dim))
                 self.head_space[name] = h
-            return self.produce(f"{name}.out_proj", node, module.embed_dim, "neurons", -1)
+            return self.produce(f"{name}.out_proj", node, module.out_proj.out_features, "neurons", -1)
         if isinstance(module, ELEMENTWISE_MODULES):
             return x
         if isinstance(module, POOL_MODULES):
@@ -479,7 +479,8 @@ def dependency_groups(
 
     ``input_shape`` is one input without the batch axis (inferred for models that
     start with a Linear). Returns ``(groups, graph)``: ``graph`` has one node per
-    traced operation (attributes ``op``, ``target``, ``type``, ``shape``) and one edge
+    traced operation (named by the module's qualified name for module calls, by
+    the fx node name otherwise; attributes ``op``, ``target``, ``type``, ``shape``) and one edge
     per tensor passed on, labelled with the groups its channel axis belongs to;
     ``graph.graph["groups"]`` maps group names to :class:`Group` objects and
     ``graph.graph["input_shape"]`` records the shape used.
@@ -528,15 +529,18 @@ def dependency_groups(
         )
 
     graph = nx.DiGraph(input_shape=list(shape), groups={g.name: g for g in groups})
+    key: dict[str, str] = {}  # fx node -> graph node: a module's qualified name on its first call
     for node in gm.graph.nodes:
         module = analysis.modules.get(str(node.target)) if node.op == "call_module" else None
+        label = str(node.target) if module is not None and str(node.target) not in graph else node.name
+        key[node.name] = label
         graph.add_node(
-            node.name, op=node.op, target=str(node.target),
+            label, op=node.op, target=str(node.target),
             type=type(module).__name__ if module is not None else getattr(node.target, "__name__", str(node.target)),
             shape=analysis.shape(node),
         )
         for arg in node.all_input_nodes:
             layout = analysis.layout.get(arg.name)
             names = [root_name[spaces.find(s)] for s, _ in layout.segments] if layout else []
-            graph.add_edge(arg.name, node.name, groups=names)
+            graph.add_edge(key[arg.name], label, groups=names)
     return groups, graph
