@@ -1,0 +1,82 @@
+"""Global structure search: how many units each prunable group keeps, under resource budgets, exactly.
+
+The problem and its MILP live in :mod:`optprune.formulations.structure_search`
+(torch-free); this package solves it with any backend or a baseline
+(:func:`solve_search`, :func:`search_widths`), reads and writes instances, builds
+problems from torch models (:func:`problem_from_model`), measures latency
+tables, and gives the pruner its ``decision="search"`` (:func:`search_decision`).
+Torch is imported only by the model-facing functions.
+"""
+
+from optprune.formulations.structure_search import (
+    Bilinear,
+    LayerCost,
+    SearchProblem,
+    Table,
+    WidthGroup,
+    brute_force,
+    build_search_milp,
+    conv_costs,
+    linear_costs,
+    minimum_resources,
+    width_grid,
+)
+from optprune.search._baselines import global_threshold_widths, standardize, uniform_widths
+from optprune.search._core import METHODS, SearchResult, chain_layers, search_widths, solve_search
+from optprune.search._instances import load_instance, problem_from_dict, problem_to_dict, save_instance
+from optprune.search._synthetic import synthetic_problem
+
+__all__ = [
+    "METHODS",
+    "Bilinear",
+    "LayerCost",
+    "SearchProblem",
+    "SearchResult",
+    "Table",
+    "WidthGroup",
+    "brute_force",
+    "build_search_milp",
+    "chain_layers",
+    "conv_costs",
+    "global_threshold_widths",
+    "latency_layers",
+    "linear_costs",
+    "load_instance",
+    "load_latency_layers",
+    "magnitude_scores",
+    "measure_latency_tables",
+    "minimum_resources",
+    "model_scores",
+    "problem_from_dict",
+    "problem_from_model",
+    "problem_to_dict",
+    "save_instance",
+    "save_latency_tables",
+    "search_decision",
+    "search_widths",
+    "solve_search",
+    "standardize",
+    "synthetic_problem",
+    "uniform_widths",
+    "width_grid",
+]
+
+_TORCH_NAMES = {
+    "problem_from_model": "optprune.search._torch",
+    "magnitude_scores": "optprune.search._torch",
+    "model_scores": "optprune.search._torch",
+    "search_decision": "optprune.search._torch",
+    "module_specs": "optprune.search._torch",
+    "latency_layers": "optprune.search._latency",
+    "measure_latency_tables": "optprune.search._latency",
+    "save_latency_tables": "optprune.search._latency",
+    "load_latency_layers": "optprune.search._latency",
+}
+
+
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_TORCH_NAMES[name]), name)
+    raise AttributeError(f"module 'optprune.search' has no attribute {name!r}")
