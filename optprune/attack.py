@@ -1,0 +1,125 @@
+"""Projected-gradient attack (Madry et al. 2018) run before any MIP.
+
+It maximises the slack ``min_i (C_i y + d_i)`` of every output conjunction over
+an input box with signed-gradient steps, several random restarts per
+conjunction, all in one float64 torch batch. A point with slack ``>= 0`` is a
+counterexample (still re-checked by the caller against the original model).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from optprune.network import Network
+from optprune.vnnlib import Conjunction
+
+__all__ = ["AttackResult", "pgd_attack", "torch_forward"]
+
+
+@dataclass
+class AttackResult:
+    x: np.ndarray | None  # best point found (a counterexample when slack >= 0)
+    slack: float  # its slack for conjunction ``index``
+    index: int  # which conjunction
+    best_slacks: np.ndarray  # best slack reached per conjunction
+    time_s: float
+
+    @property
+    def found(self) -> bool:
+        return self.x is not None and self.slack >= 0
+
+
+def _torch_layers(net: Network):
+    layers = []
+    for layer in net.layers:
+        w = layer.weight
+        if sp.issparse(w):
+            coo = w.tocoo()
+            t = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, coo.shape, dtype=torch.float64)
+        else:
+            t = torch.as_tensor(w, dtype=torch.float64)
+        layers.append((t, torch.as_tensor(layer.bias, dtype=torch.float64), layer.activation == "relu"))
+    return layers
+
+
+def torch_forward(layers, x: torch.Tensor) -> torch.Tensor:
+    """Forward pass of a batch through the tensors from ``_torch_layers``."""
+    h = x
+    for w, b, relu in layers:
+        h = (torch.sparse.mm(w, h.T).T if w.is_sparse else h @ w.T) + b
+        if relu:
+            h = torch.relu(h)
+    return h
+
+
+def pgd_attack(
+    net: Network,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    conjunctions: list[Conjunction] | tuple[Conjunction, ...],
+    *,
+    steps: int = 100,
+    restarts: int = 8,
+    step_fraction: float = 0.05,
+    seed: int = 0,
+    start: np.ndarray | None = None,
+    time_limit: float | None = None,
+) -> AttackResult:
+    """Search the box for an input whose output satisfies one of ``conjunctions``.
+
+    ``step_fraction`` is the step as a fraction of each input's box width,
+    decayed linearly. ``start`` (e.g. the clean image) is one of the restarts.
+    """
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    lo = torch.as_tensor(lower, dtype=torch.float64)
+    hi = torch.as_tensor(upper, dtype=torch.float64)
+    k = len(conjunctions)
+    batch = k * restarts
+    x = lo + (hi - lo) * torch.rand(batch, lo.numel(), generator=gen, dtype=torch.float64)
+    if start is not None:
+        x[::restarts] = torch.clamp(torch.as_tensor(start, dtype=torch.float64).reshape(-1), lo, hi)
+    # Stack every conjunction's rows; each sample uses its own conjunction.
+    C = [torch.as_tensor(c.C, dtype=torch.float64) for c in conjunctions]
+    d = [torch.as_tensor(c.d, dtype=torch.float64) for c in conjunctions]
+    owner = torch.arange(k).repeat_interleave(restarts)
+    layers = _torch_layers(net)
+    width = hi - lo
+    best_slack = torch.full((batch,), -torch.inf, dtype=torch.float64)
+    best_x = x.clone()
+
+    def slacks(y: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(batch, dtype=torch.float64)
+        for j in range(k):
+            rows = owner == j
+            out[rows] = (y[rows] @ C[j].T + d[j]).min(dim=1).values
+        return out
+
+    for step in range(steps):
+        x.requires_grad_(True)
+        s = slacks(torch_forward(layers, x))
+        better = s.detach() > best_slack
+        best_slack = torch.where(better, s.detach(), best_slack)
+        best_x[better] = x.detach()[better]
+        if bool((best_slack > 0).any()) or (time_limit is not None and time.perf_counter() - t0 > time_limit):
+            break
+        (grad,) = torch.autograd.grad(s.sum(), x)
+        alpha = step_fraction * (1.0 - step / steps) + 1e-3
+        with torch.no_grad():
+            x = torch.minimum(torch.maximum(x + alpha * width * grad.sign(), lo), hi)
+    with torch.no_grad():
+        s = slacks(torch_forward(layers, x))
+        better = s > best_slack
+        best_slack = torch.where(better, s, best_slack)
+        best_x[better] = x[better]
+    per_conj = np.array([best_slack[owner == j].max().item() for j in range(k)])
+    i = int(torch.argmax(best_slack))
+    return AttackResult(
+        x=best_x[i].numpy().copy(), slack=float(best_slack[i]), index=int(owner[i]), best_slacks=per_conj,
+        time_s=time.perf_counter() - t0,
+    )
