@@ -1,0 +1,226 @@
+"""The pruner: a scikit-learn-style estimator from scores to a smaller model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from optprune.errors import InvalidParameterError, NotFittedError
+from optprune.pruning._apply import apply_decision, count_parameters
+from optprune.pruning._decision import PruningDecision
+from optprune.pruning._graph import Group, dependency_groups, infer_input_shape
+from optprune.pruning._params import InstanceOf, Interval, IsCallable, Options, ShapeLike, validate_params
+from optprune.pruning._select import global_keep, uniform_keep
+
+__all__ = ["Pruner", "DECISION_MODES"]
+
+DECISION_MODES = ("uniform", "global", "search")
+
+DecisionFn = Callable[[Mapping[str, np.ndarray], Sequence[Group], float], Mapping[str, Sequence[int]] | PruningDecision]
+
+
+class _ScorerLike:
+    """A registered scorer name or a :class:`optprune.scoring.Scorer` instance."""
+
+    def accepts(self, value: Any) -> bool:
+        from optprune.scoring import Scorer, available_scorers
+
+        if isinstance(value, Scorer):
+            return True
+        return isinstance(value, str) and value.lower().replace("-", "_") in available_scorers()
+
+    def describe(self) -> str:
+        from optprune.scoring import available_scorers
+
+        return f"one of {', '.join(available_scorers())} or a Scorer instance"
+
+
+class Pruner:
+    """Score the units of every dependency group, decide which to keep, build the smaller model.
+
+    Parameters (stored as given, validated by :meth:`fit`):
+
+    scorer : str or :class:`optprune.scoring.Scorer`
+        Registered scorer name (see :func:`optprune.scoring.available_scorers`) or instance.
+    ratio : float in [0, 1)
+        Fraction of units to remove: per group (``uniform``), over all groups
+        (``global``), or of the parameters (``search``: the budget keeps
+        ``1 - ratio`` of the parameters unless ``search_kwargs`` gives ``budgets``).
+    decision : "uniform", "global", "search" or callable
+        ``uniform``: every group drops its ``ratio`` lowest-scoring units;
+        ``global``: one threshold on the normalised scores of all groups;
+        ``search``: the exact structure search of :func:`optprune.search.search_decision`;
+        a callable ``f(normalised scores, groups, ratio)`` returns kept indices per
+        group (or a :class:`PruningDecision`).
+    normalizer : "auto", "zscore", "lamp", "mean" or "none"
+        Applied to the scores before ``global``/``search``/callable decisions
+        (``uniform`` ranks within a group, where all of them keep the order).
+        ``auto``: ``zscore`` (FLAP) for ``global`` and callables, ``mean`` for
+        ``search`` (the search maximises the sum of kept scores, so negative
+        z-scores would be dropped even when the budget allows keeping them).
+    min_keep : int >= 1
+        Fewest units any group keeps.
+    scorer_kwargs, search_kwargs : dict or None
+        Passed to the scorer's constructor / to ``search_decision``.
+    compensate : bool
+        FLAP bias compensation: consumers' biases absorb the calibration mean of
+        the removed inputs (needs calibration data).
+    input_shape : tuple of ints or None
+        One input without batch axis; default: ``model.input_shape``, the
+        calibration data's shape, or inferred from a first Linear.
+
+    Attributes after :meth:`fit`: ``groups_``, ``graph_``, ``scores_``,
+    ``normalizer_``, ``normalized_scores_``, ``decision_`` (:class:`PruningDecision`), ``widths_``
+    (kept width per group), ``compensation_``, ``n_params_before_``,
+    ``n_params_after_``, ``input_shape_``, ``model_`` (the fitted model, unchanged)
+    and ``search_result_`` (``decision="search"`` only).
+    """
+
+    _parameter_constraints: dict[str, list] = {
+        "scorer": [_ScorerLike()],
+        "ratio": [Interval(float, 0.0, 1.0, closed="left")],
+        "decision": [Options(DECISION_MODES), IsCallable()],
+        "normalizer": [Options(("auto", "zscore", "lamp", "mean", "none"))],
+        "min_keep": [Interval(int, 1, None)],
+        "scorer_kwargs": [InstanceOf((dict,)), None],
+        "search_kwargs": [InstanceOf((dict,)), None],
+        "compensate": [InstanceOf((bool,))],
+        "input_shape": [ShapeLike(), None],
+    }
+
+    def __init__(
+        self,
+        scorer: Any = "magnitude",
+        ratio: float = 0.5,
+        decision: str | DecisionFn = "uniform",
+        normalizer: str = "auto",
+        min_keep: int = 1,
+        scorer_kwargs: dict | None = None,
+        compensate: bool = False,
+        input_shape: Sequence[int] | None = None,
+        search_kwargs: dict | None = None,
+    ) -> None:
+        self.scorer = scorer
+        self.ratio = ratio
+        self.decision = decision
+        self.normalizer = normalizer
+        self.min_keep = min_keep
+        self.scorer_kwargs = scorer_kwargs
+        self.compensate = compensate
+        self.input_shape = input_shape
+        self.search_kwargs = search_kwargs
+
+    # ------------------------------------------------------------- estimator API
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._parameter_constraints}
+
+    def set_params(self, **params: Any) -> Pruner:
+        for name, value in params.items():
+            if name not in self._parameter_constraints:
+                raise InvalidParameterError(
+                    f"Pruner: unknown parameter {name!r}; parameters: {sorted(self._parameter_constraints)}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        return "Pruner(" + ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()) + ")"
+
+    def _validate(self) -> None:
+        from optprune.scoring import Scorer
+
+        validate_params("Pruner", self.get_params(), self._parameter_constraints)
+        if isinstance(self.scorer, Scorer) and self.scorer_kwargs:
+            raise InvalidParameterError("Pruner: parameter 'scorer_kwargs' must be None when 'scorer' is an instance")
+
+    def fit(self, model: nn.Module, calibration: Any = None) -> Pruner:
+        """Score ``model`` on ``calibration`` (``(X, y)``, ``X`` or batches) and decide what to keep."""
+        from optprune.scoring import as_batches, get_scorer, input_means, normalize
+
+        self._validate()
+        batches = as_batches(calibration)
+        shape = self.input_shape or getattr(model, "input_shape", None)
+        if shape is None and batches:
+            shape = tuple(batches[0][0].shape[1:])
+        if shape is None:
+            shape = infer_input_shape(model)
+        self.input_shape_ = tuple(int(d) for d in shape)
+        self.groups_, self.graph_ = dependency_groups(model, self.input_shape_)
+        prunable = [g for g in self.groups_ if g.prunable]
+        if not prunable:
+            raise InvalidParameterError(
+                "Pruner: the model has no prunable group; groups: "
+                + "; ".join(f"{g.name} ({g.reason})" for g in self.groups_)
+            )
+        scorer = get_scorer(self.scorer, **(self.scorer_kwargs or {}))
+        self.scores_ = scorer(model, batches, groups=self.groups_)
+        self.normalizer_ = self.normalizer
+        if self.normalizer == "auto":
+            self.normalizer_ = "mean" if self.decision == "search" else "zscore"
+        self.normalized_scores_ = normalize(self.scores_, self.normalizer_)
+        self.search_result_ = None
+        kept = self._decide(model, prunable)
+        meta = {
+            "scorer": scorer.name if not isinstance(self.scorer, str) else self.scorer,
+            "ratio": self.ratio,
+            "decision": self.decision if isinstance(self.decision, str) else getattr(self.decision, "__name__", "callable"),
+            "normalizer": self.normalizer_,
+        }
+        if isinstance(kept, PruningDecision):
+            decision = PruningDecision(kept.kept, kept.widths, self.input_shape_, {**meta, **kept.metadata})
+        else:
+            decision = PruningDecision(kept, {g.name: g.width for g in prunable}, self.input_shape_, meta)
+        decision.check(self.groups_)
+        self.decision_ = decision
+        self.widths_ = decision.new_widths
+        if self.compensate:
+            if not batches:
+                raise InvalidParameterError("Pruner: compensate=True needs calibration data; got none")
+            self.compensation_ = input_means(model, batches, groups=self.groups_)
+        else:
+            self.compensation_ = None
+        self.model_ = model
+        self.n_params_before_ = count_parameters(model)
+        self.n_params_after_ = count_parameters(
+            apply_decision(model, decision, self.compensation_, groups=self.groups_)
+        )
+        return self
+
+    def _decide(self, model: nn.Module, prunable: list[Group]) -> Mapping | PruningDecision:
+        if callable(self.decision) and not isinstance(self.decision, str):
+            return self.decision(self.normalized_scores_, prunable, self.ratio)
+        if self.decision == "uniform":
+            return uniform_keep(self.scores_, prunable, self.ratio, self.min_keep)
+        if self.decision == "global":
+            return global_keep(self.normalized_scores_, prunable, self.ratio, self.min_keep)
+        try:
+            from optprune.search import search_decision
+        except ImportError as exc:
+            raise InvalidParameterError(
+                f"Pruner: decision='search' needs optprune.search.search_decision, which is not importable ({exc})"
+            ) from exc
+        kwargs = dict(self.search_kwargs or {})
+        budgets = kwargs.pop("budgets", {"params": 1.0 - self.ratio})
+        kwargs.setdefault("min_width", self.min_keep)
+        kept, result = search_decision(
+            model, self.normalized_scores_, budgets, input_shape=self.input_shape_, return_result=True, **kwargs
+        )
+        self.search_result_ = result
+        return kept
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "decision_"):
+            raise NotFittedError("This Pruner is not fitted yet; call fit(model, calibration) before transform")
+
+    def transform(self, model: nn.Module | None = None) -> nn.Module:
+        """The physically smaller model (the fitted model, or another one of the same architecture)."""
+        self._check_fitted()
+        target = self.model_ if model is None else model
+        groups = self.groups_ if target is self.model_ else None
+        return apply_decision(target, self.decision_, self.compensation_, groups=groups)
+
+    def fit_transform(self, model: nn.Module, calibration: Any = None) -> nn.Module:
+        return self.fit(model, calibration).transform()
