@@ -1,0 +1,149 @@
+"""``optprune prune``: score, prune, fine-tune and export a network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from optprune.cli._app import app
+from optprune.cli._output import emit, stderr_console
+
+
+def data_note(name: str) -> str:
+    """Which folds the figures come from (the MNIST training set is not available)."""
+    from optprune.data import dataset_info
+
+    sizes = dataset_info(name).split_sizes
+    if name == "mnist":
+        return (
+            "MNIST: only the 10,000-image MNIST test set is available; it is split into fixed stratified folds "
+            f"(seed 0): fine-tuning and calibration use its 'train' fold ({sizes['train']} images), accuracies are "
+            f"on its held-out 'test' fold ({sizes['test']} images), not on the official test set"
+        )
+    return (
+        f"digits (scikit-learn, 8x8): fixed stratified folds (seed 0); fine-tuning and calibration use the "
+        f"'train' fold ({sizes['train']} images), accuracies are on the 'test' fold ({sizes['test']} images)"
+    )
+
+
+def _shape_inputs(model, X):
+    """Reshape dataset images (n, C, H, W) to the model's input shape when the sizes agree."""
+    import numpy as np
+
+    from optprune.errors import ShapeMismatchError
+
+    shape = tuple(getattr(model, "input_shape", None) or X.shape[1:])
+    if int(np.prod(shape)) != int(np.prod(X.shape[1:])):
+        raise ShapeMismatchError(
+            f"the network takes inputs of shape {shape} ({int(np.prod(shape))} values); "
+            f"the dataset's images have shape {tuple(X.shape[1:])}"
+        )
+    return X.reshape(X.shape[0], *shape), shape
+
+
+def export_model(model, path: Path, input_shape: tuple[int, ...]) -> Path:
+    """Write a pruned chain as ONNX (through the network definition) or as a pickled ``nn.Sequential``."""
+    import torch
+
+    from optprune.errors import InvalidParameterError
+
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from optprune.io import network_from_torch, network_to_onnx
+
+        network_to_onnx(network_from_torch(model, input_shape, name=path.stem), path)
+    elif suffix in (".pt", ".pth"):
+        model.input_shape = tuple(input_shape)
+        torch.save(model, path)
+    else:
+        raise InvalidParameterError(f"--out must end in .onnx, .pt or .pth; got {path.name!r}")
+    return path
+
+
+@app.command("prune")
+def prune_command(
+    network: Annotated[Path, typer.Argument(help="An .onnx file or a torch.save'd nn.Sequential (.pt).")],
+    scorer: Annotated[str, typer.Option("--scorer", help="Scorer name (optprune.scoring.available_scorers()).")] = "magnitude",
+    ratio: Annotated[float, typer.Option("--ratio", help="Fraction of units (or parameters, for search) to remove.")] = 0.5,
+    data: Annotated[str, typer.Option("--data", help="mnist or digits: calibration, fine-tuning and accuracy.")] = "mnist",
+    decision: Annotated[str, typer.Option("--decision", help="uniform, global or search.")] = "uniform",
+    normalizer: Annotated[str, typer.Option("--normalizer", help="auto, zscore, lamp, mean or none.")] = "auto",
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs of fine-tuning on the train fold.")] = 0,
+    distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the unpruned network.")] = False,
+    compensate: Annotated[bool, typer.Option("--compensate/--no-compensate", help="FLAP bias compensation.")] = False,
+    calibration_size: Annotated[int, typer.Option("--calibration-size", help="Train-fold images used for scoring.")] = 512,
+    lr: Annotated[float, typer.Option("--lr", help="Fine-tuning learning rate (Adam).")] = 1e-4,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration sample and of fine-tuning.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the pruned network (.onnx or .pt).")] = None,
+    save_decision: Annotated[Path | None, typer.Option("--save-decision", help="Write the decision as JSON.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Shared data folder (default: OPTPRUNE_DATA).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
+) -> None:
+    """Prune a network's neurons/channels, optionally fine-tune, report parameters and accuracy."""
+    import numpy as np
+
+    from optprune.data import load_dataset
+    from optprune.errors import InvalidParameterError, OptpruneError
+    from optprune.io import load_torch_model
+    from optprune.pruning import Pruner, count_parameters, finetune
+    from optprune.training import accuracy
+
+    if data not in ("mnist", "digits"):
+        raise InvalidParameterError(f"--data must be 'mnist' or 'digits'; got {data!r}")
+    if calibration_size < 1:
+        raise InvalidParameterError(f"--calibration-size must be >= 1; got {calibration_size}")
+    model = load_torch_model(network)
+    X_train, y_train = load_dataset(data, "train", data_dir)
+    X_test, y_test = load_dataset(data, "test", data_dir)
+    X_train, shape = _shape_inputs(model, X_train)
+    X_test, _ = _shape_inputs(model, X_test)
+    rng = np.random.default_rng(seed)
+    calib = rng.choice(len(X_train), size=min(calibration_size, len(X_train)), replace=False)
+
+    acc_before = accuracy(model, X_test, y_test)
+    stderr_console.log(f"{network.name}: {count_parameters(model)} parameters, test-fold accuracy {acc_before:.4f}")
+    pruner = Pruner(
+        scorer=scorer, ratio=ratio, decision=decision, normalizer=normalizer, compensate=compensate,
+        input_shape=shape,
+    ).fit(model, (X_train[calib], y_train[calib]))
+    pruned = pruner.transform()
+    acc_pruned = accuracy(pruned, X_test, y_test)
+    stderr_console.log(f"pruned with {scorer} ({decision}, ratio {ratio}): accuracy {acc_pruned:.4f}")
+    acc_finetuned = None
+    if finetune_epochs > 0:
+        finetune(pruned, (X_train, y_train), finetune_epochs, teacher=model if distill else None, lr=lr, seed=seed)
+        acc_finetuned = accuracy(pruned, X_test, y_test)
+        stderr_console.log(f"fine-tuned {finetune_epochs} epochs: accuracy {acc_finetuned:.4f}")
+    if out is not None:
+        export_model(pruned, out, shape)
+    if save_decision is not None:
+        pruner.decision_.save(save_decision)
+
+    try:
+        from optprune.io import network_from_torch
+
+        widths = network_from_torch(pruned, shape).widths
+    except OptpruneError:  # a model outside the chain reader's layers still reports its group widths
+        widths = None
+    payload = {
+        "network": str(network),
+        "scorer": scorer,
+        "decision": decision,
+        "ratio": ratio,
+        "params_before": count_parameters(model),
+        "params_after": count_parameters(pruned),
+        "accuracy_before": acc_before,
+        "accuracy_after_prune": acc_pruned,
+        "accuracy_after_finetune": acc_finetuned,
+        "finetune_epochs": finetune_epochs,
+        "distill": distill,
+        "widths": widths,
+        "group_widths": pruner.widths_,
+        "data": data,
+        "data_note": data_note(data),
+        "out": str(out) if out is not None else None,
+        "decision_file": str(save_decision) if save_decision is not None else None,
+    }
+    emit(payload, as_json)
