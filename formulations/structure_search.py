@@ -712,7 +712,7 @@ def minimum_resources(problem: SearchProblem) -> dict[str, float]:
     out = {}
     if comp.is_forest:
         for r, key in enumerate(comp.resources):
-            out[key] = _forest_min(comp, r)[0]
+            out[key] = float(_forest_min(comp, r)[0])
         return out
     monotone = all(c.monotone for layer in problem.layers for c in layer.costs.values())
     if monotone:
