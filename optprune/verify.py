@@ -268,6 +268,11 @@ class AdversarialResult:
     def is_adversarial(self) -> bool:
         return self.x is not None and self.output is not None and int(np.argmax(self.output)) != self.label
 
+    @property
+    def proven_robust(self) -> bool:
+        """Every target's margin is bounded below zero (for max-margin results)."""
+        return math.isfinite(self.bound) and self.bound < 0
+
     def to_dict(self) -> dict:
         return {
             "label": self.label,
@@ -276,6 +281,7 @@ class AdversarialResult:
             "bound": self.bound,
             "status": self.status,
             "adversarial": self.is_adversarial,
+            "proven_robust": self.proven_robust,
             "predicted": None if self.output is None else int(np.argmax(self.output)),
             "per_target": self.per_target,
             "stages": self.stages,
@@ -338,7 +344,8 @@ def max_margin(
     res.n_unstable = count_unstable(b, net)
     backend = get_backend(solver)
     backend.require()
-    for t_cls in _targets(net, label, target):
+    targets = _targets(net, label, target)
+    for n_done, t_cls in enumerate(targets):
         C = np.zeros((1, net.output_size))
         C[0, t_cls], C[0, label] = 1.0, -1.0
         ub = float(linear_upper_bound(net, b, C, 0.0, lo, hi)[0])
@@ -351,7 +358,8 @@ def max_margin(
         res.stages["build"] += time.perf_counter() - t
         res.n_binaries = enc.n_binaries
         t = time.perf_counter()
-        sol = backend.solve(model, _options(deadline - time.perf_counter(), threads, 0.0 if decision else None, mip_gap))
+        share = (deadline - time.perf_counter()) / (len(targets) - n_done)  # fair share of what is left
+        sol = backend.solve(model, _options(share, threads, 0.0 if decision else None, mip_gap))
         res.stages["mip"] += time.perf_counter() - t
         res.per_target[t_cls] = {"status": sol.status.value, "objective": sol.objective, "bound": sol.bound, "time_s": sol.time_s}
         if sol.status == Status.ERROR:

@@ -1,0 +1,136 @@
+"""``optprune verify`` (VNN-LIB properties) and ``optprune attack`` (adversarial examples by MIP)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from optprune.cli._app import app
+from optprune.cli._core_commands import JSON_OPTION
+from optprune.cli._output import emit, stderr_console, to_jsonable
+
+BOUNDS_HELP = "Bound level: interval, linear (CROWN back-substitution) or obbt (LP tightening)."
+
+
+@app.command("verify")
+def verify_command(
+    network: Path = typer.Argument(..., help="Network: .onnx, or a saved torch model (.pt)."),
+    prop: Path = typer.Argument(..., help="A VNN-LIB property."),
+    solver: str = typer.Option("highs", "--solver", help="MIP backend (see `optprune solvers`)."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds for the whole query."),
+    bounds: str = typer.Option("linear", "--bounds", help=BOUNDS_HELP),
+    no_attack: bool = typer.Option(False, "--no-attack", help="Skip the gradient attack before the MIP."),
+    out: Path = typer.Option(None, "--out", help="Write the VNN-COMP result file here."),
+    export_mps: Path = typer.Option(None, "--export-mps", help="Also write the first output conjunction's MILP as MPS."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Decide a VNN-LIB property: sat (checked counterexample), unsat (robust) or unknown."""
+    from optprune.io import load_network
+    from optprune.verify import format_vnncomp_result, verify_vnnlib
+
+    net = load_network(network)
+    result = verify_vnnlib(net, prop, solver=solver, timeout=timeout, bounds=bounds, attack=not no_attack)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(format_vnncomp_result(result))
+    if export_mps is not None:
+        _export_first_conjunction(net, prop, bounds, export_mps)
+    payload = {"network": str(network), "property": str(prop), "solver": solver, **result.to_dict()}
+    human = f"{result.verdict} in {result.time_s:.2f}s (decided by {result.decided_by or '-'}; stages {payload['stages']})"
+    emit(payload, as_json, human)
+
+
+def _export_first_conjunction(net, prop_path: Path, bounds: str, path: Path) -> None:
+    from optprune.bounds import compute_bounds
+    from optprune.formulations.relu_milp import build_spec_milp
+    from optprune.vnnlib import read_vnnlib
+
+    case = read_vnnlib(prop_path, net.input_size, net.output_size).cases[0]
+    b = compute_bounds(net, case.lower, case.upper, bounds)
+    conj = case.disjuncts[0]
+    model, _ = build_spec_milp(net, b, case.lower, case.upper, conj.C, conj.d)
+    model.write(path)
+
+
+@app.command("attack")
+def attack_command(
+    network: Path = typer.Argument(..., help="Network: .onnx or .pt."),
+    data: str = typer.Option("mnist", "--data", help="mnist or digits (test split)."),
+    eps: float = typer.Option(0.02, "--eps", help="L-inf radius on inputs in [0, 1]."),
+    count: int = typer.Option(10, "--count", help="Number of correctly classified test images."),
+    out: Path = typer.Option(Path("attack_out"), "--out", help="Output folder."),
+    solver: str = typer.Option("highs", "--solver"),
+    time_limit: float = typer.Option(60.0, "--time-limit", help="Seconds per image (all targets)."),
+    bounds: str = typer.Option("linear", "--bounds", help=BOUNDS_HELP),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Folder holding mnist/ (default: $OPTPRUNE_DATA or ../shared/data)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Max-margin adversarial examples by MIP: .npz, a PNG grid and a JSON summary in OUT."""
+    from rich.progress import Progress
+
+    from optprune.data import load_dataset
+    from optprune.errors import ShapeMismatchError
+    from optprune.io import load_network
+    from optprune.verify import max_margin
+
+    net = load_network(network)
+    X, y = load_dataset(data, "test", data_dir=data_dir)
+    flat = X.reshape(len(X), -1).astype(np.float64)
+    if flat.shape[1] != net.input_size:
+        raise ShapeMismatchError(
+            f"--data {data} gives {flat.shape[1]} inputs per image, network {network.name} takes {net.input_size}"
+        )
+    correct = np.flatnonzero(net.predict(flat) == y)[:count]
+    out.mkdir(parents=True, exist_ok=True)
+    records, originals, adversarials = [], [], []
+    with Progress(console=stderr_console) as progress:
+        task = progress.add_task(f"attack eps={eps}", total=len(correct))
+        for i in correct:
+            res = max_margin(net, flat[i], int(y[i]), eps, solver=solver, time_limit=time_limit, bounds=bounds)
+            rec = {"index": int(i), **res.to_dict()}
+            records.append(rec)
+            originals.append(flat[i])
+            adversarials.append(res.x if res.x is not None else flat[i])
+            progress.advance(task)
+    adv = np.array(adversarials)
+    preds = net.predict(adv) if len(adv) else np.zeros(0, dtype=int)
+    np.savez_compressed(
+        out / "adversarial.npz", originals=np.array(originals), adversarials=adv, labels=y[correct],
+        predicted=preds, indices=correct, margins=np.array([r["objective"] for r in records]),
+        eps=eps, input_shape=np.array(X.shape[1:]),
+    )
+    _plot_grid(np.array(originals), adv, y[correct], preds, X.shape[1:], out / "adversarial.png", eps)
+    n_adv = int(sum(r["adversarial"] for r in records))
+    summary = {
+        "network": str(network), "data": data, "eps": eps, "count": len(records), "adversarial": n_adv,
+        "proven_robust": int(sum(r["proven_robust"] for r in records)),
+        "solver": solver, "out": str(out), "records": records,
+    }
+    (out / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=1))
+    emit(summary, as_json, f"{n_adv}/{len(records)} adversarial at eps={eps}; files in {out}")
+
+
+def _plot_grid(originals, adversarials, labels, preds, shape, path: Path, eps: float) -> None:
+    """Originals (top) above their adversarial versions (bottom), titled with the predicted classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(originals), 1)
+    side = int(np.sqrt(np.prod(shape)))
+    fig, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.2), squeeze=False)
+    for j in range(n):
+        for row, images, title in ((0, originals, f"y={labels[j]}" if len(labels) else ""), (1, adversarials, f"pred={preds[j]}" if len(preds) else "")):
+            ax = axes[row][j]
+            ax.axis("off")
+            if j < len(images):
+                ax.imshow(images[j].reshape(side, side), cmap="gray", vmin=0, vmax=1)
+                ax.set_title(title, fontsize=8)
+    fig.suptitle(f"originals (top) and max-margin adversarial examples (bottom), eps={eps}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
