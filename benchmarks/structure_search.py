@@ -4,12 +4,16 @@
 100 hidden layers of 256..1024 units, widths on multiples of 8 (from 8), budget
 ``params=0.5``; every installed backend solves the exact MILP to a relative gap
 of 1e-4 under a per-backend time limit. Time is the whole call (budget check,
-baselines, Lagrangian reduction, model build, solve). With ``--unreduced``
-HiGHS also solves the full model without the reduction.
+baselines, Lagrangian reduction, model build, solve). "status" is the search's
+verdict: optimal when the backend proved it, or when the plan is within 1e-4 of
+the Lagrangian bound although the backend stopped at its limit (the backend's
+own status is in its own column). With ``--unreduced`` HiGHS also solves the
+full model without the reduction.
 
 (2) ``quality``: the VNN-COMP 2021 MNIST 256x4 network and the digits CNN of
 ``optprune.training.digits_cnn(seed=0)``; scores from ``optprune.scoring``
-(default: L2 magnitude, each group divided by its mean); at 30/50/70 % of the
+(default: L2 magnitude, and FLAP's fluctuation metric on 512 calibration
+samples of the train fold; each group divided by its mean); at 30/50/70 % of the
 parameters, the exact search, the global standardised-score threshold and the
 uniform ratio (both bisected to the same budget). Each plan is applied with
 ``optprune.pruning.apply_decision`` and fine-tuned the same way
@@ -28,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -77,6 +82,7 @@ def run_scale(layers: list[int], time_limit: float, backends: list[str] | None, 
             gap = stats.get("gap")
             rows.append({
                 "layers": n, "units": f"{min(sizes)}-{max(sizes)}", "backend": label, "status": r.status.value,
+                "solver_status": stats["solver_status"],
                 "time_s": round(r.time_s, 2), "solve_s": round(stats["solve_time_s"], 2),
                 "objective": round(r.objective, 3), "gap": f"{gap:.1e}" if gap is not None else "",
                 "vars": model["variables"], "rows": model["constraints"], "arcs_full": model["arcs_full"],
@@ -87,6 +93,7 @@ def run_scale(layers: list[int], time_limit: float, backends: list[str] | None, 
 
 
 SCALE_COLUMNS = [("layers", "layers"), ("units", "units"), ("backend", "backend"), ("status", "status"),
+                 ("solver_status", "backend's own status"),
                  ("time_s", "time (s)"), ("solve_s", "solver (s)"), ("gap", "gap"), ("objective", "retained score"),
                  ("vars", "MILP vars"), ("rows", "MILP rows"), ("arcs_full", "arcs before reduction"),
                  ("rounding_error", "CP-SAT value rounding bound")]
@@ -114,7 +121,7 @@ def _models(data_dir):
     return out
 
 
-def run_quality(budgets: list[float], scorer: str, normalize: str, data_dir, methods: list[str],
+def run_quality(budgets: list[float], scorers: list[str], normalize: str, data_dir, methods: list[str],
                 round_to: int, samples: int) -> list[dict]:
     import copy
 
@@ -130,19 +137,18 @@ def run_quality(budgets: list[float], scorer: str, normalize: str, data_dir, met
         model.eval()
         X_tr, y_tr = load_dataset(dataset, "train", data_dir)
         X_te, y_te = load_dataset(dataset, "test", data_dir)
-        base_acc = accuracy(model, X_te, y_te)
         full_params = count_parameters(model)
-        scores = model_scores(model, scorer, (X_tr[:samples], y_tr[:samples]), input_shape=shape, normalize=normalize)
-        problem = problem_from_model(model, scores, input_shape=shape, round_to=round_to, min_width=1)
-        total_score = problem.value(problem.full_widths)
         groups, _ = dependency_groups(model, shape)
         widths0 = {g.name: g.width for g in groups if g.prunable}
         rows.append({"model": label, "budget": "1.0", "method": "unpruned", "params": full_params,
-                     "score": f"{total_score:.1f} (100%)", "acc_pruned": f"{base_acc:.4f}", "acc_ft": "",
-                     "widths": str(list(widths0.values()))})
-        for frac in budgets:
-            for method in methods:
-                log(f"quality: {label}, params={frac}, {method}")
+                     "acc_pruned": f"{accuracy(model, X_te, y_te):.4f}", "widths": str(list(widths0.values()))})
+        for scorer in scorers:
+            scores = model_scores(model, scorer, (X_tr[:samples], y_tr[:samples]), input_shape=shape,
+                                  normalize=normalize)
+            problem = problem_from_model(model, scores, input_shape=shape, round_to=round_to, min_width=1)
+            total_score = problem.value(problem.full_widths)
+            for frac, method in itertools.product(budgets, methods):
+                log(f"quality: {label}, {scorer}, params={frac}, {method}")
                 r = solve_search(problem, {"params": frac}, method=method, mip_gap=1e-6)
                 decision = PruningDecision({k: v.tolist() for k, v in r.kept.items()}, widths0, tuple(shape))
                 small = apply_decision(model, decision)
@@ -152,19 +158,18 @@ def run_quality(budgets: list[float], scorer: str, normalize: str, data_dir, met
                 torch.manual_seed(0)
                 train_classifier(tuned, dataset, epochs=ft["epochs"], seed=0, lr=ft["lr"], batch_size=64,
                                  data_dir=data_dir, progress=False)
-                acc1 = accuracy(tuned, X_te, y_te)
                 rows.append({
-                    "model": label, "budget": f"{frac:.1f}", "method": {"exact": "exact search"}.get(method, method),
+                    "model": label, "scorer": scorer, "budget": f"{frac:.1f}",
+                    "method": {"exact": "exact search"}.get(method, method),
                     "params": f"{n_params} ({n_params / full_params:.3f})",
                     "score": f"{r.objective:.1f} ({r.objective / total_score:.1%})",
-                    "acc_pruned": f"{acc0:.4f}", "acc_ft": f"{acc1:.4f}",
-                    "widths": str([r.widths[k] for k in widths0 if k in r.widths]),
-                    "status": r.status.value,
+                    "acc_pruned": f"{acc0:.4f}", "acc_ft": f"{accuracy(tuned, X_te, y_te):.4f}",
+                    "widths": str([r.widths[k] for k in widths0 if k in r.widths]), "status": r.status.value,
                 })
     return rows
 
 
-QUALITY_COLUMNS = [("model", "model"), ("budget", "param budget"), ("method", "method"), ("params", "params kept"),
+QUALITY_COLUMNS = [("model", "model"), ("scorer", "scorer"), ("budget", "param budget"), ("method", "method"), ("params", "params kept"),
                    ("score", "retained score"), ("acc_pruned", "acc. pruned"), ("acc_ft", "acc. fine-tuned"),
                    ("widths", "widths")]
 
@@ -180,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--methods", nargs="+", default=["exact", "global", "uniform"])
-    parser.add_argument("--scorer", default="magnitude")
+    parser.add_argument("--scorers", nargs="+", default=["magnitude", "flap"])
     parser.add_argument("--normalize", default="mean")
     parser.add_argument("--round-to", type=int, default=1)
     parser.add_argument("--calibration-samples", type=int, default=512)
@@ -195,10 +200,10 @@ def main(argv: list[str] | None = None) -> None:
         print(table(rows, SCALE_COLUMNS))
         print()
     if args.part in ("quality", "all"):
-        rows = run_quality(args.budgets, args.scorer, args.normalize, args.data_dir, args.methods, args.round_to,
+        rows = run_quality(args.budgets, args.scorers, args.normalize, args.data_dir, args.methods, args.round_to,
                            args.calibration_samples)
         out["quality"] = rows
-        print(f"## Quality: scorer {args.scorer}, normaliser {args.normalize}, same fine-tuning for every plan\n")
+        print(f"## Quality: normaliser {args.normalize}, same fine-tuning for every plan\n")
         print(table(rows, QUALITY_COLUMNS))
         print()
     if args.json:

@@ -171,12 +171,18 @@ def solve_search(
                 smallest_feasible=None,
             )
         return _result_none(problem, absolute, res, time.perf_counter() - start, stats)
-    bound = res.bound / scale if math.isfinite(res.bound) else math.inf
+    # Valid upper bounds on the true optimum: the solver's dual bound (not for a scaled integer model,
+    # whose tightened budgets make it a bound on a smaller problem) and the Lagrangian bound.
+    bound = res.bound if math.isfinite(res.bound) and built.rounding is None else math.inf
     if red is not None and math.isfinite(red.bound):
         bound = min(bound, red.bound)
     value = problem.value(widths)
     stats["bound"] = bound if math.isfinite(bound) else None
-    stats["gap"] = (bound - value) / max(1e-10, abs(value)) if math.isfinite(bound) else None
+    stats["gap"] = max(bound - value, 0.0) / max(1e-10, abs(value)) if math.isfinite(bound) else None
+    if status != Status.OPTIMAL and stats["gap"] is not None and stats["gap"] <= mip_gap:
+        # the solver stopped early, but the plan is within the gap of a valid bound: proven optimal
+        status = Status.OPTIMAL
+        stats["optimality_proof"] = "lagrangian bound" if bound == getattr(red, "bound", None) else "solver bound"
     if built.rounding is not None:
         rounding = dict(built.rounding)
         rounding["solver_objective_unscaled"] = res.objective / scale if math.isfinite(res.objective) else None
