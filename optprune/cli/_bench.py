@@ -1,0 +1,38 @@
+"""``optprune bench``: the before/after-pruning MIP benchmark (see :mod:`optprune.bench`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from optprune.cli._app import app
+from optprune.cli._core_commands import JSON_OPTION
+from optprune.cli._output import emit
+
+
+@app.command("bench")
+def bench_command(
+    config: Path = typer.Argument(..., help="Benchmark config (TOML), e.g. instances/main.toml."),
+    out: Path = typer.Option(..., "--out", help="Output folder: records.jsonl, summary.md/.csv, plots, cached networks."),
+    workers: int = typer.Option(None, "--workers", help="Parallel tasks (default: CPU cores / solver threads)."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (with --executor ray), e.g. auto."),
+    surrogate: bool = typer.Option(False, "--surrogate", help="Pruned networks as surrogates for the dense one."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar on stderr."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run or resume a benchmark: one JSON line per result, summary table and plots; a killed run resumes."""
+    from optprune.bench import run_bench
+
+    result = run_bench(config, out, workers=workers, executor=executor, address=address, surrogate=surrogate,
+                       progress=progress, plots=plots)
+    if as_json:
+        print(result.markdown, file=sys.stderr)
+        emit(result.to_dict(), True)
+        return
+    print(result.markdown)
+    for key, path in result.files.items():
+        print(f"{key}: {path}")
