@@ -66,6 +66,7 @@ class VerificationResult:
     decided_by: str = ""  # attack, bounds, mip
     mips_solved: int = 0
     message: str = ""
+    conjunctions: list = field(default_factory=list)  # per output conjunction: how it was decided
 
     def to_dict(self) -> dict:
         return {
@@ -79,6 +80,7 @@ class VerificationResult:
             "decided_by": self.decided_by,
             "mips_solved": self.mips_solved,
             "message": self.message,
+            "conjunctions": self.conjunctions,
         }
 
 
@@ -148,6 +150,10 @@ def _verify_case(
         sol = get_backend(solver).solve(model, _options(time_left, threads, 0.0, None))
         result.stages["mip"] += time.perf_counter() - t
         result.mips_solved += 1
+        result.conjunctions.append(
+            {"index": i, "linear_upper_bound": upper[i], "status": sol.status.value, "objective": sol.objective,
+             "bound": sol.bound, "time_s": round(sol.time_s, 4), "message": sol.message}
+        )
         if sol.status == Status.ERROR:
             raise_solver_error(solver, sol.message)
         if sol.x is not None and sol.objective >= 0:
@@ -165,7 +171,7 @@ def _verify_case(
             result.message = f"conjunction {i}: MIP point failed the forward-pass check (slack {conj.slack(y):.2e})"
             verdict = "unknown"
             continue
-        if sol.status == Status.INFEASIBLE or (math.isfinite(sol.bound) and sol.bound < 0):
+        if sol.status == Status.INFEASIBLE or (not math.isnan(sol.bound) and sol.bound < 0):
             continue  # proven: this conjunction cannot hold
         if sol.status == Status.OPTIMAL and sol.objective < 0:
             continue

@@ -57,7 +57,7 @@ class HighsBackend(BackendBase):
             if h.setOptionValue(key, value) == highspy.HighsStatus.kError:
                 warn_unsupported(self.name, f"extra[{key!r}]", f"HiGHS has no option {key!r} taking {value!r}")
 
-        stopped = {"flag": False}
+        stopped: dict = {"flag": False, "progress": None}
         rules = []
         if options.stop_rule is not None:
             rules.append(options.stop_rule)
@@ -74,7 +74,7 @@ class HighsBackend(BackendBase):
                     time_s=float(out.running_time),
                 )
                 if any(rule(progress) for rule in rules):
-                    stopped["flag"] = True
+                    stopped["flag"], stopped["progress"] = True, progress
                     event.interrupt()
 
             h.cbMipInterrupt.subscribe(on_interrupt)
@@ -114,6 +114,10 @@ class HighsBackend(BackendBase):
             status = Status.FEASIBLE if has_sol else Status.TIME_LIMIT
             if stopped["flag"]:
                 message = "stopped early by the stop rule"
+                # The bound that triggered the stop is the proof a decision query needs; HiGHS'
+                # final info may not carry it after an interrupt (it can be +/-inf: no open node).
+                if math.isnan(bound):
+                    bound = stopped["progress"].bound
         else:
             status = Status.ERROR
         if not status.has_solution:  # e.g. the feasible point HiGHS keeps for an unbounded LP

@@ -1,0 +1,5 @@
+"""``python -m optprune`` runs the command line."""
+
+from optprune.cli import main
+
+main()
