@@ -106,7 +106,11 @@ def solve_search(
     of :mod:`optprune.formulations.structure_search` on backend ``solver``),
     ``uniform`` or ``global`` (the baselines, same budgets). Backends that take
     integer models only (CP-SAT) get the scaled integer model; the rounding
-    scales and error bounds are in ``solver_stats["rounding"]``.
+    scales and error bounds are in ``solver_stats["rounding"]``. The status is
+    ``optimal`` when the backend proves the plan optimal within ``mip_gap``, or
+    when the plan is within ``mip_gap`` of the Lagrangian bound of the reduction
+    although the backend stopped at its limit (``solver_stats["optimality_proof"]``
+    then says so and ``solver_stats["solver_status"]`` keeps the backend's own).
 
     Raises :class:`~optprune.errors.InfeasibleBudgetError` when no plan meets
     the budgets (the message gives the smallest feasible budget).
