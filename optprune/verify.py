@@ -34,7 +34,7 @@ from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.formulations.relu_milp import build_min_distortion_milp, build_spec_milp
 from optprune.network import Network
 from optprune.solvers import SolveOptions, Status, get_backend
-from optprune.vnnlib import VNNLibCase, VNNLibProperty, read_vnnlib
+from optprune.vnnlib import Conjunction, VNNLibCase, VNNLibProperty, read_vnnlib
 
 __all__ = [
     "DEFAULT_BOUNDS",
@@ -46,6 +46,7 @@ __all__ = [
     "min_distortion",
     "check_counterexample",
     "format_vnncomp_result",
+    "robustness_property",
 ]
 
 DEFAULT_BOUNDS = "linear"
@@ -302,6 +303,22 @@ def _ball(x0: np.ndarray, eps: float, domain: tuple[float, float]) -> tuple[np.n
     if eps < 0:
         raise InvalidParameterError(f"eps must be >= 0, got {eps}")
     return np.clip(x0 - eps, *domain), np.clip(x0 + eps, *domain)
+
+
+def robustness_property(net: Network, x0, label: int, eps: float, *, target: int | None = None,
+                        domain: tuple[float, float] = (0.0, 1.0)) -> VNNLibProperty:
+    """The VNN-LIB-style property "some target class scores >= the label" over the eps-ball.
+
+    Deciding it (:func:`verify_property`) answers "is there an adversarial
+    example?" with the attack-first, early-stopping pipeline.
+    """
+    lo, hi = _ball(x0, eps, domain)
+    conjs = []
+    for t in _targets(net, label, target):
+        C = np.zeros((1, net.output_size))
+        C[0, t], C[0, label] = 1.0, -1.0
+        conjs.append(Conjunction(C, np.zeros(1)))
+    return VNNLibProperty(net.input_size, net.output_size, (VNNLibCase(lo, hi, tuple(conjs)),), name=f"robust_{label}_{eps}")
 
 
 def _targets(net: Network, label: int, target: int | None) -> list[int]:
