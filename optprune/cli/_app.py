@@ -22,6 +22,7 @@ from optprune.cli import _core_commands  # noqa: E402,F401
 from optprune.cli import _bench  # noqa: E402,F401
 from optprune.cli import _prune  # noqa: E402,F401
 from optprune.cli import _search  # noqa: E402,F401
+from optprune.cli import _verify  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
