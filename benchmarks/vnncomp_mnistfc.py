@@ -61,8 +61,13 @@ def main(argv: list[str] | None = None) -> int:
 
     selected = [r for r in instances if any(f"_{n}." in r[0] for n in args.nets)]
     if args.limit:
-        per_net: dict[str, int] = {}
-        selected = [r for r in selected if per_net.setdefault(r[0], 0) < args.limit and not per_net.update({r[0]: per_net[r[0]] + 1})]
+        seen: dict[str, int] = {}
+        kept = []
+        for row in selected:
+            seen[row[0]] = seen.get(row[0], 0) + 1
+            if seen[row[0]] <= args.limit:
+                kept.append(row)
+        selected = kept
     nets = {}
     with Progress(console=console) as progress, out.open("a") as sink:
         task = progress.add_task("mnistfc", total=len(selected))
