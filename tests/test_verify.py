@@ -215,3 +215,27 @@ def test_attack_cli_writes_npz_png_and_summary(tmp_path):
     assert (out / "adversarial.png").stat().st_size > 0
     for rec, pred, label in zip(summary["records"], data["predicted"], data["labels"]):
         assert rec["adversarial"] == (pred != label)
+
+
+def test_spec_milp_exports_to_mps_and_pyomo_with_the_same_optimum(tmp_path):
+    pytest.importorskip("pyomo", reason="pyomo extra not installed: pip install 'optprune[pyomo]'")
+    import pyomo.environ as pyo
+
+    from optprune.bounds import linear_bounds
+    from optprune.formulations.relu_milp import build_spec_milp
+    from optprune.milp import read_model
+    from optprune.solvers import solve, to_pyomo
+
+    rng = np.random.default_rng(5)
+    net = Network((AffineLayer(rng.normal(size=(6, 3)), rng.normal(size=6)), AffineLayer(rng.normal(size=(2, 6)), rng.normal(size=2), "identity")))
+    lo, hi = np.zeros(3), np.ones(3)
+    model, _ = build_spec_milp(net, linear_bounds(net, lo, hi), lo, hi, [[1.0, -1.0]], 0.0)
+    expected = solve(model).objective
+    model.write(tmp_path / "m.mps")
+    assert solve(read_model(tmp_path / "m.mps")).objective == pytest.approx(expected, abs=1e-6)
+    pyomo_model, _ = to_pyomo(model)
+    from pyomo.contrib.appsi.solvers import Highs
+
+    Highs().solve(pyomo_model)
+    objective = next(pyomo_model.component_data_objects(pyo.Objective, active=True))
+    assert pyo.value(objective) == pytest.approx(expected, abs=1e-6)
