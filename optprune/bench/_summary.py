@@ -201,6 +201,20 @@ def _plt():
     return plt
 
 
+def _plain_log_ticks(ax) -> None:
+    """Plain numbers (0.5, 2, 10) instead of powers of ten on a log x axis (minor labels only within a decade)."""
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    axis = ax.xaxis
+    lo, hi = sorted(ax.get_xlim())
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(FormatStrFormatter("%g") if lo > 0 and hi / lo < 12 else NullFormatter())
+
+
+def _vorder(v: tuple) -> tuple:
+    return (v[0] != "unpruned", v[0], v[1], v[2])
+
+
 def _label(v: tuple) -> str:
     pruning, ratio, ft = v
     if pruning == "unpruned":
@@ -246,7 +260,7 @@ def write_plots(rows: list[dict], tasks: list[dict], records: dict, out: Path) -
     _, fig, axes = _grid(len(groups))
     for ax, g in zip(axes, groups):
         limit = None
-        for v, items in by_group[g].items():
+        for v, items in sorted(by_group[g].items(), key=lambda kv: _vorder(kv[0])):
             limit = items[0][0]["time_limit"]
             ts = sorted(float(r["time_s"]) for _, r in items if r.get("decided") and r.get("time_s") is not None)
             xs = [ts[0] if ts else limit] + ts + [limit]
@@ -254,6 +268,8 @@ def write_plots(rows: list[dict], tasks: list[dict], records: dict, out: Path) -
             ax.step(xs, ys, where="post", label=f"{_label(v)} ({len(ts)}/{len(items)})",
                     lw=2.2 if v[0] == "unpruned" else 1.4, color="black" if v[0] == "unpruned" else None)
         ax.set_xscale("log")
+        _plain_log_ticks(ax)
+        ax.yaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("instances decided")
         ax.set_title(_title(g, groups))
@@ -275,7 +291,7 @@ def write_plots(rows: list[dict], tasks: list[dict], records: dict, out: Path) -
         limit = by_group[g][base][0][0]["time_limit"]
         bt = {(t["instance"], t["rep"]): _capped_time(r, limit) for t, r in by_group[g][base]}
         lo = limit
-        for v, items in by_group[g].items():
+        for v, items in sorted(by_group[g].items(), key=lambda kv: _vorder(kv[0])):
             if v == base:
                 continue
             pts = [(bt[(t["instance"], t["rep"])], _capped_time(r, limit), bool(r.get("decided")))
@@ -320,6 +336,7 @@ def write_plots(rows: list[dict], tasks: list[dict], records: dict, out: Path) -
                     ax.annotate(f"{r['ratio']:g}", (r["median_s"], 100 * r["accuracy"]), fontsize=7,
                                 xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
+        _plain_log_ticks(ax)
         ax.set_xlabel("median time to verdict (s)")
         ax.set_ylabel("test-fold accuracy (%)")
         ax.set_title(_title(g, groups))
@@ -369,8 +386,8 @@ def surrogate_summary(tasks: list[dict], records: dict) -> list[dict]:
                    "accuracy": t0.get("accuracy"), "params": t0.get("params"), "instances": len(inst),
                    "unstable": _median([r.get("unstable") for _, r in inst.values()]),
                    "time_limit": limit,
-                   "polish_gain": _median([r.get("polish", {}).get("gain") for _, r in inst.values()
-                                           if r.get("polish", {}).get("applied")]),
+                   "polish_gain": _median([(r.get("polishing") or {}).get("gain") for _, r in inst.values()
+                                           if (r.get("polishing") or {}).get("applied")]),
                    "errors": sum(1 for _, r in inst.values() if r.get("verdict") == "error")}
             for frac in CHECKPOINTS:
                 t = frac * limit
@@ -435,7 +452,7 @@ def write_surrogate(rows: list[dict], tasks: list[dict], records: dict, out: Pat
     for ax, (g, variants) in zip(axes, groups.items()):
         limit = max(t["time_limit"] for t in tasks)
         grid = np.linspace(0, limit, 200)
-        for v, recs in variants.items():
+        for v, recs in sorted(variants.items(), key=lambda kv: _vorder(kv[0])):
             curves = np.array([[_best_at(r.get("trace") or [], s) for s in grid] for r in recs])
             med = np.median(curves, axis=0)
             med = np.where(np.isfinite(med), med, np.nan)

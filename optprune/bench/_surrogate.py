@@ -136,6 +136,13 @@ def polish_on_dense(
     return (xp, mp) if mp > base else (x, base)
 
 
+def _status_name(model_status) -> str:
+    """HiGHS' model status in the shared status words (``optimal``, ``time_limit``, ...)."""
+    name = str(getattr(model_status, "name", model_status)).removeprefix("k")
+    words = {"Optimal": "optimal", "TimeLimit": "time_limit", "Infeasible": "infeasible", "Interrupt": "interrupted"}
+    return words.get(name, name.lower())
+
+
 def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
     """One surrogate task (module doc): the dense objective of ``net``'s incumbents over time."""
     from optprune.bounds import compute_bounds, count_unstable
@@ -183,7 +190,7 @@ def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
     h.run()
     mip_s = time.perf_counter() - t
     info = h.getInfo()
-    status = h.modelStatusToString(h.getModelStatus())
+    status = _status_name(h.getModelStatus())
     has_sol = info.primal_solution_status == 2
     objective = float(info.objective_function_value) if has_sol else None
     bound = float(info.mip_dual_bound) if abs(info.mip_dual_bound) < 1e30 else None
@@ -208,5 +215,5 @@ def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
         "verdict": "sat" if best["margin"] > 0 else "unknown", "decided": False,
         "objective": objective, "bound": bound, "dense_best": best["margin"] if best["x"] is not None else None,
         "adversarial": bool(best["margin"] > 0), "trace": [[round(a, 4), b, c] for a, b, c in trace],
-        "polish": polish,
+        "polishing": polish,
     }
