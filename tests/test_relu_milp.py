@@ -95,9 +95,9 @@ def test_every_bound_level_is_sound_and_ordered(seed, hidden, radius):
     widths = {}
     for method in ("interval", "linear", "obbt"):
         bounds = compute_bounds(net, lo, hi, method)
-        for (l, u), z in zip(bounds, pre):
-            assert np.all(z >= l - 1e-7) and np.all(z <= u + 1e-7), method
-        widths[method] = sum(float(np.sum(u - l)) for l, u in bounds)
+        for (low, up), z in zip(bounds, pre):
+            assert np.all(z >= low - 1e-7) and np.all(z <= up + 1e-7), method
+        widths[method] = sum(float(np.sum(up - low)) for low, up in bounds)
     assert widths["linear"] <= widths["interval"] + 1e-7
     assert widths["obbt"] <= widths["linear"] + 1e-6
 

@@ -18,11 +18,7 @@ app = typer.Typer(
 )
 
 # Command modules register themselves on ``app`` when imported.
-from optprune.cli import _core_commands  # noqa: E402,F401
-from optprune.cli import _bench  # noqa: E402,F401
-from optprune.cli import _prune  # noqa: E402,F401
-from optprune.cli import _search  # noqa: E402,F401
-from optprune.cli import _verify  # noqa: E402,F401
+from optprune.cli import _bench, _core_commands, _prune, _search, _verify  # noqa: E402,F401,I001
 
 
 def main(argv: list[str] | None = None) -> None:
