@@ -45,8 +45,12 @@ from optprune.solvers import solve
 
 
 def omlt_max_margin(net: Network, lo: np.ndarray, hi: np.ndarray, target: int, label: int, time_limit: float) -> dict:
+    import logging
+
     import pyomo.environ as pyo
     from omlt import OmltBlock
+
+    logging.getLogger("pyomo.core").setLevel(logging.ERROR)  # OMLT's initial values trip bound warnings
     from omlt.neuralnet import NetworkDefinition, ReluBigMFormulation
     from omlt.neuralnet.layer import DenseLayer, InputLayer
 
