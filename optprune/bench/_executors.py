@@ -12,7 +12,9 @@ a config gives the same records (timings aside) on both.
 * ``ray``: ``ray.init(address=...)`` (``None`` starts a local Ray instance with
   ``workers`` CPUs; ``"auto"`` or ``"ray://host:10001"`` joins a cluster);
   every network is put in the object store once; tasks request one CPU each.
-  Ray is an optional extra: ``pip install 'optprune[ray]'``.
+  Ray is an optional extra: ``pip install 'optprune[ray]'``. Networks and
+  images travel with the tasks; VNN-LIB queries pass the property's path, so
+  on a multi-machine cluster the files must be readable at that path on every node.
 """
 
 from __future__ import annotations

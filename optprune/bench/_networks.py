@@ -13,6 +13,7 @@ Accuracies are on the dataset's fixed held-out ``test`` fold
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -331,6 +332,8 @@ def _dense_variant(config: BenchConfig, name: str, eff: NetworkSpec, cache: _Cac
     from optprune.io import load_torch_model
 
     key = {"network": eff.key(), "v": CACHE_VERSION}
+    if eff.onnx is not None:  # the file's contents, not only its path, identify the network
+        key["sha256"] = hashlib.sha256(Path(eff.onnx).read_bytes()).hexdigest()[:16]
     vid = f"{_slug(name)}--dense-{stable_hash(key, 10)}"
     data = _folds(eff.dataset)
     X_train, y_train, X_test, y_test = data

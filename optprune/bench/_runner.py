@@ -18,14 +18,15 @@ setting gives new ids (old records stay in the file but are not summarised).
 from __future__ import annotations
 
 import glob
-import math
+import hashlib
+import json
 import os
 import shutil
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,10 @@ def _vnnlib_paths(query: QuerySpec) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
+def _file_hash(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def _base_task(config: BenchConfig, variant: Variant, backend: str, rep: int) -> dict:
     return {"bench": config.name, **variant.info(), "backend": backend, "threads": config.threads, "rep": rep}
 
@@ -158,7 +163,9 @@ def build_tasks(config: BenchConfig, dense: dict[str, Variant], variants: list[V
             for inst in instances[(variant.network, q.name)]:
                 for backend in config.backends:
                     for rep in range(config.repetitions):
-                        ident = {k: v for k, v in inst.items() if k != "x0"}
+                        ident = {k: v for k, v in inst.items() if k not in ("x0", "path")}
+                        if "path" in inst:  # a property is identified by its contents, not where it lies
+                            ident["sha256"] = _file_hash(inst["path"])
                         tid = stable_hash({"variant": variant.id, "query": qkey, "instance": ident, "backend": backend,
                                            "time_limit": config.time_limit, "threads": config.threads, "rep": rep})
                         task = {"id": tid, **_base_task(config, variant, backend, rep), "query": q.name,
@@ -282,6 +289,7 @@ def run_bench(
     try:
         if source is not None and source.resolve() != (out / "config.toml").resolve():
             shutil.copyfile(source, out / "config.toml")
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=1, default=str) + "\n")
         finetuned = config.surrogate.finetuned if surrogate else None
         dense, variants = prepare_variants(config, out, finetuned=finetuned, log=log)
         if surrogate:
@@ -330,6 +338,3 @@ def run_bench(
     finally:
         lock.close()
 
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)

@@ -193,7 +193,9 @@ def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
     status = _status_name(h.getModelStatus())
     has_sol = info.primal_solution_status == 2
     objective = float(info.objective_function_value) if has_sol else None
-    bound = float(info.mip_dual_bound) if abs(info.mip_dual_bound) < 1e30 else None
+    bound = float(info.mip_dual_bound) if model.is_mip and abs(info.mip_dual_bound) < 1e30 else None
+    if status == "optimal" and objective is not None and (bound is None or bound < objective):
+        bound = objective  # an LP (every ReLU stable) has no MIP dual bound: its optimum is the bound
     if has_sol and not trace:  # a solution found without an improving-solution event (e.g. by presolve)
         consider(np.asarray(h.getSolution().col_value)[input_idx], objective)
 
