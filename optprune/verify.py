@@ -156,7 +156,7 @@ def _verify_case(
              "bound": sol.bound, "time_s": round(sol.time_s, 4), "message": sol.message}
         )
         if sol.status == Status.ERROR:
-            raise_solver_error(solver, sol.message)
+            _raise_solver_error(solver, sol.message)
         if sol.x is not None and sol.objective >= 0:
             x = model.group("input", sol.x)
             ok, y = check_counterexample(reference, case, x)
@@ -182,7 +182,7 @@ def _verify_case(
     return verdict
 
 
-def raise_solver_error(solver: str, message: str) -> None:
+def _raise_solver_error(solver: str, message: str) -> None:
     from optprune.errors import SolverError
 
     raise SolverError(f"backend {solver!r} failed: {message}")
@@ -321,6 +321,19 @@ def robustness_property(net: Network, x0, label: int, eps: float, *, target: int
     return VNNLibProperty(net.input_size, net.output_size, (VNNLibCase(lo, hi, tuple(conjs)),), name=f"robust_{label}_{eps}")
 
 
+def _margin_bound(sol, decision: bool) -> float:
+    """A valid upper bound on one target's margin from a solve (``inf`` when none is known).
+
+    Under the decision cutoff (objective >= -1e-9) an infeasible model proves
+    every margin is below the cutoff.
+    """
+    if decision and sol.status == Status.INFEASIBLE:
+        return -1e-9
+    if not math.isnan(sol.bound):
+        return sol.bound
+    return sol.objective if sol.status == Status.OPTIMAL else math.inf
+
+
 def _targets(net: Network, label: int, target: int | None) -> list[int]:
     if not 0 <= label < net.output_size:
         raise InvalidParameterError(f"label must be in [0, {net.output_size - 1}], got {label}")
@@ -386,12 +399,12 @@ def max_margin(
         res.stages["mip"] += time.perf_counter() - t
         res.per_target[t_cls] = {"status": sol.status.value, "objective": sol.objective, "bound": sol.bound, "time_s": sol.time_s}
         if sol.status == Status.ERROR:
-            raise_solver_error(solver, sol.message)
-        bound = sol.bound if math.isfinite(sol.bound) else (sol.objective if sol.status == Status.OPTIMAL else math.inf)
+            _raise_solver_error(solver, sol.message)
+        bound = _margin_bound(sol, decision)
         res.bound = max(res.bound, bound)
-        if sol.status not in (Status.OPTIMAL,) and not (decision and sol.x is not None and sol.objective > 0):
-            if not (decision and math.isfinite(sol.bound) and sol.bound < 0):
-                res.status = "time_limit" if sol.status in (Status.TIME_LIMIT, Status.FEASIBLE) else sol.status.value
+        found = sol.x is not None and sol.objective >= 0
+        if not (sol.status == Status.OPTIMAL or (decision and (found or bound < 0))):
+            res.status = "time_limit" if sol.status in (Status.TIME_LIMIT, Status.FEASIBLE) else sol.status.value
         if sol.x is not None:
             x = model.group("input", sol.x)
             y = reference.forward(x)

@@ -115,6 +115,12 @@ def test_max_margin_and_min_distortion_on_a_tiny_classifier():
     sampled = max((Y[:, t] - Y[:, label]).max() for t in range(3) if t != label)
     assert res.objective >= sampled - 1e-6
     assert np.all(np.abs(res.x - x0) <= 0.2 + 1e-7)
+    for eps in (0.02, 0.2, 0.5):
+        optimum = max_margin(net, x0, label, eps)
+        decided = max_margin(net, x0, label, eps, decision=True)
+        assert decided.status == "optimal"  # every target decided
+        assert decided.is_adversarial == (optimum.objective > 0)
+        assert decided.proven_robust == (optimum.objective < 0)
     dist = min_distortion(net, x0, label, norm="linf")
     if dist.x is not None:
         assert np.max(np.abs(dist.x - x0)) == pytest.approx(dist.objective, abs=1e-5)
