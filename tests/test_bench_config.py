@@ -106,3 +106,27 @@ def test_load_config_file_errors_and_relative_paths(tmp_path):
     assert cfg.networks[0].onnx == str((good.parent / "nets" / "a.onnx").resolve())
     assert cfg.networks[1].onnx == "{data}/x.onnx"  # resolved lazily (the data folder may be absent)
     assert cfg.name == "good" and cfg.pruning == () and cfg.queries[0].paths == ("p/*.vnnlib",)
+
+
+def test_missing_data_uses_the_fallback_network(tmp_path, monkeypatch):
+    from optprune.bench._networks import resolve_network
+
+    cfg = parse_config({
+        "networks": [{"name": "big", "dataset": "mnist", "onnx": "{data}/nets/big.onnx",
+                      "fallback": {"name": "small", "dataset": "digits", "hidden": [8], "finetune_epochs": 7}}],
+        "queries": [{"eps": [0.1]}],
+    })
+    monkeypatch.setenv("OPTPRUNE_DATA", str(tmp_path / "absent"))
+    messages = []
+    eff = resolve_network(cfg.networks[0], messages.append)
+    assert (eff.name, eff.dataset, eff.hidden, eff.finetune_epochs) == ("small", "digits", (8,), 7)
+    assert "using its fallback 'small'" in messages[0]
+    # With the data folder present but the file missing, the fallback is used too; without one it is an error.
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    (tmp_path / "data" / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(b"")
+    monkeypatch.setenv("OPTPRUNE_DATA", str(tmp_path / "data"))
+    assert resolve_network(cfg.networks[0]).name == "small"
+    no_fallback = parse_config({"networks": [{"name": "big", "dataset": "mnist", "onnx": "{data}/nets/big.onnx"}],
+                                "queries": [{"eps": [0.1]}]})
+    with pytest.raises(DataNotFoundError, match=r"network 'big': network file not found: .*big.onnx"):
+        resolve_network(no_fallback.networks[0])

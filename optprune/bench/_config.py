@@ -161,6 +161,8 @@ class NetworkSpec:
     ``onnx`` may contain ``{data}`` (the shared data folder, :func:`optprune.data.data_dir`);
     relative paths are relative to the config file. ``fallback`` is used when
     the file or the dataset is absent (e.g. a digits MLP when ``../shared/data`` is missing).
+    ``finetune_epochs`` overrides ``[finetune] epochs`` for this network's pruned
+    copies (datasets of different sizes need different budgets).
     """
 
     name: str
@@ -171,6 +173,7 @@ class NetworkSpec:
     lr: float = 1e-2
     batch_size: int = 128
     seed: int = 0
+    finetune_epochs: int | None = None
     fallback: NetworkSpec | None = None
 
     def key(self) -> dict:
@@ -329,6 +332,7 @@ def _network(t: _Table, base: Path, allow_fallback: bool = True) -> NetworkSpec:
         lr=t.get("lr", float, 1e-2, check=_positive, describe="a number > 0"),
         batch_size=t.get("batch_size", int, 128, check=lambda v: v >= 1, describe="an integer >= 1"),
         seed=t.get("seed", int, 0),
+        finetune_epochs=t.get("finetune_epochs", int, None, check=lambda v: v >= 0, describe="an integer >= 0"),
     )
     fb = t.table("fallback", None) if allow_fallback else None
     if fb is not None:

@@ -306,8 +306,6 @@ def prepare_variants(
 
     if finetuned is None:
         finetuned = (config.finetune.epochs > 0,)
-    if any(finetuned) and config.finetune.epochs == 0:
-        raise InvalidParameterError("config finetune.epochs: must be >= 1 for fine-tuned variants; got 0")
     cache = _Cache(out / "networks")
     dense_by_name: dict[str, Variant] = {}
     variants: list[Variant] = []
@@ -316,13 +314,20 @@ def prepare_variants(
     try:
         for spec in config.networks:
             eff = resolve_network(spec, log)
-            dense, dense_model, data = _dense_variant(config, spec.name, eff, cache, log)
-            dense_by_name[spec.name] = dense
+            dense, dense_model, data = _dense_variant(config, eff.name, eff, cache, log)
+            dense_by_name[eff.name] = dense
+            ft = config.finetune if eff.finetune_epochs is None else replace(config.finetune, epochs=eff.finetune_epochs)
+            if True in finetuned and config.pruning and ft.epochs == 0:
+                raise InvalidParameterError(
+                    f"network {eff.name!r}: fine-tuned variants need finetune.epochs (or the network's "
+                    "finetune_epochs) >= 1; got 0"
+                )
             if config.include_unpruned:
                 variants.append(dense)
             for pspec in config.pruning:
                 for ratio in pspec.ratios:
-                    variants += _pruned_variants(config, dense, dense_model, data, pspec, ratio, finetuned, cache, log)
+                    variants += _pruned_variants(config, ft, dense, dense_model, data, pspec, ratio, finetuned, cache,
+                                                 log)
     finally:
         torch.set_num_threads(threads)
     return dense_by_name, variants
@@ -368,7 +373,7 @@ def _dense_variant(config: BenchConfig, name: str, eff: NetworkSpec, cache: _Cac
     return variant, model, data
 
 
-def _pruned_variants(config, dense: Variant, dense_model, data, pspec: PruningSpec, ratio: float,
+def _pruned_variants(config, ft_spec: FinetuneSpec, dense: Variant, dense_model, data, pspec: PruningSpec, ratio: float,
                      finetuned: tuple[bool, ...], cache: _Cache, log) -> list[Variant]:
     X_train, y_train, X_test, y_test = data
     n_features = int(np.prod(X_train.shape[1:]))
@@ -378,7 +383,7 @@ def _pruned_variants(config, dense: Variant, dense_model, data, pspec: PruningSp
     ids = {
         False: f"{_slug(dense.network)}--{_slug(pspec.name)}-{ratio:g}-noft-{stable_hash(base_key, 10)}",
         True: f"{_slug(dense.network)}--{_slug(pspec.name)}-{ratio:g}-ft-"
-              f"{stable_hash({**base_key, 'finetune': config.finetune.key()}, 10)}",
+              f"{stable_hash({**base_key, 'finetune': ft_spec.key()}, 10)}",
     }
     metas = {ft: cache.get(ids[ft]) for ft in (False, True)}
     if any(metas[ft] is None for ft in finetuned):
@@ -402,7 +407,7 @@ def _pruned_variants(config, dense: Variant, dense_model, data, pspec: PruningSp
             model = copy.deepcopy(plain)
             if masks is not None:
                 _attach_masks(model, masks)
-            how = _finetune(model, dense_model, (Xs, y_train), config.finetune)
+            how = _finetune(model, dense_model, (Xs, y_train), ft_spec)
             _remove_masks(model)
             m = cache.put(ids[True], model, shape, {**base_meta, "finetuned": True, "finetune": how,
                                                     "accuracy_before_finetune": metas[False]["accuracy"]})
