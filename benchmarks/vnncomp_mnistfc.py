@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
 
+from optprune.bench import RecordStore
 from optprune.data import data_dir
 from optprune.io import network_from_onnx
 from optprune.verify import DEFAULT_BOUNDS, verify_vnnlib
@@ -47,18 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         instances = [row for row in csv.reader(fh) if row]
     with open(folder / "verdicts_256x2.csv") as fh:
         truth = {(r["network"], r["property"]): r["verdict"] for r in csv.DictReader(fh)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if out.exists():
-        for line in out.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill
-            if rec.get("solver") == args.solver and rec.get("bounds") == args.bounds:
-                done[(rec["network"], rec["property"])] = rec
-
+    store = RecordStore(args.out)  # resumable: a rerun skips recorded instances
     selected = [r for r in instances if any(f"_{n}." in r[0] for n in args.nets)]
     if args.limit:
         seen: dict[str, int] = {}
@@ -69,21 +57,21 @@ def main(argv: list[str] | None = None) -> int:
                 kept.append(row)
         selected = kept
     nets = {}
-    with Progress(console=console) as progress, out.open("a") as sink:
+    done = {}
+    with Progress(console=console) as progress, store:
         task = progress.add_task("mnistfc", total=len(selected))
         for onnx_name, prop, limit in selected:
-            key = (onnx_name, prop)
-            if key not in done:
+            limit_s = float(limit) * args.scale
+            rid = f"{onnx_name}|{prop}|{args.solver}|{args.bounds}|{limit_s:g}"
+            if rid not in store:
                 net = nets.setdefault(onnx_name, network_from_onnx(folder / onnx_name))
-                res = verify_vnnlib(net, folder / prop, solver=args.solver, timeout=float(limit) * args.scale, bounds=args.bounds)
-                rec = {"network": onnx_name, "property": prop, "solver": args.solver, "bounds": args.bounds,
-                       "limit_s": float(limit) * args.scale, **res.to_dict()}
+                res = verify_vnnlib(net, folder / prop, solver=args.solver, timeout=limit_s, bounds=args.bounds)
+                rec = {"id": rid, "network": onnx_name, "property": prop, "solver": args.solver, "bounds": args.bounds,
+                       "limit_s": limit_s, **res.to_dict()}
                 rec.pop("counterexample"), rec.pop("output")
-                sink.write(json.dumps(rec) + "\n")
-                sink.flush()
-                done[key] = rec
+                store.append(rec)
+            rec = done[(onnx_name, prop)] = store.records[rid]
             progress.advance(task)
-            rec = done[key]
             console.log(f"{onnx_name} {prop}: {rec['verdict']} in {rec['time_s']:.1f}s ({rec['decided_by']})")
 
     print(f"{'network':<22} {'property':<22} {'verdict':<8} {'expected':<8} {'time_s':>8}  by")

@@ -28,15 +28,14 @@ Usage: ``python benchmarks/vs_omlt.py [--images 10] [--time-limit 60] [--out res
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
+from optprune.bench import RecordStore
 from optprune.bounds import compute_bounds
 from optprune.data import load_dataset
 from optprune.formulations.relu_milp import build_spec_milp
@@ -138,21 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--out", default="results/vs_omlt.jsonl")
     args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if out.exists():
-        for line in out.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-                done[(rec["network"], rec["image"], rec["eps"])] = rec
-            except (json.JSONDecodeError, KeyError):
-                continue
+    store = RecordStore(args.out)  # resumable: a rerun skips recorded instances
     records = []
-    with out.open("a") as sink:
+    with store:
         for net, x0, label, eps, index in instances(args.images):
-            key = (net.name, index, eps)
-            if key not in done:
+            rid = f"{net.name}|{index}|{eps}|{args.time_limit:g}"
+            if rid not in store:
                 logits = net.forward(x0)
                 target = int(np.argsort(logits)[-2])
                 lo, hi = np.clip(x0 - eps, 0, 1), np.clip(x0 + eps, 0, 1)
@@ -165,14 +155,12 @@ def main(argv: list[str] | None = None) -> int:
                     theirs["verdict"] = "sat"
                 else:
                     theirs["verdict"] = "unsat" if theirs["bound"] < 0 else "unknown"
-                done[key] = {"network": net.name, "image": index, "eps": eps, "target": target, "optprune": ours,
-                             "optprune_verdict": verdict, "omlt": theirs}
-                sink.write(json.dumps(done[key]) + "\n")
-                sink.flush()
+                store.append({"id": rid, "network": net.name, "image": index, "eps": eps, "target": target,
+                              "optprune": ours, "optprune_verdict": verdict, "omlt": theirs})
                 print(f"{net.name} img {index} eps {eps}: optprune {ours['total_s']:.2f}s ({ours['status']}, {ours['objective']:.4f}) "
                       f"omlt {theirs['total_s']:.2f}s ({theirs['status']}, {theirs['objective']:.4f}); "
                       f"verdict {verdict['verdict']} in {verdict['total_s']:.2f}s (omlt: {theirs['verdict']})", file=sys.stderr, flush=True)
-            records.append(done[key])
+            records.append(store.records[rid])
 
     print(f"{'network':<22} {'eps':>5} {'n':>3} {'build ours':>10} {'omlt':>8} {'ratio':>7} {'optimise ours':>13} {'omlt':>8} "
           f"{'ratio':>7} {'verdict ours':>12} {'ratio':>7} {'optimal o/O':>11} {'decided o/O':>11} {'obj agree':>9} {'verdicts differ':>15}")

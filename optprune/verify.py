@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from optprune.attack import pgd_attack
-from optprune.bounds import BOUND_METHODS, Bounds, compute_bounds, count_unstable, linear_upper_bound
+from optprune.bounds import BOUND_METHODS, DEFAULT_BOUNDS, Bounds, compute_bounds, count_unstable, linear_upper_bound
 from optprune.errors import InvalidParameterError, ShapeMismatchError
-from optprune.formulations.relu_milp import build_min_distortion_milp, build_spec_milp
+from optprune.formulations.relu_milp import build_min_distortion_milp, build_spec_milp, obbt_bounds
 from optprune.network import Network
 from optprune.solvers import SolveOptions, Status, get_backend
 from optprune.vnnlib import Conjunction, VNNLibCase, VNNLibProperty, read_vnnlib
@@ -49,7 +49,6 @@ __all__ = [
     "robustness_property",
 ]
 
-DEFAULT_BOUNDS = "linear"
 CHECK_TOL = 1e-6  # box tolerance of the counterexample check (inputs)
 
 
@@ -112,15 +111,19 @@ def _verify_case(
     result: VerificationResult,
     obbt_budget: float | None,
 ) -> str:
+    # Cheap bounds first: OBBT is paid for only when the bounds and the attack leave MIPs to solve.
     t = time.perf_counter()
-    bounds = compute_bounds(net, case.lower, case.upper, bounds_method, time_budget=obbt_budget)
+    bounds = compute_bounds(net, case.lower, case.upper, "interval" if bounds_method == "interval" else "linear")
     result.stages["bounds"] += time.perf_counter() - t
-    result.n_unstable = max(result.n_unstable, count_unstable(bounds, net))
 
-    # Conjunctions whose back-substituted upper bound is negative cannot hold.
-    upper = [float(np.min(linear_upper_bound(net, bounds, c.C, c.d, case.lower, case.upper))) for c in case.disjuncts]
+    def conjunction_upper_bounds(bounds) -> list[float]:
+        """Conjunctions whose back-substituted upper bound is negative cannot hold."""
+        return [float(np.min(linear_upper_bound(net, bounds, c.C, c.d, case.lower, case.upper))) for c in case.disjuncts]
+
+    upper = conjunction_upper_bounds(bounds)
     open_idx = [i for i, u in enumerate(upper) if u >= 0]
     if not open_idx:
+        result.n_unstable = max(result.n_unstable, count_unstable(bounds, net))
         result.decided_by = result.decided_by or "bounds"
         return "unsat"
 
@@ -138,6 +141,14 @@ def _verify_case(
                 return "sat"
         # Most promising conjunction first: the MIP that is likeliest to find a counterexample fast.
         order = [open_idx[j] for j in np.argsort(-att.best_slacks)]
+
+    if bounds_method == "obbt":
+        t = time.perf_counter()
+        bounds = obbt_bounds(net, case.lower, case.upper, bounds, time_budget=obbt_budget)
+        result.stages["bounds"] += time.perf_counter() - t
+        upper = conjunction_upper_bounds(bounds)
+        order = [i for i in order if upper[i] >= 0]
+    result.n_unstable = max(result.n_unstable, count_unstable(bounds, net))
 
     verdict = "unsat"
     for i in order:

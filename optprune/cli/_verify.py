@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from optprune.bounds import DEFAULT_BOUNDS
 from optprune.cli._app import app
 from optprune.cli._core_commands import JSON_OPTION
 from optprune.cli._output import emit, stderr_console, to_jsonable
 
-BOUNDS_HELP = "Bound level: interval, linear (CROWN back-substitution) or obbt (LP tightening)."
+BOUNDS_HELP = "Bound level: interval, linear (CROWN back-substitution) or obbt (LP tightening; the default)."
 
 
 @app.command("verify")
@@ -21,7 +22,7 @@ def verify_command(
     prop: Path = typer.Argument(..., help="A VNN-LIB property."),
     solver: str = typer.Option("highs", "--solver", help="MIP backend (see `optprune solvers`)."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds for the whole query."),
-    bounds: str = typer.Option("linear", "--bounds", help=BOUNDS_HELP),
+    bounds: str = typer.Option(DEFAULT_BOUNDS, "--bounds", help=BOUNDS_HELP),
     no_attack: bool = typer.Option(False, "--no-attack", help="Skip the gradient attack before the MIP."),
     out: Path = typer.Option(None, "--out", help="Write the VNN-COMP result file here."),
     export_mps: Path = typer.Option(None, "--export-mps", help="Also write the first output conjunction's MILP as MPS."),
@@ -64,7 +65,7 @@ def attack_command(
     out: Path = typer.Option(Path("attack_out"), "--out", help="Output folder."),
     solver: str = typer.Option("highs", "--solver"),
     time_limit: float = typer.Option(60.0, "--time-limit", help="Seconds per image (all targets)."),
-    bounds: str = typer.Option("linear", "--bounds", help=BOUNDS_HELP),
+    bounds: str = typer.Option(DEFAULT_BOUNDS, "--bounds", help=BOUNDS_HELP),
     data_dir: Path = typer.Option(None, "--data-dir", help="Folder holding mnist/ (default: $OPTPRUNE_DATA or ../shared/data)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
