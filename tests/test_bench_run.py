@@ -328,3 +328,24 @@ def test_margin_verdict_rules():
                                               2: {"status": "bounds", "objective": None, "bound": -0.2}})
     assert margin_verdict(cut, [1, 2], "decision") == ("unsat", True)
     assert margin_verdict(cut, [1, 2, 3], "decision") == ("unknown", False)  # target 3 never solved
+
+
+@pytest.mark.parametrize("norm", ["linf", "l1"])
+def test_start_vector_is_feasible_for_the_big_m_model(norm):
+    from optprune.bench._surrogate import start_vector
+    from optprune.bounds import compute_bounds
+    from optprune.formulations.relu_milp import build_spec_milp
+
+    net = _random_net(5)
+    x0 = np.random.default_rng(6).uniform(0.1, 0.9, size=5)
+    eps = 0.2
+    lo, hi = np.clip(x0 - eps, 0, 1), np.clip(x0 + eps, 0, 1)
+    bounds = compute_bounds(net, lo, hi, "linear")
+    model, enc = build_spec_milp(net, bounds, lo, hi, np.array([[-1.0, 1.0, 0.0]]), 0.0)
+    assert enc.n_binaries > 0
+    if norm == "l1":
+        model = with_l1_ball(model, model.groups["input"], x0, eps)
+    v = start_vector(net, enc, bounds, x0, model.n_vars)
+    assert model.max_violation(v) <= 1e-9
+    y = net.forward(x0)
+    assert model.objective_value(v) == pytest.approx(y[1] - y[0])

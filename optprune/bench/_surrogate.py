@@ -12,7 +12,8 @@ with :math:`B` an L-inf ball or an L1 ball
 (:math:`\sum_i |x_i - x_{0,i}| \le \varepsilon`, written with
 :math:`x - x_0 = p - q`, :math:`p, q \ge 0`, :math:`\sum_i p_i + q_i \le \varepsilon`).
 A task solves this MIP for one network (the dense one, or a pruned surrogate
-:math:`g`) with HiGHS and records, at every improving incumbent (HiGHS'
+:math:`g`) with HiGHS, started from the clean image :math:`x_0` (feasible for
+every network: :func:`start_vector`), and records, at that start and at every improving incumbent (HiGHS'
 ``kCallbackMipImprovingSolution``, whose ``mip_solution`` is the incumbent in
 the original model's columns), the elapsed wall time since the task started
 (bounds and model building included) and the *dense* objective
@@ -44,7 +45,7 @@ from optprune.errors import InvalidParameterError
 from optprune.milp import MILP, Sense
 from optprune.network import Network
 
-__all__ = ["with_l1_ball", "polish_on_dense", "run_surrogate", "NORMS"]
+__all__ = ["with_l1_ball", "polish_on_dense", "run_surrogate", "start_vector", "NORMS"]
 
 NORMS = ("linf", "l1")
 
@@ -143,6 +144,30 @@ def _status_name(model_status) -> str:
     return words.get(name, name.lower())
 
 
+def start_vector(net: Network, enc, bounds, x: np.ndarray, n_cols: int) -> np.ndarray:
+    """All columns of the big-M model at input ``x`` (a forward pass): inputs, neuron outputs, binaries.
+
+    Binaries exist for the unstable neurons (``l < 0 < u``) of every ReLU layer, in
+    neuron order, as :func:`optprune.formulations.relu_milp.encode_network` adds
+    them; ``delta = [z > 0]``. Columns beyond the encoding (the L1 ball's ``p, q``)
+    are 0, which is right for ``x = x0``.
+    """
+    v = np.zeros(n_cols)
+    v[enc.input_idx] = x
+    pre = net.forward(x, return_all=True)
+    for k, layer in enumerate(net.layers):
+        z = np.asarray(pre[k], dtype=np.float64)
+        h = np.maximum(z, 0.0) if layer.activation == "relu" else z
+        cols = enc.neuron_idx[k]
+        kept = cols >= 0
+        v[cols[kept]] = h[kept]
+        if enc.binary_idx[k].size:
+            lower, upper = (np.asarray(b, dtype=np.float64) for b in bounds[k])
+            unstable = np.flatnonzero((lower < 0) & (upper > 0))
+            v[enc.binary_idx[k]] = (z[unstable] > 0).astype(np.float64)
+    return v
+
+
 def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
     """One surrogate task (module doc): the dense objective of ``net``'s incumbents over time."""
     from optprune.bounds import compute_bounds, count_unstable
@@ -179,10 +204,18 @@ def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
     h = to_highs(model)
     h.setOptionValue("time_limit", float(max(limit - setup_s, 0.01)))
     h.setOptionValue("threads", int(task.get("threads", 1)))
+    # Every MIP starts from the clean image x0 (feasible for every variant): the first incumbent.
+    start_x = start_vector(net, enc, bounds, x0, model.n_vars)
+    if model.max_violation(start_x) <= 1e-6:
+        h.setSolution(model.n_vars, np.arange(model.n_vars, dtype=np.int32), start_x)
+        consider(x0, model.objective_value(start_x))
+
+    seen = {"incumbents": 0}
 
     def on_incumbent(event) -> None:
         sol = np.asarray(event.data_out.mip_solution, dtype=np.float64)
         if sol.size == model.n_vars:
+            seen["incumbents"] += 1
             consider(sol[input_idx], float(event.data_out.objective_function_value))
 
     h.cbMipImprovingSolution.subscribe(on_incumbent)
@@ -196,7 +229,7 @@ def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
     bound = float(info.mip_dual_bound) if model.is_mip and abs(info.mip_dual_bound) < 1e30 else None
     if status == "optimal" and objective is not None and (bound is None or bound < objective):
         bound = objective  # an LP (every ReLU stable) has no MIP dual bound: its optimum is the bound
-    if has_sol and not trace:  # a solution found without an improving-solution event (e.g. by presolve)
+    if has_sol and not seen["incumbents"]:  # a solution found without an improving-solution event (presolve)
         consider(np.asarray(h.getSolution().col_value)[input_idx], objective)
 
     polish = {"applied": False, "gain": 0.0, "time_s": 0.0}
