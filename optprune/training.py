@@ -27,7 +27,7 @@ from optprune.data import DATASETS, load_dataset
 from optprune.errors import InvalidParameterError
 from optprune.network import Network
 
-__all__ = ["make_mlp", "make_digits_cnn", "train_classifier", "accuracy", "predict", "digits_mlp", "digits_cnn"]
+__all__ = ["make_mlp", "make_digits_cnn", "train_classifier", "fit_epochs", "accuracy", "predict", "digits_mlp", "digits_cnn"]
 
 DIGITS_SHAPE = (1, 8, 8)
 
@@ -117,6 +117,36 @@ def train_classifier(
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
     if Xt.shape[0] != yt.shape[0]:
         raise InvalidParameterError(f"train_classifier: X has {Xt.shape[0]} samples, y has {yt.shape[0]}")
+    loss_fn = nn.CrossEntropyLoss()
+    return fit_epochs(model, Xt, yt, lambda out, idx: loss_fn(out, yt[idx]), epochs=epochs, lr=lr,
+                      weight_decay=weight_decay, batch_size=batch_size, seed=seed, progress=progress,
+                      title="train", label=label, num_threads=num_threads)
+
+
+def fit_epochs(
+    model: nn.Module,
+    Xt: torch.Tensor,
+    yt: torch.Tensor,
+    batch_loss,
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+    title: str = "train",
+    label: str = "data",
+    num_threads: int | None = 1,
+) -> nn.Module:
+    """The training loop shared by training and fine-tuning: Adam over seeded shuffled batches.
+
+    ``batch_loss(outputs, batch_indices)`` returns the loss of one batch (plain
+    cross-entropy for training, distillation for recovery). A rich progress bar
+    (loss, train accuracy) goes to stderr. ``num_threads`` sets torch's
+    intra-op threads for the loop and restores them afterwards (small models
+    train fastest single-threaded; None leaves torch's setting alone).
+    """
     threads_before = torch.get_num_threads()
     if num_threads is not None:
         _check_positive("num_threads", num_threads)
@@ -124,16 +154,14 @@ def train_classifier(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
     n = Xt.shape[0]
     model.train()
-
-    bar = None
+    bar = task = None
     if progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        bar = Progress(TextColumn("[bold]train[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+        bar = Progress(TextColumn(f"[bold]{title}[/] {{task.description}}"), BarColumn(), MofNCompleteColumn(),
                        TimeElapsedColumn(), console=Console(stderr=True), transient=True)
         bar.start()
         task = bar.add_task(label, total=epochs)
@@ -143,14 +171,13 @@ def train_classifier(
             total, correct = 0.0, 0
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                xb, yb = Xt[idx], yt[idx]
                 opt.zero_grad()
-                out = model(xb)
-                loss = loss_fn(out, yb)
+                out = model(Xt[idx])
+                loss = batch_loss(out, idx)
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(idx)
-                correct += int((out.argmax(1) == yb).sum())
+                correct += int((out.argmax(1) == yt[idx]).sum())
             if bar is not None:
                 bar.update(task, advance=1,
                            description=f"{label} epoch {epoch + 1} loss {total / n:.4f} acc {correct / n:.4f}")

@@ -95,38 +95,10 @@ def finetune(
         with torch.no_grad():
             teacher_logits = torch.cat([teacher(Xt[i : i + 4096]) for i in range(0, len(Xt), 4096)])
 
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    n = Xt.shape[0]
-    model.train()
-    bar = task = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from optprune.training import fit_epochs
 
-        bar = Progress(TextColumn("[bold]fine-tune[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-        bar.start()
-        task = bar.add_task(label, total=epochs)
-    try:
-        for epoch in range(epochs):
-            order = torch.randperm(n, generator=gen)
-            total, correct = 0.0, 0
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
-                out = model(Xt[idx])
-                t_out = None if teacher_logits is None else teacher_logits[idx]
-                loss = distillation_loss(out, yt[idx], t_out, alpha, temperature)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                correct += int((out.argmax(1) == yt[idx]).sum())
-            if bar is not None:
-                bar.update(task, advance=1,
-                           description=f"{label} epoch {epoch + 1} loss {total / n:.4f} acc {correct / n:.4f}")
-    finally:
-        if bar is not None:
-            bar.stop()
-    return model.eval()
+    def batch_loss(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return distillation_loss(out, yt[idx], None if teacher_logits is None else teacher_logits[idx], alpha, temperature)
+
+    return fit_epochs(model, Xt, yt, batch_loss, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                      batch_size=batch_size, seed=seed, progress=progress, title="fine-tune", label=label)
