@@ -27,7 +27,7 @@ from optprune.data import DATASETS, load_dataset
 from optprune.errors import InvalidParameterError
 from optprune.network import Network
 
-__all__ = ["make_mlp", "make_digits_cnn", "train_classifier", "fit_epochs", "accuracy", "predict", "digits_mlp", "digits_cnn"]
+__all__ = ["make_mlp", "make_digits_cnn", "train_classifier", "training_tensors", "fit_epochs", "accuracy", "predict", "digits_mlp", "digits_cnn"]
 
 DIGITS_SHAPE = (1, 8, 8)
 
@@ -105,22 +105,30 @@ def train_classifier(
     _check_positive("epochs", epochs)
     _check_positive("batch_size", batch_size)
     _check_positive("lr", lr, float)
+    Xt, yt, label = training_tensors(dataset, data_dir, "train_classifier")
+    loss_fn = nn.CrossEntropyLoss()
+    return fit_epochs(model, Xt, yt, lambda out, idx: loss_fn(out, yt[idx]), epochs=epochs, lr=lr,
+                      weight_decay=weight_decay, batch_size=batch_size, seed=seed, progress=progress,
+                      title="train", label=label, num_threads=num_threads)
+
+
+def training_tensors(
+    dataset: str | tuple[np.ndarray, np.ndarray], data_dir: str | os.PathLike | None, caller: str
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Float32 inputs, int64 labels and a label for progress: a dataset's ``"train"`` fold or an ``(X, y)`` pair."""
     if isinstance(dataset, str):
         if dataset not in DATASETS:
-            raise InvalidParameterError(f"train_classifier: dataset must be one of {DATASETS} or (X, y), got {dataset!r}")
+            raise InvalidParameterError(f"{caller}: dataset must be one of {DATASETS} or (X, y), got {dataset!r}")
         X, y = load_dataset(dataset, "train", data_dir)
-        label = dataset
+        label = f"{dataset} train"
     else:
         X, y = dataset
         label = "data"
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
     if Xt.shape[0] != yt.shape[0]:
-        raise InvalidParameterError(f"train_classifier: X has {Xt.shape[0]} samples, y has {yt.shape[0]}")
-    loss_fn = nn.CrossEntropyLoss()
-    return fit_epochs(model, Xt, yt, lambda out, idx: loss_fn(out, yt[idx]), epochs=epochs, lr=lr,
-                      weight_decay=weight_decay, batch_size=batch_size, seed=seed, progress=progress,
-                      title="train", label=label, num_threads=num_threads)
+        raise InvalidParameterError(f"{caller}: X has {Xt.shape[0]} samples, y has {yt.shape[0]}")
+    return Xt, yt, label
 
 
 def fit_epochs(

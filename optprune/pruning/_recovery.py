@@ -75,18 +75,9 @@ def finetune(
     _check("temperature", temperature, 1e-6, None, float)
     _check("lr", lr, 1e-12, None, float)
     _check("batch_size", batch_size, 1, None, int)
-    if isinstance(data, str):
-        from optprune.data import load_dataset
+    from optprune.training import fit_epochs, training_tensors
 
-        X, y = load_dataset(data, "train", data_dir)
-        label = f"{data} train"
-    else:
-        X, y = data
-        label = "data"
-    Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
-    yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
-    if Xt.shape[0] != yt.shape[0]:
-        raise InvalidParameterError(f"finetune: X has {Xt.shape[0]} samples, y has {yt.shape[0]}")
+    Xt, yt, label = training_tensors(data, data_dir, "finetune")
     if epochs == 0:
         return model.eval()
     teacher_logits = None
@@ -94,8 +85,6 @@ def finetune(
         teacher.eval()
         with torch.no_grad():
             teacher_logits = torch.cat([teacher(Xt[i : i + 4096]) for i in range(0, len(Xt), 4096)])
-
-    from optprune.training import fit_epochs
 
     def batch_loss(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return distillation_loss(out, yt[idx], None if teacher_logits is None else teacher_logits[idx], alpha, temperature)
