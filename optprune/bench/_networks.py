@@ -195,10 +195,6 @@ def _remove_masks(model) -> None:
             tprune.remove(m, "weight")
 
 
-def _nonzero_params(model) -> int:
-    return int(sum(int((p.detach() != 0).sum()) for p in model.parameters()))
-
-
 def _prune(dense_model, spec: PruningSpec, ratio: float, calib, shape: tuple[int, ...]):
     """A pruned copy of ``dense_model`` and its decision metadata."""
     import copy
@@ -252,17 +248,28 @@ class _Cache:
         except (json.JSONDecodeError, OSError):
             return None
         path = Path(meta.get("onnx", onnx_path))
-        return meta if meta.get("cache_version") == CACHE_VERSION and path.is_file() else None
+        complete = meta.get("cache_version") == CACHE_VERSION and "accuracy" in meta and path.is_file()
+        return meta if complete else None
 
-    def put(self, vid: str, model, shape: tuple[int, ...], meta: dict) -> dict:
+    def put_onnx(self, vid: str, model, shape: tuple[int, ...]) -> Path:
+        """Write ``model`` as ONNX (atomically); the entry is complete only once :meth:`put_meta` ran."""
         from optprune.io import network_from_torch, network_to_onnx
 
-        onnx_path, meta_path = self.paths(vid)
+        onnx_path = self.paths(vid)[0]
         proto = network_to_onnx(network_from_torch(model, shape, name=vid))
         _atomic_write(onnx_path, proto.SerializeToString())
-        meta = {**meta, "onnx": str(onnx_path), "cache_version": CACHE_VERSION}
-        _atomic_write(meta_path, (json.dumps(meta, indent=1, default=str) + "\n").encode())
+        return onnx_path
+
+    def put_meta(self, vid: str, meta: dict) -> dict:
+        meta = {**meta, "cache_version": CACHE_VERSION}
+        _atomic_write(self.paths(vid)[1], (json.dumps(meta, indent=1, default=str) + "\n").encode())
         return meta
+
+    def put(self, vid: str, model, shape: tuple[int, ...], meta: dict, X_test, y_test) -> dict:
+        """ONNX, then the network read back from it measured (accuracy, parameters), then the JSON."""
+        path = self.put_onnx(vid, model, shape)
+        measured = _measure(_load_net(path, vid), X_test, y_test)
+        return self.put_meta(vid, {**meta, **measured, "onnx": str(path)})
 
 
 def _load_net(path: Path, name: str) -> Network:
@@ -346,10 +353,8 @@ def _dense_variant(config: BenchConfig, name: str, eff: NetworkSpec, cache: _Cac
     if meta is None:
         if eff.onnx is not None:
             net = _load_net(Path(eff.onnx), name)
-            meta = {"source": eff.onnx, "dataset": eff.dataset, "onnx": eff.onnx, "cache_version": CACHE_VERSION,
-                    **_measure(net, X_test, y_test)}
-            onnx_path, meta_path = cache.paths(vid)
-            _atomic_write(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
+            meta = cache.put_meta(vid, {"source": eff.onnx, "dataset": eff.dataset, "onnx": eff.onnx,
+                                        **_measure(net, X_test, y_test)})
         else:
             import torch
 
@@ -361,9 +366,8 @@ def _dense_variant(config: BenchConfig, name: str, eff: NetworkSpec, cache: _Cac
             model = make_mlp([int(np.prod(shape)), *eff.hidden, 10], shape)
             train_classifier(model, (X_train, y_train), epochs=eff.epochs, seed=eff.seed, lr=eff.lr,
                              batch_size=eff.batch_size, progress=False)
-            meta = cache.put(vid, model, shape, {"source": f"trained MLP {list(eff.hidden)}", "dataset": eff.dataset})
-            meta.update(_measure(_load_net(Path(meta["onnx"]), name), X_test, y_test))
-            _atomic_write(cache.paths(vid)[1], (json.dumps(meta, indent=1) + "\n").encode())
+            meta = cache.put(vid, model, shape, {"source": f"trained MLP {list(eff.hidden)}", "dataset": eff.dataset},
+                             X_test, y_test)
     path = Path(meta["onnx"])
     net = _load_net(path, name)
     model = load_torch_model(path)
@@ -397,10 +401,7 @@ def _pruned_variants(config, ft_spec: FinetuneSpec, dense: Variant, dense_model,
                      "scorer": pspec.scorer, "decision_mode": pspec.decision, "ratio": ratio, **info}
         plain = model
         if metas[False] is None:
-            m = cache.put(ids[False], plain, shape, {**base_meta, "finetuned": False})
-            m.update(_measure(_load_net(Path(m["onnx"]), ids[False]), X_test, y_test))
-            _atomic_write(cache.paths(ids[False])[1], (json.dumps(m, indent=1, default=str) + "\n").encode())
-            metas[False] = m
+            metas[False] = cache.put(ids[False], plain, shape, {**base_meta, "finetuned": False}, X_test, y_test)
         if True in finetuned and metas[True] is None:
             import copy
 
@@ -409,11 +410,9 @@ def _pruned_variants(config, ft_spec: FinetuneSpec, dense: Variant, dense_model,
                 _attach_masks(model, masks)
             how = _finetune(model, dense_model, (Xs, y_train), ft_spec)
             _remove_masks(model)
-            m = cache.put(ids[True], model, shape, {**base_meta, "finetuned": True, "finetune": how,
-                                                    "accuracy_before_finetune": metas[False]["accuracy"]})
-            m.update(_measure(_load_net(Path(m["onnx"]), ids[True]), X_test, y_test))
-            _atomic_write(cache.paths(ids[True])[1], (json.dumps(m, indent=1, default=str) + "\n").encode())
-            metas[True] = m
+            metas[True] = cache.put(ids[True], model, shape, {**base_meta, "finetuned": True, "finetune": how,
+                                                              "accuracy_before_finetune": metas[False]["accuracy"]},
+                                    X_test, y_test)
     out = []
     for ft in finetuned:
         meta = metas[ft]

@@ -459,7 +459,9 @@ def write_surrogate(rows: list[dict], tasks: list[dict], records: dict, out: Pat
             ax.plot(grid, med, label="dense MIP" if v[0] == "unpruned" else _label(v),
                     lw=2.2 if v[0] == "unpruned" else 1.4, color="black" if v[0] == "unpruned" else None,
                     ls="-" if v[2] or v[0] == "unpruned" else "--")
-        ax.axhline(0, color="grey", lw=0.8, ls=":")
+        lo, hi = ax.get_ylim()
+        if lo <= 0 <= hi:  # the adversarial threshold, when it is in view
+            ax.axhline(0, color="grey", lw=0.8, ls=":")
         ax.set_xlabel("wall time (s)")
         ax.set_ylabel("best dense margin (median over instances)")
         ax.set_title(f"{g[0]}, {g[1]} eps {g[2]:g}")

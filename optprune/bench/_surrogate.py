@@ -29,7 +29,9 @@ that linear region the network is affine, :math:`z_k = M_k x + c_k` with
    x \in B(x_0, \varepsilon) \cap [0, 1]^n
 
 has :math:`\hat x` feasible, so its optimum is at least as good; it is
-accepted only if the forward pass confirms the improvement. Only HiGHS is
+accepted only if the forward pass confirms the improvement. Polishing runs
+within the task's time limit: the MIP stops 10% of the limit (at most 5 s)
+early to leave it that time. Only HiGHS is
 supported here (the incumbent callback).
 """
 
@@ -48,6 +50,8 @@ from optprune.network import Network
 __all__ = ["with_l1_ball", "polish_on_dense", "run_surrogate", "start_vector", "NORMS"]
 
 NORMS = ("linf", "l1")
+POLISH_SHARE = 0.1  # of the time limit, kept free for polishing (at most POLISH_MAX_S seconds)
+POLISH_MAX_S = 5.0
 
 
 def with_l1_ball(model: MILP, input_idx: np.ndarray, x0: np.ndarray, eps: float) -> MILP:
@@ -202,7 +206,9 @@ def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
             best["margin"], best["x"] = m, x
 
     h = to_highs(model)
-    h.setOptionValue("time_limit", float(max(limit - setup_s, 0.01)))
+    # Polishing happens inside the same wall-time budget: the MIP leaves it POLISH_SHARE of the limit.
+    reserve = min(POLISH_SHARE * limit, POLISH_MAX_S) if task.get("polish") else 0.0
+    h.setOptionValue("time_limit", float(max(limit - setup_s - reserve, 0.01)))
     h.setOptionValue("threads", int(task.get("threads", 1)))
     # Every MIP starts from the clean image x0 (feasible for every variant): the first incumbent.
     start_x = start_vector(net, enc, bounds, x0, model.n_vars)
@@ -237,7 +243,7 @@ def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
         t = time.perf_counter()
         before = best["margin"]
         xp, mp = polish_on_dense(dense, best["x"], x0, eps, norm, label, target,
-                                 time_limit=max(1.0, limit - (time.perf_counter() - start)))
+                                 time_limit=max(0.5, limit - (time.perf_counter() - start)))
         polish = {"applied": True, "gain": mp - before, "time_s": time.perf_counter() - t}
         if mp > before:
             best["margin"], best["x"] = mp, xp
