@@ -303,8 +303,11 @@ def obbt_bounds(
     ``time_budget`` seconds have passed the remaining neurons keep their input
     bounds (still valid, only looser).
     """
+    from highspy import HighsModelStatus
+
     from optprune.solvers._highs_model import to_highs
 
+    optimal = HighsModelStatus.kOptimal
     start = time.perf_counter()
     out: Bounds = [(np.array(lo, dtype=float), np.array(hi, dtype=float)) for lo, hi in bounds]
     todo = range(1, len(net.layers)) if layers is None else layers
@@ -337,7 +340,7 @@ def obbt_bounds(
             for sense, which in ((1.0, 0), (-1.0, 1)):
                 h.changeColsCost(n_cols, cols, sense * w)
                 h.run()
-                if h.getModelStatus() != _optimal():
+                if h.getModelStatus() != optimal:
                     continue
                 value = sense * h.getInfo().objective_function_value + layer.bias[i]
                 if which == 0:
@@ -351,8 +354,3 @@ def obbt_bounds(
         out = linear_bounds(net, x_lower, x_upper, start=out)
     return out
 
-
-def _optimal():
-    import highspy
-
-    return highspy.HighsModelStatus.kOptimal
