@@ -64,13 +64,17 @@ def save_instance(path: str | os.PathLike, problem: SearchProblem, *, budgets: M
     return path
 
 
-def load_instance(path: str | os.PathLike) -> tuple[SearchProblem, dict, bool]:
-    """``(problem, budgets, relative)`` stored in a JSON instance file."""
+def read_json(path: str | os.PathLike, what: str):
+    """The JSON content of ``path``; a missing file or invalid JSON is a named error saying which ``what``."""
     path = Path(path)
     if not path.is_file():
-        raise DataNotFoundError(f"structure-search instance {str(path)!r} does not exist")
+        raise DataNotFoundError(f"{what} {str(path)!r} does not exist")
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise FileFormatError(f"{path}: not valid JSON ({exc})") from None
-    return problem_from_dict(data, where=str(path))
+        raise FileFormatError(f"{path}: {what} is not valid JSON ({exc})") from None
+
+
+def load_instance(path: str | os.PathLike) -> tuple[SearchProblem, dict, bool]:
+    """``(problem, budgets, relative)`` stored in a JSON instance file."""
+    return problem_from_dict(read_json(path, "structure-search instance"), where=str(path))

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from optprune.errors import DataNotFoundError, FileFormatError, InvalidParameterError, UnsupportedLayerError
+from optprune.errors import FileFormatError, InvalidParameterError, UnsupportedLayerError
 from optprune.formulations.structure_search import LayerCost, Table, width_grid
+from optprune.search._instances import read_json
 
 __all__ = ["latency_layers", "measure_latency_tables", "save_latency_tables", "load_latency_layers", "cache_dir",
            "FORMAT"]
@@ -240,13 +241,7 @@ def save_latency_tables(data: Mapping, path: str | os.PathLike) -> Path:
 
 def load_latency_layers(path: str | os.PathLike) -> dict[str, LayerCost]:
     """The latency ``LayerCost`` of every table in a file written by :func:`save_latency_tables`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"latency table {str(path)!r} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise FileFormatError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, "latency table")
     if data.get("format") != FORMAT or "tables" not in data:
         raise FileFormatError(f"{path}: not an optprune latency table (format {data.get('format')!r})")
     return _layers_from_tables(data)
