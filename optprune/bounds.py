@@ -182,8 +182,6 @@ def unstable_masks(net: Network, bounds: Bounds) -> list[np.ndarray]:
     ]
 
 
-def count_unstable(bounds: Bounds, net: Network | None = None) -> int:
-    """Number of unstable ReLU neurons (every layer but the last when ``net`` is not given)."""
-    if net is not None:
-        return int(sum(m.sum() for m in unstable_masks(net, bounds)))
-    return int(sum(((lo < 0) & (hi > 0)).sum() for lo, hi in bounds[:-1]))
+def count_unstable(bounds: Bounds, net: Network) -> int:
+    """Number of ReLU neurons of ``net`` whose sign ``bounds`` do not fix (each one a binary in the MILP)."""
+    return int(sum(mask.sum() for mask in unstable_masks(net, bounds)))
