@@ -204,7 +204,10 @@ def build_spec_milp(
     enc = encode_network(builder, net, bounds, x_lower, x_upper)
     out = enc.output_idx
     if np.any(out < 0):
-        raise ShapeMismatchError("the output layer must not have a ReLU whose outputs are all removed")
+        raise ShapeMismatchError(
+            f"outputs {np.flatnonzero(out < 0).tolist()} are ReLUs that are always 0 on this box and were removed; "
+            "a specification needs a linear (identity) output layer"
+        )
     if C.shape[0] == 1:
         c = np.zeros(builder.n_cols)
         np.add.at(c, out, C[0])
