@@ -269,8 +269,14 @@ def run_bench(
     progress: bool = True,
     plots: bool = True,
     log: Callable[[str], None] = _log_to_stderr,
+    command: list[str] | None = None,
 ) -> BenchResult:
-    """Run (or resume) a benchmark into ``out`` and write its summary and plots (module doc)."""
+    """Run (or resume) a benchmark into ``out`` and write its summary and plots (module doc).
+
+    The summary starts with the provenance header (:func:`optprune.bench._provenance.provenance_header`):
+    ``command`` (default: this process's ``sys.argv``), date, machine and library versions.
+    """
+    from optprune.bench._provenance import provenance_header
     from optprune.bench._summary import summarize, surrogate_summary, write_plots, write_surrogate, write_tables
 
     if executor not in EXECUTORS:
@@ -318,13 +324,14 @@ def run_bench(
         finally:
             store.close()
         tasks = [j[0] for j in jobs]
+        header = provenance_header([Path(sys.argv[0]).name, *sys.argv[1:]] if command is None else command)
         result = BenchResult(out=out, total=len(jobs), done=len(records), ran=ran, surrogate=surrogate)
         if surrogate:
             rows = surrogate_summary(tasks, records)
-            result.files.update(write_surrogate(rows, tasks, records, out, plots=plots))
+            result.files.update(write_surrogate(rows, tasks, records, out, plots=plots, header=header))
         else:
             rows = summarize(tasks, records)
-            result.files.update(write_tables(rows, out))
+            result.files.update(write_tables(rows, out, header=header))
             if plots:
                 result.files.update(write_plots(rows, tasks, records, out))
         result.files["records"] = store_path

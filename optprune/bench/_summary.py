@@ -175,10 +175,15 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n" + note
 
 
-def write_tables(rows: list[dict], out: Path) -> dict:
-    """``summary.md`` and ``summary.csv`` in ``out``."""
+def _with_header(header: str, body: str) -> str:
+    """``body`` under the provenance ``header`` (:func:`optprune.bench._provenance.provenance_header`), if any."""
+    return f"{header.rstrip()}\n\n{body}" if header else body
+
+
+def write_tables(rows: list[dict], out: Path, header: str = "") -> dict:
+    """``summary.md`` (``header`` first: the run's provenance) and ``summary.csv`` in ``out``."""
     md = out / "summary.md"
-    md.write_text(markdown_table(rows))
+    md.write_text(_with_header(header, markdown_table(rows)))
     path = out / "summary.csv"
     keys = list(rows[0].keys()) if rows else [k for k, _ in COLUMNS]
     with open(path, "w", newline="") as fh:
@@ -431,10 +436,11 @@ def _surrogate_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n" + note
 
 
-def write_surrogate(rows: list[dict], tasks: list[dict], records: dict, out: Path, plots: bool = True) -> dict:
-    """``surrogate.md``, ``surrogate.csv`` and ``surrogate.png`` (median best dense margin vs time)."""
+def write_surrogate(rows: list[dict], tasks: list[dict], records: dict, out: Path, plots: bool = True,
+                    header: str = "") -> dict:
+    """``surrogate.md`` (``header`` first), ``surrogate.csv`` and ``surrogate.png`` (median best dense margin vs time)."""
     files = {"markdown": out / "surrogate.md", "csv": out / "surrogate.csv"}
-    files["markdown"].write_text(_surrogate_markdown(rows))
+    files["markdown"].write_text(_with_header(header, _surrogate_markdown(rows)))
     keys = list(rows[0].keys()) if rows else ["network"]
     with open(files["csv"], "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
