@@ -69,6 +69,9 @@ class SolveOptions:
 
     time_limit: float | None = None
     mip_gap: float | None = None
+    mip_abs_gap: float | None = None
+    feasibility_tol: float | None = None
+    integrality_tol: float | None = None
     threads: int | None = None
     cutoff: float | None = None
     target: float | None = None
@@ -80,7 +83,13 @@ class SolveOptions:
         if self.time_limit is not None and not self.time_limit > 0:
             raise InvalidParameterError(f"time_limit must be > 0 seconds, got {self.time_limit}")
         if self.mip_gap is not None and not 0 <= self.mip_gap < 1:
-            raise InvalidParameterError(f"mip_gap must be in [0, 1), got {self.mip_gap}")
+            raise InvalidParameterError(f"mip_gap (relative MIP gap) must be in [0, 1), got {self.mip_gap}")
+        if self.mip_abs_gap is not None and not (math.isfinite(self.mip_abs_gap) and self.mip_abs_gap >= 0):
+            raise InvalidParameterError(f"mip_abs_gap (absolute MIP gap) must be finite and >= 0, got {self.mip_abs_gap}")
+        for option in ("feasibility_tol", "integrality_tol"):
+            value = getattr(self, option)
+            if value is not None and not (math.isfinite(value) and 0 < value < 1):
+                raise InvalidParameterError(f"{option} must be in (0, 1), got {value}")
         if self.threads is not None and self.threads < 1:
             raise InvalidParameterError(f"threads must be >= 1, got {self.threads}")
 
