@@ -15,6 +15,7 @@ architecture and seed) and every call returns a fresh copy.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Sequence
 from functools import lru_cache
@@ -74,10 +75,13 @@ def make_digits_cnn() -> nn.Sequential:
     return model
 
 
-def _check_positive(name: str, value, kind=int) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or (kind is int and
-                                                                                         int(value) != value):
-        raise InvalidParameterError(f"train_classifier: {name} must be a positive {kind.__name__}, got {value!r}")
+def _check_positive(name: str, value, kind=int, caller: str = "train_classifier", allow_zero: bool = False) -> None:
+    """A positive (or, with ``allow_zero``, non-negative) finite ``kind``; NaN and Inf are refused."""
+    bad = (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+           or value < 0 or (value == 0 and not allow_zero) or (kind is int and int(value) != value))
+    if bad:
+        what = "a non-negative" if allow_zero else "a positive"
+        raise InvalidParameterError(f"{caller}: {name} must be {what} finite {kind.__name__}, got {value!r}")
 
 
 def train_classifier(
@@ -155,9 +159,12 @@ def fit_epochs(
     intra-op threads for the loop and restores them afterwards (small models
     train fastest single-threaded; None leaves torch's setting alone).
     """
+    _check_positive("epochs", epochs, caller="fit_epochs", allow_zero=True)
+    _check_positive("batch_size", batch_size, caller="fit_epochs")
+    _check_positive("lr", lr, float, caller="fit_epochs")
     threads_before = torch.get_num_threads()
     if num_threads is not None:
-        _check_positive("num_threads", num_threads)
+        _check_positive("num_threads", num_threads, caller="fit_epochs")
         torch.set_num_threads(int(num_threads))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

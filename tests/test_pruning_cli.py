@@ -11,7 +11,7 @@ import torch
 from optprune.cli import main
 from optprune.data import data_dir
 from optprune.errors import DataNotFoundError
-from optprune.io import load_network, load_torch_model, network_from_onnx
+from optprune.io import load_network, load_torch_model, network_from_onnx, save_torch_model
 from optprune.pruning import PruningDecision
 from optprune.training import accuracy, digits_mlp
 
@@ -30,7 +30,7 @@ def run(capsys, *args: str) -> dict:
 def digits_net(tmp_path_factory):
     path = tmp_path_factory.mktemp("nets") / "digits_32x16.pt"
     model = digits_mlp([32, 16], seed=0, epochs=10)
-    torch.save(model, path)
+    save_torch_model(model, path)  # weights and architecture, loads without --trust-pickle
     return path
 
 
@@ -66,6 +66,19 @@ def test_prune_without_finetune_writes_pt(capsys, tmp_path, digits_net) -> None:
     assert sum(p.numel() for p in model.parameters()) == r["params_after"]
     assert load_network(out).widths == r["widths"]
     assert sum(r["widths"][1:-1]) == int(0.75 * 48)  # global: 25% of all 48 hidden units removed
+
+
+def test_prune_pickled_model_needs_trust_pickle(capsys, tmp_path) -> None:
+    """A whole torch.save'd model is refused by default and accepted with --trust-pickle."""
+    path = tmp_path / "pickled.pt"
+    torch.save(digits_mlp([16], seed=0, epochs=1), path)
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", str(path), "--data", "digits", "--json"])
+    assert exc.value.code == 2
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["error_type"] == "FileFormatError" and "--trust-pickle" in payload["error"]
+    r = run(capsys, "prune", str(path), "--data", "digits", "--ratio", "0.5", "--trust-pickle", "--json")
+    assert r["widths"] == [64, 8, 10]
 
 
 def test_prune_reports_bad_options(capsys, digits_net) -> None:

@@ -1,13 +1,27 @@
-"""The typer application; each command group lives in its own module and registers here."""
+"""The typer application; each command group lives in its own module and registers here.
+
+Exit codes: 0 success, 2 for every usage error (unknown command or option,
+missing argument, a value of the wrong type) and every named optprune error,
+1 for an interrupted run. With ``--json`` an error is one JSON object
+``{"error": ..., "error_type": ...}`` on stdout; the human message goes to stderr.
+
+typer >= 0.15 runs commands with its own copy of click (``typer._click``), so
+its usage errors are not instances of ``click.ClickException``. :func:`main`
+catches the exception classes of both copies (:func:`_click_classes`);
+``tests/test_cli_errors.py`` pins this for every command.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
 import typer
 
 from optprune.errors import OptpruneError
+
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     name="optprune",
@@ -20,25 +34,58 @@ app = typer.Typer(
 # Command modules register themselves on ``app`` when imported.
 from optprune.cli import _bench, _core_commands, _prune, _search, _verify  # noqa: E402,F401,I001
 
+USAGE_ERROR = "UsageError"
+
+
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """The class ``name`` (``ClickException``, ``Abort``, ``Exit``) from every click copy that is importable."""
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions", "typer.exceptions"):
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+CLICK_ERRORS = _click_classes("ClickException")
+ABORTS = _click_classes("Abort")
+EXITS = (typer.Exit, *_click_classes("Exit"))
+
+
+def _fail(message: str, error_type: str, as_json: bool, code: int = 2) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message, "error_type": error_type}) + "\n")
+        sys.stdout.flush()
+    raise SystemExit(code)
+
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: a named optprune error becomes one line (or one JSON object) and exit code 2."""
-    args = sys.argv[1:] if argv is None else argv
+    """Entry point: a named error or a usage error becomes a message (and one JSON object) and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args
     try:
-        app(args=args, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
     except OptpruneError as exc:
-        if "--json" in args:
-            sys.stdout.write(json.dumps({"error": str(exc), "error_type": type(exc).__name__}) + "\n")
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.exceptions.Abort):
-            raise SystemExit(1) from None
-        raise
+        _fail(str(exc), type(exc).__name__, as_json)
+    except EXITS as exc:
+        raise SystemExit(getattr(exc, "exit_code", 0)) from None
+    except CLICK_ERRORS as exc:
+        exc.show()  # the usage line, a hint and "Error: ..." on stderr
+        exit_code = int(getattr(exc, "exit_code", 2) or 2)
+        # "optprune" alone prints the help and is not an error with --json absent
+        name = type(exc).__name__
+        error_type = USAGE_ERROR if name != "FileError" else "FileError"
+        _fail(exc.format_message() if name != "NoArgsIsHelpError" else "no command given", error_type, as_json,
+              exit_code if exit_code != 1 else 2)
+    except ABORTS:
+        print("aborted", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    if isinstance(code, int) and code:
+        raise SystemExit(code)

@@ -10,6 +10,7 @@ import typer
 from optprune.cli._app import app
 from optprune.cli._core_commands import JSON_OPTION
 from optprune.cli._output import emit
+from optprune.cli._validate import check_number, check_output_dir
 
 
 @app.command("bench")
@@ -26,7 +27,17 @@ def bench_command(
 ) -> None:
     """Run or resume a benchmark: one JSON line per result, summary table and plots; a killed run resumes."""
     from optprune.bench import run_bench
+    from optprune.bench._executors import EXECUTORS, check_ray_address
+    from optprune.errors import InvalidParameterError
 
+    check_number("--workers", workers, low=1)
+    if executor not in EXECUTORS:
+        raise InvalidParameterError(f"--executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
+    if address is not None and executor != "ray":
+        raise InvalidParameterError(f"--address is for --executor ray; got --executor {executor}")
+    check_output_dir("--out", out)  # a folder (resumed when it holds a run), never a file
+    if executor == "ray":
+        check_ray_address(address)  # before networks are trained: an unreachable cluster fails in seconds
     result = run_bench(config, out, workers=workers, executor=executor, address=address, surrogate=surrogate,
                        progress=progress, plots=plots)
     if as_json:

@@ -9,6 +9,7 @@ import typer
 
 from optprune.cli._app import app
 from optprune.cli._output import emit, stderr_console
+from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_file
 
 
 def data_note(name: str) -> str:
@@ -43,28 +44,39 @@ def _shape_inputs(model, X):
     return X.reshape(X.shape[0], *shape), shape
 
 
-def export_model(model, path: Path, input_shape: tuple[int, ...]) -> Path:
-    """Write a pruned chain as ONNX (through the network definition) or as a pickled ``nn.Sequential``."""
-    import torch
+EXPORT_SUFFIXES = (".onnx", ".pt", ".pth")
 
+
+def _check_export_suffix(path: Path) -> None:
     from optprune.errors import InvalidParameterError
 
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    if path.suffix.lower() not in EXPORT_SUFFIXES:
+        raise InvalidParameterError(f"--out must end in .onnx, .pt or .pth; got {path.name!r}")
+
+
+def export_model(model, path: Path, input_shape: tuple[int, ...]) -> Path:
+    """Write a pruned chain as ONNX (through the network definition) or in optprune's torch format.
+
+    ``.pt``/``.pth`` files are written by :func:`optprune.io.save_torch_model`:
+    architecture as plain data plus the weights, so they load again without
+    ``--trust-pickle`` (no pickled code).
+    """
+    _check_export_suffix(path)
+    if path.suffix.lower() == ".onnx":
         from optprune.io import network_from_torch, network_to_onnx
 
         network_to_onnx(network_from_torch(model, input_shape, name=path.stem), path)
-    elif suffix in (".pt", ".pth"):
-        model.input_shape = tuple(input_shape)
-        torch.save(model, path)
     else:
-        raise InvalidParameterError(f"--out must end in .onnx, .pt or .pth; got {path.name!r}")
+        from optprune.io import save_torch_model
+
+        model.input_shape = tuple(input_shape)
+        save_torch_model(model, path)
     return path
 
 
 @app.command("prune")
 def prune_command(
-    network: Annotated[Path, typer.Argument(help="An .onnx file or a torch.save'd nn.Sequential (.pt).")],
+    network: Annotated[Path, typer.Argument(help="An .onnx file or a torch model file (.pt, .pth).")],
     scorer: Annotated[str, typer.Option("--scorer", help="Scorer name (optprune.scoring.available_scorers()).")] = "magnitude",
     ratio: Annotated[float, typer.Option("--ratio", help="Fraction of units (or parameters, for search) to remove.")] = 0.5,
     data: Annotated[str, typer.Option("--data", help="mnist or digits: calibration, fine-tuning and accuracy.")] = "mnist",
@@ -79,6 +91,8 @@ def prune_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write the pruned network (.onnx or .pt).")] = None,
     save_decision: Annotated[Path | None, typer.Option("--save-decision", help="Write the decision as JSON.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Shared data folder (default: OPTPRUNE_DATA).")] = None,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=TRUST_PICKLE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
 ) -> None:
     """Prune a network's neurons/channels, optionally fine-tune, report parameters and accuracy."""
@@ -92,9 +106,17 @@ def prune_command(
 
     if data not in ("mnist", "digits"):
         raise InvalidParameterError(f"--data must be 'mnist' or 'digits'; got {data!r}")
-    if calibration_size < 1:
-        raise InvalidParameterError(f"--calibration-size must be >= 1; got {calibration_size}")
-    model = load_torch_model(network)
+    check_number("--ratio", ratio, low=0, high=1, high_open=True)
+    check_number("--finetune-epochs", finetune_epochs, low=0)
+    check_number("--calibration-size", calibration_size, low=1)
+    check_number("--lr", lr, low=0, low_open=True)
+    if out is not None:
+        _check_export_suffix(out)
+    check_output_file("--out", out, force=force)
+    check_output_file("--save-decision", save_decision, force=force)
+    if out is not None and save_decision is not None and out.resolve() == save_decision.resolve():
+        raise InvalidParameterError(f"--out and --save-decision are the same file {out}; give two paths")
+    model = load_torch_model(network, trust_pickle=trust_pickle)
     X_train, y_train = load_dataset(data, "train", data_dir)
     X_test, y_test = load_dataset(data, "test", data_dir)
     X_train, shape = _shape_inputs(model, X_train)

@@ -9,24 +9,36 @@ import typer
 
 from optprune.cli._app import app
 from optprune.cli._output import emit, stderr_console
+from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_file
 from optprune.errors import InvalidParameterError
 
 JSON_OPTION = typer.Option("--json", help="Print exactly one JSON object on stdout.")
 
 
 def parse_budgets(items: list[str]) -> dict[str, float]:
-    """``["params=0.5", "latency=0.6"]`` -> ``{"params": 0.5, "latency": 0.6}``."""
-    out = {}
+    """``["params=0.5", "latency=0.6"]`` -> ``{"params": 0.5, "latency": 0.6}``.
+
+    A resource given twice is an error (never "the last one wins"); a value
+    must be a finite number > 0.
+    """
+    out: dict[str, float] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
+        key = key.strip()
         try:
-            if not sep or not key.strip():
+            if not sep or not key:
                 raise ValueError
-            out[key.strip()] = float(value)
+            amount = float(value)
         except ValueError:
             raise InvalidParameterError(
                 f"--budget must look like RESOURCE=VALUE (e.g. params=0.5, latency=0.6, flops=0.4); got {item!r}"
             ) from None
+        if key in out:
+            raise InvalidParameterError(
+                f"--budget {key} is given twice ({key}={out[key]:g} and {item!r}); give each resource once"
+            )
+        check_number(f"--budget {key}", amount, low=0, low_open=True)
+        out[key] = amount
     return out
 
 
@@ -103,6 +115,8 @@ def search_command(
     no_reduce: Annotated[bool, typer.Option("--no-reduce", help="Skip the exact Lagrangian reduction.")] = False,
     kept: Annotated[bool, typer.Option("--kept", help="Also list the kept unit indices per group.")] = False,
     save_instance: Annotated[Path | None, typer.Option("--save-instance", help="Write the problem as an instance JSON.")] = None,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=TRUST_PICKLE_HELP)] = False,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Per-group kept widths maximising retained score under parameter / FLOP / latency budgets (exact MILP)."""
@@ -111,6 +125,12 @@ def search_command(
 
     budgets = parse_budgets(budget)
     shape = parse_shape(input_shape)
+    check_number("--round-to", round_to, low=1)
+    check_number("--min-width", min_width, low=1)
+    check_number("--calibration-samples", samples, low=1)
+    check_number("--time-limit", time_limit, low=0, low_open=True)
+    check_number("--mip-gap", mip_gap, low=0)
+    check_output_file("--save-instance", save_instance, force=force)
     relative = not absolute
     source = None
     if target.suffix.lower() == ".json":
@@ -121,7 +141,7 @@ def search_command(
         from optprune.io import load_torch_model
         from optprune.search import model_scores, problem_from_model
 
-        model = load_torch_model(target)
+        model = load_torch_model(target, trust_pickle=trust_pickle)
         model.eval()
         calibration = _calibration(model, scorer, shape, dataset, samples)
         scores = model_scores(model, scorer, calibration, input_shape=shape, normalize=normalize)
@@ -161,10 +181,12 @@ def latency_table_command(
     input_shape: Annotated[str | None, typer.Option("--input-shape", help="One sample's shape, e.g. 1,8,8.")] = None,
     round_to: Annotated[int, typer.Option("--round-to", help="Grid of allowed widths: multiples of this.")] = 1,
     min_width: Annotated[int, typer.Option("--min-width")] = 1,
-    points: Annotated[int, typer.Option("--points", help="Widths measured per axis.")] = 6,
-    repeats: Annotated[int, typer.Option("--repeats", help="Timings per point (median).")] = 5,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 1,
+    points: Annotated[int, typer.Option("--points", help="Widths measured per axis (>= 2: both ends).")] = 6,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timings per point, median taken (>= 1).")] = 5,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per timed call (>= 1).")] = 1,
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again even if cached.")] = False,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=TRUST_PICKLE_HELP)] = False,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Measure (or reuse from the cache) the CPU latency of every Linear/Conv2d over a grid of widths."""
@@ -172,9 +194,15 @@ def latency_table_command(
     from optprune.search import measure_latency_tables, save_latency_tables, width_grid
     from optprune.search._torch import module_specs
 
-    model = load_torch_model(network)
-    model.eval()
+    check_number("--round-to", round_to, low=1)
+    check_number("--min-width", min_width, low=1)
+    check_number("--points", points, low=2)
+    check_number("--repeats", repeats, low=1)
+    check_number("--batch-size", batch_size, low=1)
+    check_output_file("--out", out, force=force)
     shape = parse_shape(input_shape)
+    model = load_torch_model(network, trust_pickle=trust_pickle)
+    model.eval()
     groups, specs = module_specs(model, shape)
     grids = {g.name: width_grid(g.width, round_to, min_width) for g in groups}
     data = measure_latency_tables(model, input_shape=shape, grids=grids, specs=specs, points=points, repeats=repeats,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,63 +11,95 @@ import typer
 
 from optprune.bounds import DEFAULT_BOUNDS
 from optprune.cli._app import app
-from optprune.cli._core_commands import JSON_OPTION
+from optprune.cli._core_commands import JSON_OPTION, TRUST_PICKLE_OPTION
 from optprune.cli._output import emit, stderr_console, to_jsonable
+from optprune.cli._validate import FORCE_HELP, check_number, check_output_dir, check_output_file
 
 BOUNDS_HELP = "Bound level: interval, linear (CROWN back-substitution) or obbt (LP tightening; the default)."
 
 
 @app.command("verify")
 def verify_command(
-    network: Path = typer.Argument(..., help="Network: .onnx, or a saved torch model (.pt)."),
+    network: Path = typer.Argument(..., help="Network: .onnx, or a torch model file (.pt, .pth)."),
     prop: Path = typer.Argument(..., help="A VNN-LIB property."),
     solver: str = typer.Option("highs", "--solver", help="MIP backend (see `optprune solvers`)."),
-    timeout: float = typer.Option(120.0, "--timeout", help="Seconds for the whole query."),
+    timeout: float = typer.Option(
+        120.0, "--timeout", help="Seconds (> 0) for the whole query, loading the network and parsing included."
+    ),
     bounds: str = typer.Option(DEFAULT_BOUNDS, "--bounds", help=BOUNDS_HELP),
     no_attack: bool = typer.Option(False, "--no-attack", help="Skip the gradient attack before the MIP."),
     out: Path = typer.Option(None, "--out", help="Write the VNN-COMP result file here."),
     export_mps: Path = typer.Option(None, "--export-mps", help="Also write the first output conjunction's MILP as MPS."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    trust_pickle: bool = TRUST_PICKLE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Decide a VNN-LIB property: sat (checked counterexample), unsat (robust) or unknown."""
-    from optprune.io import load_network
-    from optprune.verify import format_vnncomp_result, verify_vnnlib
+    """Decide a VNN-LIB property: sat (checked counterexample), unsat (robust) or unknown.
 
-    net = load_network(network)
-    result = verify_vnnlib(net, prop, solver=solver, timeout=timeout, bounds=bounds, attack=not no_attack)
+    ``--timeout`` counts from the start of the command: the time spent loading
+    the network and parsing the property is taken off the verification's share;
+    when nothing is left the verdict is ``unknown`` and the message says why.
+    """
+    from optprune.io import load_network
+    from optprune.verify import VerificationResult, format_vnncomp_result, verify_property
+    from optprune.vnnlib import read_vnnlib
+
+    start = time.perf_counter()
+    check_number("--timeout", timeout, low=0, low_open=True)
+    check_output_file("--out", out, force=force)
+    check_output_file("--export-mps", export_mps, force=force)
+    net = load_network(network, trust_pickle=trust_pickle)
+    parsed = read_vnnlib(prop, net.input_size, net.output_size)
+    load_s = time.perf_counter() - start
+    remaining = timeout - load_s
+    if remaining > 0:
+        result = verify_property(net, parsed, solver=solver, timeout=remaining, bounds=bounds, attack=not no_attack)
+    else:
+        result = VerificationResult(
+            verdict="unknown", time_s=0.0,
+            message=f"the time limit (--timeout {timeout:g} s) was spent loading the network and parsing the "
+                    f"property ({load_s:.3f} s); nothing was left for verification",
+        )
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(format_vnncomp_result(result))
     if export_mps is not None:
-        _export_first_conjunction(net, prop, bounds, export_mps)
-    payload = {"network": str(network), "property": str(prop), "solver": solver, **result.to_dict()}
+        _export_first_conjunction(net, parsed, bounds, export_mps)
+    payload = {"network": str(network), "property": str(prop), "solver": solver, "load_s": round(load_s, 4),
+               **result.to_dict()}
     human = f"{result.verdict} in {result.time_s:.2f}s (decided by {result.decided_by or '-'}; stages {payload['stages']})"
+    if result.message:
+        human += f": {result.message}"
     emit(payload, as_json, human)
 
 
-def _export_first_conjunction(net, prop_path: Path, bounds: str, path: Path) -> None:
+def _export_first_conjunction(net, prop, bounds: str, path: Path) -> None:
+    """The MILP of ``prop``'s first input box and first output conjunction, written as MPS to ``path``."""
     from optprune.bounds import compute_bounds
     from optprune.formulations.relu_milp import build_spec_milp
-    from optprune.vnnlib import read_vnnlib
 
-    case = read_vnnlib(prop_path, net.input_size, net.output_size).cases[0]
+    case = prop.cases[0]
     b = compute_bounds(net, case.lower, case.upper, bounds)
     conj = case.disjuncts[0]
     model, _ = build_spec_milp(net, b, case.lower, case.upper, conj.C, conj.d)
     model.write(path)
 
 
+ATTACK_FILES = ("adversarial.npz", "adversarial.png", "summary.json")
+
+
 @app.command("attack")
 def attack_command(
-    network: Path = typer.Argument(..., help="Network: .onnx or .pt."),
+    network: Path = typer.Argument(..., help="Network: .onnx, .pt or .pth."),
     data: str = typer.Option("mnist", "--data", help="mnist or digits (test split)."),
-    eps: float = typer.Option(0.02, "--eps", help="L-inf radius on inputs in [0, 1]."),
-    count: int = typer.Option(10, "--count", help="Number of correctly classified test images."),
-    out: Path = typer.Option(Path("attack_out"), "--out", help="Output folder."),
+    eps: float = typer.Option(0.02, "--eps", help="L-inf radius on inputs, in [0, 1]."),
+    count: int = typer.Option(10, "--count", help="Number (>= 1) of correctly classified test images."),
+    out: Path = typer.Option(Path("attack_out"), "--out", help="Output folder (adversarial.npz/.png, summary.json)."),
     solver: str = typer.Option("highs", "--solver"),
-    time_limit: float = typer.Option(60.0, "--time-limit", help="Seconds per image (all targets)."),
+    time_limit: float = typer.Option(60.0, "--time-limit", help="Seconds (> 0) per image (all targets)."),
     bounds: str = typer.Option(DEFAULT_BOUNDS, "--bounds", help=BOUNDS_HELP),
     data_dir: Path = typer.Option(None, "--data-dir", help="Folder holding mnist/ (default: $OPTPRUNE_DATA or ../shared/data)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    trust_pickle: bool = TRUST_PICKLE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Max-margin adversarial examples by MIP: .npz, a PNG grid and a JSON summary in OUT."""
@@ -77,7 +110,11 @@ def attack_command(
     from optprune.io import load_network
     from optprune.verify import max_margin
 
-    net = load_network(network)
+    check_number("--eps", eps, low=0, high=1)
+    check_number("--count", count, low=1)
+    check_number("--time-limit", time_limit, low=0, low_open=True)
+    check_output_dir("--out", out, force=force, files=ATTACK_FILES)
+    net = load_network(network, trust_pickle=trust_pickle)
     X, y = load_dataset(data, "test", data_dir=data_dir)
     flat = X.reshape(len(X), -1).astype(np.float64)
     if flat.shape[1] != net.input_size:
@@ -85,7 +122,6 @@ def attack_command(
             f"--data {data} gives {flat.shape[1]} inputs per image, network {network.name} takes {net.input_size}"
         )
     correct = np.flatnonzero(net.predict(flat) == y)[:count]
-    out.mkdir(parents=True, exist_ok=True)
     records, originals, adversarials = [], [], []
     with Progress(console=stderr_console) as progress:
         task = progress.add_task(f"attack eps={eps}", total=len(correct))

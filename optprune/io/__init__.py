@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from optprune.io._conv import conv_spec_matches, conv_spec_matrix, conv_to_sparse
-from optprune.io._load import MODEL_SUFFIXES, load_network, load_torch_model
+from optprune.io._load import MODEL_SUFFIXES, TORCH_FORMAT, load_network, load_torch_model, save_torch_model
 from optprune.io._onnx import SUPPORTED_ONNX_OPS, network_from_onnx, network_to_onnx
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ __all__ = [
     "MODEL_SUFFIXES",
     "SUPPORTED_ONNX_OPS",
     "SUPPORTED_TORCH_MODULES",
+    "TORCH_FORMAT",
     "conv_spec_matches",
     "conv_spec_matrix",
     "conv_to_sparse",
@@ -28,6 +29,7 @@ __all__ = [
     "network_from_torch",
     "network_to_onnx",
     "network_to_torch",
+    "save_torch_model",
 ]
 
 _TORCH_NAMES = ("SUPPORTED_TORCH_MODULES", "network_from_torch", "network_to_torch")

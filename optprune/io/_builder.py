@@ -63,7 +63,12 @@ class ChainBuilder:
         self, weight: np.ndarray | sp.spmatrix, bias: np.ndarray, name: str, out_shape: tuple[int, ...],
         conv: ConvSpec | None = None,
     ) -> None:
-        """Start a new affine layer ``W x + b`` on the current (flattened) tensor."""
+        """Start a new affine layer ``W x + b`` on the current (flattened) tensor; a layer of width 0 is refused."""
+        if weight.shape[0] == 0 or int(np.prod(out_shape)) == 0:
+            raise ShapeMismatchError(
+                f"layer {name!r} has 0 output units (weight shape {tuple(weight.shape)}, output shape "
+                f"{tuple(out_shape)}); every layer needs at least 1 unit"
+            )
         if weight.shape[1] != self.size:
             raise ShapeMismatchError(
                 f"layer {name!r} takes {weight.shape[1]} inputs, the tensor before it has shape {self.shape} "

@@ -62,12 +62,20 @@ def _load_model(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelP
     if isinstance(model, onnx.ModelProto):
         return model, model.graph.name or "onnx"
     path = Path(model)
+    if path.is_dir():
+        raise FileFormatError(f"cannot read {path} as ONNX: it is a directory; give an .onnx file")
     if not path.is_file():
         raise DataNotFoundError(f"ONNX file not found: {path}")
+    if path.stat().st_size == 0:
+        raise FileFormatError(f"{path} is empty (0 bytes); an ONNX model (protobuf) is required")
     try:
-        return onnx.load(str(path)), path.stem
+        proto = onnx.load(str(path))
     except Exception as exc:  # protobuf raises its own DecodeError
-        raise FileFormatError(f"{path} is not a readable ONNX model: {exc}") from exc
+        raise FileFormatError(f"{path} is not a valid ONNX protobuf: {exc}") from None
+    if not proto.HasField("graph") or not (proto.graph.node or proto.graph.input):
+        # protobuf accepts many byte strings as an empty message: say so instead of a graph-input error
+        raise FileFormatError(f"{path} is not a valid ONNX model: it parses as a protobuf without a graph")
+    return proto, path.stem
 
 
 def _attrs(node: onnx.NodeProto) -> dict:

@@ -132,6 +132,9 @@ class Pruner:
     def _validate(self) -> None:
         from optprune.scoring import Scorer
 
+        ratio = self.ratio
+        if isinstance(ratio, float) and ratio != ratio:  # NaN compares false with both ends of every interval
+            raise InvalidParameterError("Pruner: parameter 'ratio' must be a float in [0.0, 1.0); got nan")
         validate_params("Pruner", self.get_params(), self._parameter_constraints)
         if isinstance(self.scorer, Scorer) and self.scorer_kwargs:
             raise InvalidParameterError("Pruner: parameter 'scorer_kwargs' must be None when 'scorer' is an instance")

@@ -42,6 +42,11 @@ def problem_to_dict(problem: SearchProblem, *, budgets: Mapping[str, float] | No
 
 def problem_from_dict(data: Mapping, *, where: str = "instance") -> tuple[SearchProblem, dict, bool]:
     """``(problem, budgets, relative)`` from the JSON form."""
+    if not isinstance(data, Mapping):
+        raise FileFormatError(
+            f"{where}: a structure-search instance is a JSON object with 'format': {FORMAT!r}; "
+            f"got a JSON {type(data).__name__}"
+        )
     if data.get("format") != FORMAT:
         raise FileFormatError(f"{where}: 'format' must be {FORMAT!r}, got {data.get('format')!r}")
     try:
@@ -52,8 +57,17 @@ def problem_from_dict(data: Mapping, *, where: str = "instance") -> tuple[Search
         )
     except KeyError as exc:
         raise FileFormatError(f"{where}: missing field {exc.args[0]!r} (see instances/search/README.md)") from None
+    except (TypeError, AttributeError) as exc:  # a field of the wrong JSON type (a list where an object belongs)
+        raise FileFormatError(f"{where}: a field has the wrong JSON type ({exc}); see instances/search/README.md") from None
     problem = SearchProblem(groups, layers, tuple(tuple(t) for t in data.get("ties", ())), str(data.get("name", "")))
-    return problem, {str(k): float(v) for k, v in data.get("budgets", {}).items()}, bool(data.get("relative", True))
+    budgets = data.get("budgets", {})
+    if not isinstance(budgets, Mapping):
+        raise FileFormatError(f"{where}: 'budgets' must be an object like {{\"params\": 0.5}}; got {budgets!r}")
+    try:
+        parsed = {str(k): float(v) for k, v in budgets.items()}
+    except (TypeError, ValueError):
+        raise FileFormatError(f"{where}: 'budgets' values must be numbers; got {budgets!r}") from None
+    return problem, parsed, bool(data.get("relative", True))
 
 
 def save_instance(path: str | os.PathLike, problem: SearchProblem, *, budgets: Mapping[str, float] | None = None,

@@ -139,6 +139,12 @@ def measure_latency_tables(
     """
     from optprune.search._torch import module_specs
 
+    for name, value, low in (("points", points, 2), ("repeats", repeats, 1), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise InvalidParameterError(
+                f"measure_latency_tables: {name} must be an integer >= {low}"
+                f"{' (a table spans both ends of each width axis)' if name == 'points' else ''}; got {value!r}"
+            )
     if specs is None or grids is None:
         groups, found = module_specs(model, input_shape)
         specs = specs if specs is not None else found
@@ -242,6 +248,8 @@ def save_latency_tables(data: Mapping, path: str | os.PathLike) -> Path:
 def load_latency_layers(path: str | os.PathLike) -> dict[str, LayerCost]:
     """The latency ``LayerCost`` of every table in a file written by :func:`save_latency_tables`."""
     data = read_json(path, "latency table")
+    if not isinstance(data, dict):
+        raise FileFormatError(f"{path}: a latency table is a JSON object; got a JSON {type(data).__name__}")
     if data.get("format") != FORMAT or "tables" not in data:
         raise FileFormatError(f"{path}: not an optprune latency table (format {data.get('format')!r})")
     return _layers_from_tables(data)
