@@ -4,12 +4,49 @@ As in cvxpy's solver layer: a backend is one module with a name, an
 availability check that imports nothing native, capability flags, a map from
 the solver's statuses into :class:`Status`, and one ``solve`` method that
 takes a :class:`~optprune.milp.MILP` and returns a :class:`SolveResult`.
+
+Tolerances
+----------
+A MIP solver's "optimal" is optimal *within tolerances*, and every solver
+picks its own defaults (HiGHS: absolute gap 1e-6, relative gap 1e-4, primal
+feasibility 1e-7, integrality 1e-6; SCIP: absolute gap 0, relative gap 0,
+feasibility 1e-6). :class:`SolveOptions` names the four that decide whether
+a reported optimum can be trusted, so a caller states them instead of
+inheriting whichever backend's defaults:
+
+``mip_gap``
+    relative gap ``|primal - dual| / max(1e-10, |primal|)`` at which the
+    search stops and reports OPTIMAL.
+``mip_abs_gap``
+    absolute gap ``|primal - dual|`` at which the search stops. A decision
+    query ("is the maximum margin below 0?") needs this one: with an optimum
+    near 0 a relative gap means nothing, and a default absolute gap of 1e-6
+    lets "optimal, objective -1e-7" come back while the dual bound is still
+    above 0. Verdict code therefore sets ``mip_abs_gap`` (and ``mip_gap=0``)
+    below its decision margin ``delta`` explicitly.
+``feasibility_tol``
+    how far a returned point may violate a row or a bound (primal
+    feasibility). A point accepted within this tolerance is re-checked by
+    the caller, so it must be small against the margins the caller reads.
+``integrality_tol``
+    how far an integer variable may be from an integer (a ReLU indicator at
+    1e-5 lets the big-M rows leak ``1e-5 * M``).
+
+Each backend maps them to its native options where it has them and
+reports which it honours in :attr:`BackendBase.supported_tolerances`
+(:meth:`BackendBase.tolerances_for` where it depends on the sub-solver).
+A tolerance a backend cannot apply is never dropped silently: it warns
+(:class:`UserWarning`) naming the backend and the option. Solvers that check
+row feasibility and integrality with one number (HiGHS' MIP feasibility
+tolerance, SCIP's ``numerics/feastol``) get the smaller of the two.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,7 +65,12 @@ __all__ = [
     "Backend",
     "BackendBase",
     "compute_gap",
+    "fill_unused_columns",
+    "TOLERANCES",
 ]
+
+TOLERANCES = ("mip_gap", "mip_abs_gap", "feasibility_tol", "integrality_tol")
+"""The :class:`SolveOptions` fields that are solver tolerances (see the module doc)."""
 
 
 class Status(str, Enum):
@@ -157,9 +199,55 @@ class BackendBase:
     supports_integer: ClassVar[bool] = True
     supports_continuous: ClassVar[bool] = True
     supports_callbacks: ClassVar[bool] = False
+    supported_tolerances: ClassVar[frozenset[str]] = frozenset()
+    """The :data:`TOLERANCES` this backend applies natively (with its default sub-solver)."""
 
     def is_available(self) -> bool:
+        """Whether the package is installed (found without importing it: cheap, may miss a broken install)."""
         return importlib.util.find_spec(self.package) is not None
+
+    def import_error(self) -> str | None:
+        """None if the package really imports; else what went wrong, with the install hint.
+
+        Catches every exception, not only ImportError: a broken install can
+        raise anything (a missing shared library, an AttributeError between
+        mismatched versions).
+        """
+        if not self.is_available():
+            return (
+                f"solver backend {self.name!r} needs the Python package {self.distribution!r}, "
+                f"which is not installed; install it with: {self.install_hint}"
+            )
+        try:
+            importlib.import_module(self.package)
+        except Exception as exc:  # any failure of a broken install
+            return (
+                f"solver backend {self.name!r}: the package {self.package!r} is installed but fails to import "
+                f"({type(exc).__name__}: {exc}); reinstall it with: {self.install_hint}"
+            )
+        return None
+
+    def tolerances_for(self, model: MILP, options: SolveOptions) -> frozenset[str]:
+        """The tolerances honoured for this model and options (the sub-solver may matter)."""
+        return self.supported_tolerances
+
+    def warn_unsupported_tolerances(self, model: MILP, options: SolveOptions, honoured=None) -> None:
+        """Warn for every tolerance set in ``options`` that this solve cannot apply.
+
+        Gaps and the integrality tolerance mean nothing for an LP (no branch
+        and bound), so they are not warned about there.
+        """
+        honoured = self.tolerances_for(model, options) if honoured is None else honoured
+        for option in TOLERANCES:
+            if getattr(options, option) is None or option in honoured:
+                continue
+            if not model.is_mip and option != "feasibility_tol":
+                continue
+            warnings.warn(
+                f"solver backend {self.name!r} ignores the option {option!r}: no native equivalent "
+                f"in this configuration (it honours: {', '.join(sorted(honoured)) or 'none'})",
+                UserWarning, stacklevel=3,
+            )
 
     def version(self) -> str | None:
         if not self.is_available():
@@ -184,14 +272,14 @@ class BackendBase:
             "integer": self.supports_integer,
             "continuous": self.supports_continuous,
             "callbacks": self.supports_callbacks,
+            "tolerances": sorted(self.supported_tolerances),
         }
 
     def require(self) -> None:
-        if not self.is_available():
-            raise SolverNotAvailableError(
-                f"solver backend {self.name!r} needs the Python package {self.distribution!r}, "
-                f"which is not installed; install it with: {self.install_hint}"
-            )
+        """Raise :class:`SolverNotAvailableError` (with the install hint) unless the package imports."""
+        problem = self.import_error()
+        if problem is not None:
+            raise SolverNotAvailableError(problem)
 
     def check_model(self, model: MILP) -> None:
         if model.is_mip and not self.supports_integer:
@@ -203,9 +291,24 @@ class BackendBase:
             )
 
     def result(self, status: Status, model: MILP, x=None, objective=math.nan, bound=math.nan, **kw) -> SolveResult:
-        """Build a result in the model's sense, with the gap computed the same way for every backend."""
+        """Build a result in the model's sense, with the gap computed the same way for every backend.
+
+        Missing entries of ``x`` (NaN) are filled by :func:`fill_unused_columns`;
+        a solution still missing a value becomes an ERROR naming the column.
+        """
         if x is not None:
-            x = np.asarray(x, dtype=np.float64)
+            x = np.asarray(x, dtype=np.float64).reshape(-1)
+            if x.shape[0] != model.n_vars:
+                return self.result(Status.ERROR, model, message=(
+                    f"{kw.get('message', '')}: the solver returned {x.shape[0]} values for {model.n_vars} columns"
+                ), **{k: v for k, v in kw.items() if k != "message"})
+            x = fill_unused_columns(model, x)
+            missing = np.flatnonzero(np.isnan(x))
+            if missing.size:
+                rest = {k: v for k, v in kw.items() if k != "message"}
+                message = (f"{kw.get('message', '')}: reported a solution without a value for {missing.size} "
+                           f"columns (first: column {int(missing[0])})")
+                return self.result(Status.ERROR, model, message=message, **rest)
             if not math.isfinite(objective):
                 objective = model.objective_value(x)
         if status == Status.OPTIMAL and not model.is_mip and not math.isfinite(bound):
@@ -214,6 +317,30 @@ class BackendBase:
             status=status, objective=objective, bound=bound, gap=compute_gap(objective, bound), x=x,
             backend=self.name, version=self.version() or "", **kw,
         )
+
+
+def fill_unused_columns(model: MILP, x: np.ndarray) -> np.ndarray:
+    """``x`` with every NaN entry of a column in no row and with zero objective set inside its bounds.
+
+    Such a column constrains nothing and costs nothing, so some interfaces
+    (Pyomo's) never pass it to the solver and return no value for it. It
+    gets 0 clipped to its bounds (rounded into them for an integer column).
+    Other NaN entries are left for the caller to report.
+    """
+    gaps = np.isnan(x)
+    if not gaps.any():
+        return x
+    in_rows = np.zeros(model.n_vars, dtype=bool)
+    in_rows[model.A.indices[model.A.data != 0]] = True
+    free = gaps & ~in_rows & (model.c == 0)
+    if not free.any():
+        return x
+    lo, hi = model.col_lower, model.col_upper
+    lo = np.where(model.integrality, np.ceil(lo), lo)
+    hi = np.where(model.integrality, np.floor(hi), hi)
+    x = x.copy()
+    x[free] = np.clip(0.0, lo[free], hi[free])
+    return x
 
 
 def is_better(value: float, reference: float, sense: Sense) -> bool:

@@ -11,7 +11,9 @@ allowed (CP-SAT's floating-point objective).
 
 The model is written straight into the ``CpModelProto`` (one ``extend`` per
 row for variables, coefficients and domain). ``time_limit`` ->
-``max_time_in_seconds``, ``mip_gap`` -> ``relative_gap_limit``,
+``max_time_in_seconds``, ``mip_gap`` -> ``relative_gap_limit``, ``mip_abs_gap`` ->
+``absolute_gap_limit`` (``feasibility_tol`` / ``integrality_tol`` hold exactly:
+integer arithmetic),
 ``threads`` -> ``num_workers``; ``target`` / ``stop_rule`` are checked in a
 solution callback and in the best-bound callback, which call
 ``StopSearch``; ``cutoff`` becomes the row ``c @ x + offset < cutoff``
@@ -35,7 +37,7 @@ from optprune.solvers._common import (
     warn_unsupported,
     with_cutoff_row,
 )
-from optprune.solvers.base import BackendBase, Progress, SolveOptions, SolveResult, Status
+from optprune.solvers.base import TOLERANCES, BackendBase, Progress, SolveOptions, SolveResult, Status
 
 __all__ = ["CpsatBackend", "check_pure_integer", "to_cp_model"]
 
@@ -157,6 +159,10 @@ class CpsatBackend(BackendBase):
     extra = "ortools"
     supports_continuous = False
     supports_callbacks = True
+    # Gaps map to relative_gap_limit / absolute_gap_limit. CP-SAT solves pure-integer models in exact
+    # integer arithmetic: its solutions satisfy every row and integrality exactly, so any
+    # feasibility_tol and integrality_tol > 0 is met (there is nothing to set).
+    supported_tolerances = frozenset(TOLERANCES)
 
     def check_model(self, model: MILP) -> None:
         check_pure_integer(model)
@@ -189,6 +195,8 @@ class CpsatBackend(BackendBase):
             params.max_time_in_seconds = float(options.time_limit)
         if options.mip_gap is not None:
             params.relative_gap_limit = float(options.mip_gap)
+        if options.mip_abs_gap is not None:
+            params.absolute_gap_limit = float(options.mip_abs_gap)
         if options.threads is not None:
             params.num_workers = int(options.threads)
         params.log_to_stdout = False

@@ -12,8 +12,10 @@ with objective ``min/max c @ x + offset``. The cvxpy solver is chosen by
 ``SolveOptions(extra={"cvxpy_solver": "SCIP"})``; by default the first
 installed of :data:`MIP_SOLVERS` for a MIP and of :data:`LP_SOLVERS` for an
 LP. ``extra["cvxpy_options"]`` (a dict) goes to ``Problem.solve`` unchanged.
-``time_limit``, ``mip_gap`` and ``threads`` are translated for HiGHS, SCIP,
-CBC, SciPy and Gurobi and ignored with a warning for other solvers;
+``time_limit``, ``mip_gap``, ``threads`` and the tolerances (``mip_abs_gap``,
+``feasibility_tol``, ``integrality_tol``) are translated for HiGHS, SCIP,
+CBC, SciPy and Gurobi where they have a native option (:func:`solver_kwargs`)
+and ignored with a warning otherwise;
 ``cutoff`` becomes the row ``c @ x + offset <= cutoff`` (``>=`` when
 maximising); ``target`` and ``stop_rule`` are ignored with a warning.
 
@@ -40,42 +42,54 @@ from optprune.solvers._common import (
     warn_unsupported,
     with_cutoff_row,
 )
-from optprune.solvers.base import BackendBase, SolveOptions, SolveResult, Status
+from optprune.solvers.base import TOLERANCES, BackendBase, SolveOptions, SolveResult, Status
 
-__all__ = ["CvxpyBackend", "to_cvxpy", "MIP_SOLVERS", "LP_SOLVERS"]
+__all__ = ["CvxpyBackend", "to_cvxpy", "solver_kwargs", "MIP_SOLVERS", "LP_SOLVERS"]
 
 MIP_SOLVERS = ("HIGHS", "SCIP", "CBC", "GLPK_MI", "GUROBI", "CPLEX", "MOSEK", "XPRESS", "COPT", "SCIPY")
 LP_SOLVERS = ("HIGHS", "CLARABEL", "SCIPY", "SCIP", "CBC", "GLPK", "GUROBI", "CPLEX", "MOSEK", "ECOS", "SCS")
 
 
-def _time_gap_threads(solver: str, time_limit, mip_gap, threads) -> tuple[dict, list[str]]:
-    """``Problem.solve`` keyword arguments for the shared options, and the options it cannot pass."""
-    kw: dict = {}
+# Native names of the shared options per cvxpy solver; "scip_params" / "scipy_options" nest them.
+_NATIVE: dict[str, dict[str, str]] = {
+    "HIGHS": {"time_limit": "time_limit", "mip_gap": "mip_rel_gap", "threads": "threads",
+              "mip_abs_gap": "mip_abs_gap", "feasibility_tol": "primal_feasibility_tolerance",
+              "integrality_tol": "mip_feasibility_tolerance"},
+    "SCIP": {"time_limit": "limits/time", "mip_gap": "limits/gap", "mip_abs_gap": "limits/absgap",
+             "feasibility_tol": "numerics/feastol", "integrality_tol": "numerics/feastol"},
+    "CBC": {"time_limit": "maximumSeconds", "mip_gap": "allowableFractionGap", "threads": "numberThreads",
+            "mip_abs_gap": "allowableGap", "integrality_tol": "integerTolerance"},
+    "SCIPY": {"time_limit": "time_limit", "mip_gap": "mip_rel_gap"},
+    "GUROBI": {"time_limit": "TimeLimit", "mip_gap": "MIPGap", "threads": "Threads", "mip_abs_gap": "MIPGapAbs",
+               "feasibility_tol": "FeasibilityTol", "integrality_tol": "IntFeasTol"},
+}
+# HiGHS checks a MIP's rows and integrality with mip_feasibility_tolerance: it gets the smaller tolerance.
+_ALSO: dict[str, dict[str, str]] = {"HIGHS": {"feasibility_tol": "mip_feasibility_tolerance"}}
+_NESTED = {"SCIP": "scip_params", "SCIPY": "scipy_options"}
+_SHARED = ("time_limit", "mip_gap", "threads", "mip_abs_gap", "feasibility_tol", "integrality_tol")
+
+
+def solver_kwargs(solver: str, options: SolveOptions) -> tuple[dict, list[str]]:
+    """``Problem.solve`` keyword arguments for the shared options, and the options it cannot pass.
+
+    Where two tolerances map to one native option, the smaller value is kept.
+    """
+    table = _NATIVE.get(solver, {})
+    also = _ALSO.get(solver, {})
+    native: dict = {}
     missing: list[str] = []
-    if solver == "HIGHS":  # keyword arguments become highspy options
-        pairs = {"time_limit": time_limit, "mip_rel_gap": mip_gap, "threads": threads}
-        kw.update({k: v for k, v in pairs.items() if v is not None})
-    elif solver == "SCIP":
-        params = {"limits/time": time_limit, "limits/gap": mip_gap}
-        kw["scip_params"] = {k: v for k, v in params.items() if v is not None}
-        missing += ["threads"] if threads is not None else []
-    elif solver == "CBC":
-        pairs = {"maximumSeconds": time_limit, "allowableFractionGap": mip_gap, "numberThreads": threads}
-        kw.update({k: v for k, v in pairs.items() if v is not None})
-    elif solver == "SCIPY":
-        opts = {"time_limit": time_limit, "mip_rel_gap": mip_gap}
-        kw["scipy_options"] = {k: v for k, v in opts.items() if v is not None}
-        missing += ["threads"] if threads is not None else []
-    elif solver == "GUROBI":
-        pairs = {"TimeLimit": time_limit, "MIPGap": mip_gap, "Threads": threads}
-        kw.update({k: v for k, v in pairs.items() if v is not None})
-    else:
-        missing += [k for k, v in (("time_limit", time_limit), ("mip_gap", mip_gap), ("threads", threads)) if v is not None]
-    if "scip_params" in kw and not kw["scip_params"]:
-        del kw["scip_params"]
-    if "scipy_options" in kw and not kw["scipy_options"]:
-        del kw["scipy_options"]
-    return kw, missing
+    for option in _SHARED:
+        value = getattr(options, option)
+        if value is None:
+            continue
+        keys = ([table[option]] if option in table else []) + ([also[option]] if option in also else [])
+        if not keys:
+            missing.append(option)
+        for key in keys:
+            native[key] = min(native[key], value) if key in native and option in TOLERANCES else value
+    if solver in _NESTED and native:
+        return {_NESTED[solver]: native}, missing
+    return native, missing
 
 
 def to_cvxpy(model: MILP):
@@ -110,6 +124,11 @@ class CvxpyBackend(BackendBase):
     name = "cvxpy"
     package = "cvxpy"
     extra = "cvxpy"
+    supported_tolerances = frozenset(TOLERANCES)  # with HiGHS, the first choice when installed
+
+    def tolerances_for(self, model: MILP, options: SolveOptions) -> frozenset[str]:
+        solver = self._pick_solver(model, options)
+        return frozenset(k for k in _NATIVE.get(solver, {}) if k in TOLERANCES)
 
     def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
         self.require()
@@ -147,10 +166,12 @@ class CvxpyBackend(BackendBase):
 
     def _run(self, model: MILP, options: SolveOptions, solver: str, *, warn: bool = True):
         problem, x = to_cvxpy(model)
-        kw, missing = _time_gap_threads(solver, options.time_limit, options.mip_gap, options.threads)
+        kw, missing = solver_kwargs(solver, options)
         kw.update(dict(options.extra.get("cvxpy_options", {})))
         if warn:
             for option in missing:
+                if option in TOLERANCES and option != "feasibility_tol" and not model.is_mip:
+                    continue  # gaps and integrality mean nothing for an LP
                 warn_unsupported(self.name, option, f"no known way to pass it to cvxpy solver {solver}")
             for option in ("target", "stop_rule"):
                 if getattr(options, option) is not None:

@@ -15,9 +15,9 @@ import numpy as np
 from optprune.milp import MILP, Sense
 from optprune.solvers._common import warn_unsupported, with_cutoff_row
 from optprune.solvers._highs_model import to_highs
-from optprune.solvers.base import BackendBase, Progress, SolveOptions, SolveResult, Status
+from optprune.solvers.base import TOLERANCES, BackendBase, Progress, SolveOptions, SolveResult, Status
 
-__all__ = ["HighsBackend"]
+__all__ = ["HighsBackend", "configure", "highs_option_values", "stop_for_target"]
 
 
 def stop_for_target(progress: Progress, target: float, sense: Sense) -> bool:
@@ -27,11 +27,51 @@ def stop_for_target(progress: Progress, target: float, sense: Sense) -> bool:
     return (math.isfinite(progress.primal) and progress.primal <= target) or progress.bound > target
 
 
+def highs_option_values(options: SolveOptions) -> dict[str, float | int]:
+    """HiGHS option names and values for the shared options (``extra`` not included).
+
+    ``mip_gap`` -> ``mip_rel_gap``, ``mip_abs_gap`` -> ``mip_abs_gap``,
+    ``feasibility_tol`` -> ``primal_feasibility_tolerance``; HiGHS checks both
+    integrality and the rows of a MIP with ``mip_feasibility_tolerance``, which
+    gets the smaller of ``integrality_tol`` and ``feasibility_tol``.
+    """
+    values: dict[str, float | int] = {}
+    if options.time_limit is not None:
+        values["time_limit"] = float(options.time_limit)
+    if options.mip_gap is not None:
+        values["mip_rel_gap"] = float(options.mip_gap)
+    if options.mip_abs_gap is not None:
+        values["mip_abs_gap"] = float(options.mip_abs_gap)
+    if options.feasibility_tol is not None:
+        values["primal_feasibility_tolerance"] = float(options.feasibility_tol)
+    mip_tols = [t for t in (options.integrality_tol, options.feasibility_tol) if t is not None]
+    if mip_tols:
+        values["mip_feasibility_tolerance"] = float(min(mip_tols))
+    if options.threads is not None:
+        values["threads"] = int(options.threads)
+    return values
+
+
+def configure(h, options: SolveOptions, backend: str = "highs") -> None:
+    """Set the shared options and ``options.extra`` (HiGHS option names) on the ``highspy.Highs`` ``h``."""
+    import highspy
+
+    for key, value in highs_option_values(options).items():
+        if h.setOptionValue(key, value) == highspy.HighsStatus.kError:
+            from optprune.errors import SolverError
+
+            raise SolverError(f"HiGHS refused option {key!r} = {value!r}")
+    for key, value in options.extra.items():
+        if h.setOptionValue(key, value) == highspy.HighsStatus.kError:
+            warn_unsupported(backend, f"extra[{key!r}]", f"HiGHS has no option {key!r} taking {value!r}")
+
+
 class HighsBackend(BackendBase):
     name = "highs"
     package = "highspy"
     extra = "highs"
     supports_callbacks = True
+    supported_tolerances = frozenset(TOLERANCES)
 
     @property
     def install_hint(self) -> str:
@@ -47,15 +87,7 @@ class HighsBackend(BackendBase):
             # HiGHS' objective_bound option did not exclude worse solutions on small MIPs; a row does.
             built = with_cutoff_row(model, options.cutoff)
         h = to_highs(built, verbose=options.verbose)
-        if options.time_limit is not None:
-            h.setOptionValue("time_limit", float(options.time_limit))
-        if options.mip_gap is not None:
-            h.setOptionValue("mip_rel_gap", float(options.mip_gap))
-        if options.threads is not None:
-            h.setOptionValue("threads", int(options.threads))
-        for key, value in options.extra.items():
-            if h.setOptionValue(key, value) == highspy.HighsStatus.kError:
-                warn_unsupported(self.name, f"extra[{key!r}]", f"HiGHS has no option {key!r} taking {value!r}")
+        configure(h, options, self.name)
 
         stopped: dict = {"flag": False, "progress": None}
         rules = []

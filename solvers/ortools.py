@@ -33,9 +33,9 @@ from optprune.solvers._common import (
     with_cutoff_row,
     zero_objective,
 )
-from optprune.solvers.base import BackendBase, SolveOptions, SolveResult, Status
+from optprune.solvers.base import TOLERANCES, BackendBase, SolveOptions, SolveResult, Status
 
-__all__ = ["OrtoolsBackend", "to_mpmodel_proto", "MIP_SOLVERS", "LP_SOLVERS"]
+__all__ = ["OrtoolsBackend", "to_mpmodel_proto", "tolerance_params", "MIP_SOLVERS", "LP_SOLVERS"]
 
 MIP_SOLVERS = ("SCIP", "CBC", "HIGHS", "SAT")
 LP_SOLVERS = ("GLOP", "CLP", "PDLP", "HIGHS_LP")
@@ -67,10 +67,47 @@ def to_mpmodel_proto(model: MILP):
     return mb.export_to_proto()
 
 
+def _fmt(value: float) -> str:
+    return repr(float(value))
+
+
+def tolerance_params(sub: str, options: SolveOptions) -> tuple[list[str], frozenset[str]]:
+    """Solver-specific parameter lines carrying the tolerances for sub-solver ``sub``, and which they carry.
+
+    ``mip_gap`` always goes through ``MPSolverParameters.RELATIVE_MIP_GAP``.
+    SCIP: ``limits/absgap``, ``numerics/feastol`` (rows, bounds and
+    integrality: the smaller of the two tolerances). SAT (CP-SAT parameters):
+    ``absolute_gap_limit``. GLOP: ``primal_feasibility_tolerance``. CBC,
+    HiGHS, CLP and PDLP take no parameter string through MPSolver: their
+    other tolerances are ignored with a warning.
+    """
+    lines: list[str] = []
+    if sub == "SCIP":
+        if options.mip_abs_gap is not None:
+            lines.append(f"limits/absgap = {_fmt(options.mip_abs_gap)}")
+        tols = [t for t in (options.feasibility_tol, options.integrality_tol) if t is not None]
+        if tols:
+            lines.append(f"numerics/feastol = {_fmt(min(tols))}")
+        return lines, frozenset(TOLERANCES)
+    if sub == "SAT":
+        if options.mip_abs_gap is not None:
+            lines.append(f"absolute_gap_limit: {_fmt(options.mip_abs_gap)}")
+        return lines, frozenset({"mip_gap", "mip_abs_gap"})
+    if sub == "GLOP":
+        if options.feasibility_tol is not None:
+            lines.append(f"primal_feasibility_tolerance: {_fmt(options.feasibility_tol)}")
+        return lines, frozenset({"feasibility_tol"})
+    return lines, frozenset({"mip_gap"})
+
+
 class OrtoolsBackend(BackendBase):
     name = "ortools"
     package = "ortools"
     extra = "ortools"
+    supported_tolerances = frozenset(TOLERANCES)  # with the default MIP sub-solver, SCIP
+
+    def tolerances_for(self, model: MILP, options: SolveOptions) -> frozenset[str]:
+        return tolerance_params(self._sub_solver(model, options), options)[1]
 
     def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
         self.require()
@@ -104,6 +141,7 @@ class OrtoolsBackend(BackendBase):
             warn_unsupported(self.name, "target", "MPSolver has no Python callbacks")
         if options.stop_rule is not None:
             warn_unsupported(self.name, "stop_rule", "MPSolver has no Python callbacks")
+        self.warn_unsupported_tolerances(model, options, tolerance_params(sub, options)[1])
         built = model if options.cutoff is None else with_cutoff_row(model, options.cutoff)
 
         solver, params = self._make_solver(built, options, sub)
@@ -165,11 +203,16 @@ class OrtoolsBackend(BackendBase):
             solver.SetTimeLimit(max(1, int(math.ceil(options.time_limit * 1000))))
         if options.threads is not None and not solver.SetNumThreads(int(options.threads)):
             warn_unsupported(self.name, "threads", f"sub-solver {sub} does not take a thread count")
-        if "ortools_params" in options.extra:
-            if not solver.SetSolverSpecificParametersAsString(str(options.extra["ortools_params"])):
-                raise InvalidParameterError(
-                    f"OR-Tools {sub} rejected extra['ortools_params'] = {options.extra['ortools_params']!r}"
-                )
+        # One call: MPSolver keeps only the last parameter string. The user's lines come last and win.
+        lines, _ = tolerance_params(sub, options)
+        user = options.extra.get("ortools_params")
+        text = "\n".join(lines + ([str(user)] if user is not None else []))
+        if text and not solver.SetSolverSpecificParametersAsString(text):
+            if user is not None:
+                raise InvalidParameterError(f"OR-Tools {sub} rejected extra['ortools_params'] = {user!r}")
+            from optprune.errors import SolverError
+
+            raise SolverError(f"OR-Tools {sub} rejected the tolerance parameters {lines!r}")
         params = pywraplp.MPSolverParameters()
         if options.mip_gap is not None:
             if model.is_mip:

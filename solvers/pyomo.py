@@ -19,8 +19,9 @@ options for it go in ``extra["pyomo_options"]`` (a dict passed as Pyomo's
 ``options``). ``time_limit``, ``mip_gap`` and ``threads`` are set through the
 solver's ``config`` where it has one (APPSI and ``pyomo.contrib.solver``
 interfaces), else through the solver's own option names for HiGHS, CBC,
-GLPK, SCIP, Gurobi, CPLEX and Xpress; other solvers ignore them with a
-warning. ``cutoff`` becomes the row ``c @ x + offset <= cutoff`` (``>=``
+GLPK, SCIP, Gurobi, CPLEX and Xpress; ``mip_abs_gap``, ``feasibility_tol``
+and ``integrality_tol`` through the native names (``_NATIVE_OPTIONS``).
+Other solvers ignore them with a warning. ``cutoff`` becomes the row ``c @ x + offset <= cutoff`` (``>=``
 when maximising); ``target`` and ``stop_rule`` are ignored with a warning.
 
 Pyomo's termination conditions map to :class:`Status`: optimal /
@@ -47,22 +48,41 @@ from optprune.solvers._common import (
     warn_unsupported,
     with_cutoff_row,
 )
-from optprune.solvers.base import BackendBase, SolveOptions, SolveResult, Status
+from optprune.solvers.base import TOLERANCES, BackendBase, SolveOptions, SolveResult, Status
 
 __all__ = ["PyomoBackend", "to_pyomo", "DEFAULT_SOLVER"]
 
 DEFAULT_SOLVER = "appsi_highs"
 
-# Native option names (time limit, relative MIP gap, threads) for solvers without a config object.
-_NATIVE_OPTIONS: dict[str, tuple[str | None, str | None, str | None]] = {
-    "highs": ("time_limit", "mip_rel_gap", "threads"),
-    "cbc": ("sec", "ratioGap", "threads"),
-    "glpk": ("tmlim", "mipgap", None),
-    "scip": ("limits/time", "limits/gap", None),
-    "gurobi": ("TimeLimit", "MIPGap", "Threads"),
-    "cplex": ("timelimit", "mipgap", "threads"),
-    "xpress": ("maxtime", "miprelstop", "threads"),
+# Native option names of the shared options for solvers without a config object (and for the
+# options a config object lacks, such as the tolerances).
+_NATIVE_OPTIONS: dict[str, dict[str, str]] = {
+    "highs": {"time_limit": "time_limit", "mip_gap": "mip_rel_gap", "threads": "threads",
+              "mip_abs_gap": "mip_abs_gap", "feasibility_tol": "primal_feasibility_tolerance",
+              "integrality_tol": "mip_feasibility_tolerance"},
+    "cbc": {"time_limit": "sec", "mip_gap": "ratioGap", "threads": "threads", "mip_abs_gap": "allowableGap",
+            "feasibility_tol": "primalTolerance", "integrality_tol": "integerTolerance"},
+    "glpk": {"time_limit": "tmlim", "mip_gap": "mipgap"},
+    "scip": {"time_limit": "limits/time", "mip_gap": "limits/gap", "mip_abs_gap": "limits/absgap",
+             "feasibility_tol": "numerics/feastol", "integrality_tol": "numerics/feastol"},
+    "gurobi": {"time_limit": "TimeLimit", "mip_gap": "MIPGap", "threads": "Threads", "mip_abs_gap": "MIPGapAbs",
+               "feasibility_tol": "FeasibilityTol", "integrality_tol": "IntFeasTol"},
+    "cplex": {"time_limit": "timelimit", "mip_gap": "mipgap", "threads": "threads",
+              "mip_abs_gap": "mip_tolerances_absmipgap", "feasibility_tol": "simplex_tolerances_feasibility",
+              "integrality_tol": "mip_tolerances_integrality"},
+    "xpress": {"time_limit": "maxtime", "mip_gap": "miprelstop", "threads": "threads", "mip_abs_gap": "mipabsstop",
+               "feasibility_tol": "feastol", "integrality_tol": "miptol"},
 }
+# HiGHS checks a MIP's rows and integrality with mip_feasibility_tolerance: it gets the smaller tolerance.
+_ALSO: dict[str, dict[str, str]] = {"highs": {"feasibility_tol": "mip_feasibility_tolerance"}}
+_SHARED = ("time_limit", "mip_gap", "threads", "mip_abs_gap", "feasibility_tol", "integrality_tol")
+_TOLERANCE_KEYS = frozenset(TOLERANCES)
+
+
+def _family(solver_name: str) -> str | None:
+    """``"appsi_highs"`` -> ``"highs"``: the solver family is one of the name's parts."""
+    return next((f for f in (solver_name, *solver_name.split("_")) if f in _NATIVE_OPTIONS), None)
+
 
 _OPTIMAL = {"optimal", "globallyOptimal", "locallyOptimal"}
 _LIMITS = {
@@ -126,6 +146,7 @@ class PyomoBackend(BackendBase):
     name = "pyomo"
     package = "pyomo"
     extra = "pyomo"
+    supported_tolerances = frozenset(TOLERANCES)  # with the default solver, appsi_highs
 
     @property
     def distribution(self) -> str:
@@ -162,32 +183,42 @@ class PyomoBackend(BackendBase):
             )
         return opt
 
-    def _configure(self, opt, solver_name: str, options: SolveOptions) -> dict:
-        """Set what the solver's ``config`` takes; return the native ``options`` dict for the rest."""
-        native = dict(options.extra.get("pyomo_options", {}))
+    def tolerances_for(self, model: MILP, options: SolveOptions) -> frozenset[str]:
+        family = _family(str(options.extra.get("pyomo_solver", DEFAULT_SOLVER)))
+        return frozenset(k for k in _NATIVE_OPTIONS.get(family, {}) if k in _TOLERANCE_KEYS)
+
+    def _configure(self, opt, solver_name: str, options: SolveOptions, model: MILP | None = None) -> dict:
+        """Set what the solver's ``config`` takes; return the native ``options`` dict for the rest.
+
+        Tolerances go through the native option names (:data:`_NATIVE_OPTIONS`);
+        where two map to one native option the smaller value is kept.
+        """
+        native: dict = {}
         config = getattr(opt, "config", None)
-        wanted = {"time_limit": options.time_limit, "mip_gap": options.mip_gap, "threads": options.threads}
-        config_names = {"time_limit": ("time_limit",), "mip_gap": ("mip_gap", "rel_gap"), "threads": ("threads",)}
-        # "gurobi_direct", "appsi_highs": the solver family is one of the name's parts
-        families = [solver_name, *solver_name.split("_")]
-        table = next((_NATIVE_OPTIONS[f] for f in families if f in _NATIVE_OPTIONS), None)
-        for option, value in wanted.items():
+        config_names = {"time_limit": ("time_limit",), "mip_gap": ("mip_gap", "rel_gap"), "threads": ("threads",),
+                        "mip_abs_gap": ("abs_gap",)}
+        family = _family(solver_name)
+        table = _NATIVE_OPTIONS.get(family, {})
+        for option in _SHARED:
+            value = getattr(options, option)
             if value is None:
                 continue
             done = False
             if config is not None:
-                for attr in config_names[option]:
+                for attr in config_names.get(option, ()):
                     if attr in config:
                         setattr(config, attr, value)
                         done = True
                         break
-            if not done and table is not None:
-                key = table[("time_limit", "mip_gap", "threads").index(option)]
-                if key is not None:
-                    native.setdefault(key, value)
-                    done = True
-            if not done:
+            keys = [table[option]] if not done and option in table else []
+            keys += [_ALSO.get(family, {})[option]] if option in _ALSO.get(family, {}) else []
+            for key in keys:
+                native[key] = min(native[key], value) if key in native and option in _TOLERANCE_KEYS else value
+                done = True
+            if not done and not (model is not None and not model.is_mip and option in _TOLERANCE_KEYS
+                                 and option != "feasibility_tol"):
                 warn_unsupported(self.name, option, f"no known way to pass it to Pyomo solver {solver_name!r}")
+        native.update(dict(options.extra.get("pyomo_options", {})))  # the user's options win
         for option in ("target", "stop_rule"):
             if getattr(options, option) is not None:
                 warn_unsupported(self.name, option, "Pyomo has no solver-neutral way to pass it")
@@ -200,7 +231,7 @@ class PyomoBackend(BackendBase):
         """Build, solve; returns (termination name, x or None, bound, elapsed)."""
         pm, x = to_pyomo(model)
         opt = self._make_solver(solver_name)
-        native = self._configure(opt, solver_name, options)
+        native = self._configure(opt, solver_name, options, model)
         start = time.perf_counter()
         results = opt.solve(pm, tee=bool(options.verbose), load_solutions=False, options=native or None)
         elapsed = time.perf_counter() - start
@@ -209,9 +240,10 @@ class PyomoBackend(BackendBase):
         try:
             if len(results.solution) > 0:
                 pm.solutions.load_from(results)
+                # None where the solver never saw the column (in no row, zero objective): the
+                # result builder fills those with a value inside the bounds.
                 raw = [x[j].value for j in range(model.n_vars)]
-                if all(v is not None for v in raw):
-                    values = np.asarray(raw, dtype=np.float64)
+                values = np.array([np.nan if v is None else v for v in raw], dtype=np.float64)
         except ValueError:  # Pyomo refuses to load solutions of failed solves
             values = None
         problem = results.problem

@@ -31,9 +31,9 @@ from optprune.solvers._common import (
     stop_rules,
     warn_unsupported,
 )
-from optprune.solvers.base import BackendBase, Progress, SolveOptions, SolveResult, Status
+from optprune.solvers.base import TOLERANCES, BackendBase, Progress, SolveOptions, SolveResult, Status
 
-__all__ = ["ScipBackend", "to_scip"]
+__all__ = ["ScipBackend", "to_scip", "scip_params"]
 
 _LIMIT_STATUSES = {
     "timelimit", "nodelimit", "totalnodelimit", "stallnodelimit", "sollimit", "bestsollimit",
@@ -91,11 +91,33 @@ def to_scip(model: MILP, *, verbose: bool = False):
     return scip, np.asarray(variables, dtype=object)
 
 
+def scip_params(options: SolveOptions) -> dict[str, float]:
+    """SCIP parameters for the shared options.
+
+    ``time_limit`` -> ``limits/time``, ``mip_gap`` -> ``limits/gap``,
+    ``mip_abs_gap`` -> ``limits/absgap``; SCIP checks rows, bounds and
+    integrality with one ``numerics/feastol``, which gets the smaller of
+    ``feasibility_tol`` and ``integrality_tol``.
+    """
+    params: dict[str, float] = {}
+    if options.time_limit is not None:
+        params["limits/time"] = float(options.time_limit)
+    if options.mip_gap is not None:
+        params["limits/gap"] = float(options.mip_gap)
+    if options.mip_abs_gap is not None:
+        params["limits/absgap"] = float(options.mip_abs_gap)
+    tols = [t for t in (options.feasibility_tol, options.integrality_tol) if t is not None]
+    if tols:
+        params["numerics/feastol"] = float(min(tols))
+    return params
+
+
 class ScipBackend(BackendBase):
     name = "scip"
     package = "pyscipopt"
     extra = "scip"
     supports_callbacks = True
+    supported_tolerances = frozenset(TOLERANCES)
 
     @property
     def distribution(self) -> str:
@@ -109,10 +131,8 @@ class ScipBackend(BackendBase):
 
     def _solve(self, model: MILP, options: SolveOptions) -> SolveResult:
         scip, variables = to_scip(model, verbose=options.verbose)
-        if options.time_limit is not None:
-            scip.setParam("limits/time", float(options.time_limit))
-        if options.mip_gap is not None:
-            scip.setParam("limits/gap", float(options.mip_gap))
+        for key, value in scip_params(options).items():
+            scip.setParam(key, value)
         if options.threads is not None and options.threads > 1:
             warn_unsupported(self.name, "threads", "SCIP's optimize() runs on one thread")
         if options.cutoff is not None:
