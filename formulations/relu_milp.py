@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from optprune.bounds import Bounds, linear_bounds
+from optprune.bounds import Bounds, linear_bounds, pad_outward
 from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.formulations._builder import ModelBuilder
 from optprune.milp import MILP, Sense
@@ -48,6 +48,8 @@ __all__ = [
     "build_spec_milp",
     "build_min_distortion_milp",
     "obbt_bounds",
+    "forward_assignment",
+    "safe_lp_lower_bound",
 ]
 
 
@@ -287,6 +289,62 @@ def _groups(enc: ReluEncoding) -> dict[str, np.ndarray]:
     return groups
 
 
+def forward_assignment(net: Network, enc: ReluEncoding, bounds: Bounds, x: np.ndarray, n_cols: int) -> np.ndarray:
+    """Every column of the big-M encoding at input ``x`` (a float64 forward pass); other columns 0.
+
+    Inputs, neuron outputs ``h = relu(z)`` (or ``z`` for identity layers) and
+    the binaries ``delta = [z > 0]`` of the unstable neurons, in the order
+    :func:`encode_network` adds them. Used as a MIP start, and to check that a
+    model accepts a real point (:func:`optprune.verdicts.check_encoding`).
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    v = np.zeros(n_cols)
+    v[enc.input_idx] = x
+    pre = net.forward(x, return_all=True)
+    for k, layer in enumerate(net.layers[: len(enc.neuron_idx)]):
+        z = np.asarray(pre[k], dtype=np.float64).reshape(-1)
+        h = np.maximum(z, 0.0) if layer.activation == "relu" else z
+        cols = enc.neuron_idx[k]
+        kept = cols >= 0
+        v[cols[kept]] = h[kept]
+        if enc.binary_idx[k].size:
+            lower, upper = (np.asarray(b, dtype=np.float64) for b in bounds[k])
+            unstable = np.flatnonzero((lower < 0) & (upper > 0))
+            v[enc.binary_idx[k]] = (z[unstable] > 0).astype(np.float64)
+    return v
+
+
+def safe_lp_lower_bound(model: MILP, cost: np.ndarray, row_dual: np.ndarray) -> float:
+    r"""A rigorous lower bound of ``min cost @ x`` over the LP ``model`` from *any* row multipliers.
+
+    Neumaier & Shcherbina (2004), "Safe bounds in linear and mixed-integer
+    linear programming", Math. Program. 99: for every ``y``,
+    ``cost @ x = y @ (A x) + r @ x`` with ``r = cost - A^T y``, so over
+    ``row_lower <= A x <= row_upper`` and ``col_lower <= x <= col_upper``
+
+    .. math:: c^\top x \ge \sum_i \min(y_i \ell_i, y_i u_i) + \sum_j \min(r_j l_j, r_j u_j).
+
+    Multipliers whose side is infinite are set to 0 first, so the bound holds
+    whatever the LP solver's accuracy: an inexact dual only loosens it. The
+    float64 evaluation is padded by ``1e-12`` of the sum of the terms' magnitudes
+    plus ``1e-12``. Returns ``-inf`` when a column with a non-zero reduced cost
+    is unbounded in the direction that matters.
+    """
+    y = np.asarray(row_dual, dtype=np.float64).copy()
+    y[(y > 0) & ~np.isfinite(model.row_lower)] = 0.0
+    y[(y < 0) & ~np.isfinite(model.row_upper)] = 0.0
+    row_side = np.where(y > 0, model.row_lower, np.where(y < 0, model.row_upper, 0.0))
+    row_terms = np.where(y != 0, y * row_side, 0.0)
+    r = np.asarray(cost, dtype=np.float64) - model.A.T @ y
+    col_side = np.where(r > 0, model.col_lower, np.where(r < 0, model.col_upper, 0.0))
+    if not np.all(np.isfinite(col_side[r != 0])):
+        return -np.inf
+    col_terms = np.where(r != 0, r * col_side, 0.0)
+    total = float(row_terms.sum() + col_terms.sum())
+    magnitude = float(np.abs(row_terms).sum() + np.abs(col_terms).sum())
+    return total - 1e-12 * magnitude - 1e-12
+
+
 def obbt_bounds(
     net: Network,
     x_lower,
@@ -305,6 +363,11 @@ def obbt_bounds(
     objective changed, so the simplex warm-starts from the previous basis. When
     ``time_budget`` seconds have passed the remaining neurons keep their input
     bounds (still valid, only looser).
+
+    The LP's optimum is never trusted as it comes: each new bound is the
+    Neumaier–Shcherbina safe bound of :func:`safe_lp_lower_bound` computed from
+    the solver's row duals, which is valid whatever the simplex's feasibility
+    and optimality tolerances, then padded outward like every other bound.
     """
     from highspy import HighsModelStatus
 
@@ -345,11 +408,17 @@ def obbt_bounds(
                 h.run()
                 if h.getModelStatus() != optimal:
                     continue
-                value = sense * h.getInfo().objective_function_value + layer.bias[i]
+                cost = np.zeros(model.n_vars)
+                cost[cols] = sense * w
+                safe = safe_lp_lower_bound(model, cost, np.asarray(h.getSolution().row_dual, dtype=np.float64))
+                if not np.isfinite(safe):
+                    continue
                 if which == 0:
-                    lo[i] = max(lo[i], value - 1e-7)
+                    value = pad_outward(safe + layer.bias[i], safe + layer.bias[i])[0]
+                    lo[i] = max(lo[i], float(value))
                 else:
-                    hi[i] = min(hi[i], value + 1e-7)
+                    value = pad_outward(-safe + layer.bias[i], -safe + layer.bias[i])[1]
+                    hi[i] = min(hi[i], float(value))
             if hi[i] < lo[i]:
                 hi[i] = lo[i]
         out[k] = (lo, hi)

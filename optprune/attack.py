@@ -69,21 +69,25 @@ def pgd_attack(
     seed: int = 0,
     start: np.ndarray | None = None,
     time_limit: float | None = None,
+    target_slack: float = 0.0,
 ) -> AttackResult:
     """Search the box for an input whose output satisfies one of ``conjunctions``.
 
     ``step_fraction`` is the step as a fraction of each input's box width,
     decayed linearly. ``start`` (e.g. the clean image) is one of the restarts.
+    The search stops once some slack exceeds ``target_slack`` (> 0 pushes a
+    point past the boundary, so that float32 re-checks agree with float64).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches: one thread is faster, and far faster on a busy machine
     try:
-        return _pgd(net, lower, upper, conjunctions, steps, restarts, step_fraction, seed, start, time_limit)
+        return _pgd(net, lower, upper, conjunctions, steps, restarts, step_fraction, seed, start, time_limit, target_slack)
     finally:
         torch.set_num_threads(threads)
 
 
-def _pgd(net, lower, upper, conjunctions, steps, restarts, step_fraction, seed, start, time_limit) -> AttackResult:
+def _pgd(net, lower, upper, conjunctions, steps, restarts, step_fraction, seed, start, time_limit,
+         target_slack: float = 0.0) -> AttackResult:
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     lo = torch.as_tensor(lower, dtype=torch.float64)
@@ -115,7 +119,7 @@ def _pgd(net, lower, upper, conjunctions, steps, restarts, step_fraction, seed, 
         better = s.detach() > best_slack
         best_slack = torch.where(better, s.detach(), best_slack)
         best_x[better] = x.detach()[better]
-        if bool((best_slack > 0).any()) or (time_limit is not None and time.perf_counter() - t0 > time_limit):
+        if bool((best_slack > target_slack).any()) or (time_limit is not None and time.perf_counter() - t0 > time_limit):
             break
         (grad,) = torch.autograd.grad(s.sum(), x)
         alpha = step_fraction * (1.0 - step / steps) + 1e-3

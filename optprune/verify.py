@@ -12,9 +12,13 @@ The pipeline for a decision query (is the unsafe region of a property empty?):
    bound falls below 0 (no counterexample for that conjunction).
 
 Every ``sat`` is re-checked by a float64 forward pass of the *reference*
-network (the original model; for a pruned surrogate, the dense one): the point
-must lie in the input box and satisfy the output condition. A point that fails
-the check is never reported as ``sat``.
+network (the original model; for a pruned surrogate, the dense one) and, when
+the model came from ONNX, by onnxruntime in float32: the point is clipped to
+the input box and must satisfy the output condition (strict VNN-LIB
+inequalities strictly) in both. A point that fails either is never ``sat``.
+What may prove ``unsat`` is decided in one place, :mod:`optprune.verdicts`;
+a verdict proven on a surrogate that is not the reference is ``unknown`` for
+the reference.
 """
 
 from __future__ import annotations
@@ -33,7 +37,16 @@ from optprune.bounds import BOUND_METHODS, DEFAULT_BOUNDS, Bounds, compute_bound
 from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.formulations.relu_milp import build_min_distortion_milp, build_spec_milp, obbt_bounds
 from optprune.network import Network
-from optprune.solvers import SolveOptions, Status, get_backend
+from optprune.solvers import Status, get_backend
+from optprune.verdicts import (
+    DECISION_TOLERANCES,
+    DecisionTolerances,
+    check_encoding,
+    decision_options,
+    optimize_options,
+    proves_nonpositive,
+    slack_verdict,
+)
 from optprune.vnnlib import Conjunction, VNNLibCase, VNNLibProperty, read_vnnlib
 
 __all__ = [
@@ -47,6 +60,7 @@ __all__ = [
     "check_counterexample",
     "format_vnncomp_result",
     "robustness_property",
+    "OnnxChecker",
 ]
 
 CHECK_TOL = 1e-6  # box tolerance of the counterexample check (inputs)
@@ -92,11 +106,41 @@ def check_counterexample(reference: Network | Callable, case: VNNLibCase, x: np.
     return case.violated_by(x, y, tol=CHECK_TOL), y
 
 
-def _options(time_left: float, threads: int | None, target: float | None, mip_gap: float | None) -> SolveOptions:
-    """Decision queries (``target`` set) also get an objective cutoff just below the target, so the
-    solver prunes every node whose bound cannot reach it instead of only stopping on the global bound."""
-    cutoff = None if target is None else target - 1e-9
-    return SolveOptions(time_limit=max(time_left, 0.01), threads=threads, target=target, cutoff=cutoff, mip_gap=mip_gap)
+class OnnxChecker:
+    """Forward passes of an ONNX model by onnxruntime in float32, for the counterexample check.
+
+    VNN-COMP judges a counterexample by running the ONNX file; a point that
+    holds only in our float64 pass (a margin of 1e-9 that float32 rounding
+    flips) is not a counterexample for the model the user gave.
+    """
+
+    def __init__(self, model) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        self.input_shape = [d if isinstance(d, int) and d > 0 else 1 for d in first.shape]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        feed = np.asarray(x, dtype=np.float32).reshape(self.input_shape)
+        return np.asarray(self.session.run(None, {self.input_name: feed})[0], dtype=np.float64).reshape(-1)
+
+
+def _confirm(reference, onnx_check: OnnxChecker | None, case: VNNLibCase, x: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray, str]:
+    """Clip ``x`` to the box and check it in float64 (and float32 ONNX): ``(ok, x, y, why_not)``."""
+    x = np.clip(np.asarray(x, dtype=np.float64).reshape(-1), case.lower, case.upper)
+    ok, y = check_counterexample(reference, case, x)
+    if not ok:
+        return False, x, y, "float64 forward pass of the reference network"
+    if onnx_check is not None and not case.violated_by(x, onnx_check(x), tol=CHECK_TOL):
+        return False, x, y, "float32 onnxruntime pass of the ONNX model"
+    return True, x, y, ""
 
 
 def _verify_case(
@@ -110,6 +154,8 @@ def _verify_case(
     threads: int | None,
     result: VerificationResult,
     obbt_budget: float | None,
+    onnx_check: OnnxChecker | None = None,
+    tol: DecisionTolerances = DECISION_TOLERANCES,
 ) -> str:
     # Cheap bounds first: OBBT is paid for only when the bounds and the attack leave MIPs to solve.
     t = time.perf_counter()
@@ -135,9 +181,9 @@ def _verify_case(
                          time_limit=max(1.0, 0.1 * (deadline - time.perf_counter())))
         result.stages["attack"] += time.perf_counter() - t
         if att.found:
-            ok, y = check_counterexample(reference, case, att.x)
+            ok, x, y, _ = _confirm(reference, onnx_check, case, att.x)
             if ok:
-                result.counterexample, result.output, result.decided_by = att.x, y, "attack"
+                result.counterexample, result.output, result.decided_by = x, y, "attack"
                 return "sat"
         # Most promising conjunction first: the MIP that is likeliest to find a counterexample fast.
         order = [open_idx[j] for j in np.argsort(-att.best_slacks)]
@@ -159,38 +205,44 @@ def _verify_case(
         t = time.perf_counter()
         model, enc = build_spec_milp(net, bounds, case.lower, case.upper, conj.C, conj.d, spec_upper=upper[i])
         result.n_binaries = max(result.n_binaries, enc.n_binaries)
-        sol = get_backend(solver).solve(model, _options(time_left, threads, 0.0, None))
+        sol = get_backend(solver).solve(model, decision_options(time_left, threads, tol))
         result.stages["mip"] += time.perf_counter() - t
         result.mips_solved += 1
-        result.conjunctions.append(
-            {"index": i, "linear_upper_bound": upper[i], "status": sol.status.value, "objective": sol.objective,
-             "bound": sol.bound, "time_s": round(sol.time_s, 4), "message": sol.message}
-        )
+        record = {"index": i, "linear_upper_bound": upper[i], "status": sol.status.value, "objective": sol.objective,
+                  "bound": sol.bound, "time_s": round(sol.time_s, 4), "message": sol.message}
+        result.conjunctions.append(record)
         if sol.status == Status.ERROR:
             _raise_solver_error(solver, sol.message)
         if sol.x is not None and sol.objective >= 0:
-            x = model.group("input", sol.x)
-            ok, y = check_counterexample(reference, case, x)
+            ok, x, y, why = _confirm(reference, onnx_check, case, model.group("input", sol.x))
             if not ok and attack:
                 # Numerical slack of the MIP: polish locally with the attack from its point.
-                polish = pgd_attack(net, case.lower, case.upper, [conj], start=x, restarts=1, steps=50)
+                polish = pgd_attack(net, case.lower, case.upper, [conj], start=x, restarts=1, steps=50,
+                                    target_slack=tol.delta)
                 if polish.found:
-                    x = polish.x
-                    ok, y = check_counterexample(reference, case, x)
+                    ok, x, y, why = _confirm(reference, onnx_check, case, polish.x)
             if ok:
                 result.counterexample, result.output, result.decided_by = x, y, "mip"
                 return "sat"
-            result.message = f"conjunction {i}: MIP point failed the forward-pass check (slack {conj.slack(y):.2e})"
+            result.message = f"conjunction {i}: MIP point failed the {why} (slack {conj.slack(y):.2e})"
             verdict = "unknown"
             continue
-        if sol.status == Status.INFEASIBLE or (not math.isnan(sol.bound) and sol.bound < 0):
+        status = "infeasible" if _cutoff_infeasible(sol) else sol.status.value
+        if status == "infeasible":
+            # Rule (b): trusted only if the model (without the cutoff) accepts a real forward pass.
+            check_encoding(net, bounds, model, enc, (case.lower + case.upper) / 2.0)
+        record["verdict"] = slack_verdict(status, sol.bound, cutoff=True, delta=tol.delta)
+        if record["verdict"] == "unsat":
             continue  # proven: this conjunction cannot hold
-        if sol.status == Status.OPTIMAL and sol.objective < 0:
-            continue
         verdict = "unknown"
     if verdict == "unsat":
         result.decided_by = "mip" if result.mips_solved else "bounds"
     return verdict
+
+
+def _cutoff_infeasible(sol) -> bool:
+    """INFEASIBLE, or stopped with a dual bound of ``-inf`` on ``max s``: every node pruned by the cutoff."""
+    return sol.status == Status.INFEASIBLE or sol.bound == -math.inf
 
 
 def _raise_solver_error(solver: str, message: str) -> None:
@@ -210,11 +262,21 @@ def verify_property(
     reference: Network | Callable | None = None,
     threads: int | None = None,
     obbt_budget: float | None = None,
+    onnx_model=None,
+    tolerances: DecisionTolerances = DECISION_TOLERANCES,
 ) -> VerificationResult:
     """Decide a parsed VNN-LIB property on ``net`` (see module doc).
 
-    ``reference`` is the model counterexamples are checked on (default: ``net``).
+    ``reference`` is the model counterexamples are checked on (default: ``net``);
+    when it is another model (``net`` a pruned surrogate), only ``sat`` carries
+    over: ``unsat`` on the surrogate says nothing about the reference and is
+    reported ``unknown``. ``onnx_model`` (a path or ``onnx.ModelProto``) adds the
+    float32 onnxruntime check of every counterexample. ``tolerances`` are the
+    decision MIPs' tolerances and the proof margin ``delta``
+    (:mod:`optprune.verdicts`).
     """
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise InvalidParameterError(f"timeout must be a finite number of seconds > 0, got {timeout}")
     if bounds not in BOUND_METHODS:
         raise InvalidParameterError(f"bounds must be one of {BOUND_METHODS}, got {bounds!r}")
     if prop.n_inputs != net.input_size or prop.n_outputs != net.output_size:
@@ -227,14 +289,21 @@ def verify_property(
     deadline = start + timeout
     budget = obbt_budget if obbt_budget is not None else 0.25 * timeout
     result = VerificationResult(verdict="unsat")
+    surrogate = reference is not None and reference is not net
     reference = net if reference is None else reference
+    onnx_check = OnnxChecker(onnx_model) if onnx_model is not None else None
     verdicts = []
     for case in prop.cases:
-        v = _verify_case(net, case, reference, solver, deadline, bounds, attack, threads, result, budget)
+        v = _verify_case(net, case, reference, solver, deadline, bounds, attack, threads, result, budget,
+                         onnx_check, tolerances)
         verdicts.append(v)
         if v == "sat":
             break
     result.verdict = "sat" if "sat" in verdicts else ("unknown" if "unknown" in verdicts else "unsat")
+    if result.verdict == "unsat" and surrogate:
+        result.verdict = "unknown"
+        result.message = ("proven unsat on the given network, which is not the reference model: "
+                          "only a counterexample carries over to the reference")
     result.time_s = time.perf_counter() - start
     return result
 
@@ -244,13 +313,30 @@ def verify_vnnlib(
     vnnlib_path: str | os.PathLike,
     **kwargs,
 ) -> VerificationResult:
-    """Verify the property in ``vnnlib_path`` on ``network`` (a Network or an .onnx / .pt path)."""
+    """Verify the property in ``vnnlib_path`` on ``network`` (a Network or an .onnx / .pt path).
+
+    Reading the network and parsing the property count against ``timeout``.
+    An ``.onnx`` path also turns on the float32 onnxruntime check of counterexamples.
+    """
+    start = time.perf_counter()
+    timeout = float(kwargs.pop("timeout", 60.0))
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise InvalidParameterError(f"timeout must be a finite number of seconds > 0, got {timeout}")
     if not isinstance(network, Network):
         from optprune.io import load_network
 
-        network = load_network(Path(network))
+        path = Path(network)
+        if path.suffix.lower() == ".onnx":
+            kwargs.setdefault("onnx_model", path)
+        network = load_network(path)
     prop = read_vnnlib(vnnlib_path, network.input_size, network.output_size)
-    return verify_property(network, prop, **kwargs)
+    spent = time.perf_counter() - start
+    if spent >= timeout:
+        return VerificationResult(verdict="unknown", time_s=spent,
+                                  message=f"the time limit ({timeout} s) was spent reading the network and the property")
+    result = verify_property(network, prop, timeout=timeout - spent, **kwargs)
+    result.time_s += spent
+    return result
 
 
 def format_vnncomp_result(result: VerificationResult) -> str:
@@ -267,11 +353,19 @@ def format_vnncomp_result(result: VerificationResult) -> str:
 
 @dataclass
 class AdversarialResult:
-    """Max-margin (or minimal-distortion) adversarial example for one input."""
+    """Max-margin (or minimal-distortion) adversarial example for one input.
+
+    ``bound`` is a proof-grade bound only: for max-margin, an upper bound on
+    the best margin (linear bounds, a MIP dual bound, or ``-delta`` for an
+    infeasible decision MIP); for min-distortion, a lower bound on the
+    distortion taken from dual bounds only, never from an incumbent.
+    ``proven_robust`` applies :mod:`optprune.verdicts` to every target and is
+    False whenever the result was computed on a surrogate of the reference.
+    """
 
     label: int
     target: int | None  # best target class
-    objective: float  # margin y_t - y_label (or distortion)
+    objective: float  # margin y_t - y_label on the reference (or distortion)
     bound: float
     status: str
     x: np.ndarray | None
@@ -281,6 +375,10 @@ class AdversarialResult:
     n_unstable: int = 0
     n_binaries: int = 0
     time_s: float = 0.0
+    targets: list = field(default_factory=list)  # every target class the query covers
+    on_reference: bool = True  # False when computed on a surrogate of the reference network
+    delta: float = DECISION_TOLERANCES.delta
+    message: str = ""
 
     @property
     def is_adversarial(self) -> bool:
@@ -288,8 +386,11 @@ class AdversarialResult:
 
     @property
     def proven_robust(self) -> bool:
-        """Every target's margin is bounded below zero (for max-margin results)."""
-        return math.isfinite(self.bound) and self.bound < 0
+        """Every target's margin is proven below zero by a rule of :mod:`optprune.verdicts`."""
+        return (
+            self.on_reference and bool(self.targets) and not self.is_adversarial
+            and all(t in self.per_target and proves_nonpositive(self.per_target[t], delta=self.delta) for t in self.targets)
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -306,6 +407,7 @@ class AdversarialResult:
             "unstable_neurons": self.n_unstable,
             "binaries": self.n_binaries,
             "time_s": self.time_s,
+            "message": self.message,
         }
 
 
@@ -332,17 +434,30 @@ def robustness_property(net: Network, x0, label: int, eps: float, *, target: int
     return VNNLibProperty(net.input_size, net.output_size, (VNNLibCase(lo, hi, tuple(conjs)),), name=f"robust_{label}_{eps}")
 
 
-def _margin_bound(sol, decision: bool) -> float:
+def _margin_bound(sol, decision: bool, delta: float) -> float:
     """A valid upper bound on one target's margin from a solve (``inf`` when none is known).
 
-    Under the decision cutoff (objective >= -1e-9) an infeasible model proves
-    every margin is below the cutoff.
+    Under the decision cutoff (margin >= -delta) an infeasible model proves the
+    margin is below ``-delta``; otherwise only the dual bound counts.
     """
-    if decision and sol.status == Status.INFEASIBLE:
-        return -1e-9
-    if not math.isnan(sol.bound):
-        return sol.bound
-    return sol.objective if sol.status == Status.OPTIMAL else math.inf
+    if decision and _cutoff_infeasible(sol):
+        return -delta
+    return sol.bound if math.isfinite(sol.bound) else math.inf
+
+
+def _infeasible_without_cutoff(solver: str, what: str) -> None:
+    from optprune.errors import SolverError
+
+    raise SolverError(
+        f"backend {solver!r} reports the {what} MIP infeasible although it accepts the forward pass of the clean "
+        "input: numerical trouble, not a proof; try another backend or tighter tolerances"
+    )
+
+
+def _target_rows(net: Network, label: int, t_cls: int) -> np.ndarray:
+    C = np.zeros((1, net.output_size))
+    C[0, t_cls], C[0, label] = 1.0, -1.0
+    return C
 
 
 def _targets(net: Network, label: int, target: int | None) -> list[int]:
@@ -371,20 +486,26 @@ def max_margin(
     threads: int | None = None,
     reference: Network | None = None,
     precomputed_bounds: Bounds | None = None,
+    tolerances: DecisionTolerances = DECISION_TOLERANCES,
 ) -> AdversarialResult:
     """Maximise ``y_t - y_label`` over ``||x - x0||_inf <= eps`` intersected with ``domain``.
 
     For every target ``t != label`` when ``target`` is None (one MILP each; the
     best is returned). With ``decision=True`` each MIP stops as soon as a
-    positive margin is found or the bound proves the margin negative (and the
-    loop stops at the first adversarial example). Targets whose linear upper
-    bound is negative need no MIP.
+    positive margin is found or the bound proves the margin below ``-delta``
+    (and the loop stops at the first adversarial example). Targets whose linear
+    upper bound is negative need no MIP. Every point is clipped to the ball and
+    its margin measured on ``reference`` (default ``net``); with a reference
+    other than ``net``, no robustness is claimed for it.
     """
     start = time.perf_counter()
     deadline = start + time_limit
     lo, hi = _ball(x0, eps, domain)
+    x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+    on_reference = reference is None or reference is net
     reference = net if reference is None else reference
-    res = AdversarialResult(label=label, target=None, objective=-math.inf, bound=-math.inf, status="optimal", x=None, output=None)
+    res = AdversarialResult(label=label, target=None, objective=-math.inf, bound=-math.inf, status="optimal", x=None,
+                            output=None, on_reference=on_reference, delta=tolerances.delta)
     t = time.perf_counter()
     b = precomputed_bounds if precomputed_bounds is not None else compute_bounds(net, lo, hi, bounds, time_budget=0.25 * time_limit)
     res.stages["bounds"] = time.perf_counter() - t
@@ -392,12 +513,12 @@ def max_margin(
     backend = get_backend(solver)
     backend.require()
     targets = _targets(net, label, target)
+    res.targets = list(targets)
     for n_done, t_cls in enumerate(targets):
-        C = np.zeros((1, net.output_size))
-        C[0, t_cls], C[0, label] = 1.0, -1.0
+        C = _target_rows(net, label, t_cls)
         ub = float(linear_upper_bound(net, b, C, 0.0, lo, hi)[0])
         if decision and ub < 0:
-            res.per_target[t_cls] = {"status": "bounds", "objective": None, "bound": ub, "time_s": 0.0}
+            res.per_target[t_cls] = {"status": "bounds", "objective": None, "bound": ub, "time_s": 0.0, "cutoff": False}
             res.bound = max(res.bound, ub)
             continue
         t = time.perf_counter()
@@ -406,18 +527,25 @@ def max_margin(
         res.n_binaries = enc.n_binaries
         t = time.perf_counter()
         share = (deadline - time.perf_counter()) / (len(targets) - n_done)  # fair share of what is left
-        sol = backend.solve(model, _options(share, threads, 0.0 if decision else None, mip_gap))
+        options = decision_options(share, threads, tolerances) if decision else optimize_options(share, threads, mip_gap, tolerances)
+        sol = backend.solve(model, options)
         res.stages["mip"] += time.perf_counter() - t
-        res.per_target[t_cls] = {"status": sol.status.value, "objective": sol.objective, "bound": sol.bound, "time_s": sol.time_s}
+        infeasible = _cutoff_infeasible(sol)
+        res.per_target[t_cls] = {"status": "infeasible" if infeasible else sol.status.value, "objective": sol.objective,
+                                 "bound": sol.bound, "time_s": sol.time_s, "cutoff": decision}
         if sol.status == Status.ERROR:
             _raise_solver_error(solver, sol.message)
-        bound = _margin_bound(sol, decision)
+        if infeasible:
+            check_encoding(net, b, model, enc, x0)  # names the neuron if the bounds are unsound
+            if not decision:
+                _infeasible_without_cutoff(solver, "max-margin")
+        bound = _margin_bound(sol, decision, tolerances.delta)
         res.bound = max(res.bound, bound)
         found = sol.x is not None and sol.objective >= 0
-        if not (sol.status == Status.OPTIMAL or (decision and (found or bound < 0))):
+        if not (sol.status == Status.OPTIMAL or (decision and (found or bound < -tolerances.delta))):
             res.status = "time_limit" if sol.status in (Status.TIME_LIMIT, Status.FEASIBLE) else sol.status.value
         if sol.x is not None:
-            x = model.group("input", sol.x)
+            x = np.clip(model.group("input", sol.x), lo, hi)
             y = reference.forward(x)
             margin = float(y[t_cls] - y[label])
             if margin > res.objective:
@@ -427,6 +555,8 @@ def max_margin(
         if time.perf_counter() > deadline:
             res.status = "time_limit"
             break
+    if not on_reference:
+        res.message = "computed on a surrogate of the reference network: bounds do not apply to the reference"
     res.time_s = time.perf_counter() - start
     return res
 
@@ -445,17 +575,27 @@ def min_distortion(
     margin: float = 1e-4,
     bounds: str = DEFAULT_BOUNDS,
     threads: int | None = None,
+    reference: Network | None = None,
+    tolerances: DecisionTolerances = DECISION_TOLERANCES,
 ) -> AdversarialResult:
     """MIPVerify's minimal adversarial distortion (L-inf or L1) for each target (best returned).
 
     ``max_eps`` restricts the search to an L-inf ball (much tighter bounds,
-    as MIPVerify does); without it the whole domain is the box.
+    as MIPVerify does); without it the whole domain is the box. ``bound`` is a
+    lower bound on the minimal distortion built from dual bounds only (an
+    incumbent is an upper bound, never a lower one); a target whose MIP is
+    infeasible contributes ``inf`` only after the model is checked to accept
+    the forward pass of ``x0``. The returned point must be adversarial on
+    ``reference`` (default ``net``), else it is not reported.
     """
     start = time.perf_counter()
     deadline = start + time_limit
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
     lo, hi = _ball(x0, max_eps, domain) if max_eps is not None else (np.full(x0.size, domain[0]), np.full(x0.size, domain[1]))
-    res = AdversarialResult(label=label, target=None, objective=math.inf, bound=math.inf, status="optimal", x=None, output=None)
+    on_reference = reference is None or reference is net
+    reference = net if reference is None else reference
+    res = AdversarialResult(label=label, target=None, objective=math.inf, bound=math.inf, status="optimal", x=None,
+                            output=None, on_reference=on_reference, delta=tolerances.delta)
     t = time.perf_counter()
     b = compute_bounds(net, lo, hi, bounds, time_budget=0.25 * time_limit)
     res.stages["bounds"] = time.perf_counter() - t
@@ -463,27 +603,41 @@ def min_distortion(
     backend = get_backend(solver)
     backend.require()
     lower_bounds = []
-    for t_cls in _targets(net, label, target):
-        C = np.zeros((1, net.output_size))
-        C[0, t_cls], C[0, label] = 1.0, -1.0
+    targets = _targets(net, label, target)
+    res.targets = list(targets)
+    for t_cls in targets:
+        C = _target_rows(net, label, t_cls)
         model, enc = build_min_distortion_milp(net, b, x0, lo, hi, C, 0.0, norm=norm, margin=margin)
         res.n_binaries = enc.n_binaries
         t = time.perf_counter()
-        sol = backend.solve(model, _options(deadline - time.perf_counter(), threads, None, None))
+        sol = backend.solve(model, optimize_options(deadline - time.perf_counter(), threads, None, tolerances))
         res.stages["mip"] += time.perf_counter() - t
         res.per_target[t_cls] = {"status": sol.status.value, "objective": sol.objective, "bound": sol.bound, "time_s": sol.time_s}
+        if sol.status == Status.ERROR:
+            _raise_solver_error(solver, sol.message)
         if sol.status == Status.INFEASIBLE:
+            # The margin row acts as the cutoff; trust it only if the rest of the model accepts x0's forward pass.
+            spec, spec_enc = build_spec_milp(net, b, lo, hi, C, 0.0)
+            check_encoding(net, b, spec, spec_enc, np.clip(x0, lo, hi))
             lower_bounds.append(math.inf)
             continue
-        lower_bounds.append(sol.bound if math.isfinite(sol.bound) else sol.objective)
+        lower_bounds.append(sol.bound if math.isfinite(sol.bound) else 0.0)
         if sol.status != Status.OPTIMAL:
             res.status = "time_limit"
         if sol.x is not None and sol.objective < res.objective:
-            x = model.group("input", sol.x)
-            res.objective, res.target, res.x, res.output = sol.objective, t_cls, x, net.forward(x)
+            x = np.clip(model.group("input", sol.x), lo, hi)
+            y = reference.forward(x)
+            if int(np.argmax(y)) != label:
+                distortion = float(np.max(np.abs(x - x0)) if norm == "linf" else np.sum(np.abs(x - x0)))
+                res.objective, res.target, res.x, res.output = distortion, t_cls, x, y
+            else:
+                res.message = f"target {t_cls}: the MIP's point is not adversarial on the reference network"
         if time.perf_counter() > deadline:
             res.status = "time_limit"
             break
-    res.bound = min(lower_bounds) if lower_bounds else math.inf
+    res.bound = min(lower_bounds) if lower_bounds and len(lower_bounds) == len(targets) else 0.0
+    if not on_reference:
+        res.bound = 0.0
+        res.message = "computed on a surrogate of the reference network: no lower bound applies to the reference"
     res.time_s = time.perf_counter() - start
     return res

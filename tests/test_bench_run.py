@@ -306,12 +306,14 @@ def test_polishing_stays_in_the_ball_and_never_loses(norm):
 
 
 def test_margin_verdict_rules():
+    from optprune.verdicts import DECISION_DELTA
     from optprune.verify import AdversarialResult
 
-    def res(obj, bound, status, per_target, adversarial=False):
+    def res(obj, bound, status, per_target, adversarial=False, targets=(1,)):
         out = np.array([0.0, 1.0]) if adversarial else np.array([1.0, 0.0])
         return AdversarialResult(label=0, target=1, objective=obj, bound=bound, status=status,
-                                 x=np.zeros(2) if obj > -math.inf else None, output=out, per_target=per_target)
+                                 x=np.zeros(2) if obj > -math.inf else None, output=out, per_target=per_target,
+                                 targets=list(targets))
 
     sat = res(0.5, 0.5, "optimal", {1: {"status": "optimal", "objective": 0.5, "bound": 0.5}}, adversarial=True)
     assert margin_verdict(sat, [1], "optimize") == ("sat", True)
@@ -323,11 +325,23 @@ def test_margin_verdict_rules():
     assert margin_verdict(proven, [1], "decision") == ("unsat", True)
     open_ = res(-0.5, 0.2, "time_limit", {1: {"status": "feasible", "objective": -0.5, "bound": 0.2}})
     assert margin_verdict(open_, [1], "decision") == ("unknown", False)
+    # An optimum within delta of zero is no proof, whatever the status says.
+    tiny = -0.5 * DECISION_DELTA
+    close = res(tiny, tiny, "optimal", {1: {"status": "optimal", "objective": tiny, "bound": tiny}})
+    assert margin_verdict(close, [1], "optimize") == ("unknown", True)
     # Decision mode: targets ruled out by bounds or an infeasible cutoff model count as proven.
-    cut = res(-math.inf, -0.2, "infeasible", {1: {"status": "infeasible", "objective": None, "bound": None},
-                                              2: {"status": "bounds", "objective": None, "bound": -0.2}})
+    cut = res(-math.inf, -0.2, "infeasible", {1: {"status": "infeasible", "objective": None, "bound": None, "cutoff": True},
+                                              2: {"status": "bounds", "objective": None, "bound": -0.2}},
+              targets=(1, 2))
     assert margin_verdict(cut, [1, 2], "decision") == ("unsat", True)
     assert margin_verdict(cut, [1, 2, 3], "decision") == ("unknown", False)  # target 3 never solved
+    # INFEASIBLE without a cutoff proves nothing.
+    no_cut = res(-math.inf, -0.2, "infeasible", {1: {"status": "infeasible", "objective": None, "bound": None}})
+    assert margin_verdict(no_cut, [1], "decision") == ("unknown", False)
+    # A result computed on a surrogate proves nothing for the reference.
+    surrogate = res(-0.3, -0.3, "optimal", {1: {"status": "optimal", "objective": -0.3, "bound": -0.3}})
+    surrogate.on_reference = False
+    assert margin_verdict(surrogate, [1], "optimize")[0] == "unknown"
 
 
 @pytest.mark.parametrize("norm", ["linf", "l1"])

@@ -47,7 +47,7 @@ from optprune.errors import InvalidParameterError
 from optprune.milp import MILP, Sense
 from optprune.network import Network
 
-__all__ = ["with_l1_ball", "polish_on_dense", "run_surrogate", "start_vector", "NORMS"]
+__all__ = ["with_l1_ball", "polish_on_dense", "run_surrogate", "start_vector", "in_l1_ball", "NORMS"]
 
 NORMS = ("linf", "l1")
 POLISH_SHARE = 0.1  # of the time limit, kept free for polishing (at most POLISH_MAX_S seconds)
@@ -83,6 +83,11 @@ def _ball(x0: np.ndarray, eps: float, norm: str) -> tuple[np.ndarray, np.ndarray
     if norm not in NORMS:
         raise InvalidParameterError(f"norm must be one of {NORMS}; got {norm!r}")
     return np.clip(x0 - eps, 0.0, 1.0), np.clip(x0 + eps, 0.0, 1.0)
+
+
+def in_l1_ball(x: np.ndarray, x0: np.ndarray, eps: float) -> bool:
+    """``||x - x0||_1 <= eps`` up to float64 rounding of the sum (``1e-12`` relative)."""
+    return float(np.abs(np.asarray(x, dtype=np.float64) - x0).sum()) <= eps * (1 + 1e-12)
 
 
 def _margin(net: Network, x: np.ndarray, label: int, target: int) -> float:
@@ -135,7 +140,7 @@ def polish_on_dense(
     if sol.x is None:
         return x, base
     xp = np.clip(sol.x[: x.size], lo, hi)
-    if norm == "l1" and np.abs(xp - x0).sum() > eps * (1 + 1e-9):
+    if norm == "l1" and not in_l1_ball(xp, x0, eps):
         return x, base
     mp = _margin(net, xp, label, target)
     return (xp, mp) if mp > base else (x, base)
@@ -149,27 +154,13 @@ def _status_name(model_status) -> str:
 
 
 def start_vector(net: Network, enc, bounds, x: np.ndarray, n_cols: int) -> np.ndarray:
-    """All columns of the big-M model at input ``x`` (a forward pass): inputs, neuron outputs, binaries.
+    """All columns of the big-M model at input ``x``: :func:`~optprune.formulations.relu_milp.forward_assignment`.
 
-    Binaries exist for the unstable neurons (``l < 0 < u``) of every ReLU layer, in
-    neuron order, as :func:`optprune.formulations.relu_milp.encode_network` adds
-    them; ``delta = [z > 0]``. Columns beyond the encoding (the L1 ball's ``p, q``)
-    are 0, which is right for ``x = x0``.
+    Columns beyond the encoding (the L1 ball's ``p, q``) are 0, which is right for ``x = x0``.
     """
-    v = np.zeros(n_cols)
-    v[enc.input_idx] = x
-    pre = net.forward(x, return_all=True)
-    for k, layer in enumerate(net.layers):
-        z = np.asarray(pre[k], dtype=np.float64)
-        h = np.maximum(z, 0.0) if layer.activation == "relu" else z
-        cols = enc.neuron_idx[k]
-        kept = cols >= 0
-        v[cols[kept]] = h[kept]
-        if enc.binary_idx[k].size:
-            lower, upper = (np.asarray(b, dtype=np.float64) for b in bounds[k])
-            unstable = np.flatnonzero((lower < 0) & (upper > 0))
-            v[enc.binary_idx[k]] = (z[unstable] > 0).astype(np.float64)
-    return v
+    from optprune.formulations.relu_milp import forward_assignment
+
+    return forward_assignment(net, enc, bounds, x, n_cols)
 
 
 def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
@@ -196,10 +187,14 @@ def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
     setup_s = time.perf_counter() - start
 
     trace: list[list] = []  # [seconds since start, dense margin, surrogate objective]
+    rejected = {"l1": 0}
     best = {"margin": -math.inf, "x": None}
 
     def consider(x: np.ndarray, surrogate_obj: float | None) -> None:
         x = np.clip(np.asarray(x, dtype=np.float64), lo, hi)
+        if norm == "l1" and not in_l1_ball(x, x0, eps):
+            rejected["l1"] += 1  # an incumbent that leaves the ball by more than rounding is no candidate
+            return
         m = _margin(dense, x, label, target)
         trace.append([time.perf_counter() - start, m, surrogate_obj])
         if m > best["margin"]:
@@ -256,5 +251,5 @@ def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
         "verdict": "sat" if best["margin"] > 0 else "unknown", "decided": False,
         "objective": objective, "bound": bound, "dense_best": best["margin"] if best["x"] is not None else None,
         "adversarial": bool(best["margin"] > 0), "trace": [[round(a, 4), b, c] for a, b, c in trace],
-        "polishing": polish,
+        "polishing": polish, "rejected_outside_l1_ball": rejected["l1"],
     }

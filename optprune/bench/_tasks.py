@@ -7,8 +7,11 @@ by Ray). A task is a plain dict built by the runner; the networks travel as
 Verdicts of a max-margin query (margin ``m* = max_x y_t(x) - y_label(x)`` over the ball):
 
 * ``sat``: a point with margin ``> 0`` was found and re-checked by a forward pass;
-* ``unsat``: ``m* <= 0`` is proven (optimal value, dual bound below 0, or every
-  target ruled out by the linear bounds / an infeasible cutoff model);
+* ``unsat``: ``m* < 0`` is proven for every target by a rule of
+  :mod:`optprune.verdicts` (negative linear bound, an infeasible model under
+  the decision cutoff, or a dual bound below ``-delta``); an optimum within
+  ``delta`` of zero is not a proof, and an infeasible model without a cutoff
+  (optimisation mode) is an error record, never a proof;
 * ``unknown``: neither within the time limit.
 
 ``decided`` is what the summary counts as solved within the limit: an optimal
@@ -54,22 +57,11 @@ def _num(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _proven_nonpositive(entry: dict) -> bool:
-    status = entry.get("status")
-    bound = entry.get("bound")
-    obj = entry.get("objective")
-    if status in ("bounds", "infeasible"):
-        return True
-    if bound is not None and math.isfinite(bound) and bound <= 0:
-        return True
-    return status == "optimal" and obj is not None and math.isfinite(obj) and obj <= 0
-
-
 def margin_verdict(result, targets: list[int], mode: str) -> tuple[str, bool]:
     """``(verdict, decided)`` of an :class:`~optprune.verify.AdversarialResult` (module doc)."""
     if result.x is not None and math.isfinite(result.objective) and result.objective > 0 and result.is_adversarial:
         verdict = "sat"
-    elif targets and all(t in result.per_target and _proven_nonpositive(result.per_target[t]) for t in targets):
+    elif sorted(result.targets) == sorted(targets) and result.proven_robust:
         verdict = "unsat"
     else:
         verdict = "unknown"

@@ -1,0 +1,226 @@
+r"""What may prove a verdict: the one place where ``sat`` / ``unsat`` / ``unknown`` are decided.
+
+Every query that can call a network robust (``verify``, ``attack``,
+``max_margin``, ``min_distortion``, ``bench`` and its surrogate mode) asks the
+same question of a MIP: is ``m* = max_x s(x)`` (a slack: a margin
+``y_t - y_label``, or ``min_i C_i y + d_i`` of a VNN-LIB conjunction) at least
+0 over the input region? The answers allowed here:
+
+``sat``
+    only from a *point*: an input inside the region whose float64 forward pass
+    through the reference network satisfies the output condition (and, for
+    ONNX models, whose float32 onnxruntime pass does too). A solver's
+    objective value is never evidence.
+
+``unsat``
+    only from one of
+
+    (a) sound bounds: a linear / interval upper bound of ``s`` that is
+        negative after outward rounding (:mod:`optprune.bounds`);
+    (b) a MIP proven INFEASIBLE *under an objective cutoff* ``s >= -delta``,
+        after checking that the model without the cutoff accepts the forward
+        pass of a point of the region (:func:`check_encoding`): a model that
+        rejects it has unsound bounds, and its infeasibility proves nothing;
+    (c) a dual bound ``< -delta``.
+
+    ``delta`` (:data:`DECISION_DELTA`, ``1e-5`` in output units) is the margin
+    kept between a proof and zero: MIP solvers accept rows violated by their
+    primal feasibility tolerance and stop at an absolute gap, so an objective
+    or bound within ``[-delta, delta]`` of zero is ``unknown`` unless re-solved
+    tighter. A MIP that says INFEASIBLE without a cutoff (optimisation mode)
+    can only be so through unsound bounds or numerical trouble: it is an
+    error, never a proof.
+
+``unknown``
+    everything else.
+
+Decision MIPs set their tolerances explicitly (:data:`DECISION_TOLERANCES`)
+on every backend that has them, instead of inheriting each solver's defaults:
+relative gap 0 (a gap relative to an objective near zero means nothing),
+absolute gap ``1e-7`` (100 times below ``delta``), primal feasibility ``1e-7``
+and integrality ``1e-6``. Loose feasibility or integrality tolerances only
+*enlarge* the feasible set, which can raise the dual bound but not lower it;
+that direction can only cost a proof, never forge one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from optprune.errors import OptpruneError
+from optprune.network import Network
+
+__all__ = [
+    "DECISION_DELTA",
+    "DecisionTolerances",
+    "DECISION_TOLERANCES",
+    "UnsoundBoundsError",
+    "decision_options",
+    "optimize_options",
+    "slack_verdict",
+    "proves_nonpositive",
+    "check_encoding",
+    "check_bounds_contain",
+]
+
+DECISION_DELTA = 1e-5
+
+
+class UnsoundBoundsError(OptpruneError, RuntimeError):
+    """Per-neuron bounds (or the MILP built from them) that exclude a real forward pass."""
+
+
+@dataclass(frozen=True)
+class DecisionTolerances:
+    """Tolerances of every MIP whose answer may become a verdict (module doc)."""
+
+    delta: float = DECISION_DELTA
+    mip_gap: float = 0.0
+    mip_abs_gap: float = 1e-7
+    feasibility_tol: float = 1e-7
+    integrality_tol: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.delta) and self.delta > 0):
+            raise ValueError(f"delta must be a finite number > 0, got {self.delta}")
+        if self.mip_abs_gap >= self.delta:
+            raise ValueError(f"mip_abs_gap ({self.mip_abs_gap}) must be below delta ({self.delta})")
+
+
+DECISION_TOLERANCES = DecisionTolerances()
+
+
+def _solver_options(time_limit: float, threads: int | None, tol: DecisionTolerances, **kw):
+    from optprune.solvers import SolveOptions
+
+    return SolveOptions(
+        time_limit=max(float(time_limit), 0.01), threads=threads, mip_gap=tol.mip_gap,
+        mip_abs_gap=tol.mip_abs_gap, feasibility_tol=tol.feasibility_tol, integrality_tol=tol.integrality_tol,
+        **kw,
+    )
+
+
+def decision_options(time_limit: float, threads: int | None = None, tol: DecisionTolerances = DECISION_TOLERANCES):
+    """Options of a decision MIP ``max s``: is ``s >= 0`` reachable?
+
+    The cutoff row ``s >= -delta`` prunes every node that cannot reach the
+    target; the solve stops as soon as an incumbent reaches 0 (a candidate
+    counterexample) or the dual bound falls below ``-delta`` (rule (c)).
+    """
+    delta = tol.delta
+
+    def stop(progress) -> bool:
+        return (math.isfinite(progress.primal) and progress.primal >= 0.0) or progress.bound < -delta
+
+    return _solver_options(time_limit, threads, tol, cutoff=-delta, stop_rule=stop)
+
+
+def optimize_options(time_limit: float, threads: int | None = None, mip_gap: float | None = None,
+                     tol: DecisionTolerances = DECISION_TOLERANCES):
+    """Options of an optimisation MIP whose bound may still serve as a proof (explicit tolerances, no cutoff)."""
+    from dataclasses import replace
+
+    return replace(_solver_options(time_limit, threads, tol), mip_gap=tol.mip_gap if mip_gap is None else mip_gap)
+
+
+def slack_verdict(status: str, bound: float | None, *, cutoff: bool, delta: float = DECISION_DELTA) -> str:
+    """``unsat`` or ``unknown`` from one MIP solve of ``max s`` (a ``sat`` needs a checked point).
+
+    ``status`` is the shared status word (``optimal``, ``infeasible``, ...),
+    ``bound`` the solver's dual bound on ``s`` (None / nan when unknown),
+    ``cutoff`` whether the model carried the row ``s >= -delta``.
+    Raises :class:`UnsoundBoundsError` for INFEASIBLE without a cutoff.
+    """
+    if status == "infeasible":
+        if not cutoff:
+            raise UnsoundBoundsError(
+                "the MIP is infeasible without an objective cutoff: the per-neuron bounds or the solver's "
+                "numerics exclude every input, so its answer proves nothing"
+            )
+        return "unsat"  # rule (b); the caller has checked the encoding (check_encoding)
+    if bound is not None and math.isfinite(bound) and bound < -delta:
+        return "unsat"  # rule (c)
+    return "unknown"
+
+
+def proves_nonpositive(entry: dict, *, delta: float = DECISION_DELTA) -> bool:
+    """True when a per-target record (``status``, ``bound``) proves its margin below zero.
+
+    ``status == "bounds"`` means rule (a) decided it (the record's ``bound`` is
+    the negative linear bound); ``"infeasible"`` is accepted only when the
+    record says it was solved under a cutoff (``cutoff: true``).
+    """
+    status, bound = entry.get("status"), entry.get("bound")
+    if status == "bounds":
+        return bound is not None and bound < 0
+    if status == "infeasible":
+        return bool(entry.get("cutoff"))
+    return bound is not None and math.isfinite(bound) and bound < -delta
+
+
+def check_bounds_contain(net: Network, bounds, x: np.ndarray) -> None:
+    """Raise :class:`UnsoundBoundsError` naming the layer and neuron if ``x``'s pre-activations leave ``bounds``."""
+    pre = net.forward(np.asarray(x, dtype=np.float64).reshape(-1), return_all=True)
+    for k, ((lo, hi), z) in enumerate(zip(bounds, pre)):
+        z = np.asarray(z, dtype=np.float64).reshape(-1)
+        bad = np.flatnonzero((z < lo) | (z > hi))
+        if bad.size:
+            i = int(bad[0])
+            raise UnsoundBoundsError(
+                f"unsound bounds: layer {k} ({net.layers[k].name!r}) neuron {i} has pre-activation {z[i]!r} at a "
+                f"point of the input region, outside its bounds [{lo[i]!r}, {hi[i]!r}] ({bad.size} neurons in this layer)"
+            )
+
+
+def check_encoding(net: Network, bounds, model, enc, x: np.ndarray, tol: float = 1e-6) -> None:
+    """Check that ``model`` (a big-M encoding of ``net`` under ``bounds``) accepts the forward pass of ``x``.
+
+    Run before an INFEASIBLE answer is trusted (rule (b)). ``model`` must be the
+    model *without* the objective cutoff. Raises :class:`UnsoundBoundsError`
+    naming the first neuron whose bounds exclude ``x``, or the largest
+    violated row when the bounds hold but the model still rejects the point.
+    """
+    from optprune.formulations.relu_milp import forward_assignment
+
+    check_bounds_contain(net, bounds, x)
+    v = forward_assignment(net, enc, bounds, x, model.n_vars)
+    free = np.ones(model.n_vars, dtype=bool)
+    free[_encoding_columns(enc)] = False
+    violation = _violation_with_free_columns(model, v, free)
+    if violation > tol:
+        raise UnsoundBoundsError(
+            f"the MILP rejects the forward pass of a point of the input region (violation {violation:.3g} > {tol}); "
+            "its infeasibility would prove nothing"
+        )
+
+
+def _encoding_columns(enc) -> np.ndarray:
+    parts = [enc.input_idx] + [idx[idx >= 0] for idx in enc.neuron_idx] + list(enc.binary_idx)
+    return np.concatenate(parts)
+
+
+def _violation_with_free_columns(model, v: np.ndarray, free: np.ndarray) -> float:
+    """Largest violation of ``model`` by ``v``, with the columns flagged ``free`` chosen as well as possible.
+
+    With no free column this is :meth:`MILP.max_violation`; otherwise the free
+    columns (a spec's auxiliary slack, an L1 ball's split) are found by one
+    small feasibility LP with every other column fixed at ``v``.
+    """
+    from optprune.milp import MILP, Sense
+    from optprune.solvers import SolveOptions, Status, get_backend
+
+    if not free.any():
+        return model.max_violation(v)
+    fixed = ~free
+    col_violation = float(np.max(np.maximum(model.col_lower[fixed] - v[fixed], v[fixed] - model.col_upper[fixed]),
+                                 initial=0.0))
+    if col_violation > 0:
+        return col_violation
+    lo, hi = model.col_lower.copy(), model.col_upper.copy()
+    lo[fixed] = hi[fixed] = v[fixed]
+    probe = MILP(np.zeros(model.n_vars), model.A, model.row_lower, model.row_upper, lo, hi, None, Sense.MINIMIZE)
+    sol = get_backend("highs").solve(probe, SolveOptions(time_limit=30.0, threads=1))
+    return 0.0 if sol.status == Status.OPTIMAL and sol.x is not None and probe.max_violation(sol.x) <= 1e-6 else math.inf
