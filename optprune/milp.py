@@ -24,7 +24,7 @@ from types import MappingProxyType
 import numpy as np
 import scipy.sparse as sp
 
-from optprune.errors import ShapeMismatchError
+from optprune.errors import InvalidParameterError, ShapeMismatchError
 
 __all__ = ["Sense", "MILP", "read_model"]
 
@@ -34,6 +34,16 @@ INF = np.inf
 class Sense(str, Enum):
     MINIMIZE = "minimize"
     MAXIMIZE = "maximize"
+
+
+def _refuse_nonfinite(name: str, values: np.ndarray, *, allow_inf: bool, allowed: str) -> None:
+    """Raise :class:`InvalidParameterError` naming ``name``, the first bad index and the count."""
+    bad = np.isnan(values) if allow_inf else ~np.isfinite(values)
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        raise InvalidParameterError(
+            f"MILP {name}[{int(idx[0])}] is {float(values[idx[0]])} ({idx.size} such entries); {allowed}"
+        )
 
 
 def _vector(name: str, values, n: int, default: float) -> np.ndarray:
@@ -74,6 +84,14 @@ class MILP:
             raise ShapeMismatchError(f"constraint matrix has {A.shape[1]} columns, objective has {n} entries")
         m = A.shape[0]
         A.sum_duplicates()
+        bad = ~np.isfinite(A.data)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            row = int(np.searchsorted(A.indptr, k, side="right") - 1)
+            raise InvalidParameterError(
+                f"MILP constraint matrix A[{row}, {int(A.indices[k])}] is {float(A.data[k])} ({int(bad.sum())} such "
+                "entries); coefficients must be finite numbers"
+            )
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("c", _vector("c", c, n, 0.0))
         set_("A", A)
@@ -89,6 +107,21 @@ class MILP:
         if integ.shape[0] != n:
             raise ShapeMismatchError(f"integrality has {integ.shape[0]} entries, expected {n}")
         set_("integrality", integ)
+        _refuse_nonfinite("c", self.c, allow_inf=False, allowed="objective coefficients must be finite numbers")
+        for key in ("row_lower", "row_upper", "col_lower", "col_upper"):
+            _refuse_nonfinite(key, getattr(self, key), allow_inf=True,
+                              allowed="bounds are numbers or +-inf (no bound), never NaN")
+        for key, wrong in (("row_lower", np.inf), ("col_lower", np.inf), ("row_upper", -np.inf), ("col_upper", -np.inf)):
+            hit = np.flatnonzero(getattr(self, key) == wrong)
+            if hit.size:
+                raise InvalidParameterError(
+                    f"MILP {key}[{int(hit[0])}] is {wrong} ({hit.size} such entries); a lower bound cannot be +inf "
+                    "and an upper bound cannot be -inf"
+                )
+        offset = float(self.offset)
+        if not np.isfinite(offset):
+            raise InvalidParameterError(f"MILP objective offset is {offset}; it must be a finite number")
+        set_("offset", offset)
         set_("sense", Sense(self.sense))
         if self.names is not None and len(self.names) != n:
             raise ShapeMismatchError(f"{len(self.names)} variable names for {n} variables")

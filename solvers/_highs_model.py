@@ -6,6 +6,7 @@ The whole model goes to HiGHS in one ``passModel`` call with CSR arrays.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -87,15 +88,75 @@ def to_highs(model: MILP, *, verbose: bool = False):
     return h
 
 
+def _read_log(h, path: Path):
+    """Read ``path`` into ``h`` with HiGHS' log going to a temporary file; returns (status, log text)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "read.log"
+        h.setOptionValue("log_to_console", False)
+        h.setOptionValue("log_file", str(log))
+        h.setOptionValue("output_flag", True)
+        status = h.readModel(str(path))
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("log_file", "")
+        text = log.read_text(errors="replace") if log.exists() else ""
+    return status, text
+
+
+def _mps_entry_line(path: Path, log: str) -> int | None:
+    """The line of the entry HiGHS' MPS reader quotes (``Entry "..." in ... section``), if it quotes one."""
+    match = re.search(r'Entry "([^"]*)"', log)
+    if not match:
+        return None
+    wanted = match.group(1).split()
+    try:
+        with open(path, errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.split() == wanted:
+                    return number
+    except OSError:
+        return None
+    return None
+
+
+def _nonfinite_line(path: Path, word: str) -> int | None:
+    """The first line of ``path`` with the token ``word`` (nan or inf, any case)."""
+    pattern = re.compile(rf"(?i)(?<![\w.]){'nan' if word == 'nan' else 'inf(?:inity)?'}(?![\w.])")
+    try:
+        with open(path, errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                if pattern.search(line):
+                    return number
+    except OSError:
+        return None
+    return None
+
+
 def from_highs_file(path: Path) -> MILP:
-    """Read an MPS/LP file with HiGHS and return its :class:`MILP`."""
+    """Read an MPS/LP file with HiGHS and return its :class:`MILP`.
+
+    A file HiGHS cannot read raises :class:`~optprune.errors.FileFormatError`
+    with what HiGHS said (which, for LP files, includes the line and column;
+    for MPS files the line is looked up from the entry HiGHS quotes). NaN or
+    infinite coefficients raise :class:`~optprune.errors.InvalidParameterError`
+    naming the array, the index and the line of the file.
+    """
     highspy = _highs_module()
-    from optprune.errors import SolverError
+    from optprune.errors import FileFormatError, InvalidParameterError
 
     h = new_highs()
-    status = h.readModel(str(path))
+    status, log = _read_log(h, path)
     if status == highspy.HighsStatus.kError:
-        raise SolverError(f"HiGHS could not read model file {str(path)!r}: is it valid MPS or LP?")
+        said = " ".join(line.strip() for line in log.splitlines() if line.strip()) or "no message"
+        found = re.search(r"--> .*:(\d+):(\d+)", log)  # the LP reader names line and column
+        line = _mps_entry_line(path, log)
+        where = (f" (line {found.group(1)}, column {found.group(2)})" if found
+                 else f" (line {line})" if line is not None else "")
+        raise FileFormatError(
+            f"HiGHS could not read model file {str(path)!r}{where}; expected a valid MPS or CPLEX LP file. "
+            f"HiGHS said: {said}"
+        )
     lp = h.getLp()
     n, m = lp.num_col_, lp.num_row_
     mat = lp.a_matrix_
@@ -108,9 +169,15 @@ def from_highs_file(path: Path) -> MILP:
     if len(lp.integrality_):
         integrality = np.array([v != highspy.HighsVarType.kContinuous for v in lp.integrality_], dtype=bool)
     names = tuple(lp.col_names_) if len(lp.col_names_) == n and n else None
-    return MILP(
-        c=np.asarray(lp.col_cost_), A=A, row_lower=np.asarray(lp.row_lower_), row_upper=np.asarray(lp.row_upper_),
-        col_lower=np.asarray(lp.col_lower_), col_upper=np.asarray(lp.col_upper_), integrality=integrality,
-        sense=Sense.MAXIMIZE if lp.sense_ == highspy.ObjSense.kMaximize else Sense.MINIMIZE,
-        offset=float(lp.offset_), names=names, name=Path(path).stem,
-    )
+    try:
+        return MILP(
+            c=np.asarray(lp.col_cost_), A=A, row_lower=np.asarray(lp.row_lower_),
+            row_upper=np.asarray(lp.row_upper_), col_lower=np.asarray(lp.col_lower_),
+            col_upper=np.asarray(lp.col_upper_), integrality=integrality,
+            sense=Sense.MAXIMIZE if lp.sense_ == highspy.ObjSense.kMaximize else Sense.MINIMIZE,
+            offset=float(lp.offset_), names=names, name=Path(path).stem,
+        )
+    except InvalidParameterError as exc:
+        line = _nonfinite_line(path, "nan" if " nan " in f" {exc} " or "is nan" in str(exc) else "inf")
+        where = f" (line {line})" if line is not None else ""
+        raise InvalidParameterError(f"model file {str(path)!r}{where}: {exc}") from None

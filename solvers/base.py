@@ -290,6 +290,29 @@ class BackendBase:
                 f"{model.n_vars - model.n_integer} of {model.n_vars} are continuous"
             )
 
+    def solve_empty(self, model: MILP, options: SolveOptions) -> SolveResult:
+        """The answer every backend gives a model with no columns (solvers disagree, so none is asked).
+
+        With no columns every row is ``row_lower <= 0 <= row_upper``: all hold
+        -> OPTIMAL with ``objective = bound = offset`` and ``x`` an empty
+        array (what HiGHS' and SCIP's own conventions give); one fails ->
+        INFEASIBLE. An objective cutoff the offset does not meet -> INFEASIBLE.
+        """
+        bad = np.flatnonzero((model.row_lower > 0) | (model.row_upper < 0))
+        if bad.size:
+            i = int(bad[0])
+            return self.result(Status.INFEASIBLE, model, message=(
+                f"infeasible: the model has no columns and row {i} needs 0 in [{model.row_lower[i]}, "
+                f"{model.row_upper[i]}]"
+            ))
+        value = float(model.offset)
+        if options.cutoff is not None and not (
+            value >= options.cutoff if model.sense == Sense.MAXIMIZE else value <= options.cutoff
+        ):
+            return self.result(Status.INFEASIBLE, model, message="no solution better than the objective cutoff")
+        return self.result(Status.OPTIMAL, model, x=np.zeros(0), objective=value, bound=value,
+                           message="optimal: the model has no columns")
+
     def result(self, status: Status, model: MILP, x=None, objective=math.nan, bound=math.nan, **kw) -> SolveResult:
         """Build a result in the model's sense, with the gap computed the same way for every backend.
 

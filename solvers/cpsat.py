@@ -39,7 +39,7 @@ from optprune.solvers._common import (
 )
 from optprune.solvers.base import TOLERANCES, BackendBase, Progress, SolveOptions, SolveResult, Status
 
-__all__ = ["CpsatBackend", "check_pure_integer", "to_cp_model"]
+__all__ = ["CpsatBackend", "check_pure_integer", "to_cp_model", "set_parameters"]
 
 _INT64_MAX = 2**63 - 1
 _INT64_MIN = -(2**63)
@@ -153,6 +153,23 @@ def to_cp_model(model: MILP):
     return cp, None
 
 
+def set_parameters(params, options: SolveOptions) -> None:
+    """Write the shared options into CP-SAT's ``SatParameters`` ``params``.
+
+    ``time_limit`` -> ``max_time_in_seconds``, ``mip_gap`` ->
+    ``relative_gap_limit``, ``mip_abs_gap`` -> ``absolute_gap_limit``,
+    ``threads`` -> ``num_workers``.
+    """
+    if options.time_limit is not None:
+        params.max_time_in_seconds = float(options.time_limit)
+    if options.mip_gap is not None:
+        params.relative_gap_limit = float(options.mip_gap)
+    if options.mip_abs_gap is not None:
+        params.absolute_gap_limit = float(options.mip_abs_gap)
+    if options.threads is not None:
+        params.num_workers = int(options.threads)
+
+
 class CpsatBackend(BackendBase):
     name = "cpsat"
     package = "ortools"
@@ -170,6 +187,8 @@ class CpsatBackend(BackendBase):
     def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
         self.require()
         self.check_model(model)
+        if model.n_vars == 0:
+            return self.solve_empty(model, options)
         with solver_boundary(self.name), native_stdout_to_stderr():
             return self._solve(model, options)
 
@@ -191,14 +210,7 @@ class CpsatBackend(BackendBase):
 
         solver = cp_model.CpSolver()
         params = solver.parameters
-        if options.time_limit is not None:
-            params.max_time_in_seconds = float(options.time_limit)
-        if options.mip_gap is not None:
-            params.relative_gap_limit = float(options.mip_gap)
-        if options.mip_abs_gap is not None:
-            params.absolute_gap_limit = float(options.mip_abs_gap)
-        if options.threads is not None:
-            params.num_workers = int(options.threads)
+        set_parameters(params, options)
         params.log_to_stdout = False
         if options.verbose:
             params.log_search_progress = True

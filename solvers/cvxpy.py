@@ -133,6 +133,8 @@ class CvxpyBackend(BackendBase):
     def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
         self.require()
         self.check_model(model)
+        if model.n_vars == 0:
+            return self.solve_empty(model, options)
         with solver_boundary(self.name):
             solver = self._pick_solver(model, options)
         with solver_boundary(self.name), native_stdout_to_stderr():

@@ -82,6 +82,8 @@ class HighsBackend(BackendBase):
         import highspy
 
         self.check_model(model)
+        if model.n_vars == 0:
+            return self.solve_empty(model, options)
         built = model
         if options.cutoff is not None:
             # HiGHS' objective_bound option did not exclude worse solutions on small MIPs; a row does.

@@ -112,6 +112,8 @@ class OrtoolsBackend(BackendBase):
     def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
         self.require()
         self.check_model(model)
+        if model.n_vars == 0:
+            return self.solve_empty(model, options)
         sub = self._sub_solver(model, options)
         with solver_boundary(self.name), native_stdout_to_stderr():
             return self._solve(model, options, sub)

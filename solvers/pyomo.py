@@ -155,6 +155,8 @@ class PyomoBackend(BackendBase):
     def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
         self.require()
         self.check_model(model)
+        if model.n_vars == 0:
+            return self.solve_empty(model, options)
         solver_name = str(options.extra.get("pyomo_solver", DEFAULT_SOLVER))
         empty = self._violated_empty_row(model)
         if empty is not None:

@@ -126,6 +126,8 @@ class ScipBackend(BackendBase):
     def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
         self.require()
         self.check_model(model)
+        if model.n_vars == 0:
+            return self.solve_empty(model, options)
         with solver_boundary(self.name), native_stdout_to_stderr():
             return self._solve(model, options)
 

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from optprune.errors import CapabilityError, SolverNotAvailableError, UnknownSolverError
+from optprune.errors import (
+    CapabilityError,
+    FileFormatError,
+    InvalidParameterError,
+    SolverNotAvailableError,
+    UnknownSolverError,
+)
 from optprune.milp import MILP, Sense, read_model
 from optprune.solvers import BackendBase, SolveOptions, Status, backend_names, get_backend, register, solve
 from optprune.solvers import registry as _registry
@@ -73,6 +79,38 @@ CASES = [
          pure_integer=True),
     Case("empty_row_infeasible", _milp([1, 1], [[0, 0], [1, 1]], [1, 1], [2, INF], 0, 3, [1, 1]), Status.INFEASIBLE,
          pure_integer=True),
+]
+
+
+def _stored_zero_row(lo: float, hi: float, integer: bool) -> MILP:
+    """min x, x in [0, 3], one row ``lo <= 0 * x <= hi`` whose zero coefficient is stored explicitly."""
+    A = sp.csr_matrix((np.array([0.0]), np.array([0]), np.array([0, 1])), shape=(1, 1))
+    return MILP(c=[1.0], A=A, row_lower=[lo], row_upper=[hi], col_lower=[0], col_upper=[3], integrality=[integer],
+                name="zero_row")
+
+
+def _no_columns(row_lower: list[float], row_upper: list[float]) -> MILP:
+    return MILP(c=np.zeros(0), A=sp.csr_matrix((len(row_lower), 0)), row_lower=row_lower, row_upper=row_upper,
+                col_lower=None, col_upper=None, integrality=None, offset=2.5, name="empty")
+
+
+CASES += [
+    # x1 is free (infinite bounds), in no row and has zero objective: some interfaces never pass it on
+    Case("free_column_in_no_row", _milp([1, 0], [[1, 0]], 1, INF, [0, -INF], [INF, INF]), Status.OPTIMAL, 1.0),
+    Case("unused_integer_column", _milp([1, 0], [[1, 0]], 1, INF, [0, 2], [5, 5], [1, 1]), Status.OPTIMAL, 1.0,
+         pure_integer=True),
+    Case("zero_objective_lp", _milp([0, 0], [[1, 1]], 1, INF, 0, 3), Status.OPTIMAL, 0.0),
+    Case("zero_objective_milp", _milp([0, 0], [[1, 1]], 1, INF, 0, 3, [1, 1]), Status.OPTIMAL, 0.0,
+         pure_integer=True),
+    # 0 <= 0*x <= 1 holds, 1 <= 0*x <= 2 cannot (the zero is a stored entry of A)
+    Case("stored_zero_row_feasible_lp", _stored_zero_row(0, 1, False), Status.OPTIMAL, 0.0),
+    Case("stored_zero_row_infeasible_lp", _stored_zero_row(1, 2, False), Status.INFEASIBLE),
+    Case("stored_zero_row_feasible_milp", _stored_zero_row(0, 1, True), Status.OPTIMAL, 0.0, pure_integer=True),
+    Case("stored_zero_row_infeasible_milp", _stored_zero_row(1, 2, True), Status.INFEASIBLE, pure_integer=True),
+    # no columns at all: OPTIMAL, objective = offset, x = [] on every backend (rows need 0 in their range)
+    Case("empty_model", _no_columns([], []), Status.OPTIMAL, 2.5, pure_integer=True),
+    Case("no_columns_rows_hold", _no_columns([-1.0], [0.0]), Status.OPTIMAL, 2.5, pure_integer=True),
+    Case("no_columns_row_fails", _no_columns([1.0], [2.0]), Status.INFEASIBLE, pure_integer=True),
 ]
 CASE_IDS = [case.name for case in CASES]
 BACKENDS = backend_names()
@@ -313,3 +351,63 @@ def test_listing_backends_imports_no_solver_package() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("where", ["c", "A", "row_lower", "row_upper", "col_lower", "col_upper", "offset"])
+def test_nan_in_a_milp_is_refused_with_its_place(where: str) -> None:
+    data = {"c": [1.0, 2.0], "A": np.array([[1.0, 1.0]]), "row_lower": [0.0], "row_upper": [4.0],
+            "col_lower": [0.0, 0.0], "col_upper": [1.0, 1.0], "offset": 0.0}
+    if where == "A":
+        data["A"] = np.array([[1.0, np.nan]])
+    elif where == "offset":
+        data["offset"] = np.nan
+    else:
+        data[where] = list(data[where])
+        data[where][-1] = np.nan
+    index = {"A": r"A\[0, 1\]", "offset": "offset", "row_lower": r"row_lower\[0\]", "row_upper": r"row_upper\[0\]"}
+    with pytest.raises(InvalidParameterError, match=index.get(where, rf"{where}\[1\] is nan")):
+        MILP(c=data["c"], A=sp.csr_matrix(data["A"]), row_lower=data["row_lower"], row_upper=data["row_upper"],
+             col_lower=data["col_lower"], col_upper=data["col_upper"], integrality=None, offset=data["offset"])
+
+
+@pytest.mark.parametrize("where", ["c", "A"])
+def test_infinity_in_objective_or_matrix_is_refused(where: str) -> None:
+    c = [1.0, np.inf] if where == "c" else [1.0, 1.0]
+    A = np.array([[1.0, -np.inf]]) if where == "A" else np.array([[1.0, 1.0]])
+    with pytest.raises(InvalidParameterError, match="must be finite"):
+        MILP(c=c, A=sp.csr_matrix(A), row_lower=[0], row_upper=[INF], col_lower=0, col_upper=INF, integrality=None)
+    # infinity in bounds is "no bound" and fine
+    MILP(c=[1.0], A=sp.csr_matrix([[1.0]]), row_lower=[-INF], row_upper=[INF], col_lower=[-INF], col_upper=[INF],
+         integrality=None)
+
+
+_NAN_MPS = """NAME          T
+ROWS
+ N  OBJ
+ L  R1
+COLUMNS
+    X1        OBJ       1.0        R1        NaN
+RHS
+    RHS       R1        4.0
+BOUNDS
+ UP BND       X1        4.0
+ENDATA
+"""
+
+
+def test_read_model_refuses_a_nan_coefficient_with_its_line(tmp_path) -> None:
+    path = tmp_path / "nan.mps"
+    path.write_text(_NAN_MPS)
+    with pytest.raises(InvalidParameterError, match=r"nan\.mps' \(line 6\).*A\[0, 0\] is nan"):
+        read_model(path)
+
+
+def test_read_model_errors_say_what_highs_said_and_where(tmp_path) -> None:
+    mps = tmp_path / "bad.mps"
+    mps.write_text("NAME T\nROWS\n N OBJ\nGARBAGE\n X1 OBJ 1\nENDATA\n")
+    with pytest.raises(FileFormatError, match=r"\(line 5\).*HiGHS said: .*unidentified"):
+        read_model(mps)
+    lp = tmp_path / "bad.lp"
+    lp.write_text("max\n obj: x +\nst\n c1: x <= 3\nend\n")
+    with pytest.raises(FileFormatError, match=r"\(line 3, column 1\).*HiGHS said"):
+        read_model(lp)
