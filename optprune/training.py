@@ -81,7 +81,7 @@ def _check_positive(name: str, value, kind=int, caller: str = "train_classifier"
            or value < 0 or (value == 0 and not allow_zero) or (kind is int and int(value) != value))
     if bad:
         what = "a non-negative" if allow_zero else "a positive"
-        raise InvalidParameterError(f"{caller}: {name} must be {what} finite {kind.__name__}, got {value!r}")
+        raise InvalidParameterError(f"{caller}: {name} must be {what} {kind.__name__}, got {value!r}")
 
 
 def train_classifier(

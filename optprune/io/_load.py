@@ -179,9 +179,17 @@ def _torch_load(path: Path, trust_pickle: bool):
                 "If you trust the file, pass --trust-pickle (trust_pickle=True in Python); otherwise save the model "
                 "with optprune.io.save_torch_model(model, path) (weights and architecture, no code) or as ONNX"
             ) from None
+        if names:
+            raise FileFormatError(
+                f"{path} holds pickled Python objects{what} that a weights-only load refuses; it was not unpickled. "
+                "Pass --trust-pickle (trust_pickle=True) only if you trust the file: unpickling runs code from it"
+            ) from None
+        # torch wraps the unpickler's own complaint ("Unsupported operand 110") in advice to drop weights_only
+        detail = [line.strip() for line in str(exc).splitlines()
+                  if line.strip() and not line.startswith(("Weights only load failed", "Please file", "Check the"))]
         raise FileFormatError(
-            f"{path} holds pickled Python objects{what} that a weights-only load refuses; it was not unpickled. "
-            "Pass --trust-pickle (trust_pickle=True) only if you trust the file: unpickling runs code from it"
+            f"{path} could not be read by torch.load: {detail[0] if detail else type(exc).__name__} "
+            "(not a file written by torch.save?)"
         ) from None
     except Exception as exc:  # zip, magic-number and truncation errors come in many types
         raise FileFormatError(f"{path} could not be read by torch.load: {exc}") from None
