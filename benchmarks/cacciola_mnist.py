@@ -23,11 +23,13 @@ instance as the limit. The whole run is ``optprune bench`` on a generated config
 
 Usage::
 
-    python benchmarks/cacciola_mnist.py --out runs/cacciola --workers 2          # full: days of CPU time
-    python benchmarks/cacciola_mnist.py --quick --out runs/cacciola_quick        # 256x2, 2 ratios, 10 images, 60 s
+    python benchmarks/cacciola_mnist.py --workers 2          # full: days of CPU time, into results/cacciola_mnist
+    python benchmarks/cacciola_mnist.py --quick              # 256x2, 2 ratios, 10 images, 60 s: results/cacciola_mnist_quick
 
-It prints (and writes to ``OUT/cacciola_report.md``) the summary table, the cactus
-plot's description and the verdict on the claim.
+It prints (and writes to ``OUT/cacciola_report.md``, under the provenance
+header: command, date, machine, versions) the summary table, the cactus plot's
+description and the verdict on the claim; ``OUT/records.jsonl`` and
+``OUT/summary.md`` are ``optprune bench``'s.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ def _s(v, limit) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "cacciola")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default results/cacciola_mnist, or results/cacciola_mnist_quick with --quick)")
     p.add_argument("--quick", action="store_true", help="256x2 only, ratios 0.5/0.8, eps 0.02, 10 images, 60 s")
     p.add_argument("--nets", nargs="+", choices=["256x2", "256x4"], default=None)
     p.add_argument("--ratios", nargs="+", type=float, default=None)
@@ -132,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", default=None)
     args = p.parse_args(argv)
+    command = [Path(sys.executable).name, *sys.argv] if argv is None else ["python", __file__, *argv]
+    if args.out is None:
+        args.out = REPO / "results" / ("cacciola_mnist_quick" if args.quick else "cacciola_mnist")
     quick = {"nets": ["256x2"], "ratios": [0.5, 0.8], "eps": [0.02], "images": 10, "time_limit": 60.0,
              "finetune_epochs": 2}
     full = {"nets": ["256x2", "256x4"], "ratios": [0.3, 0.5, 0.7, 0.8], "eps": [0.02, 0.05], "images": 30,
@@ -140,12 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) is None:
             setattr(args, key, value)
 
-    from optprune.bench import build_tasks, parse_config, prepare_variants, read_records, run_bench
+    from optprune.bench import build_tasks, markdown_table, parse_config, prepare_variants, read_records, run_bench
+    from optprune.bench._provenance import provenance_header
     from optprune.errors import DataNotFoundError
 
     config = parse_config(config_dict(args), source="cacciola_mnist.py", base=REPO)
     try:
-        result = run_bench(config, args.out, workers=args.workers, executor=args.executor, address=args.address)
+        result = run_bench(config, args.out, workers=args.workers, executor=args.executor, address=args.address,
+                           command=command)
     except DataNotFoundError as exc:
         print(f"error: this benchmark needs the shared MNIST data: {exc}", file=sys.stderr)
         return 2
@@ -155,13 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     claim, overall = claim_report(result.rows, tasks, records)
     verdict = {True: "HOLDS for at least one network/eps", False: "DOES NOT HOLD", None: "NOT TESTABLE"}[overall]
     report = "\n".join([
+        provenance_header(command).rstrip(), "",
         f"# Cacciola et al. in miniature ({'quick' if args.quick else 'full'} run)", "",
         f"Networks {', '.join(args.nets)}; structured (magnitude, uniform) and unstructured (magnitude, matching "
         f"parameters) pruning at {', '.join(f'{r:g}' for r in args.ratios)}; fine-tuned {args.finetune_epochs} "
         f"epochs with distillation on the MNIST test set's train fold, accuracy on its held-out test fold; "
         f"max-margin MIPs ({args.mode}) at eps {', '.join(f'{e:g}' for e in args.eps)} on {args.images} images, "
         f"{args.time_limit:g} s each, {args.backend}.", "",
-        result.markdown, "## Cactus plot (cactus.png): instances decided within the limit", "",
+        markdown_table(result.rows), "## Cactus plot (cactus.png): instances decided within the limit", "",
         cactus_description(result.rows), "",
         "## Claim: structured pruning at <= 1 point accuracy loss gives >= 10x and decides new instances", "",
         claim, "", f"Overall: {verdict}.", "",

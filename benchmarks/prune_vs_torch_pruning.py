@@ -21,13 +21,20 @@ scorer's Kendall τ against the exact leave-one-out loss change (mean over group
 
 Scorer names and settings are in :data:`METHODS`; ``mip(w=...)`` is the MIP-aware
 trade-off (Taylor z-scores minus ``w`` times the z-scored instability frequency at
-eps 0.02). Run: ``.venv/bin/python benchmarks/prune_vs_torch_pruning.py [--quick] [--out results.json]``
+eps 0.02). Run: ``.venv/bin/python benchmarks/prune_vs_torch_pruning.py [--quick] [--out results/prune_vs_torch_pruning]``
+
+Writes ``OUT/records.jsonl`` (one row per network, ratio and method, appended
+network by network as they finish) and ``OUT/summary.md`` (the tables printed,
+under the provenance header: command, date, machine, versions). The default
+output folder is ``results/prune_vs_torch_pruning`` (``..._quick`` with ``--quick``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import json
 import sys
 import time
@@ -243,9 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bound-images", type=int, default=None, help="test images for unstable counts (20 / 10)")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--nets", nargs="+", default=None, help="subset of mnist-256x2 mnist-256x4 digits-cnn")
-    parser.add_argument("--out", type=Path, default=None, help="write all rows as JSON")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default results/prune_vs_torch_pruning, ..._quick with --quick)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    command = [Path(sys.executable).name, *sys.argv] if argv is None else ["python", __file__, *argv]
+    if args.out is None:
+        args.out = Path("results") / ("prune_vs_torch_pruning_quick" if args.quick else "prune_vs_torch_pruning")
+    args.out.mkdir(parents=True, exist_ok=True)
+    records = args.out / "records.jsonl"
+    records.write_text("")  # this benchmark does not resume: a run rewrites its records
     args.bound_images = args.bound_images or (10 if args.quick else 20)
     args.scorers = QUICK_METHODS if args.quick else list(METHODS)
     torch.set_num_threads(args.threads)
@@ -270,19 +284,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.nets and spec["name"] not in args.nets:
             continue
         rows, tau = run_net(spec, args)
+        with open(records, "a") as fh:
+            for row in rows:
+                fh.write(json.dumps({"id": f"{row['net']}|{row['ratio']:g}|{row['method']}", **row}, default=str) + "\n")
         all_rows += rows
         if tau:
             taus[spec["name"]] = tau
-    print(f"fine-tuning: {args.epochs} epoch(s), Adam lr {args.lr}, batch 64, seed 0"
-          f"{', distilled from the unpruned net' if args.distill else ''}; unstable ReLUs: mean over "
-          f"{args.bound_images} test-fold images, linear (CROWN) bounds, inputs clipped to [0, 1]")
-    print("MNIST: folds of the 10,000-image MNIST test set (train 6,000 for scores and fine-tuning, accuracy on the "
-          "held-out test fold of 2,000); digits: its train/test folds\n")
-    print_tables(all_rows, taus, bounds_ok)
-    print(f"\ntotal {time.perf_counter() - start:.0f} s on {args.threads} thread(s)")
-    if args.out is not None:
-        args.out.write_text(json.dumps({"rows": all_rows, "kendall_tau": taus, "args": {
-            k: v for k, v in vars(args).items() if k != "out"}}, indent=1, default=str))
+    from optprune.bench._provenance import provenance_header
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        print(f"fine-tuning: {args.epochs} epoch(s), Adam lr {args.lr}, batch 64, seed 0"
+              f"{', distilled from the unpruned net' if args.distill else ''}; unstable ReLUs: mean over "
+              f"{args.bound_images} test-fold images, linear (CROWN) bounds, inputs clipped to [0, 1]")
+        print("MNIST: folds of the 10,000-image MNIST test set (train 6,000 for scores and fine-tuning, accuracy on the "
+              "held-out test fold of 2,000); digits: its train/test folds\n")
+        print_tables(all_rows, taus, bounds_ok)
+        print(f"\ntotal {time.perf_counter() - start:.0f} s on {args.threads} thread(s)")
+    print(text.getvalue(), end="")
+    (args.out / "summary.md").write_text(provenance_header(command) + "\n" + text.getvalue())
+    (args.out / "kendall_tau.json").write_text(json.dumps({"kendall_tau": taus, "args": {
+        k: v for k, v in vars(args).items() if k != "out"}}, indent=1, default=str))
     return 0
 
 

@@ -26,7 +26,12 @@ Usage::
 
     python benchmarks/structure_search.py scale [--layers 10 50 100] [--time-limit 60] [--unreduced]
     python benchmarks/structure_search.py quality [--budgets 0.3 0.5 0.7] [--scorer magnitude]
-    python benchmarks/structure_search.py all --json results.json
+    python benchmarks/structure_search.py all [--out results/structure_search_all]
+
+Writes ``OUT/records.jsonl`` (one row per line, tagged with its part, written
+as each part finishes) and ``OUT/summary.md`` (the tables printed, under the
+provenance header: command, date, machine, versions); ``OUT`` defaults to
+``results/structure_search_<part>``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 from optprune.search import solve_search, synthetic_problem
 from optprune.solvers import Status, get_backend, list_backends
@@ -174,6 +180,11 @@ QUALITY_COLUMNS = [("model", "model"), ("scorer", "scorer"), ("budget", "param b
                    ("widths", "widths")]
 
 
+def _plain(v):
+    """JSON for values json cannot write: NaN -> None, anything else -> its text."""
+    return None if isinstance(v, float) and math.isnan(v) else str(v)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("part", choices=["scale", "quality", "all"])
@@ -191,24 +202,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibration-samples", type=int, default=512)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default results/structure_search_<part>)")
     args = parser.parse_args(argv)
+    from optprune.bench._provenance import provenance_header
+
+    command = [Path(sys.executable).name, *sys.argv] if argv is None else ["python", __file__, *argv]
+    folder = args.out or Path("results") / f"structure_search_{args.part}"
+    folder.mkdir(parents=True, exist_ok=True)
+    records = folder / "records.jsonl"
+    records.write_text("")  # this benchmark does not resume: a run rewrites its records
+    sections = [provenance_header(command)]
+
+    def emit(part: str, title: str, rows: list[dict], columns) -> None:
+        with open(records, "a") as fh:
+            for i, row in enumerate(rows):
+                fh.write(json.dumps({"id": f"{part}|{i}", "part": part, **row}, default=_plain) + "\n")
+        text = f"## {title}\n\n{table(rows, columns)}\n"
+        sections.append(text)
+        print(text)
+
     out = {}
     if args.part in ("scale", "all"):
         rows = run_scale(args.layers, args.time_limit, args.backends, args.unreduced, args.unreduced_limit, args.seed)
         out["scale"] = rows
-        print("## Scale: time to a proven optimum (gap <= 1e-4), budget params=0.5\n")
-        print(table(rows, SCALE_COLUMNS))
-        print()
+        emit("scale", "Scale: time to a proven optimum (gap <= 1e-4), budget params=0.5", rows, SCALE_COLUMNS)
     if args.part in ("quality", "all"):
         rows = run_quality(args.budgets, args.scorers, args.normalize, args.data_dir, args.methods, args.round_to,
                            args.calibration_samples)
         out["quality"] = rows
-        print(f"## Quality: normaliser {args.normalize}, same fine-tuning for every plan\n")
-        print(table(rows, QUALITY_COLUMNS))
-        print()
+        emit("quality", f"Quality: normaliser {args.normalize}, same fine-tuning for every plan", rows, QUALITY_COLUMNS)
+    (folder / "summary.md").write_text("\n".join(sections))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=1, default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v))
+            json.dump(out, fh, indent=1, default=_plain)
 
 
 if __name__ == "__main__":
