@@ -51,7 +51,7 @@ Networks: digits MLPs 64-50-50-10 and 64-100-100-10 trained by
 shared MNIST 256x2 network at eps 0.02 (skipped when ../shared/data is absent),
 on the first ``--images`` correctly classified test-fold images of each.
 
-Usage: ``python benchmarks/vs_omlt.py [--images 5] [--time-limit 30] [--out results/vs_omlt]``
+Usage: ``python benchmarks/vs_omlt.py [--images 4] [--time-limit 20] [--out results/vs_omlt]``
 (the defaults make the README's figures, about 20 minutes on 2 cores; a rerun
 resumes from ``OUT/records.jsonl``). Writes ``OUT/records.jsonl`` and
 ``OUT/summary.md``.
@@ -400,8 +400,8 @@ def summary_markdown(records: list[dict], args: argparse.Namespace, header: str)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=5, help="correctly classified test images per network and eps")
-    ap.add_argument("--time-limit", type=float, default=30.0, help="seconds per solve, the same on both sides")
+    ap.add_argument("--images", type=int, default=4, help="correctly classified test images per network and eps")
+    ap.add_argument("--time-limit", type=float, default=20.0, help="seconds per solve, the same on both sides")
     ap.add_argument("--out", type=Path, default=Path("results/vs_omlt"))
     args = ap.parse_args(argv)
     header = provenance_header([Path(sys.executable).name, *sys.argv] if argv is None else ["python", __file__, *argv])
