@@ -263,3 +263,27 @@ def test_solvers_check_passes_when_everything_imports(capsys) -> None:
     code, payload, _ = cli(capsys, "solvers", "--check", "--json")
     assert code == 0 and payload["broken"] == []
     assert all(r["import_ok"] == r["available"] for r in payload["solvers"])
+
+
+# --------------------------------------------------------------------------------------------- the Python API
+def test_python_api_refuses_the_same_numbers() -> None:
+    """The checks behind the options hold for library callers too (NaN compares false with every bound)."""
+    import numpy as np
+
+    from optprune.errors import InvalidParameterError
+    from optprune.pruning import Pruner
+    from optprune.search import measure_latency_tables
+    from optprune.training import make_mlp, train_classifier
+
+    model = make_mlp([4, 3, 2])
+    X, y = np.zeros((4, 4), dtype=np.float32), np.array([0, 1, 0, 1])
+    with pytest.raises(InvalidParameterError, match="'ratio'.*nan"):
+        Pruner(ratio=float("nan")).fit(model, (X, y))
+    with pytest.raises(InvalidParameterError, match="batch_size must be a positive int, got 0"):
+        train_classifier(model, (X, y), epochs=1, batch_size=0, progress=False)
+    with pytest.raises(InvalidParameterError, match="lr must be a positive float, got nan"):
+        train_classifier(model, (X, y), epochs=1, lr=float("nan"), progress=False)
+    with pytest.raises(InvalidParameterError, match="points must be an integer >= 2.*got 0"):
+        measure_latency_tables(model, points=0)
+    with pytest.raises(InvalidParameterError, match="repeats must be an integer >= 1; got 0"):
+        measure_latency_tables(model, repeats=0)
