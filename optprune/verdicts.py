@@ -222,5 +222,5 @@ def _violation_with_free_columns(model, v: np.ndarray, free: np.ndarray) -> floa
     lo, hi = model.col_lower.copy(), model.col_upper.copy()
     lo[fixed] = hi[fixed] = v[fixed]
     probe = MILP(np.zeros(model.n_vars), model.A, model.row_lower, model.row_upper, lo, hi, None, Sense.MINIMIZE)
-    sol = get_backend("highs").solve(probe, SolveOptions(time_limit=30.0, threads=1))
+    sol = get_backend("highs").solve(probe, SolveOptions(time_limit=30.0))
     return 0.0 if sol.status == Status.OPTIMAL and sol.x is not None and probe.max_violation(sol.x) <= 1e-6 else math.inf

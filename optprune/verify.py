@@ -41,6 +41,7 @@ from optprune.solvers import Status, get_backend
 from optprune.verdicts import (
     DECISION_TOLERANCES,
     DecisionTolerances,
+    check_bounds_contain,
     check_encoding,
     decision_options,
     optimize_options,
@@ -161,6 +162,8 @@ def _verify_case(
     t = time.perf_counter()
     bounds = compute_bounds(net, case.lower, case.upper, "interval" if bounds_method == "interval" else "linear")
     result.stages["bounds"] += time.perf_counter() - t
+    centre = (case.lower + case.upper) / 2.0
+    check_bounds_contain(net, bounds, centre)  # a cheap guard: every proof below rests on these bounds
 
     def conjunction_upper_bounds(bounds) -> list[float]:
         """Conjunctions whose back-substituted upper bound is negative cannot hold."""
@@ -192,6 +195,7 @@ def _verify_case(
         t = time.perf_counter()
         bounds = obbt_bounds(net, case.lower, case.upper, bounds, time_budget=obbt_budget)
         result.stages["bounds"] += time.perf_counter() - t
+        check_bounds_contain(net, bounds, centre)
         upper = conjunction_upper_bounds(bounds)
         order = [i for i in order if upper[i] >= 0]
     result.n_unstable = max(result.n_unstable, count_unstable(bounds, net))
@@ -230,7 +234,7 @@ def _verify_case(
         status = "infeasible" if _cutoff_infeasible(sol) else sol.status.value
         if status == "infeasible":
             # Rule (b): trusted only if the model (without the cutoff) accepts a real forward pass.
-            check_encoding(net, bounds, model, enc, (case.lower + case.upper) / 2.0)
+            check_encoding(net, bounds, model, enc, centre)
         record["verdict"] = slack_verdict(status, sol.bound, cutoff=True, delta=tol.delta)
         if record["verdict"] == "unsat":
             continue  # proven: this conjunction cannot hold
@@ -509,6 +513,7 @@ def max_margin(
     t = time.perf_counter()
     b = precomputed_bounds if precomputed_bounds is not None else compute_bounds(net, lo, hi, bounds, time_budget=0.25 * time_limit)
     res.stages["bounds"] = time.perf_counter() - t
+    check_bounds_contain(net, b, np.clip(x0, lo, hi))  # every proof below rests on these bounds
     res.n_unstable = count_unstable(b, net)
     backend = get_backend(solver)
     backend.require()
@@ -599,6 +604,7 @@ def min_distortion(
     t = time.perf_counter()
     b = compute_bounds(net, lo, hi, bounds, time_budget=0.25 * time_limit)
     res.stages["bounds"] = time.perf_counter() - t
+    check_bounds_contain(net, b, np.clip(x0, lo, hi))
     res.n_unstable = count_unstable(b, net)
     backend = get_backend(solver)
     backend.require()

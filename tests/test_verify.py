@@ -132,20 +132,6 @@ def test_max_margin_and_min_distortion_on_a_tiny_classifier():
 # ----------------------------------------------------------------------------- shared mnistfc instances
 
 
-@pytest.fixture(scope="module")
-def mnistfc():
-    from optprune.data import data_dir
-    from optprune.errors import DataNotFoundError
-
-    try:
-        folder = data_dir() / "vnncomp2021-mnistfc"
-    except DataNotFoundError as exc:
-        pytest.skip(f"shared data folder absent: {exc}")
-    if not folder.is_dir():
-        pytest.skip(f"{folder} absent")
-    return folder
-
-
 def test_every_shared_property_parses(mnistfc):
     files = sorted(mnistfc.glob("prop_*.vnnlib"))
     assert len(files) == 30
