@@ -114,6 +114,10 @@ class HighsBackend(BackendBase):
             h.cbMipInterrupt.subscribe(on_interrupt)
             h.cbMipImprovingSolution.subscribe(on_interrupt)
 
+        if options.threads is not None:
+            # HiGHS keeps one global thread scheduler per process: a solve that asks for another thread count
+            # than the first solve of the process fails ("scheduler already initialized") unless it is reset.
+            highspy.Highs.resetGlobalScheduler(True)
         start = time.perf_counter()
         run_status = h.run()
         elapsed = time.perf_counter() - start

@@ -208,16 +208,18 @@ def test_load_pt_files(tmp_path):
     model = nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 2))
     path = tmp_path / "model.pt"
     torch.save(model, path)
-    net = load_network(path)
+    with pytest.raises(FileFormatError, match="--trust-pickle"):
+        load_network(path)  # a whole pickled module runs code on load: opt-in only
+    net = load_network(path, trust_pickle=True)
     assert net.widths == [5, 3, 2] and net.name == "model"
     x = np.random.default_rng(6).normal(size=(3, 5))
-    np.testing.assert_allclose(net.forward(x), _torch_out(load_torch_model(path), x), atol=1e-6)
+    np.testing.assert_allclose(net.forward(x), _torch_out(load_torch_model(path, trust_pickle=True), x), atol=1e-6)
 
     torch.save(model.state_dict(), tmp_path / "weights.pth")
     with pytest.raises(FileFormatError, match="state_dict"):
         load_network(tmp_path / "weights.pth")
     (tmp_path / "junk.pt").write_bytes(b"not a pickle")
-    with pytest.raises(FileFormatError, match="torch.load"):
+    with pytest.raises(FileFormatError, match="could not be read by torch.load"):
         load_network(tmp_path / "junk.pt")
     with pytest.raises(DataNotFoundError, match="missing.onnx"):
         load_network(tmp_path / "missing.onnx")

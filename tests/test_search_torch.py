@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from optprune.cli import main
+from optprune.io import save_torch_model
 from optprune.pruning import PruningDecision, apply_decision, count_parameters, dependency_groups
 from optprune.search import (
     brute_force,
@@ -127,7 +128,7 @@ def test_cli_search_instance_and_network(tmp_path, capsys) -> None:
 
     torch.manual_seed(0)
     model = make_mlp([20, 16, 12, 3])
-    torch.save(model, tmp_path / "mlp.pt")
+    save_torch_model(model, tmp_path / "mlp.pt")
     code, net = _cli(capsys, "search", str(tmp_path / "mlp.pt"), "--budget", "params=0.4", "--budget", "flops=0.5",
                      "--round-to", "2", "--min-width", "2", "--kept", "--json")
     assert code == 0 and net["status"] == "optimal"
@@ -140,7 +141,7 @@ def test_cli_search_instance_and_network(tmp_path, capsys) -> None:
 def test_cli_latency_table(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("OPTPRUNE_CACHE_DIR", str(tmp_path / "cache"))
     model = make_mlp([64, 384, 4])
-    torch.save(model, tmp_path / "m.pt")
+    save_torch_model(model, tmp_path / "m.pt")
     code, payload = _cli(capsys, "latency-table", str(tmp_path / "m.pt"), "--out", str(tmp_path / "t.json"),
                          "--points", "2", "--repeats", "1", "--batch-size", "256", "--json")
     assert code == 0 and payload["layers"] == 2 and (tmp_path / "t.json").is_file()

@@ -190,3 +190,17 @@ def test_a_broken_install_is_solver_not_available(name: str, failure: Exception,
 
 def test_import_error_is_none_when_the_package_imports() -> None:
     assert get_backend("highs").import_error() is None
+
+
+def test_highs_accepts_a_thread_count_after_a_default_solve():
+    """HiGHS' process-wide scheduler once made a threads=1 solve after a default one fail with an error status."""
+    import numpy as np
+
+    from optprune.milp import MILP, Sense
+    from optprune.solvers import SolveOptions, Status, solve
+
+    model = MILP(np.array([1.0, 1.0]), np.array([[1.0, 2.0]]), [2.0], [np.inf], [0, 0], [5, 5],
+                 np.array([True, False]), Sense.MINIMIZE)
+    for threads in (None, 1, 2, 1):
+        result = solve(model, "highs", SolveOptions(threads=threads))
+        assert result.status == Status.OPTIMAL and abs(result.objective - 1.0) < 1e-9, (threads, result.message)

@@ -186,13 +186,12 @@ def test_verify_cli_names_bad_input(mnistfc, tmp_path):
 
 
 def test_attack_cli_writes_npz_png_and_summary(tmp_path):
-    import torch
-
+    from optprune.io import save_torch_model
     from optprune.training import digits_mlp
 
     model = digits_mlp([16], seed=0)
     path = tmp_path / "digits.pt"
-    torch.save(model, path)
+    save_torch_model(model, path)
     out = tmp_path / "attack"
     proc = subprocess.run(
         [sys.executable, "-m", "optprune", "attack", str(path), "--data", "digits", "--eps", "0.1", "--count", "3",
