@@ -53,7 +53,9 @@ def verify_command(
     load_s = time.perf_counter() - start
     remaining = timeout - load_s
     if remaining > 0:
-        result = verify_property(net, parsed, solver=solver, timeout=remaining, bounds=bounds, attack=not no_attack)
+        onnx_model = network if network.suffix.lower() == ".onnx" else None  # float32 re-check of counterexamples
+        result = verify_property(net, parsed, solver=solver, timeout=remaining, bounds=bounds, attack=not no_attack,
+                                 onnx_model=onnx_model)
     else:
         result = VerificationResult(
             verdict="unknown", time_s=0.0,
