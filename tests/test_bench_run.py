@@ -30,6 +30,7 @@ from optprune.bench import (
 )
 from optprune.milp import MILP, Sense
 from optprune.network import AffineLayer, Network
+from optprune.verdicts import DECISION_DELTA
 
 TINY = """
 [bench]
@@ -99,11 +100,12 @@ def test_end_to_end_records_summary_and_plots(tiny_run):
     by_variant = {}
     for r in records:
         assert r["error"] is None, r["error"]
-        assert r["verdict"] in ("sat", "unsat", "unknown")
         if r["verdict"] == "sat":
             assert r["adversarial"] and r["objective"] > 0 and r["predicted"] != r["label"]
-        if r["verdict"] == "unsat":
-            assert (r["bound"] is not None and r["bound"] <= 1e-9) or r["objective"] <= 0
+        elif r["verdict"] == "unsat":  # a proof: a dual bound below -delta (optimize mode has no cutoff)
+            assert r["bound"] is not None and r["bound"] < -DECISION_DELTA and not r["adversarial"]
+        else:
+            assert r["verdict"] == "unknown" and not r["adversarial"]
         if r["decided"]:  # optimize mode: optimal within HiGHS' default relative gap (1e-4)
             assert r["status"] == "optimal"
             assert abs(r["objective"] - r["bound"]) <= 1e-4 * max(1, abs(r["bound"])) + 1e-6
@@ -306,7 +308,6 @@ def test_polishing_stays_in_the_ball_and_never_loses(norm):
 
 
 def test_margin_verdict_rules():
-    from optprune.verdicts import DECISION_DELTA
     from optprune.verify import AdversarialResult
 
     def res(obj, bound, status, per_target, adversarial=False, targets=(1,)):

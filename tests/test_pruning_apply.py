@@ -212,7 +212,7 @@ def test_from_masks() -> None:
 
 def test_pruned_chain_reads_into_network_definition() -> None:
     """The smaller torch model is a plain chain the io readers accept, with the same outputs."""
-    io = pytest.importorskip("optprune.io")
+    from optprune import io
     torch.manual_seed(0)
     model = randomise_bn(nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2), nn.ReLU(),

@@ -112,9 +112,10 @@ def test_prune_mnist_onnx_and_verify(capsys, tmp_path) -> None:
     assert r["widths"] == [784, 64, 64, 10]
     assert "MNIST" in r["data_note"] and "not on the official test set" in r["data_note"]
     assert r["accuracy_before"] > 0.95 and r["accuracy_after_prune"] > 0.5
-    verify = pytest.importorskip("optprune.verify")
+    from optprune import verify
+
     result = verify.verify_vnnlib(out, folder / "vnncomp2021-mnistfc" / "prop_0_0.03.vnnlib", timeout=60)
-    assert result.verdict in ("sat", "unsat", "unknown")
+    assert result.verdict in ("sat", "unsat"), result.to_dict()  # a 64x64 net is decided well within the minute
     if result.verdict == "sat":  # a counterexample must really violate the property on the pruned net
         net = network_from_onnx(out)
         y = net.forward(np.asarray(result.counterexample))

@@ -139,7 +139,6 @@ def test_mip_aware_instability_by_hand() -> None:
     x2: unit0 [-3.5, -0.5],         unit1 [1.25, 2.75], unit2 [-1.5, 0.5] unstable
     x3: unit0 [-1.5, 1.5] unstable, unit1 [2.25, 3.75], unit2 [-3.5, -1.5]
     """
-    pytest.importorskip("optprune.bounds")
     scorer = get_scorer("mip", eps=0.5, mode="unstable", input_range=None)
     out = scorer(tiny(), (X, Y))
     np.testing.assert_allclose(scorer.frequencies_["0"], [2 / 3, 0.0, 2 / 3])
@@ -147,7 +146,6 @@ def test_mip_aware_instability_by_hand() -> None:
 
 
 def test_mip_aware_tradeoff_interpolates() -> None:
-    pytest.importorskip("optprune.bounds")
     model = tiny()
     base = normalize(score_model(model, "l1", (X, Y)))["0"]
     freq = normalize({"0": np.array([2 / 3, 0.0, 2 / 3])})["0"]
@@ -158,7 +156,6 @@ def test_mip_aware_tradeoff_interpolates() -> None:
 
 def test_mip_aware_lower_unstable_count_with_weight(digits_mlp_model) -> None:
     """On a trained net, weighting instability keeps fewer expected unstable ReLUs."""
-    pytest.importorskip("optprune.bounds")
     from optprune.scoring import expected_unstable
 
     model, Xc, yc = digits_mlp_model
