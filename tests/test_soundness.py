@@ -382,7 +382,7 @@ def test_every_bound_level_contains_samples_and_gradient_extremes_on_mnistfc(mni
     samples = net.forward(X, return_all=True)
     extremes = _ascent_extremes(net, lo, hi)
     for method in ("interval", "linear", "obbt"):
-        bounds = compute_bounds(net, lo, hi, method, time_budget=20.0)
+        bounds = compute_bounds(net, lo, hi, method, time_budget=10.0)
         for k, ((bl, bu), z, (zmin, zmax)) in enumerate(zip(bounds, samples, extremes)):
             assert np.all(z >= bl) and np.all(z <= bu), (method, k)
             assert np.all(zmin >= bl) and np.all(zmax <= bu), (method, k, float(np.min(zmin - bl)), float(np.min(bu - zmax)))
