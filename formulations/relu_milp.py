@@ -38,13 +38,14 @@ import scipy.sparse as sp
 
 from optprune.bounds import Bounds, linear_bounds, pad_outward
 from optprune.errors import InvalidParameterError, ShapeMismatchError
-from optprune.formulations._builder import ModelBuilder
+from optprune.formulations._builder import Columns, ModelBuilder
 from optprune.milp import MILP, Sense
 from optprune.network import Network
 
 __all__ = [
     "ReluEncoding",
     "encode_network",
+    "embed_network",
     "build_spec_milp",
     "build_min_distortion_milp",
     "obbt_bounds",
@@ -98,23 +99,28 @@ def encode_network(
     builder: ModelBuilder,
     net: Network,
     bounds: Bounds,
-    x_lower,
-    x_upper,
+    x_lower=None,
+    x_upper=None,
     *,
+    input_idx=None,
     relax: bool = False,
     n_layers: int | None = None,
 ) -> ReluEncoding:
     """Add the big-M encoding of the first ``n_layers`` layers of ``net`` to ``builder``.
 
-    With ``relax`` the binaries are continuous in [0, 1] (the LP relaxation,
-    used for OBBT). Bounds must be valid for the box ``[x_lower, x_upper]``.
+    The inputs are the existing columns ``input_idx``, or new columns with
+    bounds ``[x_lower, x_upper]``. With ``relax`` the binaries are continuous
+    in [0, 1] (the LP relaxation, used for OBBT). ``bounds`` must be valid for
+    the input columns' box. Users call :func:`embed_network` instead.
     """
     if len(bounds) != len(net.layers):
         raise ShapeMismatchError(f"{len(bounds)} bound pairs for a network of {len(net.layers)} layers")
     n_layers = len(net.layers) if n_layers is None else n_layers
-    x_lower = np.asarray(x_lower, dtype=np.float64).reshape(-1)
-    x_upper = np.asarray(x_upper, dtype=np.float64).reshape(-1)
-    prev_idx = builder.add_columns(x_lower, x_upper)
+    if input_idx is None:
+        x_lower = np.asarray(x_lower, dtype=np.float64).reshape(-1)
+        x_upper = np.asarray(x_upper, dtype=np.float64).reshape(-1)
+        input_idx = builder.add_columns(x_lower, x_upper)
+    prev_idx = np.asarray(input_idx, dtype=np.int64)
     input_idx = prev_idx
     neuron_idx, binary_idx = [], []
     counts = {"unstable": 0, "active": 0, "inactive": 0}
@@ -146,7 +152,7 @@ def encode_network(
             idx[act] = cols
             r, c, v = _affine_rows(layer.weight, act, prev_idx)
             rows = np.concatenate([np.arange(act.size), r])
-            builder.add_rows(
+            builder.add_coo_rows(
                 rows, np.concatenate([cols, c]), np.concatenate([np.ones(act.size), v]),
                 layer.bias[act], layer.bias[act],
             )
@@ -163,14 +169,14 @@ def encode_network(
             ones = np.ones(m)
             local = np.arange(m)
             # h - W h_prev >= b
-            builder.add_rows(np.concatenate([local, r]), np.concatenate([cols, c]), np.concatenate([ones, v]), b_u, np.inf)
+            builder.add_coo_rows(np.concatenate([local, r]), np.concatenate([cols, c]), np.concatenate([ones, v]), b_u, np.inf)
             # h - W h_prev - l delta <= b - l
-            builder.add_rows(
+            builder.add_coo_rows(
                 np.concatenate([local, r, local]), np.concatenate([cols, c, binaries]),
                 np.concatenate([ones, v, -l_u]), -np.inf, b_u - l_u,
             )
             # h - u delta <= 0
-            builder.add_rows(
+            builder.add_coo_rows(
                 np.concatenate([local, local]), np.concatenate([cols, binaries]), np.concatenate([ones, -u_u]),
                 -np.inf, np.zeros(m),
             )
@@ -181,6 +187,62 @@ def encode_network(
         input_idx=input_idx, neuron_idx=neuron_idx, binary_idx=binary_idx, n_unstable=counts["unstable"],
         n_stable_active=counts["active"], n_stable_inactive=counts["inactive"],
     )
+
+
+def embed_network(
+    builder: ModelBuilder,
+    net: Network,
+    x,
+    *,
+    bound_method: str = "linear",
+    bounds: Bounds | None = None,
+    name: str | None = None,
+    time_limit: float | None = None,
+) -> np.ndarray:
+    """Embed ``net`` in ``builder`` with ``x`` as its inputs; returns the column indices of its outputs.
+
+    ``x`` are columns the user made (:meth:`ModelBuilder.add_vars`); their
+    bounds are the input box over which per-neuron bounds are computed
+    (``bound_method``: interval, linear or obbt, :func:`optprune.bounds.compute_bounds`;
+    ``time_limit`` caps OBBT), or taken from ``bounds`` when given (they must
+    be valid over that box). The encoding is the big-M formulation of the
+    module doc: one binary per unstable ReLU. Output neurons that are ReLUs
+    fixed at 0 on the box get a column fixed at 0, so every output has an
+    index. The groups ``<name>.input``, ``<name>.output`` and ``<name>.binaries``
+    are recorded (``name`` defaults to ``net0``, ``net1``, ...), and the
+    :class:`ReluEncoding` is kept in ``builder.encodings[name]``; several
+    networks can share one model.
+    """
+    from optprune.bounds import compute_bounds
+
+    cols = builder.check_columns("embed_network: x", x)
+    if cols.size != net.input_size:
+        raise ShapeMismatchError(
+            f"embed_network: x has {cols.size} columns, network {net.name or '(unnamed)'!r} takes {net.input_size} inputs"
+        )
+    name = f"net{len(builder.encodings)}" if name is None else str(name)
+    if name in builder.encodings:
+        raise InvalidParameterError(f"embed_network: a network named {name!r} is already embedded in this model")
+    lower, upper = builder.column_bounds(cols)
+    unbounded = np.flatnonzero(~np.isfinite(lower) | ~np.isfinite(upper))
+    if unbounded.size:
+        raise InvalidParameterError(
+            f"embed_network: input {int(unbounded[0])} (column {int(cols[unbounded[0]])}) has bounds "
+            f"[{lower[unbounded[0]]}, {upper[unbounded[0]]}]; the big-M encoding needs finite bounds on every input "
+            f"({unbounded.size} unbounded): give add_vars finite lower and upper bounds"
+        )
+    if bounds is None:
+        bounds = compute_bounds(net, lower, upper, bound_method, time_budget=time_limit)
+    enc = encode_network(builder, net, bounds, input_idx=cols)
+    out = enc.output_idx.copy()
+    removed = np.flatnonzero(out < 0)
+    if removed.size:
+        out[removed] = builder.add_columns(np.zeros(removed.size), np.zeros(removed.size))
+    builder.encodings[name] = enc
+    builder.add_group(f"{name}.input", cols)
+    builder.add_group(f"{name}.output", out)
+    builder.add_group(f"{name}.binaries", np.concatenate(enc.binary_idx) if enc.n_binaries else np.zeros(0, np.int64))
+    return Columns(out, builder.id)
 
 
 def _spec_arrays(net: Network, C, d) -> tuple[np.ndarray, np.ndarray]:
@@ -203,32 +265,25 @@ def build_spec_milp(
     """
     C, d = _spec_arrays(net, C, d)
     builder = ModelBuilder()
-    enc = encode_network(builder, net, bounds, x_lower, x_upper)
+    x = builder.add_columns(np.asarray(x_lower, dtype=np.float64).reshape(-1), x_upper)
+    enc = encode_network(builder, net, bounds, input_idx=x)
     out = enc.output_idx
     if np.any(out < 0):
         raise ShapeMismatchError(
             f"outputs {np.flatnonzero(out < 0).tolist()} are ReLUs that are always 0 on this box and were removed; "
             "a specification needs a linear (identity) output layer"
         )
+    for key, idx in _groups(enc).items():
+        builder.add_group(key, idx)
     if C.shape[0] == 1:
-        c = np.zeros(builder.n_cols)
-        np.add.at(c, out, C[0])
-        model = builder.build(c, Sense.MAXIMIZE, offset=float(d[0]), groups=_groups(enc), name=name)
-        return model, enc
+        builder.set_objective(C[0], out, "max", offset=float(d[0]))
+        return builder.build(name=name), enc
     upper = np.inf if spec_upper is None else np.asarray(spec_upper, dtype=np.float64).max()
-    t = builder.add_columns([-np.inf], [upper])
-    m = C.shape[0]
+    t = builder.add_vars(1, -np.inf, upper, name="spec")
     # t - C_i y <= d_i
-    nz_r, nz_c = np.nonzero(C)
-    builder.add_rows(
-        np.concatenate([np.arange(m), nz_r]), np.concatenate([np.full(m, t[0]), out[nz_c]]),
-        np.concatenate([np.ones(m), -C[nz_r, nz_c]]), -np.inf, d,
-    )
-    c = np.zeros(builder.n_cols)
-    c[t[0]] = 1.0
-    groups = _groups(enc)
-    groups["spec"] = t
-    return builder.build(c, Sense.MAXIMIZE, groups=groups, name=name), enc
+    builder.add_rows(np.hstack([np.ones((C.shape[0], 1)), -C]), np.concatenate([t, out]), upper=d)
+    builder.set_objective([1.0], t, "max")
+    return builder.build(name=name), enc
 
 
 def build_min_distortion_milp(
@@ -256,9 +311,9 @@ def build_min_distortion_milp(
     C, d = _spec_arrays(net, C, d)
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
     builder = ModelBuilder()
-    enc = encode_network(builder, net, bounds, domain_lower, domain_upper)
+    xi = builder.add_columns(np.asarray(domain_lower, dtype=np.float64).reshape(-1), domain_upper)
+    enc = encode_network(builder, net, bounds, input_idx=xi)
     n = x0.size
-    xi = enc.input_idx
     span = np.asarray(domain_upper, dtype=np.float64) - np.asarray(domain_lower, dtype=np.float64)
     if norm == "linf":
         e = builder.add_columns([0.0], [float(span.max())])
@@ -268,18 +323,16 @@ def build_min_distortion_milp(
         e_cols = e
     local = np.arange(n)
     # x - e <= x0  and  x + e >= x0
-    builder.add_rows(np.concatenate([local, local]), np.concatenate([xi, e_cols]),
+    builder.add_coo_rows(np.concatenate([local, local]), np.concatenate([xi, e_cols]),
                      np.concatenate([np.ones(n), -np.ones(n)]), -np.inf, x0)
-    builder.add_rows(np.concatenate([local, local]), np.concatenate([xi, e_cols]),
+    builder.add_coo_rows(np.concatenate([local, local]), np.concatenate([xi, e_cols]),
                      np.concatenate([np.ones(n), np.ones(n)]), x0, np.inf)
     out = enc.output_idx
-    nz_r, nz_c = np.nonzero(C)
-    builder.add_rows(nz_r, out[nz_c], C[nz_r, nz_c], margin - d, np.inf)
-    c = np.zeros(builder.n_cols)
-    c[e] = 1.0
-    groups = _groups(enc)
-    groups["distortion"] = e
-    return builder.build(c, Sense.MINIMIZE, groups=groups, name=name), enc
+    builder.add_rows(C, out, lower=margin - d)
+    for key, idx in {**_groups(enc), "distortion": e}.items():
+        builder.add_group(key, idx)
+    builder.set_objective(np.ones(e.size), e, "min")
+    return builder.build(name=name), enc
 
 
 def _groups(enc: ReluEncoding) -> dict[str, np.ndarray]:
