@@ -25,22 +25,23 @@ Queries (all maximise or minimise over the same encoding):
   one row ``C = e_t - e_y`` this is the max-margin adversarial example;
 * :func:`build_min_distortion_milp`: MIPVerify's minimal adversarial distortion
   (minimise ``||x - x0||_inf`` or ``||x - x0||_1`` such that ``C y + d >= margin``);
-* :func:`obbt_bounds`: LP-based optimisation-based bound tightening.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from optprune.bounds import Bounds, linear_bounds, pad_outward
 from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.formulations._builder import Columns, ModelBuilder
-from optprune.milp import MILP, Sense
+from optprune.milp import MILP
 from optprune.network import Network
+
+if TYPE_CHECKING:  # annotations only: optprune.bounds (OBBT) builds on this encoding
+    from optprune.bounds import Bounds
 
 __all__ = [
     "ReluEncoding",
@@ -48,9 +49,7 @@ __all__ = [
     "embed_network",
     "build_spec_milp",
     "build_min_distortion_milp",
-    "obbt_bounds",
     "forward_assignment",
-    "safe_lp_lower_bound",
 ]
 
 
@@ -365,117 +364,3 @@ def forward_assignment(net: Network, enc: ReluEncoding, bounds: Bounds, x: np.nd
             unstable = np.flatnonzero((lower < 0) & (upper > 0))
             v[enc.binary_idx[k]] = (z[unstable] > 0).astype(np.float64)
     return v
-
-
-def safe_lp_lower_bound(model: MILP, cost: np.ndarray, row_dual: np.ndarray) -> float:
-    r"""A rigorous lower bound of ``min cost @ x`` over the LP ``model`` from *any* row multipliers.
-
-    Neumaier & Shcherbina (2004), "Safe bounds in linear and mixed-integer
-    linear programming", Math. Program. 99: for every ``y``,
-    ``cost @ x = y @ (A x) + r @ x`` with ``r = cost - A^T y``, so over
-    ``row_lower <= A x <= row_upper`` and ``col_lower <= x <= col_upper``
-
-    .. math:: c^\top x \ge \sum_i \min(y_i \ell_i, y_i u_i) + \sum_j \min(r_j l_j, r_j u_j).
-
-    Multipliers whose side is infinite are set to 0 first, so the bound holds
-    whatever the LP solver's accuracy: an inexact dual only loosens it. The
-    float64 evaluation is padded by ``1e-12`` of the sum of the terms' magnitudes
-    plus ``1e-12``. Returns ``-inf`` when a column with a non-zero reduced cost
-    is unbounded in the direction that matters.
-    """
-    y = np.asarray(row_dual, dtype=np.float64).copy()
-    y[(y > 0) & ~np.isfinite(model.row_lower)] = 0.0
-    y[(y < 0) & ~np.isfinite(model.row_upper)] = 0.0
-    row_side = np.where(y > 0, model.row_lower, np.where(y < 0, model.row_upper, 0.0))
-    row_terms = np.where(y != 0, y * row_side, 0.0)
-    r = np.asarray(cost, dtype=np.float64) - model.A.T @ y
-    col_side = np.where(r > 0, model.col_lower, np.where(r < 0, model.col_upper, 0.0))
-    if not np.all(np.isfinite(col_side[r != 0])):
-        return -np.inf
-    col_terms = np.where(r != 0, r * col_side, 0.0)
-    total = float(row_terms.sum() + col_terms.sum())
-    magnitude = float(np.abs(row_terms).sum() + np.abs(col_terms).sum())
-    return total - 1e-12 * magnitude - 1e-12
-
-
-def obbt_bounds(
-    net: Network,
-    x_lower,
-    x_upper,
-    bounds: Bounds,
-    *,
-    time_budget: float | None = None,
-    layers: list[int] | None = None,
-) -> Bounds:
-    """Optimisation-based bound tightening of the neurons that are still unstable.
-
-    Layer by layer (so tightened bounds of layer ``k`` strengthen the LP of
-    layer ``k+1``), each unstable neuron's pre-activation ``w^T h_prev + b`` is
-    minimised and maximised over the LP relaxation of the big-M encoding of the
-    layers before it. One HiGHS instance per layer is re-solved with only the
-    objective changed, so the simplex warm-starts from the previous basis. When
-    ``time_budget`` seconds have passed the remaining neurons keep their input
-    bounds (still valid, only looser).
-
-    The LP's optimum is never trusted as it comes: each new bound is the
-    Neumaier–Shcherbina safe bound of :func:`safe_lp_lower_bound` computed from
-    the solver's row duals, which is valid whatever the simplex's feasibility
-    and optimality tolerances, then padded outward like every other bound.
-    """
-    from highspy import HighsModelStatus
-
-    from optprune.solvers._highs_model import to_highs
-
-    optimal = HighsModelStatus.kOptimal
-    start = time.perf_counter()
-    out: Bounds = [(np.array(lo, dtype=float), np.array(hi, dtype=float)) for lo, hi in bounds]
-    todo = range(1, len(net.layers)) if layers is None else layers
-    for k in todo:
-        if k == 0:
-            continue  # the first layer's interval bounds are already exact
-        layer = net.layers[k]
-        if layer.activation != "relu":
-            continue
-        lo, hi = out[k]
-        unstable = np.flatnonzero((lo < 0) & (hi > 0))
-        if unstable.size == 0:
-            continue
-        if time_budget is not None and time.perf_counter() - start > time_budget:
-            break
-        builder = ModelBuilder()
-        enc = encode_network(builder, net, out, x_lower, x_upper, relax=True, n_layers=k)
-        prev = enc.neuron_idx[k - 1]
-        kept = np.flatnonzero(prev >= 0)
-        model = builder.build(np.zeros(builder.n_cols), Sense.MINIMIZE, name=f"obbt_layer_{k}")
-        h = to_highs(model)
-        h.setOptionValue("presolve", "off")  # keep the basis between solves
-        W = sp.csr_matrix(layer.weight)[:, kept]
-        cols = prev[kept].astype(np.int32)
-        n_cols = cols.size
-        for i in unstable:
-            if time_budget is not None and time.perf_counter() - start > time_budget:
-                break
-            w = np.asarray(W[i].todense()).reshape(-1)
-            for sense, which in ((1.0, 0), (-1.0, 1)):
-                h.changeColsCost(n_cols, cols, sense * w)
-                h.run()
-                if h.getModelStatus() != optimal:
-                    continue
-                cost = np.zeros(model.n_vars)
-                cost[cols] = sense * w
-                safe = safe_lp_lower_bound(model, cost, np.asarray(h.getSolution().row_dual, dtype=np.float64))
-                if not np.isfinite(safe):
-                    continue
-                if which == 0:
-                    value = pad_outward(safe + layer.bias[i], safe + layer.bias[i])[0]
-                    lo[i] = max(lo[i], float(value))
-                else:
-                    value = pad_outward(-safe + layer.bias[i], -safe + layer.bias[i])[1]
-                    hi[i] = min(hi[i], float(value))
-            if hi[i] < lo[i]:
-                hi[i] = lo[i]
-        out[k] = (lo, hi)
-        # Tighter bounds here tighten every later layer: re-run the cheap linear pass on top.
-        out = linear_bounds(net, x_lower, x_upper, start=out)
-    return out
-

@@ -13,8 +13,9 @@ Three levels, in increasing strength and cost:
   interval bound. Everything is dense/sparse NumPy matrix algebra.
 * ``obbt``: optimisation-based bound tightening on top of ``linear``: each
   neuron still unstable is minimised and maximised over the LP relaxation of
-  the big-M formulation of the layers before it (layer by layer, warm-started
-  HiGHS simplex), within a time budget. See :func:`optprune.formulations.relu_milp.obbt_bounds`.
+  the big-M formulation of the layers before it (layer by layer, one
+  warm-started LP session of the solver protocol per layer), within a time
+  budget. See :func:`obbt_bounds`.
 
 Bounds are returned as one ``(lower, upper)`` pair of arrays per layer, for the
 layer's pre-activation ``z = W h + b``.
@@ -27,18 +28,23 @@ most about ``n * 1.1e-16`` times the sum of the terms' magnitudes (Higham,
 widths met here (``n`` up to a few thousand, back-substitution through a few
 layers) that is below ``1e-11`` relative, a hundred times under the padding.
 OBBT bounds are made safe separately (a Neumaier–Shcherbina bound from the LP
-duals, :func:`optprune.formulations.relu_milp.obbt_bounds`).
+duals, :func:`safe_lp_lower_bound`).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 from optprune.errors import InvalidParameterError, ShapeMismatchError
+from optprune.formulations._builder import ModelBuilder
+from optprune.formulations.relu_milp import encode_network
+from optprune.milp import MILP, Sense
 from optprune.network import Network
+from optprune.solvers import Status, get_backend
 
 __all__ = [
     "BOUND_METHODS",
@@ -46,6 +52,8 @@ __all__ = [
     "Bounds",
     "interval_bounds",
     "linear_bounds",
+    "obbt_bounds",
+    "safe_lp_lower_bound",
     "compute_bounds",
     "linear_upper_bound",
     "count_unstable",
@@ -187,17 +195,16 @@ def compute_bounds(
     method: Literal["interval", "linear", "obbt"] = "linear",
     *,
     time_budget: float | None = None,
+    solver: str = "highs",
 ) -> Bounds:
-    """Bounds at the chosen level (``interval`` < ``linear`` < ``obbt``)."""
+    """Bounds at the chosen level (``interval`` < ``linear`` < ``obbt``; ``solver`` solves OBBT's LPs)."""
     if method not in BOUND_METHODS:
         raise InvalidParameterError(f"bounds method must be one of {BOUND_METHODS}, got {method!r}")
     if method == "interval":
         return interval_bounds(net, x_lower, x_upper)
     bounds = linear_bounds(net, x_lower, x_upper)
     if method == "obbt":
-        from optprune.formulations.relu_milp import obbt_bounds
-
-        bounds = obbt_bounds(net, x_lower, x_upper, bounds, time_budget=time_budget)
+        bounds = obbt_bounds(net, x_lower, x_upper, bounds, time_budget=time_budget, solver=solver)
     return bounds
 
 
@@ -212,3 +219,113 @@ def unstable_masks(net: Network, bounds: Bounds) -> list[np.ndarray]:
 def count_unstable(bounds: Bounds, net: Network) -> int:
     """Number of ReLU neurons of ``net`` whose sign ``bounds`` do not fix (each one a binary in the MILP)."""
     return int(sum(mask.sum() for mask in unstable_masks(net, bounds)))
+
+
+def safe_lp_lower_bound(model: MILP, cost: np.ndarray, row_dual: np.ndarray) -> float:
+    r"""A rigorous lower bound of ``min cost @ x`` over the LP ``model`` from *any* row multipliers.
+
+    Neumaier & Shcherbina (2004), "Safe bounds in linear and mixed-integer
+    linear programming", Math. Program. 99: for every ``y``,
+    ``cost @ x = y @ (A x) + r @ x`` with ``r = cost - A^T y``, so over
+    ``row_lower <= A x <= row_upper`` and ``col_lower <= x <= col_upper``
+
+    .. math:: c^\top x \ge \sum_i \min(y_i \ell_i, y_i u_i) + \sum_j \min(r_j l_j, r_j u_j).
+
+    Multipliers whose side is infinite are set to 0 first, so the bound holds
+    whatever the LP solver's accuracy: an inexact dual only loosens it. The
+    float64 evaluation is padded by ``1e-12`` of the sum of the terms' magnitudes
+    plus ``1e-12``. Returns ``-inf`` when a column with a non-zero reduced cost
+    is unbounded in the direction that matters.
+    """
+    y = np.asarray(row_dual, dtype=np.float64).copy()
+    y[(y > 0) & ~np.isfinite(model.row_lower)] = 0.0
+    y[(y < 0) & ~np.isfinite(model.row_upper)] = 0.0
+    row_side = np.where(y > 0, model.row_lower, np.where(y < 0, model.row_upper, 0.0))
+    row_terms = np.where(y != 0, y * row_side, 0.0)
+    r = np.asarray(cost, dtype=np.float64) - model.A.T @ y
+    col_side = np.where(r > 0, model.col_lower, np.where(r < 0, model.col_upper, 0.0))
+    if not np.all(np.isfinite(col_side[r != 0])):
+        return -np.inf
+    col_terms = np.where(r != 0, r * col_side, 0.0)
+    total = float(row_terms.sum() + col_terms.sum())
+    magnitude = float(np.abs(row_terms).sum() + np.abs(col_terms).sum())
+    return total - 1e-12 * magnitude - 1e-12
+
+
+def obbt_bounds(
+    net: Network,
+    x_lower,
+    x_upper,
+    bounds: Bounds,
+    *,
+    time_budget: float | None = None,
+    layers: list[int] | None = None,
+    solver: str = "highs",
+) -> Bounds:
+    """Optimisation-based bound tightening of the neurons that are still unstable.
+
+    Layer by layer (so tightened bounds of layer ``k`` strengthen the LP of
+    layer ``k+1``), each unstable neuron's pre-activation ``w^T h_prev + b`` is
+    minimised and maximised over the LP relaxation of the big-M encoding of the
+    layers before it. One LP session of the solver protocol per layer
+    (:meth:`optprune.solvers.BackendBase.lp_session`) is re-solved with only
+    the objective changed; HiGHS' session warm-starts the simplex from the
+    previous basis, other backends re-solve. When ``time_budget`` seconds have
+    passed the remaining neurons keep their input bounds (still valid, only
+    looser).
+
+    The LP's optimum is never trusted as it comes: each new bound is the
+    Neumaier–Shcherbina safe bound of :func:`safe_lp_lower_bound` computed from
+    the session's row multipliers, which is valid whatever the simplex's
+    feasibility and optimality tolerances, then padded outward like every
+    other bound. A backend that reports no multipliers tightens nothing.
+    """
+    backend = get_backend(solver)
+    start = time.perf_counter()
+    out: Bounds = [(np.array(lo, dtype=float), np.array(hi, dtype=float)) for lo, hi in bounds]
+    todo = range(1, len(net.layers)) if layers is None else layers
+    for k in todo:
+        if k == 0:
+            continue  # the first layer's interval bounds are already exact
+        layer = net.layers[k]
+        if layer.activation != "relu":
+            continue
+        lo, hi = out[k]
+        unstable = np.flatnonzero((lo < 0) & (hi > 0))
+        if unstable.size == 0:
+            continue
+        if time_budget is not None and time.perf_counter() - start > time_budget:
+            break
+        builder = ModelBuilder()
+        enc = encode_network(builder, net, out, x_lower, x_upper, relax=True, n_layers=k)
+        prev = enc.neuron_idx[k - 1]
+        kept = np.flatnonzero(prev >= 0)
+        model = builder.build(np.zeros(builder.n_cols), Sense.MINIMIZE, name=f"obbt_layer_{k}")
+        session = backend.lp_session(model)
+        W = sp.csr_matrix(layer.weight)[:, kept]
+        cols = prev[kept]
+        cost = np.zeros(model.n_vars)
+        for i in unstable:
+            if time_budget is not None and time.perf_counter() - start > time_budget:
+                break
+            w = np.asarray(W[i].todense()).reshape(-1)
+            for sign, which in ((1.0, 0), (-1.0, 1)):
+                cost[cols] = sign * w
+                status, _, row_dual = session.minimize(cost)
+                if status != Status.OPTIMAL or row_dual is None:
+                    continue
+                safe = safe_lp_lower_bound(model, cost, row_dual)
+                if not np.isfinite(safe):
+                    continue
+                if which == 0:
+                    value = pad_outward(safe + layer.bias[i], safe + layer.bias[i])[0]
+                    lo[i] = max(lo[i], float(value))
+                else:
+                    value = pad_outward(-safe + layer.bias[i], -safe + layer.bias[i])[1]
+                    hi[i] = min(hi[i], float(value))
+            if hi[i] < lo[i]:
+                hi[i] = lo[i]
+        out[k] = (lo, hi)
+        # Tighter bounds here tighten every later layer: re-run the cheap linear pass on top.
+        out = linear_bounds(net, x_lower, x_upper, start=out)
+    return out

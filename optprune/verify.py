@@ -33,9 +33,17 @@ from pathlib import Path
 import numpy as np
 
 from optprune.attack import pgd_attack
-from optprune.bounds import BOUND_METHODS, DEFAULT_BOUNDS, Bounds, compute_bounds, count_unstable, linear_upper_bound
+from optprune.bounds import (
+    BOUND_METHODS,
+    DEFAULT_BOUNDS,
+    Bounds,
+    compute_bounds,
+    count_unstable,
+    linear_upper_bound,
+    obbt_bounds,
+)
 from optprune.errors import InvalidParameterError, ShapeMismatchError
-from optprune.formulations.relu_milp import build_min_distortion_milp, build_spec_milp, obbt_bounds
+from optprune.formulations.relu_milp import build_min_distortion_milp, build_spec_milp
 from optprune.network import Network
 from optprune.solvers import Status, get_backend
 from optprune.verdicts import (

@@ -5,6 +5,30 @@ availability check that imports nothing native, capability flags, a map from
 the solver's statuses into :class:`Status`, and one ``solve`` method that
 takes a :class:`~optprune.milp.MILP` and returns a :class:`SolveResult`.
 
+Lifecycle
+---------
+:meth:`BackendBase.solve` is written once, here: it checks that the package
+imports (:meth:`~BackendBase.require`, with the install hint), that the
+backend can take the model (:meth:`~BackendBase.check_model`) and the
+options (:meth:`~BackendBase.check_options`: the MIP start's length), answers
+a model with no columns itself (:meth:`~BackendBase.solve_empty`), warns for
+every option the backend cannot apply, adds the cutoff row
+``c @ x + offset <= cutoff`` where the solver has no native cutoff, runs the
+backend inside the native boundary (solver output to stderr, solver
+exceptions as :class:`~optprune.errors.SolverError`), maps the solver's
+status through the backend's table :attr:`BackendBase.STATUS_MAP`, fills the
+values of unused columns and builds the result. A backend fills in one step,
+:meth:`BackendBase.run_native` (build the native model, set the options,
+run, read the solution and the native status into a :class:`NativeRun`), and
+optionally :meth:`~BackendBase.probe` (a zero-objective feasibility solve that
+tells "infeasible or unbounded" apart).
+
+What callers get besides solving: a MIP start (``SolveOptions.start``), an
+incumbent callback (``SolveOptions.on_incumbent``), early stops
+(``stop_rule``, ``target``), explicit tolerances, and LP re-solve sessions
+(:meth:`BackendBase.lp_session`: ``minimize(cost)`` again and again over the
+same rows, warm-started where the solver can, as OBBT needs).
+
 Tolerances
 ----------
 A MIP solver's "optimal" is optimal *within tolerances*, and every solver
@@ -56,6 +80,13 @@ import numpy as np
 
 from optprune.errors import CapabilityError, InvalidParameterError, SolverNotAvailableError
 from optprune.milp import MILP, Sense
+from optprune.solvers._native import (
+    native_stdout_to_stderr,
+    solver_boundary,
+    with_cost,
+    with_cutoff_row,
+    zero_objective,
+)
 
 __all__ = [
     "Status",
@@ -64,6 +95,11 @@ __all__ = [
     "SolveResult",
     "Backend",
     "BackendBase",
+    "Outcome",
+    "NativeRun",
+    "LPSession",
+    "ResolveLPSession",
+    "stop_for_target",
     "compute_gap",
     "fill_unused_columns",
     "TOLERANCES",
@@ -107,6 +143,14 @@ class SolveOptions:
     offers callbacks; returning True interrupts the solve. ``target``: stop as
     soon as an incumbent at least this good is found, or as soon as the dual
     bound proves none exists (a decision query).
+
+    ``start``: a MIP start, one value per column (a complete assignment; the
+    solver checks it and may repair or reject it). ``on_incumbent(x, objective,
+    time_s)``: called with every improving solution the solver finds (``x`` in
+    the model's columns, ``objective`` in the model's sense, ``time_s`` since
+    the solve began), where the backend offers it
+    (:attr:`BackendBase.supports_incumbent_callback`); an exception it raises
+    stops the solve and is re-raised. Both are ignored with a warning elsewhere.
     """
 
     time_limit: float | None = None
@@ -118,6 +162,8 @@ class SolveOptions:
     cutoff: float | None = None
     target: float | None = None
     stop_rule: Callable[[Progress], bool] | None = None
+    start: np.ndarray | None = None
+    on_incumbent: Callable[[np.ndarray, float, float], None] | None = None
     verbose: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -134,6 +180,16 @@ class SolveOptions:
                 raise InvalidParameterError(f"{option} must be in (0, 1), got {value}")
         if self.threads is not None and self.threads < 1:
             raise InvalidParameterError(f"threads must be >= 1, got {self.threads}")
+        if self.start is not None:
+            start = np.asarray(self.start, dtype=np.float64)
+            if start.ndim != 1 or np.isnan(start).any():
+                raise InvalidParameterError(
+                    f"start (a MIP start) must be a 1-d array of numbers, one per column; got shape {start.shape}"
+                    + (f" with NaN at {int(np.flatnonzero(np.isnan(start))[0])}" if start.ndim == 1 else "")
+                )
+            object.__setattr__(self, "start", start)
+        if self.on_incumbent is not None and not callable(self.on_incumbent):
+            raise InvalidParameterError(f"on_incumbent must be callable (x, objective, time_s); got {self.on_incumbent!r}")
 
 
 @dataclass
@@ -150,6 +206,7 @@ class SolveResult:
     backend: str = ""
     version: str = ""
     message: str = ""
+    row_dual: np.ndarray | None = None  # an LP's row multipliers (y with c - A^T y the reduced costs), where given
 
     def to_dict(self) -> dict:
         def num(v: float) -> float | None:
@@ -175,6 +232,81 @@ def compute_gap(objective: float, bound: float) -> float:
     return abs(bound - objective) / max(1e-10, abs(objective))
 
 
+def stop_for_target(progress: Progress, target: float, sense: Sense) -> bool:
+    """True when the incumbent reaches ``target`` or the bound proves it unreachable."""
+    if sense == Sense.MAXIMIZE:
+        return (math.isfinite(progress.primal) and progress.primal >= target) or progress.bound < target
+    return (math.isfinite(progress.primal) and progress.primal <= target) or progress.bound > target
+
+
+def stop_rules(options: SolveOptions, sense: Sense) -> list[Callable[[Progress], bool]]:
+    """The early-stop predicates from ``options.stop_rule`` and ``options.target``."""
+    rules: list[Callable[[Progress], bool]] = []
+    if options.stop_rule is not None:
+        rules.append(options.stop_rule)
+    if options.target is not None:
+        target = float(options.target)
+        rules.append(lambda p: stop_for_target(p, target, sense))
+    return rules
+
+
+class Outcome(str, Enum):
+    """Native statuses whose shared status depends on what else the solve returned (see :attr:`BackendBase.STATUS_MAP`)."""
+
+    LIMIT = "limit"  # a limit or an interrupt: FEASIBLE with a solution, else TIME_LIMIT
+    CUTOFF = "cutoff"  # nothing better than the cutoff: FEASIBLE with a solution, else INFEASIBLE
+    INFEASIBLE_OR_UNBOUNDED = "infeasible_or_unbounded"  # told apart by the zero-objective probe
+
+
+@dataclass
+class NativeRun:
+    """What a backend's :meth:`BackendBase.run_native` read back, before the shared status mapping.
+
+    ``status`` is a key of the backend's ``STATUS_MAP`` (or a :class:`Status`
+    when the backend decided itself; then ``message`` is kept as it is).
+    ``x`` may carry NaN for columns the solver never saw (filled by
+    :func:`fill_unused_columns`). ``prefix`` goes in front of the shared
+    messages (e.g. ``"SCIP: "`` for a sub-solver). ``stopped`` is the progress
+    at which a stop rule fired.
+    """
+
+    status: object
+    x: np.ndarray | None = None
+    objective: float = math.nan
+    bound: float = math.nan
+    time_s: float = 0.0
+    nodes: int = 0
+    message: str = ""
+    prefix: str = ""
+    stopped: Progress | None = None
+    row_dual: np.ndarray | None = None
+
+
+@runtime_checkable
+class LPSession(Protocol):
+    """Repeated LP solves over fixed rows and bounds with a changing objective (OBBT)."""
+
+    def minimize(self, cost: np.ndarray) -> tuple[Status, float, np.ndarray | None]:
+        """``min cost @ x``: the status, the optimum and the row multipliers (None if the solver gives none)."""
+        ...
+
+
+class ResolveLPSession:
+    """The generic :class:`LPSession`: each ``minimize`` solves the relaxation anew through ``backend.solve``.
+
+    Row multipliers come from :attr:`SolveResult.row_dual` (None where the
+    backend does not report them).
+    """
+
+    def __init__(self, backend: BackendBase, model: MILP, options: SolveOptions | None = None) -> None:
+        self.backend, self.model = backend, model
+        self.options = SolveOptions() if options is None else options
+
+    def minimize(self, cost: np.ndarray) -> tuple[Status, float, np.ndarray | None]:
+        result = self.backend.solve(with_cost(self.model, cost, relax=True), self.options)
+        return result.status, result.objective, result.row_dual
+
+
 @runtime_checkable
 class Backend(Protocol):
     name: str
@@ -191,7 +323,7 @@ class Backend(Protocol):
 
 
 class BackendBase:
-    """Shared plumbing: availability from the import spec, the install hint, checks."""
+    """The solve lifecycle, once (module doc); a backend implements :meth:`run_native` and its ``STATUS_MAP``."""
 
     name: ClassVar[str]
     package: ClassVar[str]  # importable module name, checked without importing it
@@ -199,8 +331,16 @@ class BackendBase:
     supports_integer: ClassVar[bool] = True
     supports_continuous: ClassVar[bool] = True
     supports_callbacks: ClassVar[bool] = False
+    """``stop_rule`` and ``target`` are honoured (an interrupting callback)."""
+    supports_incumbent_callback: ClassVar[bool] = False
+    supports_start: ClassVar[bool] = False
+    native_cutoff: ClassVar[bool] = False
+    """The backend applies ``cutoff`` itself; otherwise :meth:`cutoff_model` adds the cutoff row."""
+    redirect_native_stdout: ClassVar[bool] = True
     supported_tolerances: ClassVar[frozenset[str]] = frozenset()
     """The :data:`TOLERANCES` this backend applies natively (with its default sub-solver)."""
+    STATUS_MAP: ClassVar[dict] = {}
+    """Native status -> :class:`Status` or :class:`Outcome`; a status missing here maps to ERROR."""
 
     def is_available(self) -> bool:
         """Whether the package is installed (found without importing it: cheap, may miss a broken install)."""
@@ -274,6 +414,134 @@ class BackendBase:
             "callbacks": self.supports_callbacks,
             "tolerances": sorted(self.supported_tolerances),
         }
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def solve(self, model: MILP, options: SolveOptions | None = None) -> SolveResult:
+        """Solve ``model``: the shared lifecycle of the module doc around :meth:`run_native`."""
+        options = SolveOptions() if options is None else options
+        self.require()
+        self.check_model(model)
+        self.check_options(model, options)
+        if model.n_vars == 0:
+            return self.solve_empty(model, options)
+        early = self.precheck(model, options)
+        if early is not None:
+            return early
+        with solver_boundary(self.name):
+            self.warn_unsupported_options(model, options)
+            built = model if options.cutoff is None or self.native_cutoff else self.cutoff_model(model, options.cutoff)
+            with self._output_boundary():
+                run = self.run_native(model, built, options)
+                status, message = self.map_status(model, options, run)
+        return self.finish(model, options, run, status, message)
+
+    def run_native(self, model: MILP, built: MILP, options: SolveOptions) -> NativeRun:
+        """Build the native model of ``built`` (``model`` plus any cutoff row), set the options, run, read back.
+
+        Solution values are in ``model``'s columns (the cutoff row adds none).
+        """
+        raise NotImplementedError(f"backend {self.name!r} implements neither run_native nor solve")
+
+    def probe(self, model: MILP, options: SolveOptions) -> Status:
+        """Solve the zero-objective copy ``model`` (feasibility only); used for "infeasible or unbounded"."""
+        return self.solve(model, SolveOptions(time_limit=options.time_limit)).status
+
+    def precheck(self, model: MILP, options: SolveOptions) -> SolveResult | None:
+        """An answer found before the solver is asked (e.g. a constant row that cannot hold), else None."""
+        return None
+
+    def cutoff_model(self, model: MILP, cutoff: float) -> MILP:
+        """``model`` with the cutoff as a row, for solvers without a native cutoff."""
+        return with_cutoff_row(model, cutoff)
+
+    def check_options(self, model: MILP, options: SolveOptions) -> None:
+        """Options that depend on the model: the MIP start has one value per column."""
+        if options.start is not None and options.start.shape[0] != model.n_vars:
+            raise InvalidParameterError(
+                f"start (a MIP start) has {options.start.shape[0]} values; the model has {model.n_vars} columns"
+            )
+
+    def warn_unsupported_options(self, model: MILP, options: SolveOptions) -> None:
+        """Warn (never drop silently) for the callbacks and the MIP start this backend cannot apply."""
+        if not self.supports_callbacks:
+            for option in ("target", "stop_rule"):
+                if getattr(options, option) is not None:
+                    warnings.warn(f"solver backend {self.name!r} ignores the option {option!r}: it offers no "
+                                  "interrupting callback", UserWarning, stacklevel=4)
+        if options.on_incumbent is not None and not self.supports_incumbent_callback:
+            warnings.warn(f"solver backend {self.name!r} ignores the option 'on_incumbent': it offers no incumbent "
+                          "callback", UserWarning, stacklevel=4)
+        if options.start is not None and not self.supports_start:
+            warnings.warn(f"solver backend {self.name!r} ignores the option 'start': it takes no MIP start",
+                          UserWarning, stacklevel=4)
+
+    def _output_boundary(self):
+        if self.redirect_native_stdout:
+            return native_stdout_to_stderr()
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+    def map_status(self, model: MILP, options: SolveOptions, run: NativeRun) -> tuple[Status, str]:
+        """The shared status of ``run`` through :attr:`STATUS_MAP`, and the message to report."""
+        message = run.message or f"{run.prefix}{run.status}"
+        if isinstance(run.status, Status):
+            status = run.status
+        else:
+            mapped = self.STATUS_MAP.get(run.status, Status.ERROR)
+            if mapped is Outcome.LIMIT:
+                status = Status.FEASIBLE if run.x is not None else Status.TIME_LIMIT
+            elif mapped is Outcome.CUTOFF:
+                status = Status.FEASIBLE if run.x is not None else Status.INFEASIBLE
+                message = f"{run.prefix}no solution better than the objective cutoff"
+            elif mapped is Outcome.INFEASIBLE_OR_UNBOUNDED:
+                status = self.resolve_infeasible_or_unbounded(model, options)
+            else:
+                status = mapped
+            if status == Status.INFEASIBLE and options.cutoff is not None:
+                message = f"{run.prefix}no solution better than the objective cutoff"
+        status, message = self.refine_status(model, options, run, status, message)
+        if run.stopped is not None and status not in (Status.OPTIMAL, Status.INFEASIBLE, Status.UNBOUNDED):
+            message = "stopped early by the stop rule"
+        if status.has_solution and run.x is None:
+            status, message = Status.ERROR, f"{run.prefix}reported {status.value} but returned no solution"
+        return status, message
+
+    def refine_status(self, model: MILP, options: SolveOptions, run: NativeRun, status: Status,
+                      message: str) -> tuple[Status, str]:
+        """A backend's last word on the mapped status (e.g. re-checking an INFEASIBLE that may be UNBOUNDED)."""
+        return status, message
+
+    def resolve_infeasible_or_unbounded(self, model: MILP, options: SolveOptions) -> Status:
+        """INFEASIBLE or UNBOUNDED for a model reported as "infeasible or unbounded" (the probe decides)."""
+        status = self.probe(zero_objective(model), options)
+        if status == Status.INFEASIBLE:
+            return Status.INFEASIBLE
+        return Status.UNBOUNDED if status.has_solution else Status.ERROR
+
+    def finish(self, model: MILP, options: SolveOptions, run: NativeRun, status: Status, message: str) -> SolveResult:
+        """The result: no point for INFEASIBLE/UNBOUNDED/limits, bounds at the solver's infinity dropped."""
+        x, objective, bound = run.x, run.objective, run.bound
+        if not math.isfinite(bound) or abs(bound) >= 1e30:
+            bound = math.nan
+        if run.stopped is not None and math.isnan(bound):
+            bound = run.stopped.bound  # the bound that triggered the stop is the proof a decision query needs
+        if status in (Status.INFEASIBLE, Status.UNBOUNDED):
+            x, objective, bound = None, math.nan, math.nan
+        elif not status.has_solution:
+            x, objective = None, math.nan
+        return self.result(status, model, x=x, objective=objective, bound=bound, time_s=run.time_s,
+                           nodes=run.nodes, message=message, row_dual=run.row_dual if status.has_solution else None)
+
+    def lp_session(self, model: MILP, options: SolveOptions | None = None) -> LPSession:
+        """A session that minimises changing objectives over ``model``'s rows and bounds (integrality dropped).
+
+        The generic session re-solves from scratch; backends with a warm start
+        (HiGHS, Gurobi) override this.
+        """
+        self.require()
+        return ResolveLPSession(self, model, options)
 
     def require(self) -> None:
         """Raise :class:`SolverNotAvailableError` (with the install hint) unless the package imports."""

@@ -30,14 +30,8 @@ import numpy as np
 
 from optprune.errors import CapabilityError, SolverError
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import (
-    native_stdout_to_stderr,
-    solver_boundary,
-    stop_rules,
-    warn_unsupported,
-    with_cutoff_row,
-)
-from optprune.solvers.base import TOLERANCES, BackendBase, Progress, SolveOptions, SolveResult, Status
+from optprune.solvers._common import stop_rules, warn_unsupported, with_cutoff_row
+from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, Progress, SolveOptions, Status
 
 __all__ = ["CpsatBackend", "check_pure_integer", "to_cp_model", "set_parameters"]
 
@@ -180,33 +174,34 @@ class CpsatBackend(BackendBase):
     # integer arithmetic: its solutions satisfy every row and integrality exactly, so any
     # feasibility_tol and integrality_tol > 0 is met (there is nothing to set).
     supported_tolerances = frozenset(TOLERANCES)
+    supports_incumbent_callback = True
+    supports_start = True  # a solution hint
+    STATUS_MAP = {"OPTIMAL": Status.OPTIMAL, "FEASIBLE": Status.FEASIBLE, "INFEASIBLE": Status.INFEASIBLE,
+                  "UNKNOWN": Status.TIME_LIMIT}
 
     def check_model(self, model: MILP) -> None:
         check_pure_integer(model)
 
-    def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
-        self.require()
-        self.check_model(model)
-        if model.n_vars == 0:
-            return self.solve_empty(model, options)
-        with solver_boundary(self.name), native_stdout_to_stderr():
-            return self._solve(model, options)
+    def cutoff_model(self, model: MILP, cutoff: float) -> MILP:
+        """The cutoff as the exact strict row for an integer objective; ignored with a warning otherwise."""
+        if np.all(_is_integral(model.c)):
+            return with_cutoff_row(model, cutoff, integral_objective=True)
+        warn_unsupported(self.name, "cutoff", "the objective has fractional coefficients")
+        return model
 
-    def _solve(self, model: MILP, options: SolveOptions) -> SolveResult:
+    def run_native(self, model: MILP, built: MILP, options: SolveOptions) -> NativeRun:
         from ortools.sat.python import cp_model
 
-        built = model
-        if options.cutoff is not None:
-            if np.all(_is_integral(model.c)):
-                built = with_cutoff_row(model, options.cutoff, integral_objective=True)
-            else:
-                warn_unsupported(self.name, "cutoff", "the objective has fractional coefficients")
         cp, empty = to_cp_model(built)
         if empty is not None:
             message = f"infeasible: {empty}"
             if built is not model and empty.startswith(f"row {model.n_rows} "):
                 message = "no solution better than the objective cutoff"
-            return self.result(Status.INFEASIBLE, model, message=message)
+            return NativeRun(Status.INFEASIBLE, message=message)
+        if options.start is not None:
+            hint = cp.proto.solution_hint
+            hint.vars.extend(range(model.n_vars))
+            hint.values.extend(np.round(options.start).astype(np.int64).tolist())
 
         solver = cp_model.CpSolver()
         params = solver.parameters
@@ -223,26 +218,36 @@ class CpsatBackend(BackendBase):
                 warn_unsupported(self.name, f"extra[{key!r}]", "known key: 'cpsat_params' (a dict of SatParameters)")
 
         rules = stop_rules(options, model.sense)
-        state = {"stopped": False, "error": None, "primal": math.nan}
+        on_incumbent = options.on_incumbent
+        state = {"stopped": None, "error": None, "primal": math.nan}
         callback = None
         start = time.perf_counter()
-        if rules:
+        if rules or on_incumbent is not None:
             def check(progress: Progress) -> None:
-                if state["stopped"]:
+                if state["stopped"] is not None or state["error"] is not None:
                     return
                 try:
                     hit = any(rule(progress) for rule in rules)
                 except Exception as exc:  # re-raised after the solve
                     state["error"], hit = exc, True
                 if hit:
-                    state["stopped"] = True
+                    state["stopped"] = progress
                     solver.stop_search()
 
             class _Callback(cp_model.CpSolverSolutionCallback):
                 def on_solution_callback(self) -> None:
                     state["primal"] = float(self.objective_value)
-                    check(Progress(primal=state["primal"], bound=float(self.best_objective_bound),
-                                   time_s=float(self.wall_time)))
+                    progress = Progress(primal=state["primal"], bound=float(self.best_objective_bound),
+                                        time_s=float(self.wall_time))
+                    if on_incumbent is not None and state["error"] is None:
+                        try:
+                            x = np.asarray(list(self.response_proto.solution), dtype=np.float64)
+                            on_incumbent(x, state["primal"], progress.time_s)
+                        except Exception as exc:  # re-raised after the solve
+                            state["error"] = exc
+                            solver.stop_search()
+                            return
+                    check(progress)
 
             def on_bound(bound: float) -> None:
                 check(Progress(primal=state["primal"], bound=float(bound), time_s=time.perf_counter() - start))
@@ -255,29 +260,13 @@ class CpsatBackend(BackendBase):
         if state["error"] is not None:
             raise state["error"]
 
-        S = cp_model
-        has_sol = code in (S.OPTIMAL, S.FEASIBLE)
-        response = solver.response_proto
-        x = np.asarray(list(response.solution), dtype=np.float64) if has_sol else None
-        objective = float(solver.objective_value) if has_sol else math.nan
-        bound = float(solver.best_objective_bound)
-        if not math.isfinite(bound):
-            bound = math.nan
-        message = solver.status_name(code)
-        if code == S.OPTIMAL:
-            status = Status.OPTIMAL
-        elif code == S.FEASIBLE:
-            status = Status.FEASIBLE
-        elif code == S.INFEASIBLE:
-            status = Status.INFEASIBLE
-            bound = math.nan
-            if options.cutoff is not None:
-                message = "no solution better than the objective cutoff"
-        elif code == S.UNKNOWN:
-            status = Status.TIME_LIMIT
-        else:
-            raise SolverError(f"CP-SAT rejected the model ({message}): {cp.validate()}")
-        if state["stopped"] and status != Status.OPTIMAL:
-            message = "stopped early by the stop rule"
-        return self.result(status, model, x=x, objective=objective, bound=bound, time_s=elapsed,
-                           nodes=int(solver.num_branches), message=message)
+        if code == cp_model.MODEL_INVALID:
+            raise SolverError(f"CP-SAT rejected the model ({solver.status_name(code)}): {cp.validate()}")
+        has_sol = code in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+        return NativeRun(
+            status=solver.status_name(code),
+            x=np.asarray(list(solver.response_proto.solution), dtype=np.float64) if has_sol else None,
+            objective=float(solver.objective_value) if has_sol else math.nan,
+            bound=float(solver.best_objective_bound), time_s=elapsed, nodes=int(solver.num_branches),
+            stopped=state["stopped"],
+        )

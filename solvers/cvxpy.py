@@ -34,15 +34,8 @@ import numpy as np
 
 from optprune.errors import CapabilityError, SolverNotAvailableError
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import (
-    native_stdout_to_stderr,
-    resolve_infeasible_or_unbounded,
-    solver_boundary,
-    split_rows,
-    warn_unsupported,
-    with_cutoff_row,
-)
-from optprune.solvers.base import TOLERANCES, BackendBase, SolveOptions, SolveResult, Status
+from optprune.solvers._common import split_rows, warn_unsupported
+from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, Outcome, SolveOptions, Status
 
 __all__ = ["CvxpyBackend", "to_cvxpy", "solver_kwargs", "MIP_SOLVERS", "LP_SOLVERS"]
 
@@ -125,20 +118,20 @@ class CvxpyBackend(BackendBase):
     package = "cvxpy"
     extra = "cvxpy"
     supported_tolerances = frozenset(TOLERANCES)  # with HiGHS, the first choice when installed
+    STATUS_MAP = {
+        "optimal": Status.OPTIMAL,
+        "optimal_inaccurate": Status.OPTIMAL,
+        "infeasible": Status.INFEASIBLE,
+        "infeasible_inaccurate": Status.INFEASIBLE,
+        "unbounded": Status.UNBOUNDED,
+        "unbounded_inaccurate": Status.UNBOUNDED,
+        "infeasible_or_unbounded": Outcome.INFEASIBLE_OR_UNBOUNDED,
+        "user_limit": Outcome.LIMIT,
+    }
 
     def tolerances_for(self, model: MILP, options: SolveOptions) -> frozenset[str]:
         solver = self._pick_solver(model, options)
         return frozenset(k for k in _NATIVE.get(solver, {}) if k in TOLERANCES)
-
-    def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
-        self.require()
-        self.check_model(model)
-        if model.n_vars == 0:
-            return self.solve_empty(model, options)
-        with solver_boundary(self.name):
-            solver = self._pick_solver(model, options)
-        with solver_boundary(self.name), native_stdout_to_stderr():
-            return self._solve(model, options, solver)
 
     @staticmethod
     def _pick_solver(model: MILP, options: SolveOptions) -> str:
@@ -175,9 +168,6 @@ class CvxpyBackend(BackendBase):
                 if option in TOLERANCES and option != "feasibility_tol" and not model.is_mip:
                     continue  # gaps and integrality mean nothing for an LP
                 warn_unsupported(self.name, option, f"no known way to pass it to cvxpy solver {solver}")
-            for option in ("target", "stop_rule"):
-                if getattr(options, option) is not None:
-                    warn_unsupported(self.name, option, "cvxpy has no callbacks")
             for key in options.extra:
                 if key not in ("cvxpy_solver", "cvxpy_options"):
                     warn_unsupported(self.name, f"extra[{key!r}]", "known keys: 'cvxpy_solver', 'cvxpy_options'")
@@ -189,30 +179,14 @@ class CvxpyBackend(BackendBase):
             values = None
         return str(problem.status), values, elapsed
 
-    def _solve(self, model: MILP, options: SolveOptions, solver: str) -> SolveResult:
-        built = model if options.cutoff is None else with_cutoff_row(model, options.cutoff)
+    def run_native(self, model: MILP, built: MILP, options: SolveOptions) -> NativeRun:
+        solver = self._pick_solver(model, options)
         raw, x, elapsed = self._run(built, options, solver)
-        message = f"{solver}: {raw}"
-        if raw in ("optimal", "optimal_inaccurate"):
-            status = Status.OPTIMAL if x is not None else Status.ERROR
-        elif raw in ("infeasible", "infeasible_inaccurate"):
-            status = Status.INFEASIBLE
-            if options.cutoff is not None:
-                message = f"{solver}: no solution better than the objective cutoff"
-        elif raw in ("unbounded", "unbounded_inaccurate"):
-            status = Status.UNBOUNDED
-        elif raw == "infeasible_or_unbounded":
-            def probe(m: MILP) -> Status:
-                status_p, xp, _ = self._run(m, SolveOptions(time_limit=options.time_limit), solver, warn=False)
-                if status_p.startswith("infeasible") and status_p != "infeasible_or_unbounded":
-                    return Status.INFEASIBLE
-                return Status.FEASIBLE if xp is not None else Status.ERROR
+        return NativeRun(status=raw, x=x, time_s=elapsed, message=f"{solver}: {raw}", prefix=f"{solver}: ")
 
-            status = resolve_infeasible_or_unbounded(probe, built)
-        elif raw == "user_limit":
-            status = Status.FEASIBLE if x is not None else Status.TIME_LIMIT
-        else:
-            status = Status.ERROR
-        if not status.has_solution:
-            x = None
-        return self.result(status, model, x=x, time_s=elapsed, message=message)
+    def probe(self, model: MILP, options: SolveOptions) -> Status:
+        solver = self._pick_solver(model, options)
+        raw, x, _ = self._run(model, SolveOptions(time_limit=options.time_limit), solver, warn=False)
+        if raw.startswith("infeasible") and raw != "infeasible_or_unbounded":
+            return Status.INFEASIBLE
+        return Status.FEASIBLE if x is not None else Status.ERROR

@@ -2,29 +2,52 @@
 
 The model goes in through one ``passModel`` call with CSR arrays. Early stop
 for decision queries uses HiGHS' MIP interrupt callback, which sees the
-incumbent (primal) and dual bound after every node batch.
+incumbent (primal) and dual bound after every node batch; the same
+improving-solution callback feeds ``on_incumbent``. A MIP start goes in with
+``setSolution``. The objective cutoff is a row (HiGHS' ``objective_bound``
+option did not exclude worse solutions on small MIPs). LP sessions
+(:class:`HighsLPSession`) keep one ``Highs`` object with presolve off and
+change only the objective between solves, so the simplex warm-starts from
+the previous basis.
+
+HiGHS' model statuses map through :attr:`HighsBackend.STATUS_MAP`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 
-from optprune.milp import MILP, Sense
-from optprune.solvers._common import warn_unsupported, with_cutoff_row
-from optprune.solvers._highs_model import to_highs
-from optprune.solvers.base import TOLERANCES, BackendBase, Progress, SolveOptions, SolveResult, Status
+from optprune.milp import MILP
+from optprune.solvers._common import warn_unsupported
+from optprune.solvers._highs_model import from_highs_file, new_highs, to_highs
+from optprune.solvers._native import with_cost
+from optprune.solvers.base import (
+    TOLERANCES,
+    BackendBase,
+    NativeRun,
+    Outcome,
+    Progress,
+    SolveOptions,
+    Status,
+    stop_for_target,
+    stop_rules,
+)
 
-__all__ = ["HighsBackend", "configure", "highs_option_values", "stop_for_target"]
-
-
-def stop_for_target(progress: Progress, target: float, sense: Sense) -> bool:
-    """True when the incumbent reaches ``target`` or the bound proves it unreachable."""
-    if sense == Sense.MAXIMIZE:
-        return (math.isfinite(progress.primal) and progress.primal >= target) or progress.bound < target
-    return (math.isfinite(progress.primal) and progress.primal <= target) or progress.bound > target
+__all__ = [
+    "HighsBackend",
+    "HighsLPSession",
+    "configure",
+    "highs_option_values",
+    "stop_for_target",
+    "new_highs",
+    "write_model",
+    "read_model",
+]
 
 
 def highs_option_values(options: SolveOptions) -> dict[str, float | int]:
@@ -56,14 +79,72 @@ def configure(h, options: SolveOptions, backend: str = "highs") -> None:
     """Set the shared options and ``options.extra`` (HiGHS option names) on the ``highspy.Highs`` ``h``."""
     import highspy
 
+    from optprune.errors import SolverError
+
     for key, value in highs_option_values(options).items():
         if h.setOptionValue(key, value) == highspy.HighsStatus.kError:
-            from optprune.errors import SolverError
-
             raise SolverError(f"HiGHS refused option {key!r} = {value!r}")
     for key, value in options.extra.items():
         if h.setOptionValue(key, value) == highspy.HighsStatus.kError:
             warn_unsupported(backend, f"extra[{key!r}]", f"HiGHS has no option {key!r} taking {value!r}")
+    if options.threads is not None:
+        # HiGHS keeps one global thread scheduler per process: a solve that asks for another thread count
+        # than the first solve of the process fails ("scheduler already initialized") unless it is reset.
+        highspy.Highs.resetGlobalScheduler(True)
+
+
+def write_model(model: MILP, path: str | os.PathLike) -> Path:
+    """Write ``model`` as MPS (``.mps``) or CPLEX LP (``.lp``) through HiGHS' writer."""
+    from optprune.errors import InvalidParameterError
+
+    path = Path(path)
+    if path.suffix.lower() not in (".mps", ".lp"):
+        raise InvalidParameterError(f"model files must end in .mps or .lp, got {path.name!r}")
+    h = to_highs(model)
+    status = h.writeModel(str(path))
+    if not path.exists():
+        raise OSError(f"HiGHS could not write {path} (status {status})")
+    return path
+
+
+def read_model(path: str | os.PathLike) -> MILP:
+    """Read an MPS or CPLEX LP file through HiGHS' reader (errors name the line; see ``from_highs_file``)."""
+    from optprune.errors import DataNotFoundError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"model file {str(path)!r} does not exist")
+    return from_highs_file(path)
+
+
+class HighsLPSession:
+    """``minimize(cost)`` over one LP, changing only the objective: the simplex restarts from the last basis."""
+
+    def __init__(self, model: MILP, options: SolveOptions | None = None) -> None:
+        self.model = with_cost(model, np.zeros(model.n_vars), relax=True)
+        self._h = to_highs(self.model)
+        self._h.setOptionValue("presolve", "off")  # keep the basis between solves
+        if options is not None:
+            configure(self._h, options)
+        self._cost = np.zeros(model.n_vars)
+
+    def minimize(self, cost: np.ndarray) -> tuple[Status, float, np.ndarray | None]:
+        import highspy
+
+        cost = np.asarray(cost, dtype=np.float64)
+        changed = np.flatnonzero(cost != self._cost)
+        if changed.size:
+            self._h.changeColsCost(int(changed.size), changed.astype(np.int32), cost[changed])
+            self._cost = cost.copy()
+        if self._h.run() == highspy.HighsStatus.kError:
+            return Status.ERROR, math.nan, None
+        name = self._h.getModelStatus().name
+        status = HighsBackend.STATUS_MAP.get(name, Status.ERROR)
+        if status != Status.OPTIMAL:
+            return (status if isinstance(status, Status) else Status.ERROR), math.nan, None
+        info = self._h.getInfo()
+        return Status.OPTIMAL, float(info.objective_function_value), np.asarray(
+            self._h.getSolution().row_dual, dtype=np.float64)
 
 
 class HighsBackend(BackendBase):
@@ -71,109 +152,115 @@ class HighsBackend(BackendBase):
     package = "highspy"
     extra = "highs"
     supports_callbacks = True
+    supports_incumbent_callback = True
+    supports_start = True
     supported_tolerances = frozenset(TOLERANCES)
+    STATUS_MAP = {
+        "kOptimal": Status.OPTIMAL,
+        "kInfeasible": Status.INFEASIBLE,
+        "kUnbounded": Status.UNBOUNDED,
+        "kUnboundedOrInfeasible": Outcome.INFEASIBLE_OR_UNBOUNDED,
+        "kObjectiveBound": Outcome.CUTOFF,
+        "kTimeLimit": Outcome.LIMIT,
+        "kIterationLimit": Outcome.LIMIT,
+        "kSolutionLimit": Outcome.LIMIT,
+        "kInterrupt": Outcome.LIMIT,
+        "kObjectiveTarget": Outcome.LIMIT,
+    }
 
     @property
     def install_hint(self) -> str:
         return "pip install highspy  (a core dependency of optprune)"
 
-    def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
-        self.require()
+    def run_native(self, model: MILP, built: MILP, options: SolveOptions) -> NativeRun:
         import highspy
 
-        self.check_model(model)
-        if model.n_vars == 0:
-            return self.solve_empty(model, options)
-        built = model
-        if options.cutoff is not None:
-            # HiGHS' objective_bound option did not exclude worse solutions on small MIPs; a row does.
-            built = with_cutoff_row(model, options.cutoff)
         h = to_highs(built, verbose=options.verbose)
         configure(h, options, self.name)
+        if options.start is not None:
+            h.setSolution(model.n_vars, np.arange(model.n_vars, dtype=np.int32), options.start)
 
-        stopped: dict = {"flag": False, "progress": None}
-        rules = []
-        if options.stop_rule is not None:
-            rules.append(options.stop_rule)
-        if options.target is not None:
-            target = float(options.target)
-            rules.append(lambda p: stop_for_target(p, target, model.sense))
-        if rules and model.is_mip:
+        state: dict = {"stopped": None, "error": None}
+        rules = stop_rules(options, model.sense) if model.is_mip else []
+        on_incumbent = options.on_incumbent if model.is_mip else None
+        if rules or on_incumbent is not None:
 
-            def on_interrupt(event) -> None:
-                out = event.data_out
-                progress = Progress(
+            def progress_of(out) -> Progress:
+                return Progress(
                     primal=float(out.mip_primal_bound) if abs(out.mip_primal_bound) < 1e30 else math.nan,
-                    bound=float(out.mip_dual_bound),
-                    time_s=float(out.running_time),
+                    bound=float(out.mip_dual_bound), time_s=float(out.running_time),
                 )
-                if any(rule(progress) for rule in rules):
-                    stopped["flag"], stopped["progress"] = True, progress
+
+            def check(event) -> None:
+                if state["stopped"] is not None or state["error"] is not None:
+                    event.interrupt()
+                    return
+                try:
+                    progress = progress_of(event.data_out)
+                    hit = any(rule(progress) for rule in rules)
+                except Exception as exc:  # a user rule failed: stop, re-raise after the run
+                    state["error"], hit, progress = exc, True, None
+                if hit:
+                    if state["error"] is None:
+                        state["stopped"] = progress
                     event.interrupt()
 
-            h.cbMipInterrupt.subscribe(on_interrupt)
-            h.cbMipImprovingSolution.subscribe(on_interrupt)
+            def on_improving(event) -> None:
+                out = event.data_out
+                if on_incumbent is not None and state["error"] is None:
+                    sol = np.asarray(out.mip_solution, dtype=np.float64)
+                    if sol.size >= model.n_vars:
+                        try:
+                            on_incumbent(sol[: model.n_vars], float(out.objective_function_value),
+                                         float(out.running_time))
+                        except Exception as exc:  # re-raised after the run
+                            state["error"] = exc
+                            event.interrupt()
+                            return
+                check(event)
 
-        if options.threads is not None:
-            # HiGHS keeps one global thread scheduler per process: a solve that asks for another thread count
-            # than the first solve of the process fails ("scheduler already initialized") unless it is reset.
-            highspy.Highs.resetGlobalScheduler(True)
+            if rules:
+                h.cbMipInterrupt.subscribe(check)
+            h.cbMipImprovingSolution.subscribe(on_improving)
+
         start = time.perf_counter()
         run_status = h.run()
         elapsed = time.perf_counter() - start
+        if state["error"] is not None:
+            raise state["error"]
         if run_status == highspy.HighsStatus.kError:
-            return self.result(Status.ERROR, model, time_s=elapsed, message="HiGHS returned an error status")
+            return NativeRun(Status.ERROR, time_s=elapsed, message="HiGHS returned an error status")
         ms = h.getModelStatus()
         info = h.getInfo()
-        MS = highspy.HighsModelStatus
         has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
-        x = np.asarray(h.getSolution().col_value, dtype=np.float64) if has_sol else None
-        nodes = max(0, int(getattr(info, "mip_node_count", 0) or 0))  # HiGHS reports -1 for an LP
-        objective = float(info.objective_function_value) if has_sol else math.nan
-        bound = float(info.mip_dual_bound) if model.is_mip else math.nan
-        if not math.isfinite(bound) or abs(bound) >= 1e30:
-            bound = math.nan
-        message = h.modelStatusToString(ms)
-        if ms == MS.kOptimal:
-            status = Status.OPTIMAL
-        elif ms == MS.kInfeasible:
-            status = Status.INFEASIBLE
-            if options.cutoff is not None:
-                message = "no solution better than the objective cutoff"
-        elif ms in (MS.kUnbounded, MS.kUnboundedOrInfeasible):
-            status = Status.UNBOUNDED if ms == MS.kUnbounded or not model.is_mip else Status.INFEASIBLE
-            if ms == MS.kUnboundedOrInfeasible:
-                status = self._resolve_unbounded_or_infeasible(model, options)
-        elif ms == MS.kObjectiveBound:
-            # No solution better than the cutoff exists.
-            status = Status.FEASIBLE if has_sol else Status.INFEASIBLE
-            message = "no solution better than the objective cutoff"
-        elif ms in (MS.kTimeLimit, MS.kIterationLimit, MS.kSolutionLimit, MS.kInterrupt, MS.kObjectiveTarget):
-            status = Status.FEASIBLE if has_sol else Status.TIME_LIMIT
-            if stopped["flag"]:
-                message = "stopped early by the stop rule"
-                # The bound that triggered the stop is the proof a decision query needs; HiGHS'
-                # final info may not carry it after an interrupt (it can be +/-inf: no open node).
-                if math.isnan(bound):
-                    bound = stopped["progress"].bound
-        else:
-            status = Status.ERROR
-        if not status.has_solution:  # e.g. the feasible point HiGHS keeps for an unbounded LP
-            x, objective = None, math.nan
-        return self.result(status, model, x=x, objective=objective, bound=bound, time_s=elapsed, nodes=nodes, message=message)
-
-    @staticmethod
-    def _resolve_unbounded_or_infeasible(model: MILP, options: SolveOptions) -> Status:
-        """HiGHS' presolve may not tell unbounded from infeasible; a zero objective tells feasibility."""
-        probe = MILP(
-            np.zeros(model.n_vars), model.A, model.row_lower, model.row_upper, model.col_lower,
-            model.col_upper, model.integrality, model.sense,
+        solution = h.getSolution() if has_sol else None
+        return NativeRun(
+            status=ms.name,
+            x=np.asarray(solution.col_value, dtype=np.float64) if has_sol else None,
+            objective=float(info.objective_function_value) if has_sol else math.nan,
+            bound=float(info.mip_dual_bound) if model.is_mip else math.nan,
+            time_s=elapsed,
+            nodes=max(0, int(getattr(info, "mip_node_count", 0) or 0)),  # HiGHS reports -1 for an LP
+            message=h.modelStatusToString(ms),
+            stopped=state["stopped"],
+            row_dual=(np.asarray(solution.row_dual, dtype=np.float64)[: model.n_rows]
+                      if has_sol and not model.is_mip and solution.dual_valid else None),
         )
-        h = to_highs(probe)
+
+    def probe(self, model: MILP, options: SolveOptions) -> Status:
+        """HiGHS' presolve may not tell unbounded from infeasible; the zero-objective copy, presolve off, does."""
+        import highspy
+
+        h = to_highs(model)
         h.setOptionValue("presolve", "off")  # presolve is what could not tell the two apart
         if options.time_limit is not None:
             h.setOptionValue("time_limit", float(options.time_limit))
         h.run()
-        import highspy
+        if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+            return Status.INFEASIBLE
+        return Status.FEASIBLE
 
-        return Status.INFEASIBLE if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible else Status.UNBOUNDED
+    def lp_session(self, model: MILP, options: SolveOptions | None = None) -> HighsLPSession:
+        """A warm-started :class:`HighsLPSession` over ``model``'s rows and bounds (integrality dropped)."""
+        self.require()
+        return HighsLPSession(model, options)

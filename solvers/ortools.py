@@ -26,14 +26,8 @@ import numpy as np
 
 from optprune.errors import CapabilityError, InvalidParameterError
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import (
-    native_stdout_to_stderr,
-    solver_boundary,
-    warn_unsupported,
-    with_cutoff_row,
-    zero_objective,
-)
-from optprune.solvers.base import TOLERANCES, BackendBase, SolveOptions, SolveResult, Status
+from optprune.solvers._common import warn_unsupported, zero_objective
+from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, SolveOptions, Status
 
 __all__ = ["OrtoolsBackend", "to_mpmodel_proto", "tolerance_params", "MIP_SOLVERS", "LP_SOLVERS"]
 
@@ -100,23 +94,25 @@ def tolerance_params(sub: str, options: SolveOptions) -> tuple[list[str], frozen
     return lines, frozenset({"mip_gap"})
 
 
+_CODE_NAMES = {0: "optimal", 1: "feasible", 2: "infeasible", 3: "unbounded", 4: "abnormal", 5: "model invalid",
+               6: "not solved"}  # pywraplp.Solver's result codes
+
+
 class OrtoolsBackend(BackendBase):
     name = "ortools"
     package = "ortools"
     extra = "ortools"
     supported_tolerances = frozenset(TOLERANCES)  # with the default MIP sub-solver, SCIP
+    STATUS_MAP = {
+        "optimal": Status.OPTIMAL,
+        "feasible": Status.FEASIBLE,
+        "infeasible": Status.INFEASIBLE,
+        "unbounded": Status.UNBOUNDED,
+        "not solved": Status.TIME_LIMIT,  # with a time limit; without one it is an ERROR
+    }
 
     def tolerances_for(self, model: MILP, options: SolveOptions) -> frozenset[str]:
         return tolerance_params(self._sub_solver(model, options), options)[1]
-
-    def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
-        self.require()
-        self.check_model(model)
-        if model.n_vars == 0:
-            return self.solve_empty(model, options)
-        sub = self._sub_solver(model, options)
-        with solver_boundary(self.name), native_stdout_to_stderr():
-            return self._solve(model, options, sub)
 
     @staticmethod
     def _sub_solver(model: MILP, options: SolveOptions) -> str:
@@ -133,19 +129,14 @@ class OrtoolsBackend(BackendBase):
             )
         return sub
 
-    def _solve(self, model: MILP, options: SolveOptions, sub: str) -> SolveResult:
+    def run_native(self, model: MILP, built: MILP, options: SolveOptions) -> NativeRun:
         from ortools.linear_solver import pywraplp
 
+        sub = self._sub_solver(model, options)
         for key in options.extra:
             if key not in ("ortools_solver", "ortools_params"):
                 warn_unsupported(self.name, f"extra[{key!r}]", "known keys: 'ortools_solver', 'ortools_params'")
-        if options.target is not None:
-            warn_unsupported(self.name, "target", "MPSolver has no Python callbacks")
-        if options.stop_rule is not None:
-            warn_unsupported(self.name, "stop_rule", "MPSolver has no Python callbacks")
         self.warn_unsupported_tolerances(model, options, tolerance_params(sub, options)[1])
-        built = model if options.cutoff is None else with_cutoff_row(model, options.cutoff)
-
         solver, params = self._make_solver(built, options, sub)
         start = time.perf_counter()
         code = solver.Solve(params)
@@ -153,40 +144,26 @@ class OrtoolsBackend(BackendBase):
 
         S = pywraplp.Solver
         has_sol = code in (S.OPTIMAL, S.FEASIBLE)
-        x = np.array([v.solution_value() for v in solver.variables()], dtype=np.float64) if has_sol else None
-        objective = float(solver.Objective().Value()) if has_sol else math.nan
-        bound = math.nan
-        nodes = 0
-        if model.is_mip:
-            bound = float(solver.Objective().BestBound())
-            nodes = int(solver.nodes())
-        if not math.isfinite(bound) or abs(bound) >= 1e30:
-            bound = math.nan
-        message = f"{sub}: " + {
-            S.OPTIMAL: "optimal", S.FEASIBLE: "feasible", S.INFEASIBLE: "infeasible", S.UNBOUNDED: "unbounded",
-            S.ABNORMAL: "abnormal", S.MODEL_INVALID: "model invalid", S.NOT_SOLVED: "not solved",
-        }.get(code, str(code))
-        if code == S.OPTIMAL:
-            status = Status.OPTIMAL
-        elif code == S.FEASIBLE:
-            status = Status.FEASIBLE
-        elif code == S.INFEASIBLE:
-            status = Status.INFEASIBLE
-            if options.cutoff is not None:
-                message = f"{sub}: no solution better than the objective cutoff"
-            elif np.any(model.c) and self._feasible(model, options, sub):
-                status = Status.UNBOUNDED
-                message = f"{sub}: unbounded (reported infeasible; the zero-objective copy is feasible)"
-        elif code == S.UNBOUNDED:
-            status = Status.UNBOUNDED
-        elif code == S.NOT_SOLVED and options.time_limit is not None:
-            status = Status.TIME_LIMIT
-        else:
-            status = Status.ERROR
-        if status in (Status.INFEASIBLE, Status.UNBOUNDED):
-            x, objective, bound = None, math.nan, math.nan
-        return self.result(status, model, x=x, objective=objective, bound=bound, time_s=elapsed, nodes=nodes,
-                           message=message)
+        name = _CODE_NAMES.get(code, str(code))
+        if code == S.NOT_SOLVED and options.time_limit is None:
+            name = "not solved (no time limit)"
+        return NativeRun(
+            status=name,
+            x=np.array([v.solution_value() for v in solver.variables()], dtype=np.float64)[: model.n_vars]
+            if has_sol else None,
+            objective=float(solver.Objective().Value()) if has_sol else math.nan,
+            bound=float(solver.Objective().BestBound()) if model.is_mip else math.nan,
+            nodes=int(solver.nodes()) if model.is_mip else 0,
+            time_s=elapsed, message=f"{sub}: {name}", prefix=f"{sub}: ",
+        )
+
+    def refine_status(self, model: MILP, options: SolveOptions, run: NativeRun, status: Status,
+                      message: str) -> tuple[Status, str]:
+        """Some sub-solvers report an unbounded model as infeasible: a feasible zero-objective copy means UNBOUNDED."""
+        if status == Status.INFEASIBLE and options.cutoff is None and np.any(model.c) and \
+                self.probe(zero_objective(model), options) == Status.FEASIBLE:
+            return Status.UNBOUNDED, f"{run.prefix}unbounded (reported infeasible; the zero-objective copy is feasible)"
+        return status, message
 
     def _make_solver(self, model: MILP, options: SolveOptions, sub: str):
         from ortools.linear_solver import pywraplp
@@ -221,8 +198,11 @@ class OrtoolsBackend(BackendBase):
                 params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, float(options.mip_gap))
         return solver, params
 
-    def _feasible(self, model: MILP, options: SolveOptions, sub: str) -> bool:
+    def probe(self, model: MILP, options: SolveOptions) -> Status:
         from ortools.linear_solver import pywraplp
 
-        solver, params = self._make_solver(zero_objective(model), options, sub)
-        return solver.Solve(params) in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE)
+        solver, params = self._make_solver(model, options, self._sub_solver(model, options))
+        code = solver.Solve(params)
+        if code in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+            return Status.FEASIBLE
+        return Status.INFEASIBLE if code == pywraplp.Solver.INFEASIBLE else Status.ERROR

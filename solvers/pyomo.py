@@ -41,14 +41,8 @@ import numpy as np
 
 from optprune.errors import SolverNotAvailableError
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import (
-    native_stdout_to_stderr,
-    resolve_infeasible_or_unbounded,
-    solver_boundary,
-    warn_unsupported,
-    with_cutoff_row,
-)
-from optprune.solvers.base import TOLERANCES, BackendBase, SolveOptions, SolveResult, Status
+from optprune.solvers._common import warn_unsupported
+from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, Outcome, SolveOptions, SolveResult, Status
 
 __all__ = ["PyomoBackend", "to_pyomo", "DEFAULT_SOLVER"]
 
@@ -84,11 +78,11 @@ def _family(solver_name: str) -> str | None:
     return next((f for f in (solver_name, *solver_name.split("_")) if f in _NATIVE_OPTIONS), None)
 
 
-_OPTIMAL = {"optimal", "globallyOptimal", "locallyOptimal"}
-_LIMITS = {
+_OPTIMAL = ("optimal", "globallyOptimal", "locallyOptimal")
+_LIMITS = (
     "maxTimeLimit", "maxIterations", "maxEvaluations", "userInterrupt", "resourceInterrupt",
     "minFunctionValue", "minStepLength", "licensingProblems", "other", "intermediateNonInteger",
-}
+)
 
 
 def to_pyomo(model: MILP):
@@ -147,22 +141,25 @@ class PyomoBackend(BackendBase):
     package = "pyomo"
     extra = "pyomo"
     supported_tolerances = frozenset(TOLERANCES)  # with the default solver, appsi_highs
+    STATUS_MAP = {
+        **{name: Status.OPTIMAL for name in _OPTIMAL},
+        "feasible": Status.FEASIBLE,
+        "infeasible": Status.INFEASIBLE,
+        "unbounded": Status.UNBOUNDED,
+        "infeasibleOrUnbounded": Outcome.INFEASIBLE_OR_UNBOUNDED,
+        **{name: Outcome.LIMIT for name in _LIMITS},
+    }
 
     @property
     def distribution(self) -> str:
         return "pyomo"
 
-    def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
-        self.require()
-        self.check_model(model)
-        if model.n_vars == 0:
-            return self.solve_empty(model, options)
-        solver_name = str(options.extra.get("pyomo_solver", DEFAULT_SOLVER))
+    def precheck(self, model: MILP, options: SolveOptions) -> SolveResult | None:
         empty = self._violated_empty_row(model)
-        if empty is not None:
-            return self.result(Status.INFEASIBLE, model, message=f"{solver_name}: {empty}")
-        with solver_boundary(self.name), native_stdout_to_stderr():
-            return self._solve(model, options, solver_name)
+        if empty is None:
+            return None
+        solver_name = str(options.extra.get("pyomo_solver", DEFAULT_SOLVER))
+        return self.result(Status.INFEASIBLE, model, message=f"{solver_name}: {empty}")
 
     @staticmethod
     def _violated_empty_row(model: MILP) -> str | None:
@@ -221,9 +218,6 @@ class PyomoBackend(BackendBase):
                                  and option != "feasibility_tol"):
                 warn_unsupported(self.name, option, f"no known way to pass it to Pyomo solver {solver_name!r}")
         native.update(dict(options.extra.get("pyomo_options", {})))  # the user's options win
-        for option in ("target", "stop_rule"):
-            if getattr(options, option) is not None:
-                warn_unsupported(self.name, option, "Pyomo has no solver-neutral way to pass it")
         for key in options.extra:
             if key not in ("pyomo_solver", "pyomo_options"):
                 warn_unsupported(self.name, f"extra[{key!r}]", "known keys: 'pyomo_solver', 'pyomo_options'")
@@ -253,37 +247,18 @@ class PyomoBackend(BackendBase):
         bound = float(side) if side is not None else math.nan
         return termination, values, bound, elapsed
 
-    def _solve(self, model: MILP, options: SolveOptions, solver_name: str) -> SolveResult:
-        built = model if options.cutoff is None else with_cutoff_row(model, options.cutoff)
+    def run_native(self, model: MILP, built: MILP, options: SolveOptions) -> NativeRun:
+        solver_name = str(options.extra.get("pyomo_solver", DEFAULT_SOLVER))
         termination, x, bound, elapsed = self._run(built, options, solver_name)
-        if not math.isfinite(bound):
+        if x is None:
             bound = math.nan
-        message = f"{solver_name}: {termination}"
-        if termination in _OPTIMAL:
-            status = Status.OPTIMAL
-        elif termination == "feasible":
-            status = Status.FEASIBLE if x is not None else Status.ERROR
-        elif termination == "infeasible":
-            status = Status.INFEASIBLE
-            if options.cutoff is not None:
-                message = f"{solver_name}: no solution better than the objective cutoff"
-        elif termination == "unbounded":
-            status = Status.UNBOUNDED
-        elif termination == "infeasibleOrUnbounded":
-            quiet = SolveOptions(time_limit=options.time_limit, extra={"pyomo_solver": solver_name})
-            status = resolve_infeasible_or_unbounded(lambda probe: self._probe(probe, quiet, solver_name), model)
-        elif termination in _LIMITS:
-            status = Status.FEASIBLE if x is not None else Status.TIME_LIMIT
-        else:
-            status = Status.ERROR
-        if status == Status.OPTIMAL and x is None:
-            status, message = Status.ERROR, f"{solver_name}: reported optimal but returned no solution"
-        if not status.has_solution:
-            x, bound = None, math.nan
-        return self.result(status, model, x=x, bound=bound, time_s=elapsed, message=message)
+        return NativeRun(status=termination, x=x, bound=bound, time_s=elapsed,
+                         message=f"{solver_name}: {termination}", prefix=f"{solver_name}: ")
 
-    def _probe(self, probe: MILP, options: SolveOptions, solver_name: str) -> Status:
-        termination, x, _, _ = self._run(probe, options, solver_name)
+    def probe(self, model: MILP, options: SolveOptions) -> Status:
+        solver_name = str(options.extra.get("pyomo_solver", DEFAULT_SOLVER))
+        quiet = SolveOptions(time_limit=options.time_limit, extra={"pyomo_solver": solver_name})
+        termination, x, _, _ = self._run(model, quiet, solver_name)
         if termination == "infeasible":
             return Status.INFEASIBLE
         return Status.FEASIBLE if x is not None else Status.ERROR

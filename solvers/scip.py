@@ -8,8 +8,10 @@ expression is made from its CSR slice in a single ``Expr`` constructor call
 ``addConss`` call.
 
 Early stop (``target``, ``stop_rule``) uses an event handler on
-BESTSOLFOUND and DUALBOUNDIMPROVED that calls ``interruptSolve``; the
-objective cutoff uses ``setObjlimit``. SCIP's statuses map as follows:
+BESTSOLFOUND and DUALBOUNDIMPROVED that calls ``interruptSolve``; the same
+handler passes incumbents to ``on_incumbent``. A MIP start goes in with
+``addSol``; the objective cutoff uses ``setObjlimit``. SCIP's statuses map
+(:attr:`ScipBackend.STATUS_MAP`) as follows:
 optimal and gaplimit -> OPTIMAL; infeasible -> INFEASIBLE; unbounded ->
 UNBOUNDED; inforunbd -> re-solved with a zero objective to tell the two
 apart; every limit and user interrupt -> FEASIBLE with a solution, else
@@ -24,21 +26,15 @@ import time
 import numpy as np
 
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import (
-    native_stdout_to_stderr,
-    resolve_infeasible_or_unbounded,
-    solver_boundary,
-    stop_rules,
-    warn_unsupported,
-)
-from optprune.solvers.base import TOLERANCES, BackendBase, Progress, SolveOptions, SolveResult, Status
+from optprune.solvers._common import stop_rules, warn_unsupported
+from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, Outcome, Progress, SolveOptions, Status
 
 __all__ = ["ScipBackend", "to_scip", "scip_params"]
 
-_LIMIT_STATUSES = {
+_LIMIT_STATUSES = (
     "timelimit", "nodelimit", "totalnodelimit", "stallnodelimit", "sollimit", "bestsollimit",
     "userinterrupt", "memlimit", "restartlimit", "primallimit", "duallimit",
-}
+)
 
 
 def to_scip(model: MILP, *, verbose: bool = False):
@@ -117,21 +113,24 @@ class ScipBackend(BackendBase):
     package = "pyscipopt"
     extra = "scip"
     supports_callbacks = True
+    supports_incumbent_callback = True
+    supports_start = True
+    native_cutoff = True  # setObjlimit
     supported_tolerances = frozenset(TOLERANCES)
+    STATUS_MAP = {
+        "optimal": Status.OPTIMAL,
+        "gaplimit": Status.OPTIMAL,
+        "infeasible": Status.INFEASIBLE,
+        "unbounded": Status.UNBOUNDED,
+        "inforunbd": Outcome.INFEASIBLE_OR_UNBOUNDED,
+        **{name: Outcome.LIMIT for name in _LIMIT_STATUSES},
+    }
 
     @property
     def distribution(self) -> str:
         return "PySCIPOpt"
 
-    def solve(self, model: MILP, options: SolveOptions) -> SolveResult:
-        self.require()
-        self.check_model(model)
-        if model.n_vars == 0:
-            return self.solve_empty(model, options)
-        with solver_boundary(self.name), native_stdout_to_stderr():
-            return self._solve(model, options)
-
-    def _solve(self, model: MILP, options: SolveOptions) -> SolveResult:
+    def run_native(self, model: MILP, built: MILP, options: SolveOptions) -> NativeRun:
         scip, variables = to_scip(model, verbose=options.verbose)
         for key, value in scip_params(options).items():
             scip.setParam(key, value)
@@ -144,12 +143,17 @@ class ScipBackend(BackendBase):
                 scip.setParam(key, value)
             else:
                 warn_unsupported(self.name, f"extra[{key!r}]", "SCIP parameters look like 'limits/nodes'")
+        if options.start is not None:
+            sol = scip.createSol()
+            for var, value in zip(variables.tolist(), options.start.tolist(), strict=True):
+                scip.setSolVal(sol, var, value)
+            scip.addSol(sol, free=True)  # SCIP checks it; an infeasible start is dropped
 
         rules = stop_rules(options, model.sense)
         handler = None
-        if rules:
-            handler = _make_stop_handler_class()(rules, model.sense)
-            scip.includeEventhdlr(handler, "optprune_stop", "early stop for target / stop_rule")
+        if rules or options.on_incumbent is not None:
+            handler = _make_stop_handler_class()(rules, model.sense, options.on_incumbent, variables)
+            scip.includeEventhdlr(handler, "optprune_stop", "early stop for target / stop_rule, incumbents")
 
         start = time.perf_counter()
         scip.optimize()
@@ -157,48 +161,26 @@ class ScipBackend(BackendBase):
         if handler is not None and handler.error is not None:
             raise handler.error
 
-        raw = scip.getStatus()
-        has_sol = scip.getNSols() > 0
-        x = None
-        objective = math.nan
-        if has_sol:
+        x, objective = None, math.nan
+        if scip.getNSols() > 0:
             best = scip.getBestSol()
             x = np.array([scip.getSolVal(best, v) for v in variables], dtype=np.float64)
             objective = float(scip.getSolObjVal(best))
+        # SCIP's "solution" of an unbounded model sits at its infinity (1e20): the lifecycle drops it.
+        stopped = handler.progress if handler is not None and handler.stopped else None
         bound = float(scip.getDualbound())
-        if not math.isfinite(bound) or abs(bound) >= scip.infinity():
+        if abs(bound) >= scip.infinity():
             bound = math.nan
-        nodes = int(scip.getNTotalNodes())
-        message = raw
-        if raw in ("optimal", "gaplimit"):
-            status = Status.OPTIMAL
-        elif raw == "infeasible":
-            status = Status.INFEASIBLE
-            if options.cutoff is not None:
-                message = "no solution better than the objective cutoff"
-        elif raw == "unbounded":
-            status = Status.UNBOUNDED
-        elif raw == "inforunbd":
-            status = resolve_infeasible_or_unbounded(lambda probe: self._probe(probe, options), model)
-        elif raw in _LIMIT_STATUSES:
-            status = Status.FEASIBLE if has_sol else Status.TIME_LIMIT
-            if handler is not None and handler.stopped:
-                message = "stopped early by the stop rule"
-        else:
-            status = Status.ERROR
-        if status in (Status.INFEASIBLE, Status.UNBOUNDED):
-            # SCIP's "solution" of an unbounded model sits at its infinity (1e20): not a solution.
-            x, objective, bound = None, math.nan, math.nan
-        return self.result(status, model, x=x, objective=objective, bound=bound, time_s=elapsed, nodes=nodes, message=message)
+        return NativeRun(status=scip.getStatus(), x=x, objective=objective, bound=bound,
+                         time_s=elapsed, nodes=int(scip.getNTotalNodes()), stopped=stopped)
 
-    def _probe(self, probe: MILP, options: SolveOptions) -> Status:
-        scip, _ = to_scip(probe)
+    def probe(self, model: MILP, options: SolveOptions) -> Status:
+        scip, _ = to_scip(model)
         if options.time_limit is not None:
             scip.setParam("limits/time", float(options.time_limit))
         scip.setPresolving(_presolve_off())
         scip.optimize()
-        raw = scip.getStatus()
-        if raw == "infeasible":
+        if scip.getStatus() == "infeasible":
             return Status.INFEASIBLE
         return Status.FEASIBLE if scip.getNSols() > 0 else Status.ERROR
 
@@ -213,12 +195,15 @@ def _make_stop_handler_class():
     from pyscipopt import SCIP_EVENTTYPE, Eventhdlr
 
     class StopHandler(Eventhdlr):
-        """Interrupts SCIP when any rule holds for (incumbent, dual bound, time)."""
+        """Interrupts SCIP when any rule holds for (incumbent, dual bound, time); passes incumbents on."""
 
-        def __init__(self, rules, sense: Sense) -> None:
+        def __init__(self, rules, sense: Sense, on_incumbent=None, variables=None) -> None:
             self.rules = rules
             self.sense = sense
+            self.on_incumbent = on_incumbent
+            self.variables = variables
             self.stopped = False
+            self.progress: Progress | None = None
             self.error: BaseException | None = None
             self._events = SCIP_EVENTTYPE.BESTSOLFOUND | SCIP_EVENTTYPE.DUALBOUNDIMPROVED
 
@@ -237,12 +222,17 @@ def _make_stop_handler_class():
                 dual = math.copysign(math.inf, dual)
             progress = Progress(primal=float(primal), bound=float(dual), time_s=float(scip.getSolvingTime()))
             try:
+                if self.on_incumbent is not None and event.getType() == SCIP_EVENTTYPE.BESTSOLFOUND:
+                    best = scip.getBestSol()
+                    x = np.array([scip.getSolVal(best, v) for v in self.variables], dtype=np.float64)
+                    self.on_incumbent(x, float(scip.getSolObjVal(best)), progress.time_s)
                 hit = any(rule(progress) for rule in self.rules)
             except Exception as exc:  # a user rule failed: stop and re-raise after optimize()
                 self.error = exc
                 hit = True
             if hit and not self.stopped:
                 self.stopped = True
+                self.progress = progress
                 scip.interruptSolve()
 
     return StopHandler

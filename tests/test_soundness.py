@@ -18,8 +18,7 @@ from scipy.optimize import linprog
 from test_relu_milp import brute_force_max, tiny_net
 
 from optprune.attack import pgd_attack
-from optprune.bounds import compute_bounds, linear_upper_bound
-from optprune.formulations.relu_milp import safe_lp_lower_bound
+from optprune.bounds import compute_bounds, linear_upper_bound, safe_lp_lower_bound
 from optprune.milp import MILP, Sense
 from optprune.network import AffineLayer, Network
 from optprune.solvers import backend_names, registry
