@@ -16,6 +16,7 @@ from optprune.pruning import (
     dependency_groups,
     mask_model,
     masked,
+    parameters_after,
 )
 from optprune.scoring import input_means
 from tests.test_pruning_graph import Residual, TinyTransformer, TwoBranchCat, cnn, mlp
@@ -76,6 +77,8 @@ def test_pruned_model_equals_masked_original(case: str, seed: int) -> None:
         with masked(model, groups, decision.masks()) as hooked:
             torch.testing.assert_close(hooked(x), reference(x), rtol=1e-5, atol=1e-5)
     assert count_parameters(small) <= count_parameters(model)
+    # counted from the widths alone, the parameters are those of the model actually built
+    assert parameters_after(model, groups, decision.new_widths) == count_parameters(small)
     # the smaller model's groups have the decided widths and it can be pruned again
     new_groups = {g.name: g.width for g in dependency_groups(small, shape)[0]}
     for name, width in decision.new_widths.items():
@@ -167,6 +170,18 @@ def test_compensation_creates_missing_bias() -> None:
     small = apply_decision(model, decision, compensation={"2": np.array([1.0, 2.0, 3.0, 4.0])})
     expected = model[2].weight.detach()[:, [2, 3]] @ torch.tensor([3.0, 4.0])
     torch.testing.assert_close(small[2].bias.detach(), expected)
+    groups, _ = dependency_groups(model, (3,))
+    compensation = {"2": np.array([1.0, 2.0, 3.0, 4.0])}
+    assert parameters_after(model, groups, decision.new_widths, compensation) == count_parameters(small) == 3 * 2 + 2 + 2 * 2 + 2
+
+
+def test_parameters_after_refuses_impossible_widths() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    groups, _ = dependency_groups(model, (3,))
+    with pytest.raises(ShapeMismatchError, match="group '0' of width 4 cannot keep 0 units; allowed 1..4"):
+        parameters_after(model, groups, {"0": 0})
+    with pytest.raises(ShapeMismatchError, match="widths name group 'nope'"):
+        parameters_after(model, groups, {"nope": 1})
 
 
 def test_decision_json_roundtrip_and_replay(tmp_path) -> None:

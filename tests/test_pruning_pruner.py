@@ -72,11 +72,27 @@ def test_constructor_only_stores_parameters() -> None:
         ({"scorer": "nope"}, r"parameter 'scorer' must be one of .*magnitude.* or a Scorer instance; got 'nope'"),
         ({"input_shape": (0, 4)}, r"parameter 'input_shape' must be a tuple of positive ints or None"),
         ({"compensate": "yes"}, r"parameter 'compensate' must be an instance of bool; got 'yes'"),
+        ({"ratio": float("nan")}, r"Pruner: parameter 'ratio' must be a float in \[0.0, 1.0\); got nan"),
+        ({"ratio": np.float64("nan")}, r"Pruner: parameter 'ratio' must be a float in \[0.0, 1.0\); got "),
     ],
 )
 def test_fit_validates_parameters(params, message) -> None:
     with pytest.raises(InvalidParameterError, match=message):
         Pruner(**params).fit(mlp(), data())
+
+
+def test_fit_counts_parameters_from_widths_without_building_a_model(monkeypatch) -> None:
+    import optprune.pruning._apply as apply_module
+    import optprune.pruning._pruner as pruner_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("fit must not build a pruned copy to count its parameters")
+
+    monkeypatch.setattr(pruner_module, "apply_decision", refuse)
+    monkeypatch.setattr(apply_module.copy, "deepcopy", refuse)
+    p = Pruner(FixedScorer(FIXED), ratio=0.5).fit(mlp())
+    # widths 5 and 3: 16*5 + 5 + 5*3 + 3 + 3*3 + 3
+    assert p.n_params_after_ == 16 * 5 + 5 + 5 * 3 + 3 + 3 * 3 + 3
 
 
 def test_not_fitted() -> None:
@@ -201,7 +217,9 @@ def test_finetune_recovers_and_is_deterministic() -> None:
 
 
 def test_finetune_validates() -> None:
-    with pytest.raises(InvalidParameterError, match=r"alpha must be a float in \[0.0, 1.0\]; got 1.5"):
+    with pytest.raises(InvalidParameterError, match=r"finetune: parameter 'alpha' must be a float in \[0.0, 1.0\]; got 1.5"):
         finetune(mlp(), data(), alpha=1.5)
-    with pytest.raises(InvalidParameterError, match="epochs must be a int"):
+    with pytest.raises(InvalidParameterError, match=r"parameter 'epochs' must be an int in \[0, inf\]; got -1"):
         finetune(mlp(), data(), epochs=-1)
+    with pytest.raises(InvalidParameterError, match="parameter 'lr' must be a finite float .*; got nan"):
+        finetune(mlp(), data(), lr=float("nan"))

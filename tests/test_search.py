@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from _structure_brute import brute_force
 
 from optprune.errors import InfeasibleBudgetError, InvalidParameterError
 from optprune.search import (
@@ -14,7 +15,6 @@ from optprune.search import (
     SearchProblem,
     Table,
     WidthGroup,
-    brute_force,
     build_search_milp,
     chain_layers,
     global_threshold_widths,
@@ -195,6 +195,21 @@ def test_kept_units_are_the_top_scores() -> None:
     k = r.widths["h"]
     assert r.kept["h"].tolist() == sorted(np.argsort(-scores["h"])[:k].tolist())
     assert r.objective == pytest.approx(np.sort(scores["h"])[::-1][:k].sum())
+
+
+def test_search_widths_takes_layers_by_keyword_and_the_old_name_with_a_warning() -> None:
+    scores = {"h": np.array([0.1, 5.0, 0.3, 4.0, 2.0, 0.0])}
+    layers = chain_layers(["h"], 3, 2)
+    new = search_widths(scores, layers=layers, budgets={"params": 0.55})
+    with pytest.warns(DeprecationWarning, match=r"search_widths\(resources=...\) is deprecated; use search_widths\(layers=...\)"):
+        old = search_widths(scores, resources=layers, budgets={"params": 0.55})
+    assert old.widths == new.widths
+    with pytest.raises(InvalidParameterError, match="give 'layers' only"):
+        search_widths(scores, layers, {"params": 0.5}, resources=layers)
+    with pytest.raises(InvalidParameterError, match="parameter 'layers' is required"):
+        search_widths(scores, budgets={"params": 0.5})
+    with pytest.raises(InvalidParameterError, match=r"parameter 'layers' as a mapping must be \{'input': n_in"):
+        search_widths(scores, {"inputs": 3, "output": 2}, {"params": 0.5})
 
 
 def test_baselines_meet_the_budget_and_never_beat_the_exact_search() -> None:

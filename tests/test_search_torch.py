@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from _structure_brute import brute_force
 from torch import nn
 
 from optprune.cli import main
 from optprune.io import save_torch_model
 from optprune.pruning import PruningDecision, apply_decision, count_parameters, dependency_groups
 from optprune.search import (
-    brute_force,
     latency_layers,
     magnitude_scores,
     measure_latency_tables,
@@ -23,7 +23,7 @@ from optprune.search import (
     solve_search,
     synthetic_problem,
 )
-from optprune.search._torch import module_specs
+from optprune.search._specs import module_specs
 from optprune.solvers import Status
 from optprune.training import make_digits_cnn, make_mlp
 

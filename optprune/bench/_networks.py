@@ -9,6 +9,13 @@ ONNX file, so a first run and a resumed run see the same weights.
 
 Accuracies are on the dataset's fixed held-out ``test`` fold
 (:mod:`optprune.data`); calibration and fine-tuning use its ``train`` fold.
+Pruning (structured and the unstructured baseline) lives in
+:mod:`optprune.pruning`; parameter counts of pruned variants are measured on
+the network read back from ONNX (nonzero weights and biases).
+
+The torch-facing modules (pruning, training, the torch readers) are imported
+inside the functions that need them: torch takes seconds to import, and a
+resumed run or a config check needs none of it.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from optprune.bench._config import BenchConfig, FinetuneSpec, NetworkSpec, Pruni
 from optprune.errors import DataNotFoundError, InvalidParameterError
 from optprune.network import Network
 
-__all__ = ["Variant", "resolve_network", "prepare_variants", "unstructured_keep_count"]
+__all__ = ["Variant", "resolve_network", "prepare_variants"]
 
 CACHE_VERSION = 1
 
@@ -136,81 +143,16 @@ def _shape(model, n_features: int) -> tuple[int, ...]:
 # ----------------------------------------------------------------------------- pruning
 
 
-def unstructured_keep_count(model, ratio: float, match: str, pruner_kwargs: dict) -> int:
-    """Weights that unstructured pruning keeps (biases are all kept).
-
-    ``match = "uniform"``: the parameter count of uniform structured pruning
-    (magnitude scores) at the same ``ratio``, minus the biases, so both prunings
-    keep the same number of parameters; ``"none"``: ``round((1 - ratio) W)``.
-    """
-    from torch import nn
-
-    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    n_weights = sum(int(w.numel()) for w in weights)
-    n_bias = sum(int(m.bias.numel()) for m in model.modules()
-                 if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None)
-    if match == "none":
-        return int(round((1.0 - ratio) * n_weights))
-    from optprune.pruning import Pruner
-
-    pruner = Pruner(scorer="magnitude", ratio=ratio, decision="uniform", **pruner_kwargs).fit(model)
-    return int(max(1, min(n_weights, pruner.n_params_after_ - n_bias)))
-
-
-def _unstructured_masks(model, keep: int) -> dict:
-    """Keep-masks of the ``keep`` largest-magnitude weights over all Linear/Conv2d layers (one global threshold).
-
-    Ties are broken by position (stable sort), so the masks are deterministic.
-    """
-    import torch
-    from torch import nn
-
-    mods = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    flat = torch.cat([m.weight.detach().abs().reshape(-1) for _, m in mods])
-    order = torch.argsort(flat, descending=True, stable=True)
-    mask = torch.zeros_like(flat)
-    mask[order[:keep]] = 1.0
-    out, start = {}, 0
-    for name, m in mods:
-        n = m.weight.numel()
-        out[name] = mask[start : start + n].reshape(m.weight.shape)
-        start += n
-    return out
-
-
-def _attach_masks(model, masks: dict) -> None:
-    """``torch.nn.utils.prune`` masks on the named modules, so fine-tuning keeps the pruned weights at zero."""
-    from torch.nn.utils import prune as tprune
-
-    for name, mask in masks.items():
-        tprune.custom_from_mask(model.get_submodule(name), "weight", mask)
-
-
-def _remove_masks(model) -> None:
-    from torch import nn
-    from torch.nn.utils import prune as tprune
-
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)) and tprune.is_pruned(m):
-            tprune.remove(m, "weight")
-
-
 def _prune(dense_model, spec: PruningSpec, ratio: float, calib, shape: tuple[int, ...]):
     """A pruned copy of ``dense_model`` and its decision metadata."""
-    import copy
-
     import torch
+
+    from optprune.pruning import Pruner, prune_unstructured
 
     torch.manual_seed(0)
     if spec.decision == "unstructured":
-        model = copy.deepcopy(dense_model)
-        keep = unstructured_keep_count(model, ratio, spec.match, {"input_shape": shape})
-        masks = _unstructured_masks(model, keep)
-        with torch.no_grad():
-            for name, mask in masks.items():
-                model.get_submodule(name).weight.mul_(mask)
+        model, masks, keep = prune_unstructured(dense_model, ratio, spec.match, input_shape=shape)
         return model, {"kept_weights": keep, "match": spec.match, "masks": masks}
-    from optprune.pruning import Pruner
 
     pruner = Pruner(
         scorer=spec.scorer, ratio=ratio, decision=spec.decision, normalizer=spec.normalizer,
@@ -405,11 +347,13 @@ def _pruned_variants(config, ft_spec: FinetuneSpec, dense: Variant, dense_model,
         if True in finetuned and metas[True] is None:
             import copy
 
+            from optprune.pruning import attach_masks, remove_masks
+
             model = copy.deepcopy(plain)
             if masks is not None:
-                _attach_masks(model, masks)
+                attach_masks(model, masks)
             how = _finetune(model, dense_model, (Xs, y_train), ft_spec)
-            _remove_masks(model)
+            remove_masks(model)
             metas[True] = cache.put(ids[True], model, shape, {**base_meta, "finetuned": True, "finetune": how,
                                                               "accuracy_before_finetune": metas[False]["accuracy"]},
                                     X_test, y_test)

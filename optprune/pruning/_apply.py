@@ -21,21 +21,19 @@ for zero padding only away from the border).
 from __future__ import annotations
 
 import copy
+import math
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from optprune.errors import ShapeMismatchError, UnsupportedLayerError
-from optprune.pruning._attention import MultiHeadSelfAttention
 from optprune.pruning._decision import PruningDecision
-from optprune.pruning._graph import Group, dependency_groups
-from optprune.pruning._units import param_axes
+from optprune.structure import Group, MultiHeadSelfAttention, dependency_groups, param_axes
 
-__all__ = ["apply_decision", "mask_model", "masked", "count_parameters"]
+__all__ = ["apply_decision", "mask_model", "count_parameters", "parameters_after"]
 
 Compensation = Mapping[str, np.ndarray | torch.Tensor]
 
@@ -43,6 +41,58 @@ Compensation = Mapping[str, np.ndarray | torch.Tensor]
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (weights and biases) of a torch model."""
     return int(sum(p.numel() for p in model.parameters()))
+
+
+def parameters_after(
+    model: nn.Module,
+    groups: Sequence[Group],
+    widths: Mapping[str, int],
+    compensation: Compensation | None = None,
+) -> int:
+    """Parameter count of the model :func:`apply_decision` would build, from the kept widths alone.
+
+    Each parameter's size along an axis a group member owns shrinks by
+    ``(width - kept) * factor``; nothing is copied or sliced. With
+    ``compensation`` a consumer without bias that loses inputs gains one (FLAP),
+    as :func:`apply_decision` does. ``widths`` maps group names to kept widths
+    (groups not named keep everything).
+    """
+    by_name = {g.name: g for g in groups}
+    shrink: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    losing_inputs: set[str] = set()
+    for name, kept in widths.items():
+        if name not in by_name:
+            raise ShapeMismatchError(f"widths name group {name!r}, which the model does not have; groups: {sorted(by_name)}")
+        group = by_name[name]
+        drop = group.width - int(kept)
+        if not 0 <= drop < group.width:
+            raise ShapeMismatchError(f"group {name!r} of width {group.width} cannot keep {kept} units; allowed 1..{group.width}")
+        if drop == 0:
+            continue
+        for member in group.members:
+            module = model.get_submodule(member.module)
+            for pname, axis in param_axes(module, member.role, member.module).items():
+                if isinstance(getattr(module, pname), nn.Parameter):
+                    shrink[(member.module, pname)][axis] += drop * member.factor
+            if member.role == "in":
+                losing_inputs.add(member.module)
+    total, seen = 0, set()
+    shapes: dict[tuple[str, str], list[int]] = {}
+    for module_name, module in model.named_modules():
+        for pname, param in module.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            shape = list(param.shape)
+            for axis, removed in shrink.get((module_name, pname), {}).items():
+                shape[axis] -= removed
+            shapes[(module_name, pname)] = shape
+            total += math.prod(shape)
+    if compensation is not None:
+        for module_name in losing_inputs & set(compensation):
+            if getattr(model.get_submodule(module_name), "bias", None) is None:
+                total += shapes[(module_name, "weight")][0]  # the bias compensation creates
+    return int(total)
 
 
 def _removed_indices(
@@ -173,63 +223,3 @@ def mask_model(
         with torch.no_grad():
             module.weight[:, cols] = 0.0
     return new
-
-
-@contextmanager
-def masked(
-    model: nn.Module,
-    groups: list[Group],
-    masks: Mapping[str, np.ndarray | torch.Tensor],
-    fill: Compensation | None = None,
-) -> Iterator[nn.Module]:
-    """Run ``model`` with units scaled by ``masks[group]`` at their consumers' inputs.
-
-    Inside the context, every consumer (``in`` member) of a masked group sees
-    ``x * m + (1 - m) * fill`` on the group's columns (``fill`` defaults to zero):
-    a 0/1 mask is the same as removing the units, without copying the model.
-    """
-    by_name = {g.name: g for g in groups}
-    scale: dict[str, torch.Tensor] = {}
-    shift: dict[str, torch.Tensor] = {}
-    for name, mask in masks.items():
-        if name not in by_name:
-            raise ShapeMismatchError(f"mask for unknown group {name!r}; groups: {sorted(by_name)}")
-        group = by_name[name]
-        m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask, dtype=torch.float32)
-        m = m.reshape(-1)
-        if m.numel() != group.width:
-            raise ShapeMismatchError(f"mask of group {name!r} has {m.numel()} entries, group width is {group.width}")
-        for member in group.members:
-            if member.role != "in":
-                continue
-            module = model.get_submodule(member.module)
-            n_in = module.weight.shape[1] * (module.groups if isinstance(module, nn.Conv2d) else 1)
-            vec = scale.setdefault(member.module, torch.ones(n_in))
-            cols = member.indices(torch.arange(group.width))
-            vec[cols] = m.repeat_interleave(member.factor)
-            if fill is not None and member.module in fill:
-                mean = torch.as_tensor(np.asarray(fill[member.module]), dtype=torch.float32).reshape(-1)
-                sh = shift.setdefault(member.module, torch.zeros(n_in))
-                sh[cols] = (1.0 - vec[cols]) * mean[cols]
-
-    handles = []
-
-    def make_hook(module_name: str, conv: bool):
-        def hook(module: nn.Module, args: tuple) -> tuple:
-            x = args[0]
-            shape = (1, -1, 1, 1) if conv else (-1,)
-            out = x * scale[module_name].to(x).view(shape)
-            if module_name in shift:
-                out = out + shift[module_name].to(x).view(shape)
-            return (out, *args[1:])
-
-        return hook
-
-    try:
-        for module_name in scale:
-            module = model.get_submodule(module_name)
-            handles.append(module.register_forward_pre_hook(make_hook(module_name, isinstance(module, nn.Conv2d))))
-        yield model
-    finally:
-        for h in handles:
-            h.remove()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from optprune.errors import InvalidParameterError, ShapeMismatchError
-from optprune.pruning._graph import Group
+from optprune.structure import Group
 
 __all__ = ["PruningDecision"]
 

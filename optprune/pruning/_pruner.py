@@ -8,12 +8,14 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from optprune._validation import InstanceOf, Interval, IsCallable, Options, ShapeLike, validate_params
 from optprune.errors import InvalidParameterError, NotFittedError
-from optprune.pruning._apply import apply_decision, count_parameters
+from optprune.pruning._apply import apply_decision, count_parameters, parameters_after
 from optprune.pruning._decision import PruningDecision
-from optprune.pruning._graph import Group, dependency_groups, infer_input_shape
-from optprune.pruning._params import InstanceOf, Interval, IsCallable, Options, ShapeLike, validate_params
 from optprune.pruning._select import global_keep, uniform_keep
+from optprune.scoring import NORMALIZERS, Scorer, as_batches, available_scorers, get_scorer, input_means, normalize
+from optprune.search._torch import search_decision  # the torch-facing part of the search (lazy in its package)
+from optprune.structure import Group, dependency_groups, infer_input_shape
 
 __all__ = ["Pruner", "DECISION_MODES"]
 
@@ -23,18 +25,14 @@ DecisionFn = Callable[[Mapping[str, np.ndarray], Sequence[Group], float], Mappin
 
 
 class _ScorerLike:
-    """A registered scorer name or a :class:`optprune.scoring.Scorer` instance."""
+    """A registered scorer name or a :class:`optprune.scoring.Scorer` instance (the registry read when checked)."""
 
     def accepts(self, value: Any) -> bool:
-        from optprune.scoring import Scorer, available_scorers
-
         if isinstance(value, Scorer):
             return True
         return isinstance(value, str) and value.lower().replace("-", "_") in available_scorers()
 
     def describe(self) -> str:
-        from optprune.scoring import available_scorers
-
         return f"one of {', '.join(available_scorers())} or a Scorer instance"
 
 
@@ -83,7 +81,7 @@ class Pruner:
         "scorer": [_ScorerLike()],
         "ratio": [Interval(float, 0.0, 1.0, closed="left")],
         "decision": [Options(DECISION_MODES), IsCallable()],
-        "normalizer": [Options(("auto", "zscore", "lamp", "mean", "none"))],
+        "normalizer": [Options(("auto", *NORMALIZERS))],
         "min_keep": [Interval(int, 1, None)],
         "scorer_kwargs": [InstanceOf((dict,)), None],
         "search_kwargs": [InstanceOf((dict,)), None],
@@ -130,19 +128,15 @@ class Pruner:
         return "Pruner(" + ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()) + ")"
 
     def _validate(self) -> None:
-        from optprune.scoring import Scorer
-
-        ratio = self.ratio
-        if isinstance(ratio, float) and ratio != ratio:  # NaN compares false with both ends of every interval
-            raise InvalidParameterError("Pruner: parameter 'ratio' must be a float in [0.0, 1.0); got nan")
         validate_params("Pruner", self.get_params(), self._parameter_constraints)
-        if isinstance(self.scorer, Scorer) and self.scorer_kwargs:
-            raise InvalidParameterError("Pruner: parameter 'scorer_kwargs' must be None when 'scorer' is an instance")
+        if isinstance(self.scorer, Scorer) and self.scorer_kwargs:  # a rule across two parameters
+            raise InvalidParameterError(
+                f"Pruner: parameter 'scorer_kwargs' must be None when 'scorer' is an instance; "
+                f"got {self.scorer_kwargs!r}"
+            )
 
     def fit(self, model: nn.Module, calibration: Any = None) -> Pruner:
         """Score ``model`` on ``calibration`` (``(X, y)``, ``X`` or batches) and decide what to keep."""
-        from optprune.scoring import as_batches, get_scorer, input_means, normalize
-
         self._validate()
         batches = as_batches(calibration)
         shape = self.input_shape or getattr(model, "input_shape", None)
@@ -187,9 +181,7 @@ class Pruner:
             self.compensation_ = None
         self.model_ = model
         self.n_params_before_ = count_parameters(model)
-        self.n_params_after_ = count_parameters(
-            apply_decision(model, decision, self.compensation_, groups=self.groups_)
-        )
+        self.n_params_after_ = parameters_after(model, self.groups_, self.widths_, self.compensation_)
         return self
 
     def _decide(self, model: nn.Module, prunable: list[Group]) -> Mapping | PruningDecision:
@@ -199,12 +191,6 @@ class Pruner:
             return uniform_keep(self.scores_, prunable, self.ratio, self.min_keep)
         if self.decision == "global":
             return global_keep(self.normalized_scores_, prunable, self.ratio, self.min_keep)
-        try:
-            from optprune.search import search_decision
-        except ImportError as exc:
-            raise InvalidParameterError(
-                f"Pruner: decision='search' needs optprune.search.search_decision, which is not importable ({exc})"
-            ) from exc
         kwargs = dict(self.search_kwargs or {})
         budgets = kwargs.pop("budgets", {"params": 1.0 - self.ratio})
         kwargs.setdefault("min_width", self.min_keep)

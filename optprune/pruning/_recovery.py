@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from optprune.errors import InvalidParameterError
+from optprune._validation import Interval, validate_params
+from optprune.training import fit_epochs, training_tensors
 
 __all__ = ["finetune", "distillation_loss"]
 
@@ -39,12 +40,15 @@ def distillation_loss(
     return (1.0 - alpha) * ce + alpha * t * t * kl
 
 
-def _check(name: str, value, low: float, high: float | None, kind: type, closed_high: bool = True) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or int(value) == value)
-    ok = ok and value >= low and (high is None or (value <= high if closed_high else value < high))
-    if not ok:
-        upper = "inf)" if high is None else (f"{high}]" if closed_high else f"{high})")
-        raise InvalidParameterError(f"finetune: {name} must be a {kind.__name__} in [{low}, {upper}; got {value!r}")
+_FINETUNE_CONSTRAINTS: dict[str, list] = {
+    "epochs": [Interval(int, 0, None)],
+    "alpha": [Interval(float, 0.0, 1.0)],
+    "temperature": [Interval(float, 1e-6, None, finite=True)],
+    "lr": [Interval(float, 1e-12, None, finite=True)],
+    "batch_size": [Interval(int, 1, None)],
+    "weight_decay": [Interval(float, 0.0, None, finite=True)],
+    "seed": [Interval(int, 0, None)],
+}
 
 
 def finetune(
@@ -70,13 +74,9 @@ def finetune(
     :func:`distillation_loss` with weight ``alpha`` and ``temperature``. Shuffling
     is seeded; progress (epoch, loss, train accuracy) is shown with rich on stderr.
     """
-    _check("epochs", epochs, 0, None, int)
-    _check("alpha", alpha, 0.0, 1.0, float)
-    _check("temperature", temperature, 1e-6, None, float)
-    _check("lr", lr, 1e-12, None, float)
-    _check("batch_size", batch_size, 1, None, int)
-    from optprune.training import fit_epochs, training_tensors
-
+    params = {"epochs": epochs, "alpha": alpha, "temperature": temperature, "lr": lr, "batch_size": batch_size,
+              "weight_decay": weight_decay, "seed": seed}
+    validate_params("finetune", params, _FINETUNE_CONSTRAINTS)
     Xt, yt, label = training_tensors(data, data_dir, "finetune")
     if epochs == 0:
         return model.eval()

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from optprune.pruning._graph import Group
+from optprune.structure import Group
 
 __all__ = ["keep_count", "top_units", "uniform_keep", "global_keep"]
 

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from optprune.pruning._graph import Group
 from optprune.scoring._base import Batches, Scorer, register_scorer
 from optprune.scoring._capture import consumer_inputs, unit_columns
+from optprune.structure import Group
 
 __all__ = ["ActivationMeanScorer", "APoZScorer"]
 

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from optprune._validation import Constraint, validate_params
 from optprune.errors import InvalidParameterError, ShapeMismatchError
-from optprune.pruning._graph import Group, dependency_groups
+from optprune.structure import Group, dependency_groups
 
 __all__ = [
     "Batches",
@@ -116,12 +117,20 @@ class Scorer(abc.ABC):
 
     Subclasses set ``name``, ``needs_data`` (calibration inputs), ``needs_labels``
     and implement :meth:`_score`. Constructor keyword arguments are the scorer's
-    hyper-parameters.
+    hyper-parameters, stored as attributes of the same names; their constraints
+    are data (``_parameter_constraints``, see :mod:`optprune._validation`),
+    checked when the scorer is made and again before every scoring.
     """
 
     name: ClassVar[str]
     needs_data: ClassVar[bool] = True
     needs_labels: ClassVar[bool] = False
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {}
+
+    def _validate_params(self) -> None:
+        """Raise :class:`InvalidParameterError` naming the scorer, parameter, allowed values and value."""
+        params = {name: getattr(self, name) for name in self._parameter_constraints}
+        validate_params(type(self).__name__, params, self._parameter_constraints)
 
     def __call__(
         self,
@@ -132,6 +141,7 @@ class Scorer(abc.ABC):
         input_shape: Sequence[int] | None = None,
         batch_size: int = 256,
     ) -> dict[str, np.ndarray]:
+        self._validate_params()
         batches = as_batches(calibration, batch_size)
         if self.needs_data and not batches:
             raise InvalidParameterError(f"scorer {self.name!r} needs calibration data; got none")

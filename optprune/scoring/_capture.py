@@ -10,9 +10,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from optprune.errors import UnsupportedLayerError
-from optprune.pruning._graph import Group, Member
-from optprune.pruning._units import member_tensors, unit_view
 from optprune.scoring._base import Batches, Calibration, LossFn, as_batches, default_loss, resolve_groups
+from optprune.structure import Group, Member, member_tensors, unit_view
 
 __all__ = [
     "consumer_inputs",

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from optprune.errors import InvalidParameterError
-from optprune.pruning._graph import Group
+from optprune._validation import Options
 from optprune.scoring._base import Batches, Scorer, register_scorer
 from optprune.scoring._capture import column_weights, consumer_inputs, unit_columns
+from optprune.structure import Group
 
 __all__ = ["WandaSPScorer", "FLAPScorer", "FLAP_METRICS"]
 
@@ -77,10 +77,11 @@ class FLAPScorer(Scorer):
     name = "flap"
     alias_defaults = {"wifv": {"metric": "wifv"}, "ifv": {"metric": "ifv"}, "wifn": {"metric": "wifn"}}
 
+    _parameter_constraints = {"metric": [Options(FLAP_METRICS)]}
+
     def __init__(self, metric: str = "wifv") -> None:
-        if metric not in FLAP_METRICS:
-            raise InvalidParameterError(f"FLAPScorer: metric must be one of {FLAP_METRICS}, got {metric!r}")
         self.metric = metric
+        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         def per_column(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

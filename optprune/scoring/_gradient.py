@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from optprune.pruning._graph import Group
+from optprune._validation import IsCallable, Options
 from optprune.scoring._base import Batches, LossFn, Scorer, register_scorer
 from optprune.scoring._capture import loss_gradients, mean_squared_sample_gradients, unit_sum
-from optprune.scoring._magnitude import members_roles
+from optprune.scoring._magnitude import MEMBER_ROLES, members_roles
+from optprune.structure import Group
 
 __all__ = ["TaylorScorer", "FisherScorer"]
 
@@ -27,10 +28,12 @@ class TaylorScorer(Scorer):
     name = "taylor"
     needs_labels = True
 
+    _parameter_constraints = {"members": [Options(tuple(MEMBER_ROLES))], "loss_fn": [IsCallable(), None]}
+
     def __init__(self, members: str = "all", loss_fn: LossFn | None = None) -> None:
-        members_roles(members, "TaylorScorer")
         self.members = members
         self.loss_fn = loss_fn
+        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         grads = loss_gradients(model, batches, self.loss_fn)
@@ -55,10 +58,12 @@ class FisherScorer(Scorer):
     name = "fisher"
     needs_labels = True
 
+    _parameter_constraints = {"members": [Options(tuple(MEMBER_ROLES))], "loss_fn": [IsCallable(), None]}
+
     def __init__(self, members: str = "all", loss_fn: LossFn | None = None) -> None:
-        members_roles(members, "FisherScorer")
         self.members = members
         self.loss_fn = loss_fn
+        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         fisher = mean_squared_sample_gradients(model, batches, self.loss_fn)

@@ -6,20 +6,26 @@ import numpy as np
 import torch
 from torch import nn
 
+from optprune._validation import InstanceOf, Interval, Options
 from optprune.errors import InvalidParameterError
-from optprune.pruning._graph import Group
 from optprune.scoring._base import Batches, Scorer, register_scorer
 from optprune.scoring._capture import ROLES, unit_sum
+from optprune.structure import Group
 
-__all__ = ["MagnitudeScorer", "RandomScorer", "members_roles"]
+__all__ = ["MEMBER_ROLES", "MagnitudeScorer", "RandomScorer", "members_roles"]
+
+
+#: ``members`` of the weight-based scorers -> the member roles whose parameters count
+MEMBER_ROLES: dict[str, tuple[str, ...]] = {"all": ROLES, "in": ("in",), "out": ("out", "channel")}
 
 
 def members_roles(members: str, owner: str) -> tuple[str, ...]:
     """``"out"`` (producer rows), ``"in"`` (consumer columns) or ``"all"`` as a tuple of roles."""
-    table = {"out": ("out", "channel"), "in": ("in",), "all": ROLES}
-    if members not in table:
-        raise InvalidParameterError(f"{owner}: members must be one of {sorted(table)}, got {members!r}")
-    return table[members]
+    if members not in MEMBER_ROLES:
+        raise InvalidParameterError(
+            f"{owner}: parameter 'members' must be one of {', '.join(map(repr, MEMBER_ROLES))}; got {members!r}"
+        )
+    return MEMBER_ROLES[members]
 
 
 class MagnitudeScorer(Scorer):
@@ -40,13 +46,17 @@ class MagnitudeScorer(Scorer):
     needs_data = False
     alias_defaults = {"l1": {"p": 1}, "l2": {"p": 2}}
 
+    _parameter_constraints = {
+        "p": [Interval(float, 0.0, None, closed="neither", finite=True)],
+        "members": [Options(tuple(MEMBER_ROLES))],
+        "bias": [InstanceOf((bool,))],
+    }
+
     def __init__(self, p: float = 2, members: str = "out", bias: bool = False) -> None:
-        if not isinstance(p, (int, float)) or isinstance(p, bool) or p <= 0:
-            raise InvalidParameterError(f"MagnitudeScorer: p must be a number > 0, got {p!r}")
-        members_roles(members, "MagnitudeScorer")
         self.p = p
         self.members = members
         self.bias = bias
+        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         roles = members_roles(self.members, "MagnitudeScorer")
@@ -67,8 +77,11 @@ class RandomScorer(Scorer):
     name = "random"
     needs_data = False
 
+    _parameter_constraints = {"seed": [Interval(int, 0, None)]}
+
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
+        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(self.seed)

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from optprune._validation import InstanceOf, Interval, Options, Predicate
+from optprune.bounds import interval_bounds, linear_bounds, unstable_masks
 from optprune.errors import InvalidParameterError, UnsupportedLayerError
-from optprune.pruning._graph import Group
+from optprune.io import network_from_torch
 from optprune.scoring._base import Batches, Scorer, get_scorer, register_scorer
 from optprune.scoring._normalize import NORMALIZERS, normalize
+from optprune.structure import Group
 
 __all__ = ["MIPAwareScorer", "instability_frequency", "expected_unstable"]
 
 MODES = ("unstable", "tradeoff")
 BOUND_KINDS = ("interval", "linear")
+
+
+def _is_range(value: object) -> bool:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        return False
+    lo, hi = value
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi))
+    return ok and lo <= hi
 
 
 def instability_frequency(
@@ -42,9 +54,6 @@ def instability_frequency(
     spatial position of a convolution channel). The model must be a chain that
     :func:`optprune.io.network_from_torch` reads.
     """
-    from optprune.bounds import interval_bounds, linear_bounds, unstable_masks
-    from optprune.io import network_from_torch
-
     if bounds not in BOUND_KINDS:
         raise InvalidParameterError(f"instability_frequency: bounds must be one of {BOUND_KINDS}, got {bounds!r}")
     if not eps > 0:
@@ -112,6 +121,17 @@ class MIPAwareScorer(Scorer):
     """
 
     name = "mip"
+    _parameter_constraints = {
+        "eps": [Interval(float, 0.0, None, closed="neither", finite=True)],
+        "mode": [Options(MODES)],
+        "weight": [Interval(float, 0.0, None, finite=True)],
+        "base": [InstanceOf((str, Scorer))],
+        "base_kwargs": [InstanceOf((dict,)), None],
+        "bounds": [Options(BOUND_KINDS)],
+        "normalizer": [Options(NORMALIZERS)],
+        "input_range": [Predicate(_is_range, "a pair (low, high) of finite floats with low <= high"), None],
+        "max_samples": [Interval(int, 1, None)],
+    }
 
     def __init__(
         self,
@@ -125,18 +145,6 @@ class MIPAwareScorer(Scorer):
         input_range: tuple[float, float] | None = (0.0, 1.0),
         max_samples: int = 64,
     ) -> None:
-        if not isinstance(eps, (int, float)) or eps <= 0:
-            raise InvalidParameterError(f"MIPAwareScorer: eps must be > 0, got {eps!r}")
-        if mode not in MODES:
-            raise InvalidParameterError(f"MIPAwareScorer: mode must be one of {MODES}, got {mode!r}")
-        if not isinstance(weight, (int, float)) or weight < 0:
-            raise InvalidParameterError(f"MIPAwareScorer: weight must be >= 0, got {weight!r}")
-        if bounds not in BOUND_KINDS:
-            raise InvalidParameterError(f"MIPAwareScorer: bounds must be one of {BOUND_KINDS}, got {bounds!r}")
-        if normalizer not in NORMALIZERS:
-            raise InvalidParameterError(f"MIPAwareScorer: normalizer must be one of {NORMALIZERS}, got {normalizer!r}")
-        if not isinstance(max_samples, int) or max_samples < 1:
-            raise InvalidParameterError(f"MIPAwareScorer: max_samples must be an integer >= 1, got {max_samples!r}")
         self.eps = eps
         self.mode = mode
         self.weight = weight
@@ -146,6 +154,7 @@ class MIPAwareScorer(Scorer):
         self.normalizer = normalizer
         self.input_range = input_range
         self.max_samples = max_samples
+        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         X = torch.cat([x for x, _ in batches])[: self.max_samples]

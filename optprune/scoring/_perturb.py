@@ -6,10 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from optprune.errors import InvalidParameterError
-from optprune.pruning._apply import masked
-from optprune.pruning._graph import Group
+from optprune._validation import Interval, IsCallable, Options
 from optprune.scoring._base import Batches, LossFn, Scorer, mean_loss, register_scorer
+from optprune.structure import Group, masked
 
 __all__ = ["AblationScorer", "BonsaiScorer"]
 
@@ -27,8 +26,11 @@ class AblationScorer(Scorer):
     name = "ablation"
     needs_labels = True
 
+    _parameter_constraints = {"loss_fn": [IsCallable(), None]}
+
     def __init__(self, loss_fn: LossFn | None = None) -> None:
         self.loss_fn = loss_fn
+        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         base = mean_loss(model, batches, self.loss_fn)
@@ -61,6 +63,14 @@ class BonsaiScorer(Scorer):
     """
 
     name = "bonsai"
+    _parameter_constraints = {
+        "n_masks": [Interval(int, 2, None)],
+        "keep_prob": [Interval(float, 0.0, 1.0, closed="neither")],
+        "alpha": [Interval(float, 0.0, None, finite=True)],
+        "penalty": [Options(("l1", "l2"))],
+        "seed": [Interval(int, 0, None)],
+        "loss_fn": [IsCallable(), None],
+    }
     needs_labels = True
 
     def __init__(
@@ -72,20 +82,13 @@ class BonsaiScorer(Scorer):
         seed: int = 0,
         loss_fn: LossFn | None = None,
     ) -> None:
-        if not isinstance(n_masks, int) or n_masks < 2:
-            raise InvalidParameterError(f"BonsaiScorer: n_masks must be an integer >= 2, got {n_masks!r}")
-        if not 0.0 < keep_prob < 1.0:
-            raise InvalidParameterError(f"BonsaiScorer: keep_prob must be in (0, 1), got {keep_prob!r}")
-        if alpha < 0:
-            raise InvalidParameterError(f"BonsaiScorer: alpha must be >= 0, got {alpha!r}")
-        if penalty not in ("l1", "l2"):
-            raise InvalidParameterError(f"BonsaiScorer: penalty must be 'l1' or 'l2', got {penalty!r}")
         self.n_masks = n_masks
         self.keep_prob = keep_prob
         self.alpha = alpha
         self.penalty = penalty
         self.seed = seed
         self.loss_fn = loss_fn
+        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(self.seed)

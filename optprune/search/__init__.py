@@ -8,13 +8,14 @@ tables, and gives the pruner its ``decision="search"`` (:func:`search_decision`)
 Torch is imported only by the model-facing functions.
 """
 
+import importlib
+
 from optprune.formulations.structure_search import (
     Bilinear,
     LayerCost,
     SearchProblem,
     Table,
     WidthGroup,
-    brute_force,
     build_search_milp,
     conv_costs,
     linear_costs,
@@ -34,7 +35,6 @@ __all__ = [
     "SearchResult",
     "Table",
     "WidthGroup",
-    "brute_force",
     "build_search_milp",
     "chain_layers",
     "conv_costs",
@@ -66,7 +66,7 @@ _TORCH_NAMES = {
     "magnitude_scores": "optprune.search._torch",
     "model_scores": "optprune.search._torch",
     "search_decision": "optprune.search._torch",
-    "module_specs": "optprune.search._torch",
+    "module_specs": "optprune.search._specs",
     "latency_layers": "optprune.search._latency",
     "measure_latency_tables": "optprune.search._latency",
     "save_latency_tables": "optprune.search._latency",
@@ -74,9 +74,9 @@ _TORCH_NAMES = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
+    # Lazy on purpose: these names need torch (seconds to import), the rest of the search
+    # (instances, solving, baselines) does not, e.g. ``optprune search instance.json``.
     if name in _TORCH_NAMES:
-        import importlib
-
         return getattr(importlib.import_module(_TORCH_NAMES[name]), name)
     raise AttributeError(f"module 'optprune.search' has no attribute {name!r}")

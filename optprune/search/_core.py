@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -222,10 +223,11 @@ def _per_group(value, name: str, what: str):
 
 def search_widths(
     scores: Mapping[str, np.ndarray] | Sequence[np.ndarray],
-    resources: Sequence[LayerCost] | Mapping,
-    budgets: Mapping[str, float],
+    layers: Sequence[LayerCost] | Mapping[str, int] | None = None,
+    budgets: Mapping[str, float] | None = None,
     solver: str = "highs",
     *,
+    resources: Sequence[LayerCost] | Mapping[str, int] | None = None,
     relative: bool = True,
     widths: Mapping[str, Sequence[int]] | None = None,
     round_to: int | Mapping[str, int] = 1,
@@ -240,13 +242,33 @@ def search_widths(
     """Kept widths per group maximising retained score under ``budgets`` (see :func:`solve_search`).
 
     ``scores``: one array per prunable group (a dict keyed by group name, or a
-    list: groups ``g0, g1, ...``). ``resources``: the layers' costs (a list of
+    list: groups ``g0, g1, ...``). ``layers``: the layers' costs (a list of
     :class:`LayerCost` whose ends name the groups), or ``{"input": n_in,
-    "output": n_out}`` for an MLP chaining the groups in order. ``widths``
+    "output": n_out}`` for an MLP chaining the groups in order (``resources=``,
+    its former name, still works with a :class:`DeprecationWarning`). ``widths``
     (explicit allowed widths per group) overrides ``round_to`` / ``min_width``
     (an int, a fraction in (0, 1), or a dict per group). ``ties``: groups that
     must keep equal widths.
     """
+    if resources is not None:
+        if layers is not None:
+            raise InvalidParameterError(
+                "search_widths: give 'layers' only ('resources' is its deprecated name); got both"
+            )
+        warnings.warn(
+            "search_widths(resources=...) is deprecated; use search_widths(layers=...)", DeprecationWarning,
+            stacklevel=2,
+        )
+        layers = resources
+    if layers is None:
+        raise InvalidParameterError(
+            "search_widths: parameter 'layers' is required: a list of LayerCost or {'input': n_in, 'output': n_out}; "
+            "got None"
+        )
+    if budgets is None:
+        raise InvalidParameterError(
+            "search_widths: parameter 'budgets' is required: {resource: fraction or amount}; got None"
+        )
     if isinstance(scores, Mapping):
         items = [(str(k), v) for k, v in scores.items()]
     else:
@@ -260,15 +282,16 @@ def search_widths(
             grid = width_grid(sc.size, int(_per_group(round_to, name, "round_to")),
                               _per_group(min_width, name, "min_width"))
         groups.append(WidthGroup(name, sc, grid))
-    if isinstance(resources, Mapping):
-        if set(resources) != {"input", "output"}:
+    if isinstance(layers, Mapping):
+        if set(layers) != {"input", "output"}:
             raise InvalidParameterError(
-                f"resources as a mapping must be {{'input': n_in, 'output': n_out}} (an MLP chain), got keys {sorted(resources)}"
+                "search_widths: parameter 'layers' as a mapping must be {'input': n_in, 'output': n_out} "
+                f"(an MLP chain); got keys {sorted(layers)}"
             )
-        layers = chain_layers([g.name for g in groups], resources["input"], resources["output"])
+        costs = chain_layers([g.name for g in groups], layers["input"], layers["output"])
     else:
-        layers = list(resources)
-    problem = SearchProblem(tuple(groups), tuple(layers), tuple(tuple(t) for t in ties))
+        costs = list(layers)
+    problem = SearchProblem(tuple(groups), tuple(costs), tuple(tuple(t) for t in ties))
     return solve_search(
         problem, budgets, solver, relative=relative, method=method, time_limit=time_limit, mip_gap=mip_gap,
         reduce=reduce, threads=threads,

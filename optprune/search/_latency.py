@@ -34,6 +34,7 @@ from torch import nn
 from optprune.errors import FileFormatError, InvalidParameterError, UnsupportedLayerError
 from optprune.formulations.structure_search import LayerCost, Table, width_grid
 from optprune.search._instances import read_json
+from optprune.search._specs import module_specs
 
 __all__ = ["latency_layers", "measure_latency_tables", "save_latency_tables", "load_latency_layers", "cache_dir",
            "FORMAT"]
@@ -137,8 +138,6 @@ def measure_latency_tables(
     table samples ``points`` of them per axis. ``progress(done, total)`` is
     called after each layer.
     """
-    from optprune.search._torch import module_specs
-
     for name, value, low in (("points", points, 2), ("repeats", repeats, 1), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise InvalidParameterError(

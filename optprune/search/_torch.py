@@ -1,6 +1,6 @@
 """From a torch model to a structure-search problem, and the pruner's ``decision="search"`` hook.
 
-The model is traced into dependency groups by :func:`optprune.pruning.dependency_groups`
+The model is traced into dependency groups by :func:`optprune.structure.dependency_groups`
 (units removed together; residual connections tie spaces into one group). Every
 module with parameters contributes its exact cost in terms of the group widths.
 A module's input and output widths are sums of group segments,
@@ -12,7 +12,7 @@ flatten; ``F_in``: features owned by no prunable group), and likewise ``out``:
 * ``nn.Conv2d`` (``groups=1``): parameters ``kh kw in out + bias * out``,
   MACs ``H' W' kh kw in out``; depthwise: ``kh kw C + bias * C``, MACs ``H' W' kh kw C``;
 * ``BatchNorm``: ``2 C`` parameters (affine);
-* :class:`~optprune.pruning.MultiHeadSelfAttention`: its projections are
+* :class:`~optprune.structure.MultiHeadSelfAttention`: its projections are
   Linear layers; the score and value products add ``2 T^2 d H`` MACs for ``H``
   kept heads of size ``d`` over ``T`` tokens;
 * any other module with parameters must touch no prunable group (its
@@ -28,15 +28,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from optprune.errors import InvalidParameterError, ShapeMismatchError, UnsupportedLayerError
+from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.formulations.structure_search import Bilinear, LayerCost, SearchProblem, WidthGroup, width_grid
-from optprune.pruning import MultiHeadSelfAttention, dependency_groups, infer_input_shape
+from optprune.scoring import normalize as normalize_scores
+from optprune.scoring import score_model
+from optprune.search._core import solve_search
+from optprune.search._latency import latency_layers
+from optprune.search._specs import SUPPORTED_COST_MODULES, ModuleSpec, module_specs
+from optprune.structure import MultiHeadSelfAttention
 
 __all__ = [
     "ModuleSpec",
@@ -47,100 +51,6 @@ __all__ = [
     "search_decision",
     "SUPPORTED_COST_MODULES",
 ]
-
-SUPPORTED_COST_MODULES = ("Linear", "Conv2d (groups=1 or depthwise)", "BatchNorm1d", "BatchNorm2d",
-                          "MultiHeadSelfAttention")
-
-
-@dataclass
-class ModuleSpec:
-    """A parameterised module's width segments (group, factor) and fixed features, with its geometry."""
-
-    name: str
-    module: nn.Module
-    in_segments: list[tuple[str, int]] = field(default_factory=list)
-    out_segments: list[tuple[str, int]] = field(default_factory=list)
-    channel_segments: list[tuple[str, int]] = field(default_factory=list)
-    fixed_in: int = 0
-    fixed_out: int = 0
-    fixed_channels: int = 0
-    in_shape: tuple[int, ...] = ()  # one sample's input shape
-    out_shape: tuple[int, ...] = ()
-
-    @property
-    def positions(self) -> int:
-        """Output positions per sample (tokens, H'*W'): output entries / output channels."""
-        if isinstance(self.module, nn.Linear):
-            return int(np.prod(self.out_shape[:-1])) if len(self.out_shape) > 1 else 1
-        if isinstance(self.module, nn.Conv2d):
-            return int(np.prod(self.out_shape[1:]))
-        return 1
-
-
-def _shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Input and output shape (without batch) of every module, from one forward pass on zeros."""
-    shapes, hooks = {}, []
-    for name, module in model.named_modules():
-        if name:
-            def hook(mod, args, out, name=name):
-                if args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
-                    shapes[name] = (tuple(args[0].shape[1:]), tuple(out.shape[1:]))
-            hooks.append(module.register_forward_hook(hook))
-    try:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros((1, *input_shape)))
-        model.train(was_training)
-    finally:
-        for h in hooks:
-            h.remove()
-    return shapes
-
-
-def module_specs(model: nn.Module, input_shape: Sequence[int] | None = None, groups=None) -> tuple[list, list[ModuleSpec]]:
-    """``(prunable groups, specs of every module with parameters)`` of ``model``."""
-    if input_shape is None:
-        input_shape = getattr(model, "input_shape", None) or infer_input_shape(model)
-    input_shape = tuple(int(v) for v in input_shape)
-    if groups is None:
-        groups, _ = dependency_groups(model, input_shape)
-    shapes = _shapes(model, input_shape)
-    prunable = [g for g in groups if g.prunable]
-    prunable_names = {g.name for g in prunable}
-    members = defaultdict(list)
-    for g in groups:
-        for m in g.members:
-            members[m.module].append((g, m))
-    specs = []
-    for name, module in model.named_modules():
-        if not any(True for _ in module.parameters(recurse=False)):
-            continue
-        spec = ModuleSpec(name, module)
-        spec.in_shape, spec.out_shape = shapes.get(name, ((), ()))
-        for g, m in members.get(name, []):
-            if g.name in prunable_names:
-                seg = (g.name, int(m.factor))
-                {"in": spec.in_segments, "out": spec.out_segments, "channel": spec.channel_segments}[m.role].append(seg)
-        if isinstance(module, nn.Linear):
-            full_in, full_out = module.in_features, module.out_features
-        elif isinstance(module, nn.Conv2d):
-            full_in, full_out = module.in_channels, module.out_channels
-        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            full_in = full_out = module.num_features
-        else:
-            if spec.in_segments or spec.out_segments or spec.channel_segments:
-                raise UnsupportedLayerError(name, type(module).__name__, SUPPORTED_COST_MODULES)
-            full_in = full_out = 0
-        width = {g.name: g.width for g in prunable}
-        spec.fixed_in = full_in - sum(width[s] * f for s, f in spec.in_segments)
-        spec.fixed_out = full_out - sum(width[s] * f for s, f in spec.out_segments)
-        spec.fixed_channels = full_out - sum(width[s] * f for s, f in spec.channel_segments)
-        if min(spec.fixed_in, spec.fixed_out, spec.fixed_channels) < 0:
-            raise ShapeMismatchError(f"module {name!r}: its group segments cover more features than it has")
-        specs.append(spec)
-    return prunable, specs
-
 
 class _Terms:
     """Accumulates ``coef * (width of a) * (width of b)`` terms keyed by ends (group name or None)."""
@@ -281,8 +191,6 @@ def problem_from_model(
             setattr(spec, fixed, getattr(spec, fixed) + drop)
     layers = _cost_layers(specs) + _attention_flops(model, specs)
     if latency is not None and latency is not False:
-        from optprune.search._latency import latency_layers
-
         grids = {g.name: g.widths for g in wgroups}
         if latency is True:
             latency = latency_layers(model, input_shape=input_shape, grids=grids, specs=specs)
@@ -330,19 +238,8 @@ def magnitude_scores(model: nn.Module, input_shape: Sequence[int] | None = None)
 def model_scores(model: nn.Module, scorer: str = "magnitude", calibration=None, *,
                  input_shape: Sequence[int] | None = None, normalize: str = "none") -> dict[str, np.ndarray]:
     """Scores per group from :func:`optprune.scoring.score_model`, normalised (``optprune.scoring.normalize``)."""
-    try:
-        from optprune.scoring import normalize as _normalize
-        from optprune.scoring import score_model
-    except ImportError:  # the scoring package is optional for the search itself
-        if scorer not in ("magnitude", "l2"):
-            raise InvalidParameterError(
-                f"scorer {scorer!r} needs optprune.scoring, which is not importable; only 'magnitude' works without it"
-            ) from None
-        if normalize != "none":
-            raise InvalidParameterError("normalisers need optprune.scoring; use normalize='none'") from None
-        return magnitude_scores(model, input_shape)
     scores = score_model(model, scorer, calibration, input_shape=input_shape)
-    return _normalize(scores, normalize) if normalize != "none" else scores
+    return normalize_scores(scores, normalize) if normalize != "none" else scores
 
 
 def search_decision(
@@ -369,8 +266,6 @@ def search_decision(
     ``global`` (baselines at the same budget). With ``return_result`` the full
     :class:`~optprune.search.SearchResult` is returned alongside.
     """
-    from optprune.search._core import solve_search
-
     if not isinstance(budgets, Mapping):
         budgets = {"params": float(budgets)}
     if "latency" in budgets and latency is None:

@@ -40,8 +40,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from optprune._unionfind import UnionFind
 from optprune.errors import InvalidParameterError, UnsupportedLayerError
-from optprune.pruning._attention import MultiHeadSelfAttention
+from optprune.structure._attention import MultiHeadSelfAttention
 
 __all__ = ["Member", "Group", "dependency_groups", "infer_input_shape", "SUPPORTED"]
 
@@ -146,41 +147,40 @@ def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
 
 
 class _Spaces:
-    """Union-find over channel spaces, each with a width, members and a frozen flag."""
+    """Channel spaces, each with a width, members and a frozen flag, tied with :class:`UnionFind`."""
 
     def __init__(self) -> None:
-        self.parent: list[int] = []
+        self.sets = UnionFind()
         self.width: list[int] = []
         self.frozen: list[str] = []
         self.members: list[list[Member]] = []
         self.kind: list[str] = []
         self.label: list[str] = []
 
+    def __len__(self) -> int:
+        return len(self.sets)
+
     def new(self, width: int, kind: str, frozen: str = "", label: str = "") -> int:
-        self.label.append(label or f"space{len(self.parent)}")
-        self.parent.append(len(self.parent))
+        self.label.append(label or f"space{len(self.sets)}")
         self.width.append(int(width))
         self.frozen.append(frozen)
         self.members.append([])
         self.kind.append(kind)
-        return len(self.parent) - 1
+        return self.sets.add()
 
     def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
+        return self.sets.find(i)
 
     def union(self, a: int, b: int, where: str) -> None:
         ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return
-        if self.width[ra] != self.width[rb]:
+        if ra != rb and self.width[ra] != self.width[rb]:
             raise UnsupportedLayerError(
                 where, f"tie of widths {self.width[ra]} and {self.width[rb]}", ["equal widths"]
             )
-        lo, hi = min(ra, rb), max(ra, rb)  # keep the earlier space as root: forward order
-        self.parent[hi] = lo
+        merged = self.sets.union(ra, rb)  # the earlier space stays root: forward order
+        if merged is None:
+            return
+        lo, hi = merged
         self.members[lo].extend(self.members[hi])
         self.frozen[lo] = self.frozen[lo] or self.frozen[hi]
 
@@ -508,7 +508,7 @@ def dependency_groups(
     groups: list[Group] = []
     root_name: dict[int, str] = {}
     used: set[str] = set()
-    for i in range(len(spaces.parent)):
+    for i in range(len(spaces)):
         if spaces.find(i) != i:
             continue
         members = tuple(spaces.members[i])

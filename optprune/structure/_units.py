@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from optprune.errors import UnsupportedLayerError
-from optprune.pruning._graph import Member
+from optprune.structure._graph import Member
 
 __all__ = ["PARAM_AXES", "param_axes", "unit_view", "member_tensors"]
 
