@@ -1,0 +1,87 @@
+"""Block-to-systolic co-design: a cycle model that matches SCALE-Sim, block pruning at array tile sizes, exact selection and assignment.
+
+* :mod:`._cycles`: SCALE-Sim 3.0.0's compute cycles in closed form per
+  dataflow (ws / os / is), per layer and per ``R x C`` weight block, vectorised
+  (:func:`compute_cycles`, :func:`block_layout`).
+* :mod:`._gemms`: the GEMMs ``M x K x N`` of a Network, a torch model or a
+  JSON list.
+* :mod:`._select`: keep blocks under a cycle budget, exactly (a MIP on any
+  backend) or greedily; unstructured magnitude pruning at the same cycles.
+* :mod:`._assign`: layer tiles on several arrays, MIP / CP-SAT vs LPT.
+* :mod:`._blocks` (torch): block scores from per-weight importances, applying
+  a decision with its mask, fine-tuning with the mask held.
+
+The formulations live in :mod:`optprune.formulations.systolic`.
+"""
+
+from optprune.systolic._assign import Assignment, assign_tiles, lpt_assign, makespan, tile_durations
+from optprune.systolic._cycles import (
+    DATAFLOWS,
+    ArraySpec,
+    BlockLayout,
+    block_layout,
+    block_sums,
+    compute_cycles,
+    fold_counts,
+    parse_array,
+    parse_arrays,
+)
+from optprune.systolic._gemms import (
+    SUPPORTED_LAYERS,
+    GemmLayer,
+    gemms_from_json,
+    gemms_from_network,
+    gemms_from_torch,
+    load_gemms,
+)
+from optprune.systolic._select import (
+    BlockSelection,
+    budget_cycles,
+    greedy_blocks,
+    row_blocks,
+    select_blocks,
+    unstructured_at_cycles,
+)
+
+_TORCH_NAMES = ("BLOCK_SCORERS", "apply_blocks", "block_scores", "finetune_masked", "gemm_modules",
+                "operand_weights", "save_block_mask", "weight_importance")
+
+
+def __getattr__(name: str):
+    """Torch-side names load torch only when asked for."""
+    if name in _TORCH_NAMES:
+        from optprune.systolic import _blocks
+
+        return getattr(_blocks, name)
+    raise AttributeError(f"module 'optprune.systolic' has no attribute {name!r}")
+
+
+__all__ = [
+    "DATAFLOWS",
+    "SUPPORTED_LAYERS",
+    "ArraySpec",
+    "Assignment",
+    "BlockLayout",
+    "BlockSelection",
+    "GemmLayer",
+    "assign_tiles",
+    "block_layout",
+    "block_sums",
+    "budget_cycles",
+    "compute_cycles",
+    "fold_counts",
+    "gemms_from_json",
+    "gemms_from_network",
+    "gemms_from_torch",
+    "greedy_blocks",
+    "load_gemms",
+    "lpt_assign",
+    "makespan",
+    "parse_array",
+    "parse_arrays",
+    "row_blocks",
+    "select_blocks",
+    "tile_durations",
+    "unstructured_at_cycles",
+    *_TORCH_NAMES,
+]

@@ -1,0 +1,252 @@
+"""Choosing which weight blocks to keep under a cycle budget: the exact MIP on any backend, and the greedy baseline.
+
+:func:`select_blocks` builds :func:`optprune.formulations.systolic.build_block_selection`
+for a :class:`~optprune.systolic.BlockLayout` and solves it with
+:func:`optprune.solvers.solve`; :func:`greedy_blocks` is the HALP-style
+baseline (Shen et al., "Structural pruning via latency-saliency knapsack",
+NeurIPS 2022): blocks in decreasing score per cycle, each taken while the
+budget allows; :func:`unstructured_at_cycles` is per-weight magnitude pruning
+made as sparse as it must be for its all-zero blocks to meet the same budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from optprune.errors import InfeasibleBudgetError, InvalidParameterError, ShapeMismatchError, SolverError
+from optprune.systolic._cycles import BlockLayout
+
+__all__ = ["BlockSelection", "budget_cycles", "greedy_blocks", "row_blocks", "select_blocks", "unstructured_at_cycles"]
+
+
+@dataclass(frozen=True)
+class BlockSelection:
+    """Kept blocks (bool per block of ``layout``), their cycles and score, and how they were found."""
+
+    keep: np.ndarray
+    cycles: int
+    budget: int
+    score: float
+    method: str
+    status: str = "feasible"
+    bound: float = math.nan
+    time_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method, "status": self.status, "cycles": self.cycles, "budget": self.budget,
+            "score": self.score, "bound": None if not math.isfinite(self.bound) else self.bound,
+            "blocks_kept": int(self.keep.sum()), "blocks": int(self.keep.size), "time_s": round(self.time_s, 4),
+            **self.extra,
+        }
+
+
+def budget_cycles(layout: BlockLayout, cycle_budget: float) -> int:
+    """``floor(cycle_budget x dense cycles)``; ``cycle_budget`` must lie in (0, 1]."""
+    if isinstance(cycle_budget, bool) or not isinstance(cycle_budget, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(float(cycle_budget)) or not 0.0 < float(cycle_budget) <= 1.0:
+        raise InvalidParameterError(
+            f"cycle budget must be a fraction of the dense cycles in (0, 1]; got {cycle_budget!r}"
+        )
+    return int(math.floor(float(cycle_budget) * int(layout.dense_cycles().sum()) + 1e-9))
+
+
+def row_blocks(layout: BlockLayout) -> np.ndarray:
+    """The output block-row (layer, column-block of ``N``) of every block, as one global id."""
+    nb = np.array([g[1] for g in layout.grid], dtype=np.int64)
+    start = np.concatenate([[0], np.cumsum(nb)])[:-1]
+    return start[layout.layer] + layout.ncol
+
+
+def _min_keep(layout: BlockLayout, min_keep_ratio: float) -> np.ndarray:
+    if not 0.0 <= min_keep_ratio <= 1.0:
+        raise InvalidParameterError(f"min_keep_ratio must be in [0, 1]; got {min_keep_ratio!r}")
+    counts = np.bincount(layout.layer, minlength=layout.n_layers)
+    return np.maximum(1, np.ceil(min_keep_ratio * counts - 1e-9)).astype(np.int64)
+
+
+def _check_scores(layout: BlockLayout, scores) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if s.size != layout.n_blocks:
+        raise ShapeMismatchError(f"{s.size} block scores for {layout.n_blocks} blocks")
+    if not np.all(np.isfinite(s)):
+        raise InvalidParameterError("block scores must be finite (no NaN or inf)")
+    return s
+
+
+def select_blocks(
+    layout: BlockLayout,
+    scores,
+    cycle_budget: float,
+    *,
+    solver: str = "highs",
+    min_keep_ratio: float = 0.0,
+    keep_each_row: bool = False,
+    whole_rows: bool = False,
+    time_limit: float | None = None,
+    mip_gap: float | None = None,
+) -> BlockSelection:
+    """The exact block selection: the MIP of :mod:`optprune.formulations.systolic` solved by ``solver``.
+
+    Raises :class:`~optprune.errors.InfeasibleBudgetError` when no selection
+    meets the budget (with the structure constraints asked for).
+    """
+    from optprune.formulations.systolic import build_block_selection
+    from optprune.solvers import solve
+
+    s = _check_scores(layout, scores)
+    budget = budget_cycles(layout, cycle_budget)
+    sel = build_block_selection(
+        s, layout.cost, layout.layer, budget, group=layout.group, group_fixed=layout.group_fixed,
+        min_keep=_min_keep(layout, min_keep_ratio), row_block=row_blocks(layout),
+        keep_each_row=keep_each_row, whole_rows=whole_rows,
+    )
+    result = solve(sel.model, solver, time_limit=time_limit, mip_gap=mip_gap)
+    if result.status.value == "infeasible":
+        raise InfeasibleBudgetError(
+            f"no block selection meets a cycle budget of {cycle_budget} ({budget} of "
+            f"{int(layout.dense_cycles().sum())} cycles) with every layer keeping a block"
+            f"{', each block-row keeping one' if keep_each_row else ''}"
+            f"{', whole block-rows' if whole_rows else ''}; allowed: a budget of at least the cheapest selection",
+            smallest_feasible=_smallest_fraction(layout),
+        )
+    if not result.status.has_solution:
+        raise SolverError(f"{solver} found no block selection: status {result.status.value} ({result.message})")
+    keep = sel.kept(result.x)
+    cycles = layout.cycles(keep)
+    if cycles > budget:  # the model's answer must meet the budget exactly; tolerance slips are errors
+        raise SolverError(f"{solver} returned a selection of {cycles} cycles above the budget {budget}")
+    return BlockSelection(keep=keep, cycles=cycles, budget=budget, score=float(s[keep].sum()), method=f"mip:{solver}",
+                          status=result.status.value, bound=float(result.bound), time_s=float(result.time_s))
+
+
+def _smallest_fraction(layout: BlockLayout) -> float:
+    """Cycles of the cheapest one-block-per-layer selection, as a fraction of the dense cycles (a lower bound)."""
+    fixed = np.where(layout.group >= 0, layout.group_fixed[np.maximum(layout.group, 0)] if layout.group_fixed.size
+                     else 0, 0)
+    each = layout.cost + fixed
+    cheapest = np.full(layout.n_layers, np.inf)
+    np.minimum.at(cheapest, layout.layer, each)
+    return float((cheapest - 1).sum() / max(1, int(layout.dense_cycles().sum())))
+
+
+def greedy_blocks(
+    layout: BlockLayout,
+    scores,
+    cycle_budget: float,
+    *,
+    min_keep_ratio: float = 0.0,
+    whole_rows: bool = False,
+) -> BlockSelection:
+    """HALP-style greedy: units by score per cycle (a group's fixed cost shared among its blocks), taken while they fit.
+
+    First each layer's best-ratio unit (every layer must run) and the units
+    needed for ``min_keep_ratio``; then the rest in decreasing ratio, each kept
+    when its marginal cycles (its blocks plus the fixed cost of groups not yet
+    opened) fit the budget. A unit is a block, or a whole output block-row with
+    ``whole_rows``. Sequential by nature; a few thousand units take milliseconds.
+    """
+    s = _check_scores(layout, scores)
+    budget = budget_cycles(layout, cycle_budget)
+    B = layout.n_blocks
+    unit = row_blocks(layout) if whole_rows else np.arange(B)
+    _, unit = np.unique(unit, return_inverse=True)
+    n_units = int(unit.max()) + 1
+    order_blocks = np.argsort(unit, kind="stable")
+    bounds = np.searchsorted(unit[order_blocks], np.arange(n_units + 1))
+    members = [order_blocks[bounds[u]:bounds[u + 1]] for u in range(n_units)]
+    has_group = layout.group_fixed.size > 0
+    gsize = np.bincount(layout.group[layout.group >= 0], minlength=layout.group_fixed.size) if has_group else None
+    share = (layout.group_fixed[np.maximum(layout.group, 0)] / np.maximum(gsize[np.maximum(layout.group, 0)], 1)
+             if has_group else np.zeros(B))
+    ucost = np.bincount(unit, weights=layout.cost + share, minlength=n_units)
+    uscore = np.bincount(unit, weights=s, minlength=n_units)
+    ulayer = np.zeros(n_units, dtype=np.int64)
+    ulayer[unit] = layout.layer
+    ratio = uscore / np.maximum(ucost, 1e-12)
+    order = np.lexsort((np.arange(n_units), -ratio))
+    keep = np.zeros(B, dtype=bool)
+    opened = np.zeros(layout.group_fixed.size, dtype=bool)
+    used = float(layout.n_layers and -layout.n_layers)  # each running layer's "-1"
+    need = _min_keep(layout, min_keep_ratio)
+    have = np.zeros(layout.n_layers, dtype=np.int64)
+
+    def marginal(u: int) -> float:
+        blocks = members[u]
+        extra = float(layout.cost[blocks].sum())
+        if has_group:
+            gs = np.unique(layout.group[blocks])
+            extra += float(layout.group_fixed[gs[~opened[gs]]].sum())
+        return extra
+
+    def take(u: int, extra: float) -> None:
+        nonlocal used
+        blocks = members[u]
+        keep[blocks] = True
+        if has_group:
+            opened[layout.group[blocks]] = True
+        have[ulayer[u]] += blocks.size
+        used += extra
+
+    # mandatory units: per layer in ratio order until its minimum keep is met
+    for u in order:
+        if have[ulayer[u]] < need[ulayer[u]]:
+            take(int(u), marginal(int(u)))
+    if used > budget:
+        raise InfeasibleBudgetError(
+            f"greedy: the blocks every layer must keep already take {int(used)} cycles, above the budget "
+            f"{budget} ({cycle_budget} of {int(layout.dense_cycles().sum())})",
+            smallest_feasible=_smallest_fraction(layout),
+        )
+    for u in order:
+        if keep[members[u][0]]:
+            continue
+        extra = marginal(int(u))
+        if used + extra <= budget:
+            take(int(u), extra)
+    cycles = layout.cycles(keep)
+    return BlockSelection(keep=keep, cycles=cycles, budget=budget, score=float(s[keep].sum()), method="greedy")
+
+
+def unstructured_at_cycles(layout: BlockLayout, weights: list[np.ndarray], cycle_budget: float
+                           ) -> tuple[list[np.ndarray], BlockSelection]:
+    """Global per-weight magnitude masks (``K x N`` per layer) with the most weights whose zero blocks meet the budget.
+
+    Bisection on the number of kept weights: a block runs if any of its weights
+    is kept. Returns the masks and the blocks that run.
+    """
+    budget = budget_cycles(layout, cycle_budget)
+    flat = np.concatenate([np.abs(np.asarray(w, dtype=np.float64)).reshape(-1) for w in weights])
+    order = np.argsort(-flat, kind="stable")
+    sizes = [int(np.size(w)) for w in weights]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+
+    def masks_for(k: int) -> list[np.ndarray]:
+        m = np.zeros(flat.size, dtype=bool)
+        m[order[:k]] = True
+        return [m[offsets[i]:offsets[i + 1]].reshape(np.shape(w)) for i, w in enumerate(weights)]
+
+    def fits(k: int) -> bool:
+        masks = masks_for(k)
+        keep = layout.keep_from_weights(masks)
+        return layout.cycles(keep) <= budget and np.bincount(layout.layer[keep], minlength=layout.n_layers).min() > 0
+
+    lo, hi = 0, flat.size  # fits(lo) may be False (a layer empty); find the largest k that fits
+    if fits(hi):
+        lo = hi
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid
+    masks = masks_for(lo)
+    keep = layout.keep_from_weights(masks)
+    return masks, BlockSelection(keep=keep, cycles=layout.cycles(keep), budget=budget, score=math.nan,
+                                 method="unstructured", extra={"weights_kept": int(lo),
+                                                               "weights": int(flat.size)})
