@@ -257,6 +257,21 @@ def _cutoff_infeasible(sol) -> bool:
     return sol.status == Status.INFEASIBLE or sol.bound == -math.inf
 
 
+def _renamed(kwargs: dict, old: str, new: str, value):
+    """The value of ``new``, taking the deprecated keyword ``old`` from ``kwargs`` if it was used."""
+    if old in kwargs:
+        import warnings
+
+        warnings.warn(f"the keyword {old!r} is deprecated; use {new!r}", DeprecationWarning, stacklevel=3)
+        return kwargs.pop(old)
+    return value
+
+
+def _no_more(kwargs: dict, function: str) -> None:
+    if kwargs:
+        raise TypeError(f"{function}() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+
+
 def _raise_solver_error(solver: str, message: str) -> None:
     from optprune.errors import SolverError
 
@@ -268,14 +283,15 @@ def verify_property(
     prop: VNNLibProperty,
     *,
     solver: str = "highs",
-    timeout: float = 60.0,
-    bounds: str = DEFAULT_BOUNDS,
+    time_limit: float = 60.0,
+    bound_method: str = DEFAULT_BOUNDS,
     attack: bool = True,
     reference: Network | Callable | None = None,
     threads: int | None = None,
     obbt_budget: float | None = None,
     onnx_model=None,
     tolerances: DecisionTolerances = DECISION_TOLERANCES,
+    **renamed,
 ) -> VerificationResult:
     """Decide a parsed VNN-LIB property on ``net`` (see module doc).
 
@@ -287,10 +303,13 @@ def verify_property(
     decision MIPs' tolerances and the proof margin ``delta``
     (:mod:`optprune.verdicts`).
     """
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise InvalidParameterError(f"timeout must be a finite number of seconds > 0, got {timeout}")
-    if bounds not in BOUND_METHODS:
-        raise InvalidParameterError(f"bounds must be one of {BOUND_METHODS}, got {bounds!r}")
+    time_limit = _renamed(renamed, "timeout", "time_limit", time_limit)
+    bound_method = _renamed(renamed, "bounds", "bound_method", bound_method)
+    _no_more(renamed, "verify_property")
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        raise InvalidParameterError(f"time_limit must be a finite number of seconds > 0, got {time_limit}")
+    if bound_method not in BOUND_METHODS:
+        raise InvalidParameterError(f"bound_method must be one of {BOUND_METHODS}, got {bound_method!r}")
     if prop.n_inputs != net.input_size or prop.n_outputs != net.output_size:
         raise ShapeMismatchError(
             f"property has {prop.n_inputs} inputs / {prop.n_outputs} outputs; "
@@ -298,15 +317,15 @@ def verify_property(
         )
     get_backend(solver).require()
     start = time.perf_counter()
-    deadline = start + timeout
-    budget = obbt_budget if obbt_budget is not None else 0.25 * timeout
+    deadline = start + time_limit
+    budget = obbt_budget if obbt_budget is not None else 0.25 * time_limit
     result = VerificationResult(verdict="unsat")
     surrogate = reference is not None and reference is not net
     reference = net if reference is None else reference
     onnx_check = OnnxChecker(onnx_model) if onnx_model is not None else None
     verdicts = []
     for case in prop.cases:
-        v = _verify_case(net, case, reference, solver, deadline, bounds, attack, threads, result, budget,
+        v = _verify_case(net, case, reference, solver, deadline, bound_method, attack, threads, result, budget,
                          onnx_check, tolerances)
         verdicts.append(v)
         if v == "sat":
@@ -327,13 +346,13 @@ def verify_vnnlib(
 ) -> VerificationResult:
     """Verify the property in ``vnnlib_path`` on ``network`` (a Network or an .onnx / .pt path).
 
-    Reading the network and parsing the property count against ``timeout``.
+    Reading the network and parsing the property count against ``time_limit``.
     An ``.onnx`` path also turns on the float32 onnxruntime check of counterexamples.
     """
     start = time.perf_counter()
-    timeout = float(kwargs.pop("timeout", 60.0))
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise InvalidParameterError(f"timeout must be a finite number of seconds > 0, got {timeout}")
+    time_limit = float(_renamed(kwargs, "timeout", "time_limit", kwargs.pop("time_limit", 60.0)))
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        raise InvalidParameterError(f"time_limit must be a finite number of seconds > 0, got {time_limit}")
     if not isinstance(network, Network):
         from optprune.io import load_network
 
@@ -343,10 +362,10 @@ def verify_vnnlib(
         network = load_network(path)
     prop = read_vnnlib(vnnlib_path, network.input_size, network.output_size)
     spent = time.perf_counter() - start
-    if spent >= timeout:
+    if spent >= time_limit:
         return VerificationResult(verdict="unknown", time_s=spent,
-                                  message=f"the time limit ({timeout} s) was spent reading the network and the property")
-    result = verify_property(network, prop, timeout=timeout - spent, **kwargs)
+                                  message=f"the time limit ({time_limit} s) was spent reading the network and the property")
+    result = verify_property(network, prop, time_limit=time_limit - spent, **kwargs)
     result.time_s += spent
     return result
 
@@ -491,7 +510,7 @@ def max_margin(
     target: int | None = None,
     solver: str = "highs",
     time_limit: float = 60.0,
-    bounds: str = DEFAULT_BOUNDS,
+    bound_method: str = DEFAULT_BOUNDS,
     domain: tuple[float, float] = (0.0, 1.0),
     decision: bool = False,
     mip_gap: float | None = None,
@@ -499,6 +518,7 @@ def max_margin(
     reference: Network | None = None,
     precomputed_bounds: Bounds | None = None,
     tolerances: DecisionTolerances = DECISION_TOLERANCES,
+    **renamed,
 ) -> AdversarialResult:
     """Maximise ``y_t - y_label`` over ``||x - x0||_inf <= eps`` intersected with ``domain``.
 
@@ -510,6 +530,8 @@ def max_margin(
     its margin measured on ``reference`` (default ``net``); with a reference
     other than ``net``, no robustness is claimed for it.
     """
+    bound_method = _renamed(renamed, "bounds", "bound_method", bound_method)
+    _no_more(renamed, "max_margin")
     start = time.perf_counter()
     deadline = start + time_limit
     lo, hi = _ball(x0, eps, domain)
@@ -519,7 +541,7 @@ def max_margin(
     res = AdversarialResult(label=label, target=None, objective=-math.inf, bound=-math.inf, status="optimal", x=None,
                             output=None, on_reference=on_reference, delta=tolerances.delta)
     t = time.perf_counter()
-    b = precomputed_bounds if precomputed_bounds is not None else compute_bounds(net, lo, hi, bounds, time_budget=0.25 * time_limit)
+    b = precomputed_bounds if precomputed_bounds is not None else compute_bounds(net, lo, hi, bound_method, time_budget=0.25 * time_limit)
     res.stages["bounds"] = time.perf_counter() - t
     check_bounds_contain(net, b, np.clip(x0, lo, hi))  # every proof below rests on these bounds
     res.n_unstable = count_unstable(b, net)
@@ -586,10 +608,11 @@ def min_distortion(
     domain: tuple[float, float] = (0.0, 1.0),
     max_eps: float | None = None,
     margin: float = 1e-4,
-    bounds: str = DEFAULT_BOUNDS,
+    bound_method: str = DEFAULT_BOUNDS,
     threads: int | None = None,
     reference: Network | None = None,
     tolerances: DecisionTolerances = DECISION_TOLERANCES,
+    **renamed,
 ) -> AdversarialResult:
     """MIPVerify's minimal adversarial distortion (L-inf or L1) for each target (best returned).
 
@@ -601,6 +624,8 @@ def min_distortion(
     the forward pass of ``x0``. The returned point must be adversarial on
     ``reference`` (default ``net``), else it is not reported.
     """
+    bound_method = _renamed(renamed, "bounds", "bound_method", bound_method)
+    _no_more(renamed, "min_distortion")
     start = time.perf_counter()
     deadline = start + time_limit
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
@@ -610,7 +635,7 @@ def min_distortion(
     res = AdversarialResult(label=label, target=None, objective=math.inf, bound=math.inf, status="optimal", x=None,
                             output=None, on_reference=on_reference, delta=tolerances.delta)
     t = time.perf_counter()
-    b = compute_bounds(net, lo, hi, bounds, time_budget=0.25 * time_limit)
+    b = compute_bounds(net, lo, hi, bound_method, time_budget=0.25 * time_limit)
     res.stages["bounds"] = time.perf_counter() - t
     check_bounds_contain(net, b, np.clip(x0, lo, hi))
     res.n_unstable = count_unstable(b, net)

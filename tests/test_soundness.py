@@ -83,7 +83,7 @@ def test_the_mip_proves_unsat_where_the_bounds_cannot():
         linear = float(linear_upper_bound(net, bounds, C, 0.0, lo, hi)[0])
         if not (truth < -1e-3 and linear > 0):
             continue
-        result = verify_property(net, box_property(net, lo, hi, C, 0.0), bounds="linear", timeout=30)
+        result = verify_property(net, box_property(net, lo, hi, C, 0.0), bound_method="linear", time_limit=30)
         assert result.verdict == "unsat", (seed, truth, result.to_dict())
         assert result.decided_by == "mip" and result.mips_solved == 1
         found += 1
@@ -103,8 +103,8 @@ def test_multi_row_conjunctions_match_brute_force(backend):
         truth = brute_force_max_min(net, C, d, lo, hi)
         if abs(truth) < 1e-3:
             continue
-        result = verify_property(net, box_property(net, lo, hi, C, d), solver=backend, bounds="linear",
-                                 attack=False, timeout=30)
+        result = verify_property(net, box_property(net, lo, hi, C, d), solver=backend, bound_method="linear",
+                                 attack=False, time_limit=30)
         expected = "sat" if truth > 0 else "unsat"
         assert result.verdict == expected, (seed, truth, result.to_dict())
         if expected == "sat":
@@ -141,9 +141,9 @@ def test_a_tiny_positive_margin_is_never_unsat():
     prop = box_property(net, [0.0], [1.0], [[1.0, -1.0]], 0.0)
     for backend in MIP_BACKENDS:
         for attack in (True, False):
-            result = verify_property(net, prop, solver=backend, attack=attack, bounds="linear", timeout=20)
+            result = verify_property(net, prop, solver=backend, attack=attack, bound_method="linear", time_limit=20)
             assert result.verdict != "unsat", (backend, attack, result.to_dict())
-    res = max_margin(net, np.array([0.9]), 1, 0.1, target=0, bounds="linear", decision=True)
+    res = max_margin(net, np.array([0.9]), 1, 0.1, target=0, bound_method="linear", decision=True)
     assert not res.proven_robust
 
 
@@ -188,14 +188,14 @@ def _open_property():
 def test_an_optimum_near_zero_or_without_a_dual_bound_is_unknown(scripted, objective, bound):
     net, prop = _open_property()
     name = scripted(Status.OPTIMAL, objective, bound)
-    result = verify_property(net, prop, solver=name, attack=False, bounds="linear", timeout=10)
+    result = verify_property(net, prop, solver=name, attack=False, bound_method="linear", time_limit=10)
     assert result.verdict == "unknown", result.to_dict()
 
 
 def test_a_dual_bound_below_minus_delta_proves_unsat(scripted):
     net, prop = _open_property()
     name = scripted(Status.FEASIBLE, -0.3, -2 * DECISION_DELTA)
-    assert verify_property(net, prop, solver=name, attack=False, bounds="linear", timeout=10).verdict == "unsat"
+    assert verify_property(net, prop, solver=name, attack=False, bound_method="linear", time_limit=10).verdict == "unsat"
 
 
 def test_infeasible_without_a_cutoff_is_an_error_not_a_proof():
@@ -222,20 +222,20 @@ def test_unsound_bounds_are_reported_with_layer_and_neuron_instead_of_proving_ro
         check_bounds_contain(net, bad, x0)
     for decision in (True, False):
         with pytest.raises(UnsoundBoundsError, match=r"layer 0 .*neuron 2"):
-            max_margin(net, x0, label, 0.1, bounds="linear", decision=decision, precomputed_bounds=bad)
+            max_margin(net, x0, label, 0.1, bound_method="linear", decision=decision, precomputed_bounds=bad)
 
 
 def test_a_verdict_on_a_surrogate_is_unknown_for_the_reference():
     net, prop = _open_property()
-    own = verify_property(net, prop, bounds="linear", timeout=20)
+    own = verify_property(net, prop, bound_method="linear", time_limit=20)
     assert own.verdict == "unsat"
     copy = Network(net.layers, net.input_shape, "copy")
-    on_copy = verify_property(net, prop, bounds="linear", timeout=20, reference=copy)
+    on_copy = verify_property(net, prop, bound_method="linear", time_limit=20, reference=copy)
     assert on_copy.verdict == "unknown" and "reference" in on_copy.message
     x0 = np.zeros(3)
     label = int(net.predict(x0))
-    res = max_margin(net, x0, label, 0.05, bounds="linear", reference=copy)
-    assert not res.proven_robust and max_margin(net, x0, label, 0.05, bounds="linear").proven_robust
+    res = max_margin(net, x0, label, 0.05, bound_method="linear", reference=copy)
+    assert not res.proven_robust and max_margin(net, x0, label, 0.05, bound_method="linear").proven_robust
 
 
 # ---------------------------------------------------------------------------- min_distortion
@@ -268,7 +268,7 @@ def test_min_distortion_bounds_bracket_brute_force_and_its_point_is_adversarial(
         if math.isfinite(truth):
             break
     assert math.isfinite(truth)
-    res = min_distortion(net, x0, label, target=target, bounds="linear", time_limit=30)
+    res = min_distortion(net, x0, label, target=target, bound_method="linear", time_limit=30)
     assert res.bound <= truth + 1e-6 <= res.objective + 2e-6
     assert res.objective == pytest.approx(truth, abs=1e-5)
     assert int(np.argmax(net.forward(res.x))) != label
@@ -280,7 +280,7 @@ def test_min_distortion_never_reports_an_incumbent_as_its_lower_bound(scripted):
     x0 = np.array([0.4, 0.6])
     label = int(net.predict(x0))
     name = scripted(Status.FEASIBLE, 0.3, math.nan, x_fn=lambda m: np.zeros(m.n_vars))
-    res = min_distortion(net, x0, label, target=(label + 1) % 3, bounds="linear", solver=name, time_limit=5)
+    res = min_distortion(net, x0, label, target=(label + 1) % 3, bound_method="linear", solver=name, time_limit=5)
     assert res.bound == 0.0  # no dual bound: the trivial lower bound, not the incumbent's 0.3
 
 
@@ -300,8 +300,8 @@ def test_a_point_that_float32_onnx_rejects_is_not_sat(tmp_path):
     text = """(declare-const X_0 Real)(declare-const Y_0 Real)(declare-const Y_1 Real)
 (assert (>= X_0 0.5))(assert (<= X_0 0.75))(assert (> Y_0 Y_1))"""
     prop = parse_vnnlib(text, 1, 2)
-    assert verify_property(net, prop, bounds="linear", timeout=20).verdict == "sat"  # float64 alone
-    checked = verify_property(net, prop, bounds="linear", timeout=20, onnx_model=path)
+    assert verify_property(net, prop, bound_method="linear", time_limit=20).verdict == "sat"  # float64 alone
+    checked = verify_property(net, prop, bound_method="linear", time_limit=20, onnx_model=path)
     assert checked.verdict == "unknown" and "float32" in checked.message
 
 
@@ -310,7 +310,7 @@ def test_counterexamples_lie_inside_the_box_exactly():
                    AffineLayer(np.array([[1.0, 1.0], [0.0, 0.0]]), np.array([0.0, 1.0]), "identity")))
     prop = box_property(net, [0.0, 0.0], [0.75, 0.75], [[1.0, -1.0]], 0.0)
     for attack in (True, False):
-        result = verify_property(net, prop, bounds="linear", attack=attack, timeout=20)
+        result = verify_property(net, prop, bound_method="linear", attack=attack, time_limit=20)
         assert result.verdict == "sat"
         assert np.all(result.counterexample >= 0.0) and np.all(result.counterexample <= 0.75)
 

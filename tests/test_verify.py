@@ -165,7 +165,7 @@ FAST = ["prop_7_0.03.vnnlib", "prop_2_0.03.vnnlib", "prop_1_0.05.vnnlib", "prop_
 def test_fast_256x2_instances_match_the_competition(mnistfc, prop):
     with open(mnistfc / "verdicts_256x2.csv") as fh:
         truth = {r["property"]: r["verdict"] for r in csv.DictReader(fh)}
-    result = verify_vnnlib(mnistfc / "mnist-net_256x2.onnx", mnistfc / prop, timeout=60)
+    result = verify_vnnlib(mnistfc / "mnist-net_256x2.onnx", mnistfc / prop, time_limit=60)
     assert result.verdict == truth[prop]
     if result.verdict == "sat":
         from optprune.io import network_from_onnx

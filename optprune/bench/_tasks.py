@@ -95,7 +95,7 @@ def _max_margin(task: dict, net: Network) -> dict:
     bounds_s = time.perf_counter() - start
     res = max_margin(
         net, x0, label, eps, target=None if task["target"] == "all" else targets[0], solver=task["backend"],
-        time_limit=max(limit - bounds_s, 0.01), bounds=task["bounds"], decision=task["mode"] == "decision",
+        time_limit=max(limit - bounds_s, 0.01), bound_method=task["bounds"], decision=task["mode"] == "decision",
         threads=task["threads"], precomputed_bounds=bounds,
     )
     total = time.perf_counter() - start
@@ -122,8 +122,8 @@ def _vnnlib(task: dict, net: Network) -> dict:
     from optprune.verify import verify_vnnlib
 
     start = time.perf_counter()
-    res = verify_vnnlib(net, task["path"], solver=task["backend"], timeout=float(task["time_limit"]),
-                        bounds=task["bounds"], threads=task["threads"])
+    res = verify_vnnlib(net, task["path"], solver=task["backend"], time_limit=float(task["time_limit"]),
+                        bound_method=task["bounds"], threads=task["threads"])
     total = time.perf_counter() - start
     return {
         "unstable": res.n_unstable, "binaries": res.n_binaries, "variables": None, "constraints": None,

@@ -54,7 +54,7 @@ def verify_command(
     remaining = timeout - load_s
     if remaining > 0:
         onnx_model = network if network.suffix.lower() == ".onnx" else None  # float32 re-check of counterexamples
-        result = verify_property(net, parsed, solver=solver, timeout=remaining, bounds=bounds, attack=not no_attack,
+        result = verify_property(net, parsed, solver=solver, time_limit=remaining, bound_method=bounds, attack=not no_attack,
                                  onnx_model=onnx_model)
     else:
         result = VerificationResult(
@@ -128,7 +128,7 @@ def attack_command(
     with Progress(console=stderr_console) as progress:
         task = progress.add_task(f"attack eps={eps}", total=len(correct))
         for i in correct:
-            res = max_margin(net, flat[i], int(y[i]), eps, solver=solver, time_limit=time_limit, bounds=bounds)
+            res = max_margin(net, flat[i], int(y[i]), eps, solver=solver, time_limit=time_limit, bound_method=bounds)
             rec = {"index": int(i), **res.to_dict()}
             records.append(rec)
             originals.append(flat[i])
