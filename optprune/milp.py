@@ -196,25 +196,16 @@ class MILP:
         )
 
     def write(self, path: str | os.PathLike) -> Path:
-        """Write the model as MPS (``.mps``) or CPLEX LP (``.lp``) through HiGHS."""
-        from optprune.solvers._highs_model import to_highs
+        """Write the model as MPS (``.mps``) or CPLEX LP (``.lp``): :func:`optprune.solvers.write_model`."""
+        # Imported here: the solver layer is built on this module (solvers import MILP), not the other way round.
+        from optprune.solvers import write_model
 
-        path = Path(path)
-        if path.suffix.lower() not in (".mps", ".lp"):
-            raise ValueError(f"model files must end in .mps or .lp, got {path.name!r}")
-        h = to_highs(self)
-        status = h.writeModel(str(path))
-        if not path.exists():
-            raise OSError(f"HiGHS could not write {path} (status {status})")
-        return path
+        return write_model(self, path)
 
 
 def read_model(path: str | os.PathLike) -> MILP:
-    """Read an MPS or LP file (through HiGHS) into a :class:`MILP`."""
-    from optprune.errors import DataNotFoundError
-    from optprune.solvers._highs_model import from_highs_file
+    """Read an MPS or LP file into a :class:`MILP`: :func:`optprune.solvers.read_model`."""
+    # Imported here: the solver layer is built on this module (solvers import MILP), not the other way round.
+    from optprune.solvers import read_model as read
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"model file {str(path)!r} does not exist")
-    return from_highs_file(path)
+    return read(path)

@@ -304,7 +304,7 @@ def test_missing_package_names_pip_install() -> None:
 
 
 _BUILDERS = {"scip": "to_scip", "ortools": "to_mpmodel_proto", "cpsat": "to_cp_model", "pyomo": "to_pyomo",
-             "cvxpy": "to_cvxpy"}
+             "cvxpy": "to_cvxpy", "gurobi": "to_gurobi", "highs": "to_highs"}
 
 
 @pytest.mark.parametrize("name", sorted(_BUILDERS))

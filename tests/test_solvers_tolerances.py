@@ -67,8 +67,7 @@ def test_highs_honours_the_absolute_gap_exactly() -> None:
 
 
 def test_highs_options_reach_the_solver() -> None:
-    from optprune.solvers._highs_model import new_highs
-    from optprune.solvers.highs import configure
+    from optprune.solvers.highs import configure, new_highs
 
     h = new_highs()
     configure(h, TOLS)

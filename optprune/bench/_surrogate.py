@@ -12,12 +12,13 @@ with :math:`B` an L-inf ball or an L1 ball
 (:math:`\sum_i |x_i - x_{0,i}| \le \varepsilon`, written with
 :math:`x - x_0 = p - q`, :math:`p, q \ge 0`, :math:`\sum_i p_i + q_i \le \varepsilon`).
 A task solves this MIP for one network (the dense one, or a pruned surrogate
-:math:`g`) with HiGHS, started from the clean image :math:`x_0` (feasible for
-every network: :func:`start_vector`), and records, at that start and at every improving incumbent (HiGHS'
-``kCallbackMipImprovingSolution``, whose ``mip_solution`` is the incumbent in
-the original model's columns), the elapsed wall time since the task started
-(bounds and model building included) and the *dense* objective
-:math:`f_t(x) - f_y(x)` of the incumbent's input by a float64 forward pass.
+:math:`g`) through the solver protocol (``SolveOptions.start``: the MIP start
+at the clean image :math:`x_0`, feasible for every network, :func:`start_vector`;
+``SolveOptions.on_incumbent``: every improving incumbent in the model's
+columns), and records, at that start and at every improving incumbent, the
+elapsed wall time since the task started (bounds and model building
+included) and the *dense* objective :math:`f_t(x) - f_y(x)` of the
+incumbent's input by a float64 forward pass.
 
 Polishing (optional): the best candidate :math:`\hat x` fixes the dense
 network's activation pattern :math:`D_k = \mathrm{diag}[z_k(\hat x) > 0]`; on
@@ -31,8 +32,9 @@ that linear region the network is affine, :math:`z_k = M_k x + c_k` with
 has :math:`\hat x` feasible, so its optimum is at least as good; it is
 accepted only if the forward pass confirms the improvement. Polishing runs
 within the task's time limit: the MIP stops 10% of the limit (at most 5 s)
-early to leave it that time. Only HiGHS is
-supported here (the incumbent callback).
+early to leave it that time. Any backend with an incumbent callback
+(:attr:`~optprune.solvers.BackendBase.supports_incumbent_callback`: HiGHS,
+Gurobi, SCIP, CP-SAT) can run it.
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from optprune.bounds import compute_bounds, count_unstable
 from optprune.errors import InvalidParameterError
+from optprune.formulations.relu_milp import build_spec_milp, forward_assignment
 from optprune.milp import MILP, Sense
 from optprune.network import Network
+from optprune.solvers import SolveOptions, Status, get_backend
 
 __all__ = ["with_l1_ball", "polish_on_dense", "run_surrogate", "start_vector", "in_l1_ball", "NORMS"]
 
@@ -103,8 +108,6 @@ def polish_on_dense(
 
     Returns ``(x, margin)`` unchanged when the LP does not improve the forward-pass margin.
     """
-    from optprune.solvers import SolveOptions, get_backend
-
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
     base = _margin(net, x, label, target)
@@ -146,11 +149,9 @@ def polish_on_dense(
     return (xp, mp) if mp > base else (x, base)
 
 
-def _status_name(model_status) -> str:
-    """HiGHS' model status in the shared status words (``optimal``, ``time_limit``, ...)."""
-    name = str(getattr(model_status, "name", model_status)).removeprefix("k")
-    words = {"Optimal": "optimal", "TimeLimit": "time_limit", "Infeasible": "infeasible", "Interrupt": "interrupted"}
-    return words.get(name, name.lower())
+def _status_word(status: Status) -> str:
+    """The record's status word: a solution at the limit is ``time_limit`` (the surrogate MIP has no early stop)."""
+    return "time_limit" if status == Status.FEASIBLE else status.value
 
 
 def start_vector(net: Network, enc, bounds, x: np.ndarray, n_cols: int) -> np.ndarray:
@@ -158,19 +159,17 @@ def start_vector(net: Network, enc, bounds, x: np.ndarray, n_cols: int) -> np.nd
 
     Columns beyond the encoding (the L1 ball's ``p, q``) are 0, which is right for ``x = x0``.
     """
-    from optprune.formulations.relu_milp import forward_assignment
-
     return forward_assignment(net, enc, bounds, x, n_cols)
 
 
 def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
     """One surrogate task (module doc): the dense objective of ``net``'s incumbents over time."""
-    from optprune.bounds import compute_bounds, count_unstable
-    from optprune.formulations.relu_milp import build_spec_milp
-    from optprune.solvers._highs_model import to_highs
-
-    if task["backend"] != "highs":
-        raise InvalidParameterError(f"surrogate mode needs the incumbent callback of 'highs'; got backend {task['backend']!r}")
+    backend = get_backend(task["backend"])
+    if not backend.supports_incumbent_callback:
+        raise InvalidParameterError(
+            f"surrogate mode needs a backend with an incumbent callback (highs, gurobi, scip, cpsat); "
+            f"got backend {task['backend']!r}"
+        )
     dense = net if dense is None else dense
     start = time.perf_counter()
     x0 = np.asarray(task["x0"], dtype=np.float64)
@@ -200,38 +199,32 @@ def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
         if m > best["margin"]:
             best["margin"], best["x"] = m, x
 
-    h = to_highs(model)
     # Polishing happens inside the same wall-time budget: the MIP leaves it POLISH_SHARE of the limit.
     reserve = min(POLISH_SHARE * limit, POLISH_MAX_S) if task.get("polish") else 0.0
-    h.setOptionValue("time_limit", float(max(limit - setup_s - reserve, 0.01)))
-    h.setOptionValue("threads", int(task.get("threads", 1)))
     # Every MIP starts from the clean image x0 (feasible for every variant): the first incumbent.
     start_x = start_vector(net, enc, bounds, x0, model.n_vars)
-    if model.max_violation(start_x) <= 1e-6:
-        h.setSolution(model.n_vars, np.arange(model.n_vars, dtype=np.int32), start_x)
+    feasible_start = model.max_violation(start_x) <= 1e-6
+    if feasible_start:
         consider(x0, model.objective_value(start_x))
 
     seen = {"incumbents": 0}
 
-    def on_incumbent(event) -> None:
-        sol = np.asarray(event.data_out.mip_solution, dtype=np.float64)
-        if sol.size == model.n_vars:
-            seen["incumbents"] += 1
-            consider(sol[input_idx], float(event.data_out.objective_function_value))
+    def on_incumbent(x: np.ndarray, objective: float, time_s: float) -> None:
+        seen["incumbents"] += 1
+        consider(x[input_idx], objective)
 
-    h.cbMipImprovingSolution.subscribe(on_incumbent)
+    options = SolveOptions(time_limit=float(max(limit - setup_s - reserve, 0.01)), threads=int(task.get("threads", 1)),
+                           start=start_x if feasible_start else None, on_incumbent=on_incumbent)
     t = time.perf_counter()
-    h.run()
+    result = backend.solve(model, options)
     mip_s = time.perf_counter() - t
-    info = h.getInfo()
-    status = _status_name(h.getModelStatus())
-    has_sol = info.primal_solution_status == 2
-    objective = float(info.objective_function_value) if has_sol else None
-    bound = float(info.mip_dual_bound) if model.is_mip and abs(info.mip_dual_bound) < 1e30 else None
+    status = _status_word(result.status)
+    objective = float(result.objective) if result.x is not None else None
+    bound = float(result.bound) if math.isfinite(result.bound) else None
     if status == "optimal" and objective is not None and (bound is None or bound < objective):
         bound = objective  # an LP (every ReLU stable) has no MIP dual bound: its optimum is the bound
-    if has_sol and not seen["incumbents"]:  # a solution found without an improving-solution event (presolve)
-        consider(np.asarray(h.getSolution().col_value)[input_idx], objective)
+    if result.x is not None and not seen["incumbents"]:  # a solution found without an incumbent event (presolve)
+        consider(result.x[input_idx], objective)
 
     polish = {"applied": False, "gain": 0.0, "time_s": 0.0}
     if task.get("polish") and best["x"] is not None:
