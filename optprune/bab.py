@@ -1,0 +1,563 @@
+r"""Complete verification by branch and bound on optimised linear bounds (β-CROWN style, CPU).
+
+Decides one VNN-LIB case (an input box and a disjunction of output
+conjunctions ``C y + d >= 0``): ``sat`` if some point of the box meets a
+conjunction, ``unsat`` if none can.
+
+Algorithm (Wang et al. 2021, "Beta-CROWN"; Bunel et al. 2020, "Branch and
+bound for piecewise linear neural network verification"):
+
+1. Root: CROWN bounds of every layer (:func:`optprune.bounds.linear_bounds`),
+   tightened by α-CROWN layer by layer
+   (:func:`optprune.alpha_crown.alpha_intermediate_bounds`); one subdomain
+   per conjunction, whose value is the α-optimised upper bound of its slack.
+   A subdomain whose (sound, float64, padded) upper bound is below 0 is closed.
+2. A projected-gradient attack (:func:`optprune.attack.pgd_attack`) on the
+   conjunctions still open; every candidate point goes through ``confirm``.
+3. Loop: take the ``batch`` open subdomains with the largest bound (worst
+   first), split each in two on
+
+   * a ReLU neuron (``z >= 0`` / ``z <= 0``) chosen by the BaBSR intercept
+     score ``max(mu_j, 0) (-l_j u_j / (u_j - l_j))`` (Bunel et al. 2020), where
+     ``mu_j`` is the back-substitution coefficient of ``relu(z_j)``; or
+   * for networks with at most ``INPUT_SPLIT_MAX`` inputs, an input
+     coordinate, the one maximising ``|lambda_i| (hi_i - lo_i)`` (the input
+     coefficient of the bound times the width);
+
+   recompute the children's intermediate bounds (CROWN, intersected with the
+   parent's), close empty children (a lower bound above an upper bound), and
+   optimise the children's slopes ``alpha`` and split multipliers ``beta``
+   jointly, warm-started from the parent. The maximising vertex of each open
+   child's bound is tried as a counterexample.
+4. A subdomain with every ReLU fixed is a polytope on which the network is
+   affine: one LP over the input (HiGHS) gives its exact maximum; its point is
+   tried as a counterexample, and its duals become the ``beta`` of a sound
+   float64 bound (weak duality), so even leaves are closed by the same bound
+   evaluation, never by the LP's word.
+
+Every closing bound is evaluated in float64 with outward padding
+(:func:`optprune.alpha_crown.pad_bound`). The result is ``unsat`` only when
+every subdomain of every conjunction is closed; ``sat`` only from a point that
+``confirm`` accepts; ``unknown`` on time out or when more than
+``max_domains`` subdomains are open (memory bound).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import torch
+
+from optprune.alpha_crown import (
+    DTYPE,
+    TorchNetwork,
+    alpha_intermediate_bounds,
+    intermediate_bounds,
+    optimise_spec,
+    pad_bound,
+    spec_bound,
+)
+from optprune.attack import pgd_attack
+from optprune.bounds import Bounds, linear_bounds
+from optprune.errors import InvalidParameterError
+from optprune.network import Network
+from optprune.vnnlib import VNNLibCase
+
+__all__ = ["BaBResult", "BaBSettings", "bab_verify_case", "INPUT_SPLIT_MAX", "SPLITS"]
+
+INPUT_SPLIT_MAX = 10  # networks with at most this many inputs are split on inputs under split="auto"
+SPLITS = ("auto", "relu", "input")
+
+Confirm = Callable[[np.ndarray], tuple[bool, np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class BaBSettings:
+    """One default configuration (no per-instance tuning); every field is validated.
+
+    ``batch``: subdomains split per step (2 ``batch`` children bounded together);
+    ``max_domains``: open subdomains allowed before giving up (memory bound);
+    ``root_iters`` / ``iters``: projected-Adam steps at the root / per child;
+    ``recompute``: recompute the children's intermediate bounds after a split.
+    """
+
+    split: str = "auto"
+    batch: int = 64
+    max_domains: int = 20_000
+    root_iters: int = 30
+    iters: int = 15
+    recompute: bool = True
+    attack: bool = True
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise InvalidParameterError(f"BaBSettings.split must be one of {SPLITS}, got {self.split!r}")
+        for name in ("batch", "max_domains"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidParameterError(f"BaBSettings.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        for name in ("root_iters", "iters"):
+            if int(getattr(self, name)) < 0:
+                raise InvalidParameterError(f"BaBSettings.{name} must be an integer >= 0, got {getattr(self, name)!r}")
+
+
+@dataclass
+class BaBResult:
+    """Verdict of :func:`bab_verify_case` with the size of the search."""
+
+    verdict: str
+    counterexample: np.ndarray | None = None
+    output: np.ndarray | None = None
+    decided_by: str = ""  # bounds (closed at the root), attack, bab
+    domains: int = 0  # subdomains bounded (the root ones included)
+    max_open: int = 0
+    rounds: int = 0
+    lp_leaves: int = 0
+    root_upper: list = field(default_factory=list)  # per conjunction, the α-CROWN upper bound of its slack
+    n_unstable: int = 0
+    split: str = "relu"
+    message: str = ""
+    stages: dict = field(default_factory=lambda: {"bounds": 0.0, "attack": 0.0, "bab": 0.0})
+    time_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "verdict": self.verdict, "decided_by": self.decided_by, "domains": self.domains,
+            "max_open": self.max_open, "rounds": self.rounds, "lp_leaves": self.lp_leaves,
+            "root_upper": [round(float(u), 6) for u in self.root_upper], "unstable_neurons": self.n_unstable,
+            "split": self.split, "message": self.message,
+            "stages": {k: round(v, 4) for k, v in self.stages.items()}, "time_s": round(self.time_s, 4),
+        }
+
+
+@dataclass
+class _Domains:
+    """A batch of subdomains as stacked tensors (one row per subdomain)."""
+
+    spec: torch.Tensor  # (N,) conjunction index
+    lowers: list  # per hidden layer (N, n_j) float64
+    uppers: list
+    splits: list  # per hidden layer (N, n_j) int8
+    alpha: list  # per hidden layer (N, m, n_j) float32 or None
+    beta: list
+    x_lo: torch.Tensor  # (N, n_in)
+    x_hi: torch.Tensor
+    value: torch.Tensor  # (N,) sound upper bound of the conjunction's slack
+
+    def __len__(self) -> int:
+        return int(self.spec.shape[0])
+
+    def take(self, idx: torch.Tensor) -> _Domains:
+        def sel(v):
+            if isinstance(v, list):
+                return [None if t is None else t[idx] for t in v]
+            return v[idx]
+
+        return _Domains(**{f.name: sel(getattr(self, f.name)) for f in fields(self)})
+
+    @staticmethod
+    def cat(parts: list[_Domains]) -> _Domains:
+        parts = [p for p in parts if len(p)]
+
+        def join(vs):
+            if isinstance(vs[0], list):
+                return [None if vs[0][j] is None else torch.cat([v[j] for v in vs]) for j in range(len(vs[0]))]
+            return torch.cat(vs)
+
+        return _Domains(**{f.name: join([getattr(p, f.name) for p in parts]) for f in fields(_Domains)})
+
+
+class _Spec:
+    """Conjunction rows padded to a common count ``m`` (a repeated row leaves the minimum unchanged)."""
+
+    def __init__(self, case: VNNLibCase) -> None:
+        m = max(int(np.asarray(c.C).shape[0]) for c in case.disjuncts)
+        Cs, ds = [], []
+        for conj in case.disjuncts:
+            C = np.atleast_2d(np.asarray(conj.C, dtype=np.float64))
+            d = np.asarray(conj.d, dtype=np.float64).reshape(-1)
+            pad = m - C.shape[0]
+            Cs.append(np.vstack([C, np.repeat(C[:1], pad, axis=0)]))
+            ds.append(np.concatenate([d, np.repeat(d[:1], pad)]))
+        self.m = m
+        self.C = torch.as_tensor(np.stack(Cs), dtype=DTYPE)
+        self.d = torch.as_tensor(np.stack(ds), dtype=DTYPE)
+        self.disjuncts = case.disjuncts
+
+
+def _default_confirm(net: Network, case: VNNLibCase) -> Confirm:
+    def confirm(x: np.ndarray):
+        x = np.clip(np.asarray(x, dtype=np.float64).reshape(-1), case.lower, case.upper)
+        y = net.forward(x)
+        return case.violated_by(x, y), x, y
+
+    return confirm
+
+
+def bab_verify_case(
+    net: Network,
+    case: VNNLibCase,
+    *,
+    deadline: float,
+    confirm: Confirm | None = None,
+    bounds: Bounds | None = None,
+    settings: BaBSettings = BaBSettings(),
+) -> BaBResult:
+    """Decide ``case`` on ``net`` by branch and bound (module doc) before ``deadline`` (``time.perf_counter``).
+
+    ``confirm(x) -> (ok, x_clipped, y)`` re-checks a candidate counterexample
+    (default: clipped to the box, float64 forward pass of ``net``); ``bounds``
+    are sound per-layer bounds over the box to start from (default: CROWN).
+    """
+    start = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batched products: one thread, and far faster on a shared, busy machine
+    try:
+        return _bab(net, case, deadline, confirm or _default_confirm(net, case), bounds, settings, start)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start) -> BaBResult:
+    tn = TorchNetwork.from_network(net)
+    spec = _Spec(case)
+    P = spec.C.shape[0]
+    res = BaBResult(verdict="unknown")
+    use_input = s.split == "input" or (s.split == "auto" and net.input_size <= INPUT_SPLIT_MAX)
+    res.split = "input" if use_input else "relu"
+
+    # ---- root bounds
+    t = time.perf_counter()
+    x_lo = torch.as_tensor(np.asarray(case.lower, dtype=np.float64)).reshape(1, -1)
+    x_hi = torch.as_tensor(np.asarray(case.upper, dtype=np.float64)).reshape(1, -1)
+    b = bounds if bounds is not None else linear_bounds(net, case.lower, case.upper)
+    if s.root_iters > 0:
+        b = alpha_intermediate_bounds(tn, x_lo, x_hi, b, iters=s.root_iters, deadline=deadline)
+    K = tn.n_layers
+    res.n_unstable = int(sum(((lo < 0) & (hi > 0)).sum() for (lo, hi), r in zip(b[:-1], tn.relu[:-1]) if r))
+    roots = _Domains(
+        spec=torch.arange(P),
+        lowers=[torch.as_tensor(lo, dtype=DTYPE).unsqueeze(0).repeat(P, 1) for lo, _ in b[:-1]],
+        uppers=[torch.as_tensor(hi, dtype=DTYPE).unsqueeze(0).repeat(P, 1) for _, hi in b[:-1]],
+        splits=[torch.zeros(P, n, dtype=torch.int8) for n in tn.hidden_widths],
+        alpha=[None] * (K - 1), beta=[None] * (K - 1),
+        x_lo=x_lo.repeat(P, 1), x_hi=x_hi.repeat(P, 1), value=torch.zeros(P, dtype=DTYPE),
+    )
+    roots, sb = _bound(tn, spec, roots, s.root_iters, use_beta=False)
+    res.stages["bounds"] += time.perf_counter() - t
+    res.domains = P
+    res.root_upper = roots.value.tolist()
+    open_ = roots.take(torch.nonzero(roots.value >= 0).flatten())
+    if len(open_) == 0:
+        return _done(res, "unsat", "bounds", start)
+
+    # ---- cheap candidates, then the attack
+    hit = _try_vertices(net, spec, open_, sb.lam0[roots.value >= 0], confirm)
+    if hit is not None:
+        return _sat(res, hit, "bab", start)
+    if s.attack:
+        t = time.perf_counter()
+        conjs = [spec.disjuncts[int(i)] for i in open_.spec]
+        att = pgd_attack(net, case.lower, case.upper, conjs, start=(case.lower + case.upper) / 2,
+                         time_limit=max(0.5, min(10.0, 0.05 * (deadline - time.perf_counter()))))
+        res.stages["attack"] += time.perf_counter() - t
+        if att.found:
+            ok, x, y = confirm(att.x)
+            if ok:
+                return _sat(res, (x, y), "attack", start)
+
+    # ---- branch and bound
+    t = time.perf_counter()
+    pool = open_
+    stuck = 0  # fully split subdomains that no LP multiplier could close: the verdict can only be unknown
+    while len(pool):
+        if time.perf_counter() > deadline:
+            res.message = f"time limit with {len(pool)} open subdomains (largest bound {float(pool.value.max()):.4g})"
+            break
+        if len(pool) > s.max_domains:
+            res.message = f"more than {s.max_domains} open subdomains (memory bound)"
+            break
+        res.rounds += 1
+        k = min(s.batch, len(pool))
+        top = torch.topk(pool.value, k).indices
+        keep = torch.ones(len(pool), dtype=torch.bool)
+        keep[top] = False
+        parents, pool = pool.take(top), pool.take(torch.nonzero(keep).flatten())
+        if use_input:
+            children, split_layer = _split_inputs(tn, spec, parents), None
+        else:
+            children, leaves, split_layer = _split_relu(tn, spec, parents)
+            if len(leaves):
+                hit, n_open = _close_leaves(tn, net, spec, leaves, confirm, res)
+                if hit is not None:
+                    res.stages["bab"] += time.perf_counter() - t
+                    return _sat(res, hit, "bab", start)
+                stuck += n_open
+            if len(children) == 0:
+                continue
+        children, empty = _recompute(tn, children, split_layer, enabled=s.recompute or use_input)
+        children = children.take(torch.nonzero(~empty).flatten())
+        if len(children) == 0:
+            continue
+        children, sb = _bound(tn, spec, children, s.iters, use_beta=not use_input)
+        res.domains += len(children)
+        still = children.value >= 0
+        if bool(still.any()):
+            hit = _try_vertices(net, spec, children.take(torch.nonzero(still).flatten()), sb.lam0[still], confirm)
+            if hit is not None:
+                res.stages["bab"] += time.perf_counter() - t
+                return _sat(res, hit, "bab", start)
+        pool = _Domains.cat([pool, children.take(torch.nonzero(still).flatten())]) if bool(still.any()) else pool
+        res.max_open = max(res.max_open, len(pool))
+    res.stages["bab"] += time.perf_counter() - t
+    if len(pool) == 0 and not res.message:
+        if stuck == 0:
+            return _done(res, "unsat", "bab", start)
+        res.message = f"{stuck} fully split subdomains could not be closed by their LP (numerical trouble)"
+    return _done(res, "unknown", "", start)
+
+
+def _done(res: BaBResult, verdict: str, by: str, start: float) -> BaBResult:
+    res.verdict, res.decided_by = verdict, by
+    res.time_s = time.perf_counter() - start
+    return res
+
+
+def _sat(res: BaBResult, hit, by: str, start: float) -> BaBResult:
+    res.counterexample, res.output = hit
+    return _done(res, "sat", by, start)
+
+
+def _bound(tn: TorchNetwork, spec: _Spec, dom: _Domains, iters: int, use_beta: bool):
+    """Optimise ``alpha``/``beta`` of ``dom`` and set its sound value (min over the conjunction's rows)."""
+    C, d = spec.C[dom.spec], spec.d[dom.spec]
+    alpha = [None if a is None else a.to(DTYPE) for a in dom.alpha]
+    beta = [None if b_ is None else b_.to(DTYPE) for b_ in dom.beta]
+    ub, alpha, beta, sb = optimise_spec(tn, dom.x_lo, dom.x_hi, dom.lowers, dom.uppers, dom.splits, C, d,
+                                        alpha, beta, iters=iters, use_beta=use_beta)
+    dom.alpha = [None if a is None else a.to(torch.float32) for a in alpha]
+    dom.beta = [None if b_ is None else b_.to(torch.float32) for b_ in beta]
+    dom.value = ub.min(dim=1).values
+    return dom, sb
+
+
+def _try_vertices(net: Network, spec: _Spec, dom: _Domains, lam0: torch.Tensor, confirm: Confirm):
+    """Try the box vertex that maximises each row's linear bound as a counterexample (cheap primal heuristic)."""
+    if len(dom) == 0:
+        return None
+    x = torch.where(lam0 > 0, dom.x_hi.unsqueeze(1), dom.x_lo.unsqueeze(1)).reshape(-1, dom.x_lo.shape[1]).numpy()
+    centre = ((dom.x_lo + dom.x_hi) / 2).numpy()
+    x = np.vstack([x, centre])
+    owner = np.concatenate([np.repeat(dom.spec.numpy(), lam0.shape[1]), dom.spec.numpy()])
+    y = net.forward(x)
+    for i in np.flatnonzero(_holds(spec, owner, y)):
+        ok, xc, yc = confirm(x[i])
+        if ok:
+            return xc, yc
+    return None
+
+
+def _holds(spec: _Spec, owner: np.ndarray, y: np.ndarray) -> np.ndarray:
+    vals = np.einsum("bmo,bo->bm", spec.C[owner].numpy(), y) + spec.d[owner].numpy()
+    return (vals >= 0).all(axis=1)
+
+
+def _scores(tn: TorchNetwork, spec: _Spec, dom: _Domains) -> list[torch.Tensor]:
+    """BaBSR intercept score per hidden neuron (B, n_j); ``-inf`` where the neuron cannot be split."""
+    C, d = spec.C[dom.spec], spec.d[dom.spec]
+    with torch.no_grad():
+        sb = spec_bound(tn, dom.x_lo, dom.x_hi, dom.lowers, dom.uppers, dom.splits, C, d,
+                        [None if a is None else a.to(DTYPE) for a in dom.alpha],
+                        [None if b_ is None else b_.to(DTYPE) for b_ in dom.beta])
+    out = []
+    for j, (lo, hi, sp_) in enumerate(zip(dom.lowers, dom.uppers, dom.splits)):
+        unst = (lo < 0) & (hi > 0) & (sp_ == 0)
+        if not tn.relu[j] or sb.mu[j] is None:
+            out.append(torch.full_like(lo, -math.inf))
+            continue
+        mu = sb.mu[j].sum(1)
+        denom = torch.where(unst, hi - lo, torch.ones_like(hi))
+        icpt = -lo * hi / denom
+        score = mu.clamp(min=0.0) * icpt + 1e-4 * mu.abs() * torch.minimum(hi, -lo).clamp(min=0.0)
+        out.append(torch.where(unst, score, torch.full_like(score, -math.inf)))
+    return out
+
+
+def _split_relu(tn: TorchNetwork, spec: _Spec, parents: _Domains) -> tuple[_Domains, _Domains, torch.Tensor]:
+    """Two children per parent split on its best-scored neuron; parents with no unstable neuron left are leaves.
+
+    Returns ``(children, leaves, split layer of each child)``; the first half
+    of the children is the active side (``z >= 0``), the second the inactive.
+    """
+    scores = _scores(tn, spec, parents)
+    widths = [s_.shape[1] for s_ in scores]
+    best, arg = torch.cat(scores, dim=1).max(dim=1)
+    leaf = torch.isinf(best)
+    leaves = parents.take(torch.nonzero(leaf).flatten())
+    go = torch.nonzero(~leaf).flatten()
+    p = parents.take(go)
+    arg = arg[go]
+    offsets = np.cumsum([0] + widths)
+    layer = torch.as_tensor(np.searchsorted(offsets, arg.numpy(), side="right") - 1, dtype=torch.long)
+    neuron = arg - torch.as_tensor(offsets, dtype=torch.long)[layer]
+    kids = _Domains.cat([p, p]) if len(p) else p  # torch.cat copies: the children own their tensors
+    n = len(p)
+    rows = torch.arange(2 * n)
+    lay2, neu2 = layer.repeat(2), neuron.repeat(2)
+    sign = torch.cat([torch.ones(n, dtype=torch.int8), -torch.ones(n, dtype=torch.int8)])
+    for j in range(len(widths)):
+        sel = lay2 == j
+        if not bool(sel.any()):
+            continue
+        r, c, sg = rows[sel], neu2[sel], sign[sel]
+        kids.splits[j][r, c] = sg
+        act = sg > 0
+        kids.lowers[j][r[act], c[act]] = 0.0
+        kids.uppers[j][r[~act], c[~act]] = 0.0
+    return kids, leaves, lay2
+
+
+def _split_inputs(tn: TorchNetwork, spec: _Spec, parents: _Domains) -> _Domains:
+    """Two children per parent, bisecting the input maximising ``|lambda_i| (hi_i - lo_i)``."""
+    C, d = spec.C[parents.spec], spec.d[parents.spec]
+    with torch.no_grad():
+        sb = spec_bound(tn, parents.x_lo, parents.x_hi, parents.lowers, parents.uppers, None, C, d,
+                        [None if a is None else a.to(DTYPE) for a in parents.alpha], None)
+    width = parents.x_hi - parents.x_lo
+    score = sb.lam0.abs().sum(1) * width + 1e-12 * width
+    dim = score.argmax(dim=1)
+    rows = torch.arange(len(parents))
+    mid = (parents.x_lo[rows, dim] + parents.x_hi[rows, dim]) / 2
+    left, right = parents.take(rows), parents.take(rows)
+    left.x_hi, right.x_lo = left.x_hi.clone(), right.x_lo.clone()
+    left.x_hi[rows, dim] = mid
+    right.x_lo[rows, dim] = mid
+    return _Domains.cat([left, right])
+
+
+def _recompute(tn: TorchNetwork, kids: _Domains, split_layer: torch.Tensor | None, enabled: bool):
+    """Children's intermediate bounds recomputed and intersected with the parent's; flags of empty children.
+
+    ``split_layer`` None (input splitting): every layer is recomputed on the
+    child's box; else from the first layer after the earliest split of the batch.
+    """
+    full = split_layer is None
+    if enabled and len(kids):
+        start = 0 if full else int(split_layer.min()) + 1
+        if start < tn.n_layers - 1:
+            kids.lowers, kids.uppers = intermediate_bounds(tn, kids.x_lo, kids.x_hi, kids.lowers, kids.uppers,
+                                                           None if full else kids.splits, start=start)
+    empty = torch.zeros(len(kids), dtype=torch.bool)
+    for j, (lo, hi) in enumerate(zip(kids.lowers, kids.uppers)):
+        empty |= (lo > hi).any(dim=1)
+        if not full:
+            sp_ = kids.splits[j]
+            empty |= ((sp_ > 0) & (hi < 0)).any(dim=1) | ((sp_ < 0) & (lo > 0)).any(dim=1)
+    return kids, empty
+
+
+# ---------------------------------------------------------------------------- leaves: every ReLU fixed
+
+
+def _affine_pattern(tn: TorchNetwork, dom: _Domains, i: int):
+    """Along subdomain ``i``'s fixed pattern: ``z_j = G_j x + g_j`` per layer, as float64 NumPy arrays."""
+    n_in = dom.x_lo.shape[1]
+    A, a = np.eye(n_in), np.zeros(n_in)
+    pre = []
+    for j in range(tn.n_layers):
+        W, bias = tn.weights[j].numpy(), tn.biases[j].numpy()
+        G, g = W @ A, W @ a + bias
+        pre.append((G, g))
+        if j < tn.n_layers - 1 and tn.relu[j]:
+            on = ((dom.lowers[j][i] >= 0) | (dom.splits[j][i] > 0)).numpy().astype(float)
+            A, a = on[:, None] * G, on * g
+        else:
+            A, a = G, g
+    return pre
+
+
+def _close_leaves(tn, net, spec: _Spec, leaves: _Domains, confirm: Confirm, res: BaBResult):
+    """Close fully split subdomains by LP duals turned into ``beta`` (module doc, step 4).
+
+    Returns ``(counterexample (x, y) or None, number of leaves left open)``.
+    """
+    from scipy.optimize import linprog
+
+    unresolved = []
+    for i in range(len(leaves)):
+        res.lp_leaves += 1
+        pre = _affine_pattern(tn, leaves, i)
+        lo, hi = leaves.x_lo[i].numpy(), leaves.x_hi[i].numpy()
+        rows, rhs, where = [], [], []
+        for j in range(tn.n_layers - 1):
+            sp_ = leaves.splits[j][i].numpy().astype(float)
+            idx = np.flatnonzero(sp_)
+            if idx.size:
+                G, g = pre[j]
+                rows.append(-sp_[idx, None] * G[idx])
+                rhs.append(sp_[idx] * g[idx])
+                where += [(j, int(k)) for k in idx]
+        G_out, g_out = pre[-1]
+        A_ub = np.vstack(rows) if rows else np.zeros((0, lo.size))
+        b_ub = np.concatenate(rhs) if rhs else np.zeros(0)
+        C, d = spec.C[leaves.spec[i]].numpy(), spec.d[leaves.spec[i]].numpy()
+        closed = False
+        for r in range(C.shape[0]):
+            obj = C[r] @ G_out
+            lp = linprog(-obj, A_ub=A_ub, b_ub=b_ub, bounds=list(zip(lo, hi)), method="highs")
+            beta_vec = None
+            if lp.status == 0:
+                x = lp.x
+                y = net.forward(x)
+                if spec.disjuncts[int(leaves.spec[i])].holds(y):
+                    ok, xc, yc = confirm(x)
+                    if ok:
+                        return (xc, yc), 0
+                beta_vec = np.maximum(-np.asarray(lp.ineqlin.marginals), 0.0)
+                candidates = [beta_vec]
+            elif lp.status == 2 and A_ub.shape[0]:
+                candidates = _farkas_betas(A_ub, b_ub, lo, hi, obj, float(C[r] @ g_out + d[r]))
+            else:
+                candidates = []
+            for beta_vec in candidates:
+                if _leaf_bound(tn, leaves, i, r, m=C.shape[0], where=where, beta_vec=beta_vec, spec=spec) < 0:
+                    closed = True
+                    break
+            if closed:
+                break
+        if not closed:
+            unresolved.append(i)
+    return None, len(unresolved)
+
+
+def _farkas_betas(A_ub, b_ub, lo, hi, obj, const) -> list[np.ndarray]:
+    """Multipliers proving an empty leaf: phase-1 LP ``min t`` s.t. ``A x - t <= b``; scaled duals, growing."""
+    from scipy.optimize import linprog
+
+    n = A_ub.shape[1]
+    A = np.hstack([A_ub, -np.ones((A_ub.shape[0], 1))])
+    c = np.zeros(n + 1)
+    c[-1] = 1.0
+    lp = linprog(c, A_ub=A, b_ub=b_ub, bounds=list(zip(lo, hi)) + [(None, None)], method="highs")
+    if lp.status != 0 or lp.fun <= 0:
+        return []
+    nu = np.maximum(-np.asarray(lp.ineqlin.marginals), 0.0)
+    top = const + float(np.maximum(obj, 0) @ hi + np.minimum(obj, 0) @ lo)
+    gamma = max(top, 0.0) / lp.fun + 1.0
+    return [nu * gamma * f for f in (1.0, 4.0, 64.0)]
+
+
+def _leaf_bound(tn, leaves: _Domains, i: int, r: int, m: int, where, beta_vec, spec: _Spec) -> float:
+    """Sound float64 bound of row ``r`` of leaf ``i`` with the given split multipliers."""
+    one = leaves.take(torch.as_tensor([i]))
+    beta = [torch.zeros(1, m, n, dtype=DTYPE) for n in tn.hidden_widths]
+    for (j, k), v in zip(where, beta_vec):
+        beta[j][0, r, k] = float(v)
+    C, d = spec.C[one.spec], spec.d[one.spec]
+    with torch.no_grad():
+        sb = spec_bound(tn, one.x_lo, one.x_hi, one.lowers, one.uppers, one.splits, C, d,
+                        [None if a is None else a.to(DTYPE) for a in one.alpha], beta)
+    return float(pad_bound(sb)[0, r])

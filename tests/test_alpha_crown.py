@@ -1,0 +1,101 @@
+"""α-CROWN bounds (``optprune.alpha_crown``): sound on samples, never looser than CROWN at the root."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_relu_milp import tiny_net
+
+from optprune.alpha_crown import (
+    TorchNetwork,
+    alpha_intermediate_bounds,
+    alpha_spec_upper_bound,
+    intermediate_bounds,
+    optimise_spec,
+)
+from optprune.bounds import linear_bounds, linear_upper_bound
+
+
+def _samples(net, lo, hi, n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(lo, hi, size=(n, lo.size))
+    corners = np.where(rng.random((n // 4, lo.size)) < 0.5, lo, hi)  # vertices reach the extremes more often
+    return np.vstack([x, corners])
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n_in=st.integers(2, 5), hidden=st.lists(st.integers(2, 8), min_size=1, max_size=3))
+def test_alpha_bounds_are_sound_and_never_looser_than_crown(seed, n_in, hidden):
+    net = tiny_net(seed, n_in, hidden)
+    lo, hi = -np.ones(n_in), np.ones(n_in)
+    C = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0]])
+    d = np.array([0.3, -0.2])
+    lin = linear_bounds(net, lo, hi)
+    crown = linear_upper_bound(net, lin, C, d, lo, hi)
+    alpha, inter = alpha_spec_upper_bound(net, lo, hi, C, d, bounds=lin, iters=20)
+    assert np.all(alpha <= crown + 1e-7 * (1 + np.abs(crown)))  # equal up to the two paddings
+    x = _samples(net, lo, hi, seed=seed)
+    pre = net.forward(x, return_all=True)
+    assert np.all((pre[-1] @ C.T + d) <= alpha)
+    for (l_a, u_a), (l_c, u_c), z in zip(inter, lin, pre):
+        assert np.all(l_a >= l_c) and np.all(u_a <= u_c)  # intersected with CROWN
+        assert np.all(z >= l_a) and np.all(z <= u_a)
+
+
+def test_alpha_strictly_tighter_on_mnistfc_256x4(mnistfc):
+    from optprune.io import load_network
+    from optprune.vnnlib import read_vnnlib
+
+    net = load_network(mnistfc / "mnist-net_256x4.onnx")
+    case = read_vnnlib(mnistfc / "prop_5_0.03.vnnlib", net.input_size, net.output_size).cases[0]
+    conj = case.disjuncts[0]
+    lin = linear_bounds(net, case.lower, case.upper)
+    crown = float(linear_upper_bound(net, lin, conj.C, conj.d, case.lower, case.upper)[0])
+    alpha, inter = alpha_spec_upper_bound(net, case.lower, case.upper, conj.C, conj.d, bounds=lin, iters=20)
+    assert alpha[0] < 0.5 * crown  # CROWN's 9.8 falls to about 0.2
+    x = _samples(net, case.lower, case.upper, n=2000)
+    pre = net.forward(x, return_all=True)
+    assert np.all(pre[-1] @ conj.C.T + conj.d <= alpha)
+    for (lo, hi), z in zip(inter, pre):
+        assert np.all(z >= lo) and np.all(z <= hi)
+
+
+def test_split_bounds_are_sound_on_their_subdomain():
+    """Bounds of a subdomain with split neurons (β terms included) hold on every sampled point that obeys the splits."""
+    net = tiny_net(4, 3, [6, 6])
+    tn = TorchNetwork.from_network(net)
+    lo, hi = -np.ones(3), np.ones(3)
+    lin = linear_bounds(net, lo, hi)
+    unstable = [np.flatnonzero((a < 0) & (b > 0)) for a, b in lin[:-1]]
+    assert unstable[0].size >= 2
+    j0, j1 = unstable[0][:2]
+    splits = [torch.zeros(1, n, dtype=torch.int8) for n in tn.hidden_widths]
+    splits[0][0, j0], splits[0][0, j1] = 1, -1
+    lowers = [torch.as_tensor(a).unsqueeze(0).clone() for a, _ in lin[:-1]]
+    uppers = [torch.as_tensor(b).unsqueeze(0).clone() for _, b in lin[:-1]]
+    lowers[0][0, j0], uppers[0][0, j1] = 0.0, 0.0
+    x_lo, x_hi = torch.as_tensor(lo).unsqueeze(0), torch.as_tensor(hi).unsqueeze(0)
+    lowers, uppers = intermediate_bounds(tn, x_lo, x_hi, lowers, uppers, splits, start=1)
+    C = torch.as_tensor([[[1.0, -1.0, 0.0]]], dtype=torch.float64)
+    ub, *_ = optimise_spec(tn, x_lo, x_hi, lowers, uppers, splits, C, torch.zeros(1, 1, dtype=torch.float64), iters=30)
+    x = _samples(net, lo, hi, n=20000)
+    pre = net.forward(x, return_all=True)
+    inside = (pre[0][:, j0] >= 0) & (pre[0][:, j1] <= 0)
+    assert inside.sum() > 100
+    assert np.all(pre[-1][inside] @ C[0, 0].numpy() <= float(ub[0, 0]))
+    assert np.all(pre[1][inside] >= lowers[1][0].numpy()) and np.all(pre[1][inside] <= uppers[1][0].numpy())
+
+
+@pytest.mark.parametrize("iters", [0, 10])
+def test_alpha_intermediate_contains_the_forward_pass(iters):
+    net = tiny_net(9, 4, [8, 8, 8])
+    tn = TorchNetwork.from_network(net)
+    lo, hi = -np.ones(4), np.ones(4)
+    b = alpha_intermediate_bounds(tn, torch.as_tensor(lo).unsqueeze(0), torch.as_tensor(hi).unsqueeze(0),
+                                  linear_bounds(net, lo, hi), iters=iters)
+    pre = net.forward(_samples(net, lo, hi), return_all=True)
+    for (a, c), z in zip(b, pre):
+        assert np.all(z >= a) and np.all(z <= c)

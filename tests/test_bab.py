@@ -1,0 +1,141 @@
+"""Branch and bound (``optprune.bab``) against brute force, and against the MIP on real instances.
+
+Brute force: the maximum of ``c @ y`` over the box equals the best LP over all
+activation patterns (``brute_force_max`` of ``test_relu_milp``, solved by
+SciPy's ``linprog``, a path independent of the bounds). A property whose true
+maximum slack is ``+gap`` must come back ``sat`` with a checked point, one at
+``-gap`` must come back ``unsat``; both split modes are checked.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_relu_milp import brute_force_max, tiny_net
+
+from optprune.bab import BaBSettings, bab_verify_case
+from optprune.errors import InvalidParameterError
+from optprune.vnnlib import Conjunction, VNNLibCase
+
+
+def _case(net, lo, hi, rows, d):
+    return VNNLibCase(lo, hi, tuple(Conjunction(np.atleast_2d(r), np.atleast_1d(v)) for r, v in zip(rows, d)))
+
+
+def _decide(net, case, split, **kw):
+    settings_ = BaBSettings(split=split, attack=False, batch=4, **kw)
+    return bab_verify_case(net, case, deadline=time.perf_counter() + 60, settings=settings_)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n_in=st.integers(2, 3), hidden=st.lists(st.integers(2, 4), min_size=1, max_size=2),
+       sign=st.sampled_from([1.0, -1.0]), split=st.sampled_from(["relu", "input"]))
+def test_bab_verdict_equals_activation_pattern_enumeration(seed, n_in, hidden, sign, split):
+    net = tiny_net(seed, n_in, hidden)
+    lo, hi = -np.ones(n_in), np.ones(n_in)
+    c = np.array([-1.0, 1.0, 0.0])  # y_1 - y_0 >= -d
+    best = brute_force_max(net, c[None, :], lo, hi)
+    gap = 0.05 * (1.0 + abs(best))
+    d = -best + sign * gap  # true max slack is sign * gap
+    res = _decide(net, _case(net, lo, hi, [c], [d]), split)
+    assert res.verdict == ("sat" if sign > 0 else "unsat"), res.to_dict()
+    if res.verdict == "sat":
+        y = net.forward(res.counterexample)
+        assert c @ y + d >= 0 and np.all(res.counterexample >= lo) and np.all(res.counterexample <= hi)
+
+
+@pytest.mark.parametrize("split", ["relu", "input"])
+def test_disjunction_is_unsat_only_when_every_disjunct_is(split):
+    net = tiny_net(7, 2, [4, 3])
+    lo, hi = -np.ones(2), np.ones(2)
+    rows = [np.array([1.0, -1.0, 0.0]), np.array([0.0, 1.0, -1.0])]
+    maxima = [brute_force_max(net, r[None, :], lo, hi) for r in rows]
+    unsat_d = [-m - 0.1 for m in maxima]
+    assert _decide(net, _case(net, lo, hi, rows, unsat_d), split).verdict == "unsat"
+    sat_d = [unsat_d[0], -maxima[1] + 0.1]  # only the second disjunct is reachable
+    res = _decide(net, _case(net, lo, hi, rows, sat_d), split)
+    assert res.verdict == "sat"
+    y = net.forward(res.counterexample)
+    assert rows[1] @ y + sat_d[1] >= 0
+
+
+def test_multi_row_conjunction_needs_every_row():
+    """Rows reachable one at a time but not together: brute force over a grid says so, BaB must not say sat."""
+    net = tiny_net(3, 2, [4])
+    lo, hi = -np.ones(2), np.ones(2)
+    r1, r2 = np.array([1.0, 0.0, 0.0]), np.array([-1.0, 0.0, 0.0])
+    m1 = brute_force_max(net, r1[None, :], lo, hi)
+    m2 = brute_force_max(net, r2[None, :], lo, hi)
+    # y_0 >= m1 - 0.01 and -y_0 >= m2 - 0.01 both hold only if the range of y_0 is tiny: it is not here.
+    assert m1 + m2 > 0.1
+    conj = Conjunction(np.vstack([r1, r2]), np.array([-(m1 - 0.01), -(m2 - 0.01)]))
+    res = bab_verify_case(net, VNNLibCase(lo, hi, (conj,)), deadline=time.perf_counter() + 60,
+                          settings=BaBSettings(split="relu", attack=False))
+    assert res.verdict == "unsat"
+
+
+def test_root_closed_by_bounds_is_reported_as_bounds():
+    net = tiny_net(11, 3, [3])
+    lo, hi = -np.ones(3), np.ones(3)
+    c = np.array([1.0, -1.0, 0.0])
+    d = -brute_force_max(net, c[None, :], lo, hi) - 100.0
+    res = _decide(net, _case(net, lo, hi, [c], [d]), "relu")
+    assert (res.verdict, res.decided_by, res.rounds) == ("unsat", "bounds", 0)
+
+
+def test_time_limit_gives_unknown():
+    net = tiny_net(5, 3, [4, 4])
+    lo, hi = -np.ones(3), np.ones(3)
+    c = np.array([1.0, -1.0, 0.0])
+    d = -brute_force_max(net, c[None, :], lo, hi) - 1e-3
+    res = bab_verify_case(net, _case(net, lo, hi, [c], [d]), deadline=time.perf_counter() - 1.0,
+                          settings=BaBSettings(split="relu", attack=False, root_iters=0))
+    assert res.verdict in ("unknown", "unsat")
+    if res.verdict == "unsat":
+        assert res.decided_by == "bounds"  # closed at the root, before the clock is read
+    else:
+        assert "time limit" in res.message
+
+
+def test_memory_bound_gives_unknown():
+    net = tiny_net(3, 2, [4, 4])
+    lo, hi = -np.ones(2), np.ones(2)
+    c = np.array([1.0, -1.0, 0.0])
+    d = -brute_force_max(net, c[None, :], lo, hi) - 1e-4  # barely unsat: about 13 subdomains open at once
+    plain = BaBSettings(split="input", attack=False, root_iters=0, iters=0, batch=1)
+    capped = BaBSettings(split="input", attack=False, root_iters=0, iters=0, batch=1, max_domains=2)
+    assert bab_verify_case(net, _case(net, lo, hi, [c], [d]), deadline=time.perf_counter() + 60,
+                           settings=plain).verdict == "unsat"
+    res = bab_verify_case(net, _case(net, lo, hi, [c], [d]), deadline=time.perf_counter() + 60, settings=capped)
+    assert res.verdict == "unknown" and "memory" in res.message
+
+
+@pytest.mark.parametrize(("field", "value"), [("split", "sideways"), ("batch", 0), ("max_domains", 0), ("iters", -1)])
+def test_settings_are_validated(field, value):
+    with pytest.raises(InvalidParameterError, match=field):
+        BaBSettings(**{field: value})
+
+
+# ---------------------------------------------------------------------------- real instances
+
+FAST_256X2 = [("prop_0_0.03.vnnlib", "unsat"), ("prop_2_0.03.vnnlib", "unsat"), ("prop_7_0.03.vnnlib", "sat"),
+              ("prop_1_0.05.vnnlib", "sat")]
+
+
+@pytest.mark.parametrize(("prop", "expected"), FAST_256X2)
+def test_bab_and_mip_agree_on_mnistfc_256x2(mnistfc, prop, expected):
+    from optprune.io import load_network
+    from optprune.verify import verify_property
+    from optprune.vnnlib import read_vnnlib
+
+    net = load_network(mnistfc / "mnist-net_256x2.onnx")
+    p = read_vnnlib(mnistfc / prop, net.input_size, net.output_size)
+    res = bab_verify_case(net, p.cases[0], deadline=time.perf_counter() + 120)
+    mip = verify_property(net, p, timeout=120, bound_method="linear")
+    assert res.verdict == expected == mip.verdict, (res.to_dict(), mip.verdict)
+    if expected == "sat":
+        assert p.cases[0].violated_by(res.counterexample, net.forward(res.counterexample))
