@@ -8,11 +8,11 @@ VNN-LIB conjunctions, minimal distortion) are built on the same layer.
 """
 
 from optprune.formulations._builder import Columns, ModelBuilder
+from optprune.formulations.embed import embed_network
 from optprune.formulations.relu_milp import (
     ReluEncoding,
     build_min_distortion_milp,
     build_spec_milp,
-    embed_network,
     encode_network,
     forward_assignment,
 )
