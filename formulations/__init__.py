@@ -8,7 +8,6 @@ VNN-LIB conjunctions, minimal distortion) are built on the same layer.
 """
 
 from optprune.formulations._builder import Columns, ModelBuilder
-from optprune.formulations.embed import embed_network
 from optprune.formulations.relu_milp import (
     ReluEncoding,
     build_min_distortion_milp,
@@ -27,3 +26,13 @@ __all__ = [
     "build_min_distortion_milp",
     "forward_assignment",
 ]
+
+
+def __getattr__(name: str):
+    # embed_network computes bounds (optprune.bounds), which build on this package's encoding: importing it
+    # lazily keeps "bounds -> formulations" the only direction at import time.
+    if name == "embed_network":
+        from optprune.formulations.embed import embed_network
+
+        return embed_network
+    raise AttributeError(f"module 'optprune.formulations' has no attribute {name!r}")
