@@ -130,7 +130,7 @@ class ShapeLike:
         return (
             isinstance(value, (tuple, list))
             and len(value) > 0
-            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in value)
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) > 0 for v in value)
         )
 
     def describe(self) -> str:

@@ -172,7 +172,8 @@ def test_compensation_creates_missing_bias() -> None:
     torch.testing.assert_close(small[2].bias.detach(), expected)
     groups, _ = dependency_groups(model, (3,))
     compensation = {"2": np.array([1.0, 2.0, 3.0, 4.0])}
-    assert parameters_after(model, groups, decision.new_widths, compensation) == count_parameters(small) == 3 * 2 + 2 + 2 * 2 + 2
+    after = parameters_after(model, groups, decision.new_widths, compensation)
+    assert after == count_parameters(small) == 3 * 2 + 2 + 2 * 2 + 2
 
 
 def test_parameters_after_refuses_impossible_widths() -> None:

@@ -217,7 +217,8 @@ def test_finetune_recovers_and_is_deterministic() -> None:
 
 
 def test_finetune_validates() -> None:
-    with pytest.raises(InvalidParameterError, match=r"finetune: parameter 'alpha' must be a float in \[0.0, 1.0\]; got 1.5"):
+    alpha_message = r"finetune: parameter 'alpha' must be a float in \[0.0, 1.0\]; got 1.5"
+    with pytest.raises(InvalidParameterError, match=alpha_message):
         finetune(mlp(), data(), alpha=1.5)
     with pytest.raises(InvalidParameterError, match=r"parameter 'epochs' must be an int in \[0, inf\]; got -1"):
         finetune(mlp(), data(), epochs=-1)

@@ -207,9 +207,11 @@ def test_registry_and_errors() -> None:
         score_model(tiny(), "wanda_sp", None, input_shape=(2,))
     with pytest.raises(InvalidParameterError, match="needs labels"):
         score_model(tiny(), "taylor", X)
-    with pytest.raises(InvalidParameterError, match=r"BonsaiScorer: parameter 'n_masks' must be an int in \[2, inf\]; got 1"):
+    n_masks_message = r"BonsaiScorer: parameter 'n_masks' must be an int in \[2, inf\]; got 1"
+    with pytest.raises(InvalidParameterError, match=n_masks_message):
         get_scorer("bonsai", n_masks=1)
-    with pytest.raises(InvalidParameterError, match="FLAPScorer: parameter 'metric' must be one of 'wifv', 'ifv', 'wifn'"):
+    metric_message = "FLAPScorer: parameter 'metric' must be one of 'wifv', 'ifv', 'wifn'"
+    with pytest.raises(InvalidParameterError, match=metric_message):
         get_scorer("flap", metric="var")
     with pytest.raises(ShapeMismatchError, match="3 inputs but 2 labels"):
         score_model(tiny(), "taylor", (X, Y[:2]))

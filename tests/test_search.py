@@ -201,7 +201,8 @@ def test_search_widths_takes_layers_by_keyword_and_the_old_name_with_a_warning()
     scores = {"h": np.array([0.1, 5.0, 0.3, 4.0, 2.0, 0.0])}
     layers = chain_layers(["h"], 3, 2)
     new = search_widths(scores, layers=layers, budgets={"params": 0.55})
-    with pytest.warns(DeprecationWarning, match=r"search_widths\(resources=...\) is deprecated; use search_widths\(layers=...\)"):
+    deprecated = r"search_widths\(resources=...\) is deprecated; use search_widths\(layers=...\)"
+    with pytest.warns(DeprecationWarning, match=deprecated):
         old = search_widths(scores, resources=layers, budgets={"params": 0.55})
     assert old.widths == new.widths
     with pytest.raises(InvalidParameterError, match="give 'layers' only"):

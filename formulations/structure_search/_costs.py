@@ -92,7 +92,8 @@ class Table:
         o0, o1, to = _interp(self.out_widths, k_out)
         v = self.values
         return (
-            (1 - ti) * (1 - to) * v[i0, o0] + (1 - ti) * to * v[i0, o1] + ti * (1 - to) * v[i1, o0] + ti * to * v[i1, o1]
+            (1 - ti) * (1 - to) * v[i0, o0] + (1 - ti) * to * v[i0, o1]
+            + ti * (1 - to) * v[i1, o0] + ti * to * v[i1, o1]
         )
 
     @property

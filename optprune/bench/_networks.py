@@ -119,7 +119,9 @@ def resolve_network(spec: NetworkSpec, log: Callable[[str], None] = lambda s: No
     else:
         return replace(spec, fallback=None)
     if spec.fallback is None:
-        raise DataNotFoundError(f"network {spec.name!r}: {problem}; add a [networks.fallback] table to train one instead")
+        raise DataNotFoundError(
+            f"network {spec.name!r}: {problem}; add a [networks.fallback] table to train one instead"
+        )
     log(f"network {spec.name!r}: {problem}; using its fallback {spec.fallback.name!r}")
     return resolve_network(spec.fallback, log)
 
@@ -265,7 +267,9 @@ def prepare_variants(
             eff = resolve_network(spec, log)
             dense, dense_model, data = _dense_variant(config, eff.name, eff, cache, log)
             dense_by_name[eff.name] = dense
-            ft = config.finetune if eff.finetune_epochs is None else replace(config.finetune, epochs=eff.finetune_epochs)
+            ft = config.finetune
+            if eff.finetune_epochs is not None:
+                ft = replace(config.finetune, epochs=eff.finetune_epochs)
             if True in finetuned and config.pruning and ft.epochs == 0:
                 raise InvalidParameterError(
                     f"network {eff.name!r}: fine-tuned variants need finetune.epochs (or the network's "

@@ -81,13 +81,15 @@ def _images(query: QuerySpec, dense: Variant, log: Callable[[str], None]) -> lis
     net = dense.net
     if X.shape[1] != net.input_size:
         raise InvalidParameterError(
-            f"query {query.name!r}: {_dataset(dense)} images have {X.shape[1]} values, network {dense.network!r} takes {net.input_size}"
+            f"query {query.name!r}: {_dataset(dense)} images have {X.shape[1]} values, "
+            f"network {dense.network!r} takes {net.input_size}"
         )
     if query.indices is not None:
         bad = [i for i in query.indices if i >= X.shape[0]]
         if bad:
             raise InvalidParameterError(
-                f"config queries ({query.name}).indices: must be < {X.shape[0]} (size of the {query.split!r} fold); got {bad[0]}"
+                f"config queries ({query.name}).indices: must be < {X.shape[0]} "
+                f"(size of the {query.split!r} fold); got {bad[0]}"
             )
         chosen = list(query.indices)
     else:
@@ -243,7 +245,8 @@ class _Progress:
             self.times.append(float(t))
         if self.bar is not None:
             med = f"{statistics.median(self.times):.2f}s" if self.times else "-"
-            last = f"{record.get('pruning')} {record.get('ratio', 0):g} {record.get('instance')}: {record.get('verdict')}"
+            last = (f"{record.get('pruning')} {record.get('ratio', 0):g} {record.get('instance')}: "
+                    f"{record.get('verdict')}")
             self.bar.update(self.task, advance=1, median=med, last=last[:60])
 
     def stop(self) -> None:

@@ -62,11 +62,15 @@ def parameters_after(
     losing_inputs: set[str] = set()
     for name, kept in widths.items():
         if name not in by_name:
-            raise ShapeMismatchError(f"widths name group {name!r}, which the model does not have; groups: {sorted(by_name)}")
+            raise ShapeMismatchError(
+                f"widths name group {name!r}, which the model does not have; groups: {sorted(by_name)}"
+            )
         group = by_name[name]
         drop = group.width - int(kept)
         if not 0 <= drop < group.width:
-            raise ShapeMismatchError(f"group {name!r} of width {group.width} cannot keep {kept} units; allowed 1..{group.width}")
+            raise ShapeMismatchError(
+                f"group {name!r} of width {group.width} cannot keep {kept} units; allowed 1..{group.width}"
+            )
         if drop == 0:
             continue
         for member in group.members:

@@ -160,10 +160,11 @@ class Pruner:
         self.normalized_scores_ = normalize(self.scores_, self.normalizer_)
         self.search_result_ = None
         kept = self._decide(model, prunable)
+        decision_name = self.decision if isinstance(self.decision, str) else getattr(self.decision, "__name__", "")
         meta = {
             "scorer": scorer.name if not isinstance(self.scorer, str) else self.scorer,
             "ratio": self.ratio,
-            "decision": self.decision if isinstance(self.decision, str) else getattr(self.decision, "__name__", "callable"),
+            "decision": decision_name or "callable",
             "normalizer": self.normalizer_,
         }
         if isinstance(kept, PruningDecision):

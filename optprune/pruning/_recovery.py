@@ -87,7 +87,8 @@ def finetune(
             teacher_logits = torch.cat([teacher(Xt[i : i + 4096]) for i in range(0, len(Xt), 4096)])
 
     def batch_loss(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return distillation_loss(out, yt[idx], None if teacher_logits is None else teacher_logits[idx], alpha, temperature)
+        teacher_part = None if teacher_logits is None else teacher_logits[idx]
+        return distillation_loss(out, yt[idx], teacher_part, alpha, temperature)
 
     return fit_epochs(model, Xt, yt, batch_loss, epochs=epochs, lr=lr, weight_decay=weight_decay,
                       batch_size=batch_size, seed=seed, progress=progress, title="fine-tune", label=label)

@@ -22,7 +22,9 @@ from optprune.pruning._apply import parameters_after
 from optprune.pruning._select import keep_count
 from optprune.structure import dependency_groups, infer_input_shape
 
-__all__ = ["MATCHES", "attach_masks", "magnitude_masks", "prune_unstructured", "remove_masks", "unstructured_keep_count"]
+__all__ = [
+    "MATCHES", "attach_masks", "magnitude_masks", "prune_unstructured", "remove_masks", "unstructured_keep_count",
+]
 
 #: how the number of kept weights is chosen: ``none`` from the ratio, ``uniform`` to match uniform structured pruning
 MATCHES = ("none", "uniform")

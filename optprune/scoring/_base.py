@@ -160,7 +160,9 @@ class Scorer(abc.ABC):
         for g in prunable:
             s = np.asarray(scores[g.name], dtype=np.float64).reshape(-1)
             if s.shape != (g.width,):
-                raise ShapeMismatchError(f"scorer {self.name!r} gave {s.size} scores for group {g.name!r} of width {g.width}")
+                raise ShapeMismatchError(
+                    f"scorer {self.name!r} gave {s.size} scores for group {g.name!r} of width {g.width}"
+                )
             out[g.name] = s
         return out
 

@@ -192,7 +192,8 @@ def solve_search(
         rounding = dict(built.rounding)
         rounding["solver_objective_unscaled"] = res.objective / scale if math.isfinite(res.objective) else None
         rounding["objective_error"] = (
-            abs(rounding["solver_objective_unscaled"] - problem.value(built.decode(res.x))) if res.x is not None else None
+            abs(rounding["solver_objective_unscaled"] - problem.value(built.decode(res.x)))
+            if res.x is not None else None
         )
         stats["rounding"] = rounding
     return _result(problem, widths, absolute, status, time.perf_counter() - start, "exact", stats)

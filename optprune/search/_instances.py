@@ -58,7 +58,9 @@ def problem_from_dict(data: Mapping, *, where: str = "instance") -> tuple[Search
     except KeyError as exc:
         raise FileFormatError(f"{where}: missing field {exc.args[0]!r} (see instances/search/README.md)") from None
     except (TypeError, AttributeError) as exc:  # a field of the wrong JSON type (a list where an object belongs)
-        raise FileFormatError(f"{where}: a field has the wrong JSON type ({exc}); see instances/search/README.md") from None
+        raise FileFormatError(
+            f"{where}: a field has the wrong JSON type ({exc}); see instances/search/README.md"
+        ) from None
     problem = SearchProblem(groups, layers, tuple(tuple(t) for t in data.get("ties", ())), str(data.get("name", "")))
     budgets = data.get("budgets", {})
     if not isinstance(budgets, Mapping):

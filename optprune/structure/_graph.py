@@ -308,7 +308,8 @@ class _Analysis:
 
     def visit(self, node: fx.Node) -> _Layout | None:
         if node.op == "placeholder":
-            return self.fresh(node, "input", frozen=f"tied to the model input {node.name!r}", label=f"input:{node.name}")
+            frozen = f"tied to the model input {node.name!r}"
+            return self.fresh(node, "input", frozen=frozen, label=f"input:{node.name}")
         if node.op == "output":
             for arg in self.tensor_args(node):
                 self.freeze_layout(self.layout[arg.name], "tied to the model output")
