@@ -260,8 +260,12 @@ def test_greedy_meets_budget_and_never_beats_exact() -> None:
 def test_infeasible_budget_is_named() -> None:
     layout = block_layout([[4, 8, 8], [4, 8, 8]], ArraySpec(2, 2, "ws"))
     scores = np.ones(layout.n_blocks)
-    with pytest.raises(InfeasibleBudgetError, match="no block selection meets"):
+    with pytest.raises(InfeasibleBudgetError, match="no block selection meets") as info:
         select_blocks(layout, scores, 0.01)
+    # one ws block per layer: 2*2 + 2 + 4 - 2 = 8 lines, minus 1, in each of 2 layers, of 254 dense cycles
+    assert info.value.smallest_feasible == pytest.approx(14 / 254)
+    assert "at least 0.05512" in str(info.value)
+    assert select_blocks(layout, scores, info.value.smallest_feasible).cycles == 14
     with pytest.raises(InfeasibleBudgetError, match="greedy"):
         greedy_blocks(layout, scores, 0.01)
 

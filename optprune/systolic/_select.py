@@ -107,12 +107,15 @@ def select_blocks(
     )
     result = solve(sel.model, solver, time_limit=time_limit, mip_gap=mip_gap)
     if result.status.value == "infeasible":
+        smallest = _smallest_fraction(layout)
         raise InfeasibleBudgetError(
             f"no block selection meets a cycle budget of {cycle_budget} ({budget} of "
             f"{int(layout.dense_cycles().sum())} cycles) with every layer keeping a block"
             f"{', each block-row keeping one' if keep_each_row else ''}"
-            f"{', whole block-rows' if whole_rows else ''}; allowed: a budget of at least the cheapest selection",
-            smallest_feasible=_smallest_fraction(layout),
+            f"{', whole block-rows' if whole_rows else ''}"
+            f"{f', at least {min_keep_ratio:g} of each layer' if min_keep_ratio > 0 else ''}; "
+            f"one block per layer alone needs a budget of at least {smallest:.4g}",
+            smallest_feasible=smallest,
         )
     if not result.status.has_solution:
         raise SolverError(f"{solver} found no block selection: status {result.status.value} ({result.message})")
