@@ -1,0 +1,175 @@
+"""``optprune gohsp``: prune a ViT with GOHSP; ``optprune vit-train``: train the reference ViTs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from optprune.cli._app import app
+from optprune.cli._output import emit, stderr_console
+from optprune.cli._validate import FORCE_HELP, check_number, check_output_file
+
+__all__ = ["gohsp_command", "parse_budget", "vit_train_command"]
+
+OUT_SUFFIXES = (".onnx", ".pt")
+RESOURCES = ("params", "flops")
+
+
+def parse_budget(text: str) -> tuple[str, float]:
+    """``"params=0.6"``, ``"flops=0.5"`` or ``"0.6"`` (parameters) -> ``(resource, fraction kept)``."""
+    from optprune.errors import InvalidParameterError
+
+    resource, _, value = text.rpartition("=")
+    resource = resource.strip() or "params"
+    if resource not in RESOURCES:
+        raise InvalidParameterError(f"--budget: resource must be one of {RESOURCES} (as params=0.6); got {text!r}")
+    try:
+        fraction = float(value)
+    except ValueError:
+        raise InvalidParameterError(f"--budget: expected RESOURCE=FRACTION such as params=0.6; got {text!r}") from None
+    check_number("--budget", fraction, low=0, high=1, low_open=True)
+    return resource, fraction
+
+
+def _plot_residuals(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    it = [h["iteration"] + 1 for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.semilogy(it, [max(h["primal_residual"], 1e-12) for h in history], "o-", label="primal ||W - Z||")
+    ax.semilogy(it, [max(h["dual_residual"], 1e-12) for h in history], "s-", label="dual rho ||Z - Z_prev||")
+    ax.set_xlabel("ADMM iteration")
+    ax.set_ylabel("residual")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@app.command("gohsp")
+def gohsp_command(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A ViT saved by optprune.vit.save_vit (.pt).")],
+    budget: Annotated[str, typer.Option("--budget", help="What to keep: params=0.6 (40% fewer) or flops=F.")] = "params=0.6",
+    data: Annotated[str, typer.Option("--data", help="mnist or digits: graph, ADMM, fine-tuning, accuracy.")] = "mnist",
+    similarity: Annotated[str, typer.Option("--similarity", help="Head graph edges: correlation or attention.")] = "correlation",
+    damping: Annotated[float, typer.Option("--damping", help="PageRank damping of the head graph's walk.")] = 0.85,
+    admm_iterations: Annotated[int, typer.Option("--admm-iterations", help="ADMM iterations (0: none).")] = 4,
+    admm_epochs: Annotated[int, typer.Option("--admm-epochs", help="SGD epochs per W-step.")] = 1,
+    rho: Annotated[float, typer.Option("--rho", help="Initial ADMM penalty.")] = 0.01,
+    rho_growth: Annotated[float, typer.Option("--rho-growth", help="Penalty growth per iteration.")] = 3.0,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Fine-tuning epochs after the hard prune.")] = 3,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (W-steps and fine-tuning).")] = 1e-3,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of calibration sample, W-steps and fine-tuning.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the pruned ViT (.onnx or .pt).")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the ADMM residuals.")] = None,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
+) -> None:
+    """Prune a ViT's heads and MLP neurons with GOHSP (graph head ranking, searched budgets, ADMM), fine-tune."""
+    from optprune.errors import InvalidParameterError
+
+    resource, fraction = parse_budget(budget)
+    if data not in ("mnist", "digits"):
+        raise InvalidParameterError(f"--data must be 'mnist' or 'digits'; got {data!r}")
+    for option, value in (("--admm-iterations", admm_iterations), ("--admm-epochs", admm_epochs),
+                          ("--finetune-epochs", finetune_epochs), ("--seed", seed)):
+        check_number(option, value, low=1 if option == "--admm-epochs" else 0)
+    check_number("--damping", damping, low=0, high=1)
+    check_number("--rho", rho, low=0, low_open=True)
+    check_number("--rho-growth", rho_growth, low=1)
+    check_number("--lr", lr, low=0, low_open=True)
+    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
+        raise InvalidParameterError(f"--out must end in .onnx or .pt; got {out.name!r}")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InvalidParameterError(f"--plot must end in .png; got {plot.name!r}")
+    check_output_file("--out", out, force=force)
+    check_output_file("--plot", plot, force=force)
+
+    import torch
+
+    from optprune.data import load_dataset
+    from optprune.gohsp import GOHSP
+    from optprune.vit import check_inputs, export_vit_onnx, load_vit, save_vit, vit_accuracy
+
+    torch.set_num_threads(1)
+    model = load_vit(model_path)
+    X_train, y_train = load_dataset(data, "train")
+    X_test, y_test = load_dataset(data, "test")
+    check_inputs(model, X_train)
+    acc_before = vit_accuracy(model, X_test, y_test)
+    stderr_console.log(f"{model_path.name}: test-fold accuracy {acc_before:.4f}")
+    est = GOHSP(fraction, resource=resource, similarity=similarity, damping=float(damping),
+                admm_iterations=admm_iterations, admm_epochs=admm_epochs, rho=float(rho),
+                rho_growth=float(rho_growth), finetune_epochs=finetune_epochs, lr=float(lr), seed=seed)
+    est.fit(model, (X_train, y_train))
+    acc_after = est.score(X_test, y_test)
+    stderr_console.log(f"GOHSP {resource}={fraction}: {est.n_params_after_}/{est.n_params_before_} parameters, "
+                       f"accuracy {acc_after:.4f}")
+    if out is not None:
+        if out.suffix.lower() == ".onnx":
+            export_vit_onnx(est.model_, out)
+        else:
+            save_vit(est.model_, out, {"method": "gohsp", "budget": budget, "data": data})
+    if plot is not None:
+        _plot_residuals(est.admm_history_, plot)
+    payload = {
+        "model": str(model_path),
+        "budget": {resource: fraction},
+        "data": data,
+        "params_before": est.n_params_before_,
+        "params_after": est.n_params_after_,
+        "accuracy_before": acc_before,
+        "accuracy_after": acc_after,
+        "heads_kept": est.heads_kept_,
+        "mlp_widths": est.mlp_widths_,
+        "head_importance": {k: [float(v) for v in vals] for k, vals in est.head_importance_.items()},
+        "admm": [{k: h[k] for k in ("iteration", "rho", "primal_residual", "dual_residual")}
+                 for h in est.admm_history_],
+        "finetune_epochs": finetune_epochs,
+        "out": str(out) if out is not None else None,
+        "plot": str(plot) if plot is not None else None,
+    }
+    emit(payload, as_json)
+
+
+@app.command("vit-train")
+def vit_train_command(
+    data: Annotated[str, typer.Argument(help="mnist or digits (the train fold).")],
+    out: Annotated[Path, typer.Option("--out", help="Write the trained ViT (.pt).")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and shuffling.")] = 0,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: the preset's).")] = None,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
+) -> None:
+    """Train the reference ViT of a dataset single-threaded (instances/vit) and report its fold accuracies."""
+    import time
+
+    from optprune.errors import InvalidParameterError
+
+    if data not in ("mnist", "digits"):
+        raise InvalidParameterError(f"DATA must be 'mnist' or 'digits'; got {data!r}")
+    if out.suffix.lower() != ".pt":
+        raise InvalidParameterError(f"--out must end in .pt; got {out.name!r}")
+    if epochs is not None:
+        check_number("--epochs", epochs, low=1)
+    check_number("--seed", seed, low=0)
+    check_output_file("--out", out, force=force)
+
+    import torch
+
+    from optprune.data import load_dataset
+    from optprune.vit import save_vit, train_vit, vit_accuracy
+
+    torch.set_num_threads(1)
+    start = time.time()
+    model = train_vit(data, seed=seed, epochs=epochs)
+    seconds = time.time() - start
+    accs = {s: vit_accuracy(model, *load_dataset(data, s)) for s in ("train", "val", "test")}
+    save_vit(model, out, {"dataset": data, "seed": seed, "accuracy": accs, "train_seconds": round(seconds, 1)})
+    emit({"data": data, "out": str(out), "seed": seed, "accuracy": accs, "train_seconds": seconds,
+          "params": sum(p.numel() for p in model.parameters())}, as_json)
