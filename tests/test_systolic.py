@@ -354,3 +354,12 @@ def test_data_scorers_give_one_score_per_weight(scorer: str) -> None:
 def test_unknown_block_scorer() -> None:
     with pytest.raises(InvalidParameterError, match="magnitude, taylor, fisher, wanda, flap; got 'l2'"):
         weight_importance(nn.Sequential(nn.Linear(2, 2)), "l2")
+
+
+def test_cycle_model_and_formulations_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, optprune.systolic, optprune.formulations.systolic; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
