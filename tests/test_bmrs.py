@@ -1,0 +1,160 @@
+"""BMRS: Delta F closed forms against quadrature, the noise layer, the estimator and its named errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import quad
+from scipy.special import xlogy
+from scipy.stats import norm
+from torch import nn
+
+from optprune.bayes import (
+    BMRS,
+    LogNormalNoise,
+    delta_f_normal,
+    delta_f_uniform,
+    expected_theta,
+    kl_truncnorm_uniform,
+    precision_bounds,
+)
+from optprune.data import load_dataset
+from optprune.errors import InvalidParameterError, NotFittedError
+from optprune.training import make_mlp
+
+A, B = -20.0, 0.0
+# posterior (mu, sigma) grid where quadrature is accurate: inside, below and above [a, b], narrow and wide
+GRID = [(mu, s) for mu in (-22.0, -19.0, -12.0, -5.0, -1.0, 0.5) for s in (0.3, 1.0, 3.0, 10.0)]
+
+
+def _q(mu: float, s: float):
+    z = norm.cdf((B - mu) / s) - norm.cdf((A - mu) / s)
+    return lambda x: norm.pdf(x, mu, s) / z
+
+
+def _log_quad(f, lo: float, hi: float, points: list[float]) -> float:
+    pts = [p for p in points if lo < p < hi]
+    return math.log(quad(f, lo, hi, points=pts or None, limit=400, epsabs=0, epsrel=1e-11)[0])
+
+
+def _quad_normal(mu, s, mr, sr) -> float:
+    zr = norm.cdf((B - mr) / sr) - norm.cdf((A - mr) / sr)
+    q = _q(mu, s)
+    return _log_quad(lambda x: q(x) * (norm.pdf(x, mr, sr) / zr) * (B - A), A, B, [mu, mr])
+
+
+@pytest.mark.parametrize("reduced", [(A, 0.5), (A, 2.0), (-15.0, 1.0)])
+def test_delta_f_normal_matches_quadrature_and_needs_the_log_2pi_term(reduced):
+    mr, sr = reduced
+    checked = 0
+    for mu, s in GRID:
+        exact = _quad_normal(mu, s, mr, sr)
+        if not (-40 < exact < 40):  # quadrature underflows far in the tails; tested where quadrature is exact
+            continue
+        closed = float(delta_f_normal(mu, s, A, B, mr, sr))
+        assert closed == pytest.approx(exact, abs=1e-4, rel=1e-5)
+        # the variant without -1/2 log 2 pi (suspected in the published code) is off by exactly 0.919 nats
+        assert closed + 0.5 * math.log(2 * math.pi) - exact == pytest.approx(0.5 * math.log(2 * math.pi), abs=1e-4)
+        checked += 1
+    assert checked >= 15
+
+
+@pytest.mark.parametrize("reduced", [precision_bounds(8, A), precision_bounds(4, A), (-15.0, -2.0)])
+def test_delta_f_uniform_matches_quadrature(reduced):
+    ar, br = reduced
+    checked = 0
+    for mu, s in GRID:
+        q = _q(mu, s)
+        exact = _log_quad(lambda x, q=q: q(x) * (B - A) / (br - ar), ar, br, [mu])
+        if not (-40 < exact < 40):
+            continue
+        assert float(delta_f_uniform(mu, s, A, B, ar, br)) == pytest.approx(exact, abs=1e-4, rel=1e-5)
+        checked += 1
+    assert checked >= 15
+
+
+def test_delta_f_normal_tends_to_savage_dickey_ratio():
+    mu, s = -14.0, 4.0
+    assert float(delta_f_normal(mu, s, A, B, A, 1e-6)) == pytest.approx(math.log((B - A) * _q(mu, s)(A)), abs=1e-4)
+
+
+def test_kl_and_mean_match_quadrature():
+    for mu, s in [(-5.0, 1.0), (-19.0, 3.0), (0.0, 0.2), (-10.0, 20.0)]:
+        q = _q(mu, s)
+        pts = [min(max(mu, A), B)]
+        kl = quad(lambda x, q=q: xlogy(q(x), q(x) * (B - A)), A, B, points=pts, limit=400)[0]
+        mean = quad(lambda x, q=q: q(x) * math.exp(x), A, B, points=pts, limit=400)[0]
+        assert float(kl_truncnorm_uniform(mu, s, A, B)) == pytest.approx(kl, abs=1e-7)
+        assert float(expected_theta(mu, s, A, B)) == pytest.approx(mean, rel=1e-7)
+
+
+def test_noise_layer_kl_and_fold_match_the_closed_forms():
+    torch.manual_seed(0)
+    layer = LogNormalNoise(nn.Conv2d(2, 3, 3, padding=1), A, B).double()
+    with torch.no_grad():
+        layer.mu.copy_(torch.tensor([-1.0, -8.0, -19.0]))
+        layer.log_sigma.copy_(torch.log(torch.tensor([0.5, 2.0, 4.0])))
+    mu, s = layer.posterior()
+    assert float(layer.kl().detach()) == pytest.approx(float(kl_truncnorm_uniform(mu, s, A, B).sum()), rel=1e-9)
+    layer.eval()
+    x = torch.randn(4, 2, 5, 5, dtype=torch.float64)
+    assert torch.allclose(layer(x), layer.fold()(x), atol=1e-12)
+    samples = torch.stack([layer.sample_log_theta() for _ in range(200)])
+    assert bool(((samples >= A) & (samples <= B)).all())
+
+
+def _digits():
+    X, y = load_dataset("digits", "train")
+    return X[:400], y[:400]
+
+
+def test_bmrs_prunes_and_the_smaller_model_computes_what_the_masked_one_does():
+    torch.manual_seed(0)
+    model = make_mlp([64, 24, 24, 10], (1, 8, 8))
+    # posteriors started at log theta = -3 with a reduced range [a, -1]: units the data does not lift are pruned
+    est = BMRS(prior="uniform", reduced=(A, -1.0), mu_init=-3.0, epochs=2, prune_every=1, batch_size=100)
+    est.fit(model, _digits())
+    small = est.transform()
+    assert set(est.delta_f_) == set(est.kept_) == {"1", "3"}
+    assert all(len(v) >= 1 for v in est.kept_.values())
+    pruned = sum(24 - len(v) for v in est.kept_.values())
+    assert pruned > 0
+    assert est.n_params_after_ < est.n_params_before_
+    assert sum(p.numel() for p in small.parameters()) == est.n_params_after_
+    # kept units are exactly those with Delta F < 0 (plus min_keep), pruned ones had Delta F >= 0 when removed
+    for g, kept in est.kept_.items():
+        removed = np.setdiff1d(np.arange(24), kept)
+        assert np.all(est.delta_f_[g][removed] >= 0) or len(est.history_) > 1
+    X = torch.as_tensor(_digits()[0][:50])
+    with torch.no_grad():
+        assert torch.allclose(small(X), est.model_(X), atol=1e-5)
+    assert est.history_[0]["epoch"] == 1
+
+
+def test_bmrs_keeps_min_keep_units_per_group():
+    torch.manual_seed(0)
+    model = make_mlp([64, 12, 10], (1, 8, 8))
+    est = BMRS(prior="uniform", reduced=(A, -1.0), mu_init=-3.0, epochs=1, min_keep=3, batch_size=100)
+    est.fit(model, _digits())
+    assert len(est.kept_["1"]) >= 3
+
+
+def test_bmrs_named_errors():
+    data = _digits()
+    with pytest.raises(InvalidParameterError, match="a < b"):
+        BMRS(a=0.0, b=-1.0).fit(make_mlp([64, 8, 10], (1, 8, 8)), data)
+    with pytest.raises(InvalidParameterError, match="a <= a' < b' <= b"):
+        BMRS(prior="uniform", reduced=(-25.0, -3.0)).fit(make_mlp([64, 8, 10], (1, 8, 8)), data)
+    with pytest.raises(InvalidParameterError, match="a <= a' < b' <= b"):
+        BMRS(prior="uniform", reduced=(-5.0, 1.0)).fit(make_mlp([64, 8, 10], (1, 8, 8)), data)
+    with pytest.raises(InvalidParameterError, match="sigma_red > 0"):
+        BMRS(prior="normal", reduced=(-20.0, 0.0)).fit(make_mlp([64, 8, 10], (1, 8, 8)), data)
+    with pytest.raises(InvalidParameterError, match="no Linear or Conv2d layer"):
+        BMRS(epochs=1).fit(make_mlp([64, 10], (1, 8, 8)), data)  # only the output layer: nothing to wrap
+    with pytest.raises(InvalidParameterError, match="prior"):
+        BMRS(prior="laplace").fit(make_mlp([64, 8, 10], (1, 8, 8)), data)
+    with pytest.raises(NotFittedError):
+        BMRS().transform()
