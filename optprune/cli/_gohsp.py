@@ -54,15 +54,15 @@ def _plot_residuals(history: list[dict], path: Path) -> None:
 @app.command("gohsp")
 def gohsp_command(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A ViT saved by optprune.vit.save_vit (.pt).")],
-    budget: Annotated[str, typer.Option("--budget", help="What to keep: params=0.6 (40% fewer) or flops=F.")] = "params=0.6",
+    budget: Annotated[str, typer.Option("--budget", help="Kept: params=0.6 or flops=F.")] = "params=0.6",
     data: Annotated[str, typer.Option("--data", help="mnist or digits: graph, ADMM, fine-tuning, accuracy.")] = "mnist",
-    similarity: Annotated[str, typer.Option("--similarity", help="Head graph edges: correlation or attention.")] = "correlation",
+    similarity: Annotated[str, typer.Option("--similarity", help="correlation or attention.")] = "correlation",
     damping: Annotated[float, typer.Option("--damping", help="PageRank damping of the head graph's walk.")] = 0.85,
     admm_iterations: Annotated[int, typer.Option("--admm-iterations", help="ADMM iterations (0: none).")] = 4,
     admm_epochs: Annotated[int, typer.Option("--admm-epochs", help="SGD epochs per W-step.")] = 1,
     rho: Annotated[float, typer.Option("--rho", help="Initial ADMM penalty.")] = 0.01,
     rho_growth: Annotated[float, typer.Option("--rho-growth", help="Penalty growth per iteration.")] = 3.0,
-    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Fine-tuning epochs after the hard prune.")] = 3,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs after the hard prune.")] = 3,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (W-steps and fine-tuning).")] = 1e-3,
     seed: Annotated[int, typer.Option("--seed", help="Seed of calibration sample, W-steps and fine-tuning.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Write the pruned ViT (.onnx or .pt).")] = None,

@@ -42,7 +42,9 @@ class GOHSP:
     Parameters (stored as given, validated by :meth:`fit`):
 
     budget : float in (0, 1]
-        Fraction of the parameters kept (``0.6``: 40% fewer parameters).
+        Fraction of the parameters (or FLOPs) kept (``0.6``: 40% fewer parameters).
+    resource : "params" or "flops"
+        What the budget limits (FLOPs: multiply-accumulates of one image).
     similarity : "correlation" or "attention"
         Edge weights of the head graph (see :mod:`optprune.gohsp._graph`).
     damping : float in [0, 1]
@@ -69,6 +71,7 @@ class GOHSP:
 
     _parameter_constraints: dict[str, list] = {
         "budget": [Interval(float, 0.0, 1.0, closed="right")],
+        "resource": [Options(("params", "flops"))],
         "similarity": [Options(SIMILARITIES)],
         "damping": [Interval(float, 0.0, 1.0)],
         "admm_iterations": [Interval(int, 0, None)],
@@ -87,6 +90,7 @@ class GOHSP:
         self,
         budget: float = 0.6,
         *,
+        resource: str = "params",
         similarity: str = "correlation",
         damping: float = 0.85,
         admm_iterations: int = 4,
@@ -101,6 +105,7 @@ class GOHSP:
         calibration_size: int = 256,
     ) -> None:
         self.budget = budget
+        self.resource = resource
         self.similarity = similarity
         self.damping = damping
         self.admm_iterations = admm_iterations
@@ -149,7 +154,8 @@ class GOHSP:
         heads = [g for g in prunable if g.kind == "heads"]
         total = sum(g.width for g in heads)
         self.head_importance_ = {g.name: self.scores_[g.name] / total for g in heads}
-        self.budget_kept_, self.search_result_ = search_keep(work, self.scores_, self.groups_, self.budget, shape)
+        self.budget_kept_, self.search_result_ = search_keep(
+            work, self.scores_, self.groups_, self.budget, shape, resource=self.resource)
         widths = {g.name: g.width for g in prunable}
         keep = {n: len(k) for n, k in self.budget_kept_.items()}
 

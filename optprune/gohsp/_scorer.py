@@ -102,10 +102,14 @@ def search_keep(
     *,
     min_width: int = 1,
     solver: str = "highs",
+    resource: str = "params",
 ) -> tuple[dict[str, list[int]], object]:
-    """Kept indices per group and the search result: maximise comparable kept score s.t. params <= budget."""
+    """Kept indices per group and the search result: maximise comparable kept score s.t. resource <= budget.
+
+    ``resource`` is ``"params"`` or ``"flops"`` (multiply-accumulates), ``budget`` a fraction of the unpruned model.
+    """
     from optprune.search import search_decision
 
     values = comparable_scores(model, scores, groups)
-    return search_decision(model, values, {"params": float(budget)}, input_shape=tuple(input_shape),
+    return search_decision(model, values, {resource: float(budget)}, input_shape=tuple(input_shape),
                            min_width=min_width, solver=solver, return_result=True)
