@@ -183,9 +183,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rho", type=float, default=0.1)
     parser.add_argument("--rho-growth", type=float, default=3.0)
     parser.add_argument("--out", type=Path, default=Path("results/gohsp_vit"))
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="Skip running: summarise these records.jsonl files (budgets run as separate processes).")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    records = run(args)
+    if args.merge:
+        records = [json.loads(line) for path in args.merge for line in path.read_text().splitlines() if line.strip()]
+        records.sort(key=lambda r: -r["budget_kept"])
+    else:
+        records = run(args)
     with open(args.out / "records.jsonl", "w") as fh:
         for r in records:
             fh.write(json.dumps(r) + "\n")
