@@ -139,3 +139,16 @@ def test_bab_and_mip_agree_on_mnistfc_256x2(mnistfc, prop, expected):
     assert res.verdict == expected == mip.verdict, (res.to_dict(), mip.verdict)
     if expected == "sat":
         assert p.cases[0].violated_by(res.counterexample, net.forward(res.counterexample))
+
+
+@pytest.mark.parametrize(("recompute", "fsb_k"), [(True, 0), (False, 3)])
+def test_bab_options_keep_the_verdict(recompute, fsb_k):
+    """Intermediate-bound recomputation and filtered smart branching change the search, never the verdict."""
+    net = tiny_net(13, 3, [4, 4])
+    lo, hi = -np.ones(3), np.ones(3)
+    c = np.array([0.0, 1.0, -1.0])
+    best = brute_force_max(net, c[None, :], lo, hi)
+    for sign in (1.0, -1.0):
+        d = -best + sign * 0.05 * (1 + abs(best))
+        res = _decide(net, _case(net, lo, hi, [c], [d]), "relu", recompute=recompute, fsb_k=fsb_k)
+        assert res.verdict == ("sat" if sign > 0 else "unsat")
