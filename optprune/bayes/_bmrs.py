@@ -75,6 +75,10 @@ class BMRS:
         Training epochs; prune every ``prune_every`` epochs during training (0:
         only once, after training).
     lr, batch_size, seed, kl_weight, num_threads : training settings (Adam; one thread by default).
+    noise_lr : float or None
+        Adam learning rate of the noise posteriors (None: ``lr``). Their KL
+        gradients are scaled by 1/N, and a posterior that the data no longer
+        informs moves towards the prior only as fast as Adam's steps allow.
     mu_init, log_sigma_init : float
         Initial posterior of every noise variable.
     min_keep : int >= 1
@@ -98,6 +102,7 @@ class BMRS:
         "epochs": [Interval(int, 0, None)],
         "prune_every": [Interval(int, 0, None)],
         "lr": [Interval(float, 0.0, None, closed="neither", finite=True)],
+        "noise_lr": [Interval(float, 0.0, None, closed="neither", finite=True), None],
         "batch_size": [Interval(int, 1, None)],
         "seed": [Interval(int, 0, None)],
         "kl_weight": [Interval(float, 0.0, None, finite=True)],
@@ -117,6 +122,7 @@ class BMRS:
         epochs: int = 10,
         prune_every: int = 0,
         lr: float = 1e-3,
+        noise_lr: float | None = 1e-2,
         batch_size: int = 64,
         seed: int = 0,
         kl_weight: float = 1.0,
@@ -133,6 +139,7 @@ class BMRS:
         self.epochs = epochs
         self.prune_every = prune_every
         self.lr = lr
+        self.noise_lr = noise_lr
         self.batch_size = batch_size
         self.seed = seed
         self.kl_weight = kl_weight
@@ -285,7 +292,12 @@ class BMRS:
         try:
             torch.manual_seed(int(self.seed))
             gen = torch.Generator().manual_seed(int(self.seed))
-            opt = torch.optim.Adam(noisy.parameters(), lr=float(self.lr))
+            noise = {id(p) for w in wrappers.values() for p in (w.mu, w.log_sigma)}
+            opt = torch.optim.Adam([
+                {"params": [p for p in noisy.parameters() if id(p) not in noise], "lr": float(self.lr)},
+                {"params": [p for w in wrappers.values() for p in (w.mu, w.log_sigma)],
+                 "lr": float(self.noise_lr if self.noise_lr is not None else self.lr)},
+            ])
             loss_fn = nn.CrossEntropyLoss()
             n = Xt.shape[0]
             scale = float(self.kl_weight) / n
