@@ -81,6 +81,8 @@ def prune_command(
     ratio: Annotated[float, typer.Option("--ratio", help="Fraction of units (or parameters, for search) to remove.")] = 0.5,
     data: Annotated[str, typer.Option("--data", help="mnist or digits: calibration, fine-tuning and accuracy.")] = "mnist",
     decision: Annotated[str, typer.Option("--decision", help="uniform, global or search.")] = "uniform",
+    method: Annotated[str, typer.Option("--method", help="scorer (Pruner), bmrs-n, bmrs-u or reconvene.")] = "scorer",
+    train_epochs: Annotated[int, typer.Option("--train-epochs", help="bmrs-n/bmrs-u/reconvene: training epochs.")] = 10,
     normalizer: Annotated[str, typer.Option("--normalizer", help="auto, zscore, lamp, mean or none.")] = "auto",
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs of fine-tuning on the train fold.")] = 0,
     distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the unpruned network.")] = False,
@@ -107,6 +109,11 @@ def prune_command(
     if data not in ("mnist", "digits"):
         raise InvalidParameterError(f"--data must be 'mnist' or 'digits'; got {data!r}")
     check_number("--ratio", ratio, low=0, high=1, high_open=True)
+    from optprune.pai import METHODS
+
+    if method not in ("scorer", *METHODS):
+        raise InvalidParameterError(f"--method must be one of scorer, {', '.join(METHODS)}; got {method!r}")
+    check_number("--train-epochs", train_epochs, low=1)
     check_number("--finetune-epochs", finetune_epochs, low=0)
     check_number("--calibration-size", calibration_size, low=1)
     check_number("--lr", lr, low=0, low_open=True)
@@ -126,13 +133,22 @@ def prune_command(
 
     acc_before = accuracy(model, X_test, y_test)
     stderr_console.log(f"{network.name}: {count_parameters(model)} parameters, test-fold accuracy {acc_before:.4f}")
-    pruner = Pruner(
-        scorer=scorer, ratio=ratio, decision=decision, normalizer=normalizer, compensate=compensate,
-        input_shape=shape,
-    ).fit(model, (X_train[calib], y_train[calib]))
-    pruned = pruner.transform()
+    method_info = None
+    if method == "scorer":
+        pruner = Pruner(
+            scorer=scorer, ratio=ratio, decision=decision, normalizer=normalizer, compensate=compensate,
+            input_shape=shape,
+        ).fit(model, (X_train[calib], y_train[calib]))
+        pruned, pruning_decision = pruner.transform(), pruner.decision_
+    else:
+        from optprune.pai import prune_with_method
+
+        pruned, pruning_decision, method_info = prune_with_method(
+            method, model, (X_train, y_train), shape, ratio=ratio, epochs=train_epochs, seed=seed
+        )
     acc_pruned = accuracy(pruned, X_test, y_test)
-    stderr_console.log(f"pruned with {scorer} ({decision}, ratio {ratio}): accuracy {acc_pruned:.4f}")
+    label = f"{scorer} ({decision}, ratio {ratio})" if method == "scorer" else method
+    stderr_console.log(f"pruned with {label}: accuracy {acc_pruned:.4f}")
     acc_finetuned = None
     if finetune_epochs > 0:
         finetune(pruned, (X_train, y_train), finetune_epochs, teacher=model if distill else None, lr=lr, seed=seed)
@@ -141,7 +157,7 @@ def prune_command(
     if out is not None:
         export_model(pruned, out, shape)
     if save_decision is not None:
-        pruner.decision_.save(save_decision)
+        pruning_decision.save(save_decision)
 
     try:
         from optprune.io import network_from_torch
@@ -151,6 +167,8 @@ def prune_command(
         widths = None
     payload = {
         "network": str(network),
+        "method": method,
+        "method_info": method_info,
         "scorer": scorer,
         "decision": decision,
         "ratio": ratio,
@@ -162,7 +180,7 @@ def prune_command(
         "finetune_epochs": finetune_epochs,
         "distill": distill,
         "widths": widths,
-        "group_widths": pruner.widths_,
+        "group_widths": pruning_decision.new_widths,
         "data": data,
         "data_note": data_note(data),
         "out": str(out) if out is not None else None,

@@ -7,17 +7,20 @@ trains the smaller network; :class:`UnstructuredPaI` is the same-budget
 unstructured baseline. Saliencies are in :mod:`optprune.pai._saliency`.
 """
 
+from optprune.pai._methods import METHODS, prune_with_method
 from optprune.pai._reconvene import LAYER_CHOICES, Reconvene, TrainedModelWarning, UnstructuredPaI, init_bound_ratio
 from optprune.pai._saliency import SALIENCIES, channel_saliency, snip_scores, synflow_scores, weight_saliency
 
 __all__ = [
     "LAYER_CHOICES",
+    "METHODS",
     "SALIENCIES",
     "Reconvene",
     "TrainedModelWarning",
     "UnstructuredPaI",
     "channel_saliency",
     "init_bound_ratio",
+    "prune_with_method",
     "snip_scores",
     "synflow_scores",
     "weight_saliency",
