@@ -39,7 +39,10 @@ __all__ = [
     "stable_hash",
 ]
 
-DECISIONS = ("uniform", "global", "search", "unstructured")
+# bmrs-n/bmrs-u/reconvene: optprune.pai.prune_with_method, trained on the calibration sample
+# for scorer_options.epochs epochs (default 5); BMRS ignores the ratio. (optprune.pai.METHODS, kept torch-free here)
+METHOD_DECISIONS = ("bmrs-n", "bmrs-u", "reconvene")
+DECISIONS = ("uniform", "global", "search", "unstructured", *METHOD_DECISIONS)
 QUERY_KINDS = ("max_margin", "vnnlib")
 TARGETS = ("runner_up", "all")
 MODES = ("optimize", "decision")
@@ -346,7 +349,7 @@ def _pruning(t: _Table, default_ratios: tuple[float, ...] | None) -> PruningSpec
 
     scorer = t.get("scorer", str, "magnitude")
     decision = t.get("decision", str, "uniform", allowed=DECISIONS)
-    if decision != "unstructured" and scorer.lower().replace("-", "_") not in available_scorers():
+    if decision not in ("unstructured", *METHOD_DECISIONS) and scorer.lower().replace("-", "_") not in available_scorers():
         raise InvalidParameterError(
             f"config {t.where}.scorer: must be one of {', '.join(available_scorers())}; got {scorer!r}"
         )

@@ -152,6 +152,12 @@ def _prune(dense_model, spec: PruningSpec, ratio: float, calib, shape: tuple[int
     from optprune.pruning import Pruner, prune_unstructured
 
     torch.manual_seed(0)
+    if spec.decision in ("bmrs-n", "bmrs-u", "reconvene"):
+        from optprune.pai import prune_with_method
+
+        model, decision, _ = prune_with_method(spec.decision, dense_model, calib, shape, ratio=ratio,
+                                               epochs=int(spec.scorer_options.get("epochs", 5)), seed=0)
+        return model, {"group_widths": dict(decision.new_widths), "decision": decision.to_dict()}
     if spec.decision == "unstructured":
         model, masks, keep = prune_unstructured(dense_model, ratio, spec.match, input_shape=shape)
         return model, {"kept_weights": keep, "match": spec.match, "masks": masks}
