@@ -234,7 +234,9 @@ def mnist_part(args, records: list[dict], out: Path) -> list[str]:
         acc0 = accuracy(model, X_test, y_test)
         gemms = gemms_from_torch(model, batch=1)
         shapes = [g.shape for g in gemms]
-        imp = weight_importance(model, "taylor", (X_train[calib], y_train[calib]))
+        imp = weight_importance(model, args.scorer, (X_train[calib], y_train[calib]))
+        if args.normalize == "mean":  # each layer's importances divided by their mean: layers compare on one scale
+            imp = [i / max(float(i.mean()), 1e-300) for i in imp]
         weights = operand_weights(model)
         # the same fine-tuning for the dense net (what fine-tuning alone gives)
         for size in arrays:
@@ -271,7 +273,9 @@ def mnist_part(args, records: list[dict], out: Path) -> list[str]:
                           f"greedy {rows[-2]['acc_finetuned']:.4f} unstr {rows[-1]['acc_finetuned']:.4f}",
                           file=sys.stderr)
         _write(out, records)
-    lines += _mnist_tables(rows, nets)
+    lines += _mnist_tables(rows, nets, args.scorer + ("" if args.normalize == "none" else ", layer-mean normalised"))
+    if args.skip_extras:
+        return lines
     # every backend on one selection instance
     model = load_torch_model(folder / "mnist-net_256x2.onnx")
     gemms = gemms_from_torch(model, batch=1)
@@ -332,10 +336,11 @@ def _apply_weight_masks(model, masks_kn):
     return pruned, masks
 
 
-def _mnist_tables(rows: list[dict], nets: list[str]) -> list[str]:
+def _mnist_tables(rows: list[dict], nets: list[str], scorer: str) -> list[str]:
     import numpy as np
 
-    lines = ["## Accuracy at equal cycle budget (test fold, after fine-tuning with the mask held)", "",
+    lines = [f"## Accuracy at equal cycle budget ({scorer} block scores; test fold, after fine-tuning with the "
+             "mask held)", "",
              "Cells: fine-tuned accuracy % (accuracy right after pruning %); cycles as % of dense.", "",
              "| net | array | df | budget | exact | greedy | unstructured (weights kept) | cycles exact/greedy/unstr |",
              "|---|---|---|---|---|---|---|---|"]
@@ -345,15 +350,21 @@ def _mnist_tables(rows: list[dict], nets: list[str]) -> list[str]:
         grouped.setdefault(key(r), {})[r["method"]] = r
     for k, by in grouped.items():
         e, g, u = by["exact"], by["greedy"], by["unstructured"]
+        if u["weights_kept"] == 0:  # no global magnitude threshold meets the budget with every layer running
+            unstr, ucyc = "none meets it", "-"
+        else:
+            unstr = (f"{100 * u['acc_finetuned']:.2f} ({100 * u['acc_pruned']:.2f}; "
+                     f"{u['weights_kept'] / u['weights']:.1%})")
+            ucyc = f"{u['cycles'] / u['dense_cycles']:.1%}"
         lines.append(
             f"| {k[0]} | {k[1]}x{k[1]} | {k[2]} | {k[3]:.0%} | {100 * e['acc_finetuned']:.2f} "
             f"({100 * e['acc_pruned']:.2f}) | {100 * g['acc_finetuned']:.2f} ({100 * g['acc_pruned']:.2f}) | "
-            f"{100 * u['acc_finetuned']:.2f} ({100 * u['acc_pruned']:.2f}; {u['weights_kept'] / u['weights']:.1%}) | "
-            f"{e['cycles'] / e['dense_cycles']:.1%}/{g['cycles'] / g['dense_cycles']:.1%}/"
-            f"{u['cycles'] / u['dense_cycles']:.1%} |")
-    wins = sum(by["exact"]["score"] >= by["greedy"]["score"] - 1e-9 for by in grouped.values())
+            f"{unstr} | {e['cycles'] / e['dense_cycles']:.1%}/{g['cycles'] / g['dense_cycles']:.1%}/{ucyc} |")
+    # HiGHS stops at its default relative gap 1e-4, so "exact" is optimal within that gap
+    wins = sum(by["exact"]["score"] >= by["greedy"]["score"] * (1 - 1e-4) - 1e-9 for by in grouped.values())
     better = np.mean([by["exact"]["acc_finetuned"] - by["greedy"]["acc_finetuned"] for by in grouped.values()])
-    lines += ["", f"Exact retained score >= greedy's in {wins} of {len(grouped)} settings; mean fine-tuned accuracy "
+    lines += ["", f"Exact retained score >= greedy's (within the MIP's relative gap 1e-4) in {wins} of {len(grouped)} "
+              "settings; mean fine-tuned accuracy "
               f"exact minus greedy: {100 * better:+.2f} points.", ""]
     # Palacios in miniature
     lines += ["## Speed-up at <= 1.5 points accuracy loss (exact selection; Palacios et al. report up to 26% "
@@ -402,6 +413,10 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "scalesim", "mnist"], default="all")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--scorer", default="taylor", help="block scorer (magnitude, taylor, fisher, wanda, flap)")
+    parser.add_argument("--normalize", choices=["none", "mean"], default="none",
+                        help="divide each layer's per-weight importances by their mean before summing per block")
+    parser.add_argument("--skip-extras", action="store_true", help="only the accuracy tables (no backends/assign)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scalesim-venv", default="/tmp/optprune-scalesim-venv")
     parser.add_argument("--write-test-data", action="store_true")
