@@ -116,3 +116,26 @@ def test_named_errors():
                                      _digits())
     with pytest.raises(NotFittedError):
         Reconvene().transform()
+
+
+def test_cli_prune_method_reconvene_writes_a_smaller_onnx(tmp_path, capsys):
+    import json
+
+    from optprune.cli import main
+    from optprune.io import load_network, save_torch_model
+    from optprune.training import make_mlp
+
+    torch.manual_seed(0)
+    net = tmp_path / "init.pt"
+    save_torch_model(make_mlp([64, 32, 32, 10], (1, 8, 8)), net)
+    out = tmp_path / "small.onnx"
+    rc = main(["prune", str(net), "--method", "reconvene", "--ratio", "0.5", "--data", "digits",
+               "--train-epochs", "1", "--out", str(out), "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert rc in (0, None)
+    assert payload["method"] == "reconvene" and payload["params_after"] <= 0.5 * payload["params_before"]
+    assert load_network(out).widths == payload["widths"]
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", str(net), "--method", "bogus", "--data", "digits", "--json"])
+    assert exc.value.code == 2
+    assert "--method must be one of" in json.loads(capsys.readouterr().out)["error"]
