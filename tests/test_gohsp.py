@@ -20,11 +20,13 @@ from optprune.formulations.admm import StructuredSet, admm, admm_step, project, 
 from optprune.gohsp import (
     GOHSP,
     GraphHeadScorer,
+    comparable_scores,
     group_rows,
     head_graph,
     head_importance,
     set_group_rows,
     stationary_distribution,
+    unit_parameters,
 )
 from optprune.pruning import Pruner, dependency_groups
 from optprune.scoring import score_model
@@ -201,3 +203,17 @@ def test_gohsp_named_errors(tiny_data):
         GOHSP().fit(model, (np.zeros((4, 1, 28, 28), np.float32), np.zeros(4, np.int64)))
     with pytest.raises(InvalidParameterError, match="budget"):
         GOHSP(1.5).fit(model, tiny_data)
+
+
+def test_unit_parameters_and_comparable_scores():
+    model = make_vit(TINY, seed=0)
+    groups, _ = dependency_groups(model, model.input_shape)
+    by = {g.name: g for g in groups}
+    assert unit_parameters(model, by["blocks.0.attn.heads"]) == 3 * (4 * 16 + 4) + 16 * 4
+    assert unit_parameters(model, by["blocks.1.fc1"]) == 16 + 1 + 16
+    scores = {"blocks.0.attn.heads": np.array([1.0, 2.0, 3.0, 2.0]), "blocks.1.attn.heads": np.full(4, 4.0),
+              "blocks.0.fc1": np.full(12, 2.0), "blocks.1.fc1": np.full(12, 6.0)}
+    out = comparable_scores(model, scores, groups)
+    # heads: divided by the mean over both blocks (24 / 8 = 3), times 268; neurons: by 4, times 33
+    np.testing.assert_allclose(out["blocks.1.attn.heads"], np.full(4, 4.0 / 3.0 * 268))
+    np.testing.assert_allclose(out["blocks.0.fc1"], np.full(12, 0.5 * 33))
