@@ -48,7 +48,7 @@ def test_valid_config_reads_defaults_and_names():
         (["pruning", 0, "scorer"], "nope", ["pruning[0].scorer", "magnitude", "'nope'"]),
         (["bench", "ratios"], [0.5, 1.5], ["bench.ratios", "(0, 1)", "1.5"]),
         (["bench", "time_limit"], -1, ["bench.time_limit", "> 0", "-1"]),
-        (["bench", "backends"], ["gurobi"], ["bench.backends", "highs", "'gurobi'"]),
+        (["bench", "backends"], ["nosuch"], ["bench.backends", "highs", "'nosuch'"]),
         (["queries", 0, "target"], "best", ["queries[0].target", "'runner_up'", "'all'", "'best'"]),
         (["queries", 0, "mode"], "fast", ["queries[0].mode", "'optimize'", "'decision'", "'fast'"]),
         (["queries", 0, "kind"], "lp", ["queries[0].kind", "'max_margin'", "'vnnlib'", "'lp'"]),
@@ -130,3 +130,20 @@ def test_missing_data_uses_the_fallback_network(tmp_path, monkeypatch):
                                 "queries": [{"eps": [0.1]}]})
     with pytest.raises(DataNotFoundError, match=r"network 'big': network file not found: .*big.onnx"):
         resolve_network(no_fallback.networks[0])
+
+
+def test_stability_entries_are_checked_and_keyed():
+    cfg = parse_config(_with(["pruning"], [
+        {"name": "stable", "decision": "none", "stability": {"eps": 0.02, "rs_weight": 0.005, "sparsity": 0.5}},
+        {"name": "stable-structured", "scorer": "magnitude", "decision": "uniform", "ratios": [0.5],
+         "stability": {"rs_weight": 0.01}},
+    ]))
+    none, structured = cfg.pruning
+    assert none.ratios == (0.0,) and none.stability["sparsity"] == 0.5 and none.key()["stability"]["eps"] == 0.02
+    assert structured.stability["rs_weight"] == 0.01 and structured.key() != {**structured.key(), "stability": {}}
+    with pytest.raises(InvalidParameterError, match=r"stability: unknown keys \['rs'\]"):
+        parse_config(_with(["pruning"], [{"decision": "none", "stability": {"rs": 1}}]))
+    with pytest.raises(InvalidParameterError, match="sparsity must be in"):
+        parse_config(_with(["pruning"], [{"decision": "none", "stability": {"sparsity": 2}}]))
+    with pytest.raises(InvalidParameterError, match="ratios"):
+        parse_config(_with(["pruning"], [{"decision": "none", "ratios": [0.5]}]))

@@ -42,7 +42,7 @@ __all__ = [
 # bmrs-n/bmrs-u/reconvene: optprune.pai.prune_with_method, trained on the calibration sample
 # for scorer_options.epochs epochs (default 5); BMRS ignores the ratio. (optprune.pai.METHODS, kept torch-free here)
 METHOD_DECISIONS = ("bmrs-n", "bmrs-u", "reconvene")
-DECISIONS = ("uniform", "global", "search", "unstructured", *METHOD_DECISIONS)
+DECISIONS = ("uniform", "global", "search", "unstructured", "none", *METHOD_DECISIONS)
 QUERY_KINDS = ("max_margin", "vnnlib")
 TARGETS = ("runner_up", "all")
 MODES = ("optimize", "decision")
@@ -196,7 +196,14 @@ class PruningSpec:
     removed, of parameters for ``search``) or ``unstructured`` (global
     magnitude pruning of individual weights; with ``match = "uniform"`` it keeps
     as many parameters as uniform structured pruning at the same ratio keeps,
-    with ``match = "none"`` ``ratio`` is the fraction of weights removed).
+    with ``match = "none"`` ``ratio`` is the fraction of weights removed) or
+    ``none`` (no pruning decision: the dense network, for a variant made only by
+    verification-friendly fine-tuning; ``ratios = [0]``).
+
+    ``stability``: verification-friendly fine-tuning for this entry's fine-tuned
+    variants (:class:`optprune.stability.StabilityOptions`: ``eps``,
+    ``rs_weight``, ``l1_weight``, ``sparsity``, ``prune_after``), in place of
+    plain fine-tuning, with the same epochs, learning rate and distillation.
     """
 
     name: str
@@ -208,11 +215,13 @@ class PruningSpec:
     search_options: dict = field(default_factory=dict)
     compensate: bool = False
     match: str = "uniform"
+    stability: dict = field(default_factory=dict)
 
     def key(self) -> dict:
         return {"scorer": self.scorer, "decision": self.decision, "normalizer": self.normalizer,
                 "scorer_options": self.scorer_options, "search_options": self.search_options,
-                "compensate": self.compensate, "match": self.match if self.decision == "unstructured" else None}
+                "compensate": self.compensate, "match": self.match if self.decision == "unstructured" else None,
+                **({"stability": self.stability} if self.stability else {})}
 
 
 @dataclass(frozen=True)
@@ -357,8 +366,11 @@ def _pruning(t: _Table, default_ratios: tuple[float, ...] | None) -> PruningSpec
         raise InvalidParameterError(
             f"config {t.where}.scorer: unstructured pruning supports only 'magnitude' (weight magnitude); got {scorer!r}"
         )
-    ratio_check = lambda v: 0 < v < 1  # noqa: E731
-    if "ratios" in t.data or default_ratios is None:
+    ratio_check = (lambda v: v == 0) if decision == "none" else (lambda v: 0 < v < 1)  # noqa: E731
+    if decision == "none" and "ratios" not in t.data:
+        t.seen.add("ratios")
+        ratios = (0.0,)
+    elif "ratios" in t.data or default_ratios is None:
         ratios = t.get_list("ratios", float, check=ratio_check, describe="a list of fractions in (0, 1)")
     else:
         t.seen.add("ratios")
@@ -373,9 +385,28 @@ def _pruning(t: _Table, default_ratios: tuple[float, ...] | None) -> PruningSpec
         search_options=dict(t.get("search_options", dict, {})),
         compensate=t.get("compensate", bool, False),
         match=t.get("match", str, "uniform", allowed=("uniform", "none")),
+        stability=_stability(t),
     )
     t.done()
     return spec
+
+
+def _stability(t: _Table) -> dict:
+    """The ``stability`` table of a pruning entry, checked by :class:`optprune.stability.StabilityOptions`."""
+    from optprune.stability import StabilityOptions
+
+    raw = dict(t.get("stability", dict, {}))
+    allowed = set(StabilityOptions().key())
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise InvalidParameterError(
+            f"config {t.where}.stability: unknown keys {unknown}; allowed: {', '.join(sorted(allowed))}"
+        )
+    try:
+        options = StabilityOptions(**{k: float(v) for k, v in raw.items()})
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"config {t.where}.stability: {exc}") from None
+    return options.key() if raw else {}
 
 
 def _query(t: _Table, index: int) -> QuerySpec:

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,6 +67,7 @@ class Variant:
             "network": self.network, "pruning": self.pruning, "scorer": self.scorer, "decision": self.decision,
             "ratio": self.ratio, "finetuned": self.finetuned, "variant": self.id,
             "accuracy": self.meta.get("accuracy"), "params": self.meta.get("params"), "widths": self.meta.get("widths"),
+            "make_s": self.meta.get("make_s"),
         }
 
 
@@ -152,6 +154,10 @@ def _prune(dense_model, spec: PruningSpec, ratio: float, calib, shape: tuple[int
     from optprune.pruning import Pruner, prune_unstructured
 
     torch.manual_seed(0)
+    if spec.decision == "none":
+        import copy
+
+        return copy.deepcopy(dense_model), {}
     if spec.decision in ("bmrs-n", "bmrs-u", "reconvene"):
         from optprune.pai import prune_with_method
 
@@ -170,9 +176,17 @@ def _prune(dense_model, spec: PruningSpec, ratio: float, calib, shape: tuple[int
     return pruner.transform(), {"group_widths": dict(pruner.widths_), "decision": pruner.decision_.to_dict()}
 
 
-def _finetune(model, teacher, data, ft: FinetuneSpec) -> str:
+def _finetune(model, teacher, data, ft: FinetuneSpec, stability: dict | None = None) -> str:
     from optprune.pruning import finetune
 
+    if stability:
+        from optprune.stability import StabilityOptions, stabilize
+
+        stabilize(model, data, ft.epochs, StabilityOptions(**stability), teacher=teacher if ft.distill else None,
+                  alpha=ft.alpha, temperature=ft.temperature, lr=ft.lr, batch_size=ft.batch_size, seed=ft.seed,
+                  progress=False)
+        how = f"optprune.stability.stabilize {stability}"
+        return how + (" (distilled from the unpruned network)" if ft.distill else "")
     finetune(model, data, ft.epochs, teacher=teacher if ft.distill else None, alpha=ft.alpha,
              temperature=ft.temperature, lr=ft.lr, batch_size=ft.batch_size, seed=ft.seed, progress=False)
     return "optprune.pruning.finetune" + (" (distilled from the unpruned network)" if ft.distill else "")
@@ -347,13 +361,16 @@ def _pruned_variants(config, ft_spec: FinetuneSpec, dense: Variant, dense_model,
         calib_idx = np.sort(rng.choice(len(X_train), size=min(config.calibration, len(X_train)), replace=False))
         Xs = X_train.reshape(len(X_train), *shape)
         calib = (Xs[calib_idx], y_train[calib_idx])
+        started = time.perf_counter()
         model, info = _prune(dense_model, pspec, ratio, calib, shape)
+        prune_s = time.perf_counter() - started
         masks = info.pop("masks", None)
         base_meta = {"dataset": dense.meta.get("dataset"), "dense": dense.id, "pruning": pspec.name,
                      "scorer": pspec.scorer, "decision_mode": pspec.decision, "ratio": ratio, **info}
         plain = model
         if metas[False] is None:
-            metas[False] = cache.put(ids[False], plain, shape, {**base_meta, "finetuned": False}, X_test, y_test)
+            metas[False] = cache.put(ids[False], plain, shape, {**base_meta, "finetuned": False,
+                                                                "make_s": round(prune_s, 3)}, X_test, y_test)
         if True in finetuned and metas[True] is None:
             import copy
 
@@ -362,10 +379,13 @@ def _pruned_variants(config, ft_spec: FinetuneSpec, dense: Variant, dense_model,
             model = copy.deepcopy(plain)
             if masks is not None:
                 attach_masks(model, masks)
-            how = _finetune(model, dense_model, (Xs, y_train), ft_spec)
+            started = time.perf_counter()
+            how = _finetune(model, dense_model, (Xs, y_train), ft_spec, pspec.stability)
+            finetune_s = time.perf_counter() - started
             remove_masks(model)
             metas[True] = cache.put(ids[True], model, shape, {**base_meta, "finetuned": True, "finetune": how,
-                                                              "accuracy_before_finetune": metas[False]["accuracy"]},
+                                                              "accuracy_before_finetune": metas[False]["accuracy"],
+                                                              "make_s": round(prune_s + finetune_s, 3)},
                                     X_test, y_test)
     out = []
     for ft in finetuned:

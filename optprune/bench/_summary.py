@@ -3,7 +3,10 @@ r"""Summary tables (Markdown, CSV) and plots (PNG, matplotlib Agg) of a benchmar
 One row per (network, query, eps, backend, pruning variant):
 
 * ``accuracy``, ``params``: of the variant (held-out test fold; nonzero parameters);
-* ``unstable``, ``binaries``: medians over the instances;
+  ``accuracy_loss``: points below the unpruned row (the table marks a loss above 1 point);
+* ``make_s``: seconds to make the variant (pruning decision plus fine-tuning; cached variants keep the time
+  measured when they were made);
+* ``unstable``, ``binaries``, ``nonzeros``: medians over the instances (nonzeros of the MILP's constraint matrix);
 * ``decided``: instances solved within the time limit (see :mod:`optprune.bench._tasks`);
 * ``median_s``, ``max_s``: time to verdict over all instances, an instance not
   decided counting as the time limit (so they are lower bounds when some are not decided);
@@ -78,7 +81,7 @@ def summarize(tasks: list[dict], records: dict) -> list[dict]:
     for g in sorted(groups, key=order.get):
         base_key = next((v for v in groups[g] if v[0] == "unpruned"), None)
         base_times = times.get((g, base_key), {}) if base_key else {}
-        base_median = None
+        base_median = base_accuracy = None
         for v in groups[g]:
             vtasks = groups[g][v]
             recs = [records[t["id"]] for t in vtasks if t["id"] in records]
@@ -92,6 +95,7 @@ def summarize(tasks: list[dict], records: dict) -> list[dict]:
                 "unstable": _median([r.get("unstable") for r in recs]),
                 "binaries": _median([r.get("binaries") for r in recs]),
                 "constraints": _median([r.get("constraints") for r in recs]),
+                "nonzeros": _median([r.get("nonzeros") for r in recs]), "make_s": first.get("make_s"),
                 "instances": len(vtasks), "done": len(recs),
                 "decided": sum(1 for r in recs if r.get("decided")),
                 "median_s": _median(capped), "max_s": max(capped) if capped else None,
@@ -102,12 +106,15 @@ def summarize(tasks: list[dict], records: dict) -> list[dict]:
             }
             if v == base_key:
                 base_median = row["median_s"]
+                base_accuracy = row["accuracy"]
             rows.append(row)
         for row in rows:
             if (row["network"], row["query"], row["eps"], row["backend"]) != g:
                 continue
             v = (row["pruning"], row["ratio"], row["finetuned"])
             row["speedup"] = (base_median / row["median_s"]) if base_median and row["median_s"] else None
+            row["accuracy_loss"] = (100 * (base_accuracy - row["accuracy"])
+                                    if base_accuracy is not None and row["accuracy"] is not None else None)
             mine = times.get((g, v), {})
             pairs = [(base_times[k], mine[k]) for k in mine if k in base_times and mine[k] > 0 and base_times[k] > 0]
             row["speedup_geo"] = float(np.exp(np.mean([math.log(a / b) for a, b in pairs]))) if pairs else None
@@ -131,8 +138,9 @@ def _fmt(v, digits: int = 2) -> str:
 
 COLUMNS = [
     ("network", "network"), ("query", "query"), ("eps", "eps"), ("backend", "backend"), ("pruning", "pruning"),
-    ("ratio", "ratio"), ("accuracy", "accuracy"), ("params", "params"), ("unstable", "unstable (median)"),
-    ("binaries", "binaries (median)"), ("decided", "decided"), ("median_s", "median time (s)"),
+    ("ratio", "ratio"), ("accuracy", "accuracy"), ("params", "params"), ("make_s", "made in (s)"),
+    ("unstable", "unstable (median)"), ("binaries", "binaries (median)"), ("nonzeros", "MILP nonzeros (median)"),
+    ("decided", "decided"), ("median_s", "median time (s)"),
     ("max_s", "max time (s)"), ("speedup", "speed-up"), ("speedup_geo", "speed-up (geo. mean)"),
     ("sat", "adversarial found"), ("unsat", "proven robust"),
 ]
@@ -153,7 +161,11 @@ def markdown_table(rows: list[dict]) -> str:
         for k, _ in cols:
             v = r.get(k)
             if k == "accuracy" and isinstance(v, float):
-                cells.append(f"{100 * v:.2f}%")
+                loss = r.get("accuracy_loss")
+                flag = f" (-{loss:.2f} pt, over 1 pt)" if loss is not None and loss > 1.0 else ""
+                cells.append(f"{100 * v:.2f}%{flag}")
+            elif k == "make_s":
+                cells.append("-" if v is None else f"{v:.1f}")
             elif k == "decided":
                 cells.append(f"{r['decided']}/{r['instances']}" + ("" if r["done"] == r["instances"] else f" ({r['done']} run)"))
             elif k in ("median_s", "max_s") and isinstance(v, float):
@@ -164,7 +176,7 @@ def markdown_table(rows: list[dict]) -> str:
                 cells.append("-" if r["pruning"] == "unpruned" else f"{v:g}" + ("" if r["finetuned"] else " (no ft)"))
             elif k == "eps" and isinstance(v, float):
                 cells.append(f"{v:g}")
-            elif k in ("unstable", "binaries") and isinstance(v, float):
+            elif k in ("unstable", "binaries", "nonzeros") and isinstance(v, float):
                 cells.append(f"{v:g}")
             else:
                 cells.append(_fmt(v))
