@@ -94,9 +94,14 @@ def test_save_load_roundtrip_of_a_pruned_vit(tmp_path):
     assert loaded.config.heads == (4, 1) and loaded.metadata == {"note": "x"}
 
 
-def test_onnx_export_matches_torch(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    model = make_vit(TINY, seed=4)
+def test_onnx_export_of_a_pruned_vit_matches_torch(tmp_path):
+    import onnxruntime as ort  # a core dependency
+
+    full = make_vit(TINY, seed=4)
+    groups, _ = dependency_groups(full, full.input_shape)
+    widths = {g.name: g.width for g in groups if g.prunable}
+    decision = PruningDecision({"blocks.0.attn.heads": [0, 2], "blocks.1.fc1": [3, 4]}, widths, full.input_shape)
+    model = apply_decision(full, decision, groups=groups)
     path = export_vit_onnx(model, tmp_path / "v.onnx")
     x = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
     got = ort.InferenceSession(str(path)).run(None, {"images": x})[0]
