@@ -120,3 +120,22 @@ def test_prune_mnist_onnx_and_verify(capsys, tmp_path) -> None:
         net = network_from_onnx(out)
         y = net.forward(np.asarray(result.counterexample))
         assert np.argmax(y) != 7 or np.sort(y)[-2] >= y[7]
+
+
+def test_prune_with_verification_friendly_finetuning(capsys, tmp_path, digits_net) -> None:
+    out = tmp_path / "stable.onnx"
+    r = run(capsys, "prune", str(digits_net), "--scorer", "l1", "--ratio", "0.25", "--data", "digits",
+            "--finetune-epochs", "2", "--lr", "1e-3", "--rs-weight", "0.1", "--rs-eps", "0.05", "--sparsity", "0.5",
+            "--out", str(out), "--json")
+    assert r["stability"]["sparsity"] == 0.5 and r["stability"]["rs_weight"] == 0.1
+    net = network_from_onnx(out)
+    for layer in net.layers:  # half of every layer's weights are exact zeros
+        w = layer.dense_weight()
+        assert abs(int((w == 0).sum()) - w.size // 2) <= 1
+    code = None
+    try:
+        main(["prune", str(digits_net), "--data", "digits", "--sparsity", "0.5", "--json"])
+    except SystemExit as exc:
+        code = exc.code
+    payload = json.loads(capsys.readouterr().out.strip())
+    assert code == 2 and "--finetune-epochs" in payload["error"]

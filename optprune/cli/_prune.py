@@ -89,6 +89,13 @@ def prune_command(
     compensate: Annotated[bool, typer.Option("--compensate/--no-compensate", help="FLAP bias compensation.")] = False,
     calibration_size: Annotated[int, typer.Option("--calibration-size", help="Train-fold images used for scoring.")] = 512,
     lr: Annotated[float, typer.Option("--lr", help="Fine-tuning learning rate (Adam).")] = 1e-4,
+    rs_weight: Annotated[float, typer.Option(
+        "--rs-weight", help="Fine-tuning: weight of the ReLU-stability loss (Xiao et al. 2019); 0 = off.")] = 0.0,
+    rs_eps: Annotated[float, typer.Option(
+        "--rs-eps", help="Fine-tuning: L-inf radius the stability loss looks at (the verification radius).")] = 0.02,
+    l1_weight: Annotated[float, typer.Option("--l1-weight", help="Fine-tuning: L1 weight penalty; 0 = off.")] = 0.0,
+    sparsity: Annotated[float, typer.Option(
+        "--sparsity", help="Fine-tuning: fraction of each layer's weights set to exactly zero by magnitude.")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration sample and of fine-tuning.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Write the pruned network (.onnx or .pt).")] = None,
     save_decision: Annotated[Path | None, typer.Option("--save-decision", help="Write the decision as JSON.")] = None,
@@ -117,6 +124,17 @@ def prune_command(
     check_number("--finetune-epochs", finetune_epochs, low=0)
     check_number("--calibration-size", calibration_size, low=1)
     check_number("--lr", lr, low=0, low_open=True)
+    check_number("--rs-weight", rs_weight, low=0)
+    check_number("--rs-eps", rs_eps, low=0)
+    check_number("--l1-weight", l1_weight, low=0)
+    check_number("--sparsity", sparsity, low=0, high=1, high_open=True)
+    from optprune.stability import StabilityOptions, stabilize
+
+    stability = StabilityOptions(eps=rs_eps, rs_weight=rs_weight, l1_weight=l1_weight, sparsity=sparsity)
+    if stability.active and finetune_epochs == 0:
+        raise InvalidParameterError(
+            "--rs-weight, --l1-weight and --sparsity act during fine-tuning: give --finetune-epochs >= 1"
+        )
     if out is not None:
         _check_export_suffix(out)
     check_output_file("--out", out, force=force)
@@ -150,7 +168,12 @@ def prune_command(
     label = f"{scorer} ({decision}, ratio {ratio})" if method == "scorer" else method
     stderr_console.log(f"pruned with {label}: accuracy {acc_pruned:.4f}")
     acc_finetuned = None
-    if finetune_epochs > 0:
+    if finetune_epochs > 0 and stability.active:
+        stabilize(pruned, (X_train, y_train), finetune_epochs, stability, teacher=model if distill else None, lr=lr,
+                  seed=seed)
+        acc_finetuned = accuracy(pruned, X_test, y_test)
+        stderr_console.log(f"fine-tuned {finetune_epochs} epochs ({stability.key()}): accuracy {acc_finetuned:.4f}")
+    elif finetune_epochs > 0:
         finetune(pruned, (X_train, y_train), finetune_epochs, teacher=model if distill else None, lr=lr, seed=seed)
         acc_finetuned = accuracy(pruned, X_test, y_test)
         stderr_console.log(f"fine-tuned {finetune_epochs} epochs: accuracy {acc_finetuned:.4f}")
@@ -179,6 +202,7 @@ def prune_command(
         "accuracy_after_finetune": acc_finetuned,
         "finetune_epochs": finetune_epochs,
         "distill": distill,
+        "stability": stability.key() if stability.active else None,
         "widths": widths,
         "group_widths": pruning_decision.new_widths,
         "data": data,
