@@ -255,12 +255,13 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start) -> BaBResu
     res.stages["bounds"] += time.perf_counter() - t
     res.domains = P
     res.root_upper = roots.value.tolist()
-    open_ = roots.take(torch.nonzero(roots.value >= 0).flatten())
+    still = ~(roots.value < 0)  # NaN stays open: only a bound that is truly below 0 closes anything
+    open_ = roots.take(torch.nonzero(still).flatten())
     if len(open_) == 0:
         return _done(res, "unsat", "bounds", start)
 
     # ---- cheap candidates, then the attack
-    hit = _try_vertices(net, spec, open_, sb.lam0[roots.value >= 0], confirm)
+    hit = _try_vertices(net, spec, open_, sb.lam0[still], confirm)
     if hit is not None:
         return _sat(res, hit, "bab", start)
     if s.attack:
@@ -309,7 +310,7 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start) -> BaBResu
             continue
         children, sb = _bound(tn, spec, children, s.iters, use_beta=not use_input)
         res.domains += len(children)
-        still = children.value >= 0
+        still = ~(children.value < 0)  # NaN stays open
         if bool(still.any()):
             hit = _try_vertices(net, spec, children.take(torch.nonzero(still).flatten()), sb.lam0[still], confirm)
             if hit is not None:
@@ -471,15 +472,34 @@ def _filtered_smart_branching(tn, spec, p: _Domains, scores, go, offsets, k: int
 
 
 def _split_inputs(tn: TorchNetwork, spec: _Spec, parents: _Domains) -> _Domains:
-    """Two children per parent, bisecting the input maximising ``|lambda_i| (hi_i - lo_i)``."""
-    C, d = spec.C[parents.spec], spec.d[parents.spec]
-    with torch.no_grad():
-        sb = spec_bound(tn, parents.x_lo, parents.x_hi, parents.lowers, parents.uppers, None, C, d,
-                        [None if a is None else a.to(DTYPE) for a in parents.alpha], None)
+    """Two children per parent, bisecting the input whose split gives the best worse child.
+
+    Every input of positive width is tried (this mode is for at most
+    ``INPUT_SPLIT_MAX`` inputs): both halves get CROWN intermediate bounds and
+    a spec bound with the parent's slopes, and the input minimising the larger
+    of the two children's bounds is chosen (ties: the widest). A heuristic
+    only; the children are bounded soundly afterwards.
+    """
+    B, n_in = parents.x_lo.shape
     width = parents.x_hi - parents.x_lo
-    score = sb.lam0.abs().sum(1) * width + 1e-12 * width
-    dim = score.argmax(dim=1)
-    rows = torch.arange(len(parents))
+    rows = torch.arange(B)
+    rep_ = rows.repeat_interleave(n_in)
+    dims = torch.arange(n_in).repeat(B)
+    trial = _Domains.cat([parents.take(rep_), parents.take(rep_)])
+    mid = (parents.x_lo[rep_, dims] + parents.x_hi[rep_, dims]) / 2
+    half = B * n_in
+    trial.x_hi[torch.arange(half), dims] = mid
+    trial.x_lo[torch.arange(half, 2 * half), dims] = mid
+    trial, empty = _recompute(tn, trial, None, enabled=True)
+    C, d = spec.C[trial.spec], spec.d[trial.spec]
+    with torch.no_grad():
+        sb = spec_bound(tn, trial.x_lo, trial.x_hi, trial.lowers, trial.uppers, None, C, d,
+                        [None if a is None else a.to(DTYPE) for a in trial.alpha], None)
+    u = torch.where(empty, torch.full((2 * half,), -math.inf, dtype=DTYPE), sb.upper.min(dim=1).values)
+    worse = u.reshape(2, B, n_in).max(dim=0).values
+    worse = torch.where(width > 0, worse - 1e-9 * width / width.max(dim=1, keepdim=True).values.clamp(min=1e-300),
+                        torch.full_like(worse, math.inf))
+    dim = worse.nan_to_num(nan=math.inf).argmin(dim=1)
     mid = (parents.x_lo[rows, dim] + parents.x_hi[rows, dim]) / 2
     left, right = parents.take(rows), parents.take(rows)
     left.x_hi, right.x_lo = left.x_hi.clone(), right.x_lo.clone()

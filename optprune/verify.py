@@ -70,7 +70,11 @@ __all__ = [
     "format_vnncomp_result",
     "robustness_property",
     "OnnxChecker",
+    "METHODS",
 ]
+
+METHODS = ("mip", "bab", "auto")  # verify_property(method=...): MIP pipeline, branch and bound, or BaB then MIP
+AUTO_BAB_SHARE = 0.6  # method="auto": BaB gets this share of the time left, the MIP pipeline the rest
 
 CHECK_TOL = 1e-6  # box tolerance of the counterexample check (inputs)
 
@@ -90,6 +94,9 @@ class VerificationResult:
     mips_solved: int = 0
     message: str = ""
     conjunctions: list = field(default_factory=list)  # per output conjunction: how it was decided
+    method: str = ""  # the method that decided (mip or bab), or the one asked for when undecided
+    bab_domains: int = 0  # subdomains bounded by branch and bound (all cases)
+    bab: list = field(default_factory=list)  # per case, BaBResult.to_dict()
 
     def to_dict(self) -> dict:
         return {
@@ -104,6 +111,9 @@ class VerificationResult:
             "mips_solved": self.mips_solved,
             "message": self.message,
             "conjunctions": self.conjunctions,
+            "method": self.method,
+            "bab_domains": self.bab_domains,
+            "bab": self.bab,
         }
 
 
@@ -252,6 +262,36 @@ def _verify_case(
     return verdict
 
 
+def _bab_case(net: Network, case: VNNLibCase, reference, onnx_check, deadline: float, attack: bool,
+              result: VerificationResult) -> str:
+    """One case by branch and bound (:func:`optprune.bab.bab_verify_case`); points re-checked by :func:`_confirm`."""
+    from optprune.bab import BaBSettings, bab_verify_case
+    from optprune.bounds import linear_bounds
+
+    t = time.perf_counter()
+    bounds = linear_bounds(net, case.lower, case.upper)
+    check_bounds_contain(net, bounds, (case.lower + case.upper) / 2.0)  # every proof below rests on these bounds
+
+    def confirm(x):
+        ok, x, y, _ = _confirm(reference, onnx_check, case, x)
+        return ok, x, y
+
+    res = bab_verify_case(net, case, deadline=deadline, confirm=confirm, bounds=bounds,
+                          settings=BaBSettings(attack=attack))
+    result.stages["bab"] = result.stages.get("bab", 0.0) + time.perf_counter() - t
+    result.bab_domains += res.domains
+    result.bab.append(res.to_dict())
+    result.n_unstable = max(result.n_unstable, res.n_unstable)
+    result.method = "bab"
+    if res.verdict == "sat":
+        result.counterexample, result.output = res.counterexample, res.output
+    if res.verdict != "unknown":
+        result.decided_by = result.decided_by if res.verdict == "unsat" and result.decided_by else res.decided_by
+    elif res.message:
+        result.message = f"bab: {res.message}"
+    return res.verdict
+
+
 def _cutoff_infeasible(sol) -> bool:
     """INFEASIBLE, or stopped with a dual bound of ``-inf`` on ``max s``: every node pruned by the cutoff."""
     return sol.status == Status.INFEASIBLE or sol.bound == -math.inf
@@ -291,9 +331,16 @@ def verify_property(
     obbt_budget: float | None = None,
     onnx_model=None,
     tolerances: DecisionTolerances = DECISION_TOLERANCES,
+    method: str = "mip",
     **renamed,
 ) -> VerificationResult:
     """Decide a parsed VNN-LIB property on ``net`` (see module doc).
+
+    ``method``: ``mip`` (bounds, attack, one decision MIP per open conjunction),
+    ``bab`` (branch and bound on α/β-CROWN bounds, :mod:`optprune.bab`), or
+    ``auto`` (BaB for ``AUTO_BAB_SHARE`` of the time left, then the MIP
+    pipeline). The record's ``method`` says which decided, ``bab_domains``
+    how many subdomains BaB bounded.
 
     ``reference`` is the model counterexamples are checked on (default: ``net``);
     when it is another model (``net`` a pruned surrogate), only ``sat`` carries
@@ -310,6 +357,8 @@ def verify_property(
         raise InvalidParameterError(f"time_limit must be a finite number of seconds > 0, got {time_limit}")
     if bound_method not in BOUND_METHODS:
         raise InvalidParameterError(f"bound_method must be one of {BOUND_METHODS}, got {bound_method!r}")
+    if method not in METHODS:
+        raise InvalidParameterError(f"method must be one of {METHODS}, got {method!r}")
     if prop.n_inputs != net.input_size or prop.n_outputs != net.output_size:
         raise ShapeMismatchError(
             f"property has {prop.n_inputs} inputs / {prop.n_outputs} outputs; "
@@ -325,8 +374,15 @@ def verify_property(
     onnx_check = OnnxChecker(onnx_model) if onnx_model is not None else None
     verdicts = []
     for case in prop.cases:
-        v = _verify_case(net, case, reference, solver, deadline, bound_method, attack, threads, result, budget,
-                         onnx_check, tolerances)
+        v = "unknown"
+        if method in ("bab", "auto"):
+            share = 1.0 if method == "bab" else AUTO_BAB_SHARE
+            v = _bab_case(net, case, reference, onnx_check, time.perf_counter() + share * (deadline - time.perf_counter()),
+                          attack, result)
+        if method == "mip" or (method == "auto" and v == "unknown"):
+            v = _verify_case(net, case, reference, solver, deadline, bound_method, attack, threads, result, budget,
+                             onnx_check, tolerances)
+            result.method = "mip"
         verdicts.append(v)
         if v == "sat":
             break

@@ -132,13 +132,41 @@ def test_bab_and_mip_agree_on_mnistfc_256x2(mnistfc, prop, expected):
     from optprune.verify import verify_property
     from optprune.vnnlib import read_vnnlib
 
-    net = load_network(mnistfc / "mnist-net_256x2.onnx")
+    path = mnistfc / "mnist-net_256x2.onnx"
+    net = load_network(path)
     p = read_vnnlib(mnistfc / prop, net.input_size, net.output_size)
-    res = bab_verify_case(net, p.cases[0], deadline=time.perf_counter() + 120)
-    mip = verify_property(net, p, timeout=120, bound_method="linear")
+    res = verify_property(net, p, time_limit=120, method="bab", onnx_model=path)
+    mip = verify_property(net, p, time_limit=120, bound_method="linear", method="mip")
     assert res.verdict == expected == mip.verdict, (res.to_dict(), mip.verdict)
+    assert (res.method, mip.method) == ("bab", "mip") and res.bab_domains >= 1 and mip.bab_domains == 0
     if expected == "sat":
         assert p.cases[0].violated_by(res.counterexample, net.forward(res.counterexample))
+
+
+@pytest.mark.parametrize("method", ["bab", "auto"])
+def test_verify_property_method_matches_brute_force(method):
+    from optprune.verify import verify_property
+    from optprune.vnnlib import VNNLibProperty
+
+    net = tiny_net(17, 3, [4, 3])
+    lo, hi = -np.ones(3), np.ones(3)
+    c = np.array([1.0, 0.0, -1.0])
+    best = brute_force_max(net, c[None, :], lo, hi)
+    for sign in (1.0, -1.0):
+        d = -best + sign * 0.05 * (1 + abs(best))
+        prop = VNNLibProperty(3, 3, (_case(net, lo, hi, [c], [d]),))
+        res = verify_property(net, prop, time_limit=60, method=method, attack=False)
+        assert res.verdict == ("sat" if sign > 0 else "unsat") and res.method == "bab"
+
+
+def test_verify_property_rejects_an_unknown_method():
+    from optprune.verify import verify_property
+    from optprune.vnnlib import VNNLibProperty
+
+    net = tiny_net(1, 2, [2])
+    prop = VNNLibProperty(2, 3, (_case(net, -np.ones(2), np.ones(2), [np.array([1.0, -1.0, 0.0])], [0.0]),))
+    with pytest.raises(InvalidParameterError, match="method"):
+        verify_property(net, prop, method="guess")
 
 
 @pytest.mark.parametrize(("recompute", "fsb_k"), [(True, 0), (False, 3)])
