@@ -55,7 +55,7 @@ from optprune.training import accuracy, digits_cnn
 
 log = Console(stderr=True)
 
-_MIP = {"eps": 0.02, "mode": "tradeoff", "base": "taylor", "bounds": "linear", "max_samples": 32}
+_MIP = {"eps": 0.02, "mode": "tradeoff", "base": "taylor", "bound_method": "linear", "max_samples": 32}
 #: label -> (registered scorer, constructor kwargs, FLAP bias compensation when removing)
 METHODS: dict[str, tuple[str, dict, bool]] = {
     "l1": ("l1", {}, False),

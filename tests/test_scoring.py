@@ -139,7 +139,7 @@ def test_mip_aware_instability_by_hand() -> None:
     x2: unit0 [-3.5, -0.5],         unit1 [1.25, 2.75], unit2 [-1.5, 0.5] unstable
     x3: unit0 [-1.5, 1.5] unstable, unit1 [2.25, 3.75], unit2 [-3.5, -1.5]
     """
-    scorer = get_scorer("mip", eps=0.5, mode="unstable", input_range=None)
+    scorer = get_scorer("mip", eps=0.5, mode="unstable", input_range=None, bound_method="interval")
     out = scorer(tiny(), (X, Y))
     np.testing.assert_allclose(scorer.frequencies_["0"], [2 / 3, 0.0, 2 / 3])
     np.testing.assert_allclose(out["0"], [-2 / 3, 0.0, -2 / 3])
@@ -150,7 +150,8 @@ def test_mip_aware_tradeoff_interpolates() -> None:
     base = normalize(score_model(model, "l1", (X, Y)))["0"]
     freq = normalize({"0": np.array([2 / 3, 0.0, 2 / 3])})["0"]
     for weight in (0.0, 0.5, 3.0):
-        s = score_model(model, "mip", (X, Y), eps=0.5, input_range=None, base="l1", weight=weight)["0"]
+        s = score_model(model, "mip", (X, Y), eps=0.5, input_range=None, base="l1", weight=weight,
+                        bound_method="interval")["0"]
         np.testing.assert_allclose(s, base - weight * freq)
 
 

@@ -36,7 +36,7 @@ def instability_frequency(
     groups: Sequence[Group],
     inputs: torch.Tensor | np.ndarray,
     eps: float,
-    bounds: str = "interval",
+    bound_method: str = "linear",
     input_range: tuple[float, float] | None = (0.0, 1.0),
     input_shape: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -44,7 +44,8 @@ def instability_frequency(
 
     For every input ``x_n`` the box ``[x_n - ε, x_n + ε]`` (clipped to
     ``input_range``) is pushed through the network with
-    :func:`optprune.bounds.interval_bounds` or :func:`optprune.bounds.linear_bounds`;
+    :func:`optprune.bounds.linear_bounds` (the default: the back-substitution the
+    verifier's MIPs start from) or :func:`optprune.bounds.interval_bounds`;
     a ReLU neuron is unstable when its pre-activation bounds satisfy
     ``l < 0 < u`` (it needs a binary variable in the big-M encoding). Then
 
@@ -54,8 +55,10 @@ def instability_frequency(
     spatial position of a convolution channel). The model must be a chain that
     :func:`optprune.io.network_from_torch` reads.
     """
-    if bounds not in BOUND_KINDS:
-        raise InvalidParameterError(f"instability_frequency: bounds must be one of {BOUND_KINDS}, got {bounds!r}")
+    if bound_method not in BOUND_KINDS:
+        raise InvalidParameterError(
+            f"instability_frequency: bound_method must be one of {BOUND_KINDS}, got {bound_method!r}"
+        )
     if not eps > 0:
         raise InvalidParameterError(f"instability_frequency: eps must be > 0, got {eps!r}")
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
@@ -64,7 +67,7 @@ def instability_frequency(
     X = np.asarray(inputs.detach().cpu() if isinstance(inputs, torch.Tensor) else inputs, dtype=np.float64)
     X = X.reshape(X.shape[0], -1)
     counts = [np.zeros(layer.out_features) for layer in net.layers]
-    fn = interval_bounds if bounds == "interval" else linear_bounds
+    fn = interval_bounds if bound_method == "interval" else linear_bounds
     for x in X:
         lo, hi = x - eps, x + eps
         if input_range is not None:
@@ -127,7 +130,7 @@ class MIPAwareScorer(Scorer):
         "weight": [Interval(float, 0.0, None, finite=True)],
         "base": [InstanceOf((str, Scorer))],
         "base_kwargs": [InstanceOf((dict,)), None],
-        "bounds": [Options(BOUND_KINDS)],
+        "bound_method": [Options(BOUND_KINDS)],
         "normalizer": [Options(NORMALIZERS)],
         "input_range": [Predicate(_is_range, "a pair (low, high) of finite floats with low <= high"), None],
         "max_samples": [Interval(int, 1, None)],
@@ -140,7 +143,7 @@ class MIPAwareScorer(Scorer):
         weight: float = 0.2,
         base: str = "taylor",
         base_kwargs: dict | None = None,
-        bounds: str = "interval",
+        bound_method: str = "linear",
         normalizer: str = "zscore",
         input_range: tuple[float, float] | None = (0.0, 1.0),
         max_samples: int = 64,
@@ -150,7 +153,7 @@ class MIPAwareScorer(Scorer):
         self.weight = weight
         self.base = base
         self.base_kwargs = base_kwargs
-        self.bounds = bounds
+        self.bound_method = bound_method
         self.normalizer = normalizer
         self.input_range = input_range
         self.max_samples = max_samples
@@ -159,7 +162,7 @@ class MIPAwareScorer(Scorer):
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         X = torch.cat([x for x, _ in batches])[: self.max_samples]
         shape = getattr(model, "input_shape", None) or tuple(X.shape[1:])
-        freq = instability_frequency(model, groups, X, self.eps, self.bounds, self.input_range, shape)
+        freq = instability_frequency(model, groups, X, self.eps, self.bound_method, self.input_range, shape)
         self.frequencies_ = freq
         if self.mode == "unstable":
             return {name: -f for name, f in freq.items()}
