@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
@@ -190,10 +191,37 @@ class MILP:
 
     def relaxed(self) -> MILP:
         """The LP relaxation (integrality dropped)."""
-        return MILP(
-            self.c, self.A, self.row_lower, self.row_upper, self.col_lower, self.col_upper,
-            np.zeros(self.n_vars, dtype=bool), self.sense, self.offset, self.names, dict(self.groups), self.name,
+        return self.replace(integrality=np.zeros(self.n_vars, dtype=bool))
+
+    def replace(self, **changes) -> MILP:
+        """A new model with the given fields changed (``dataclasses.replace``; the model itself is frozen)."""
+        return dataclass_replace(self, **changes)
+
+    def with_rows(self, A_rows, lower=-INF, upper=INF) -> MILP:
+        """A new model with the rows ``lower <= A_rows @ x <= upper`` appended (``A_rows``: m x n_vars)."""
+        block = sp.csr_matrix(A_rows, dtype=np.float64)
+        if block.shape[1] != self.n_vars:
+            raise ShapeMismatchError(f"with_rows: the new rows have {block.shape[1]} columns, the model {self.n_vars}")
+        m = block.shape[0]
+        return self.replace(
+            A=sp.vstack([self.A, block], format="csr"),
+            row_lower=np.concatenate([self.row_lower, _vector("lower", lower, m, -INF)]),
+            row_upper=np.concatenate([self.row_upper, _vector("upper", upper, m, INF)]),
         )
+
+    def with_columns(self, lower, upper, *, integer: bool = False, c=0.0) -> tuple[MILP, np.ndarray]:
+        """A new model with columns appended (in no row yet) and their indices; ``c`` is their objective."""
+        lo = np.asarray(lower, dtype=np.float64).reshape(-1)
+        k = lo.size
+        new = self.replace(
+            c=np.concatenate([self.c, _vector("c", c, k, 0.0)]),
+            A=sp.hstack([self.A, sp.csr_matrix((self.n_rows, k))], format="csr"),
+            col_lower=np.concatenate([self.col_lower, lo]),
+            col_upper=np.concatenate([self.col_upper, _vector("upper", upper, k, INF)]),
+            integrality=np.concatenate([self.integrality, np.full(k, bool(integer))]),
+            names=None if self.names is None else (*self.names, *(f"x{self.n_vars + j}" for j in range(k))),
+        )
+        return new, np.arange(self.n_vars, self.n_vars + k)
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the model as MPS (``.mps``) or CPLEX LP (``.lp``): :func:`optprune.solvers.write_model`."""

@@ -95,3 +95,21 @@ def test_bad_input_is_a_named_error():
         b.add_vars(1, name="t")
     with pytest.raises(InvalidParameterError, match="lower bound 2.0 above upper bound 1.0"):
         b.add_vars(1, lower=2.0, upper=1.0)
+
+
+def test_a_frozen_model_grows_into_new_models():
+    b = ModelBuilder()
+    x = b.add_vars(2, 0.0, 1.0, name="x")
+    b.set_objective([1.0, 1.0], x, sense="max")
+    model = b.build()
+    capped = model.with_rows(np.array([[1.0, 1.0]]), upper=1.5)
+    assert model.n_rows == 0 and capped.n_rows == 1  # the original is untouched
+    assert solve(capped, "highs").objective == pytest.approx(1.5)
+    grown, (z,) = capped.with_columns([0.0], [2.0], integer=True, c=-0.25)
+    linked = grown.with_rows(np.array([[1.0, 0.0, -1.0]]), upper=0.0)  # x0 <= z
+    result = solve(linked, "highs")
+    assert result.status == Status.OPTIMAL and result.x[z] == pytest.approx(1.0)
+    assert result.objective == pytest.approx(1.5 - 0.25)
+    assert model.replace(name="renamed").name == "renamed" and model.name != "renamed"
+    with pytest.raises(ShapeMismatchError, match="with_rows: the new rows have 3 columns, the model 2"):
+        model.with_rows(np.ones((1, 3)))
