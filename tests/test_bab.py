@@ -180,3 +180,31 @@ def test_bab_options_keep_the_verdict(recompute, fsb_k):
         d = -best + sign * 0.05 * (1 + abs(best))
         res = _decide(net, _case(net, lo, hi, [c], [d]), "relu", recompute=recompute, fsb_k=fsb_k)
         assert res.verdict == ("sat" if sign > 0 else "unsat")
+
+
+def test_cli_verify_method(tmp_path, capsys):
+    """``optprune verify --method bab`` decides and says so; an unknown method is a named error, exit 2."""
+    import json
+
+    from optprune.cli import main
+    from optprune.io import network_to_onnx
+
+    net = tiny_net(17, 3, [4, 3])
+    onnx_path = tmp_path / "net.onnx"
+    network_to_onnx(net, onnx_path)
+    lo, hi = -np.ones(3), np.ones(3)
+    c = np.array([1.0, 0.0, -1.0])
+    d = -float(brute_force_max(net, c, lo, hi)) - 0.1  # unsat
+    prop = tmp_path / "p.vnnlib"
+    lines = [f"(declare-const X_{i} Real)" for i in range(3)] + [f"(declare-const Y_{j} Real)" for j in range(3)]
+    lines += [f"(assert (>= X_{i} -1.0))\n(assert (<= X_{i} 1.0))" for i in range(3)]
+    lines += [f"(assert (>= (- Y_0 Y_2) {-d!r}))"]  # Y_0 - Y_2 + d >= 0
+    prop.write_text("\n".join(lines) + "\n")
+    code = main(["verify", str(onnx_path), str(prop), "--method", "bab", "--json"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code in (0, None) and out["verdict"] == "unsat" and out["method"] == "bab" and out["bab_domains"] >= 1
+    with pytest.raises(SystemExit) as exc:
+        main(["verify", str(onnx_path), str(prop), "--method", "guess", "--json"])
+    code = exc.value.code
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 2 and "--method" in out["error"] and "guess" in out["error"]

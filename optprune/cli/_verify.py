@@ -28,6 +28,11 @@ def verify_command(
     ),
     bounds: str = typer.Option(DEFAULT_BOUNDS, "--bounds", help=BOUNDS_HELP),
     no_attack: bool = typer.Option(False, "--no-attack", help="Skip the gradient attack before the MIP."),
+    method: str = typer.Option(
+        "mip", "--method",
+        help="mip (bounds, attack, decision MIPs), bab (branch and bound on alpha/beta-CROWN bounds) or auto "
+             "(BaB, then the MIP pipeline on the time left).",
+    ),
     out: Path = typer.Option(None, "--out", help="Write the VNN-COMP result file here."),
     export_mps: Path = typer.Option(None, "--export-mps", help="Also write the first output conjunction's MILP as MPS."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
@@ -40,12 +45,15 @@ def verify_command(
     the network and parsing the property is taken off the verification's share;
     when nothing is left the verdict is ``unknown`` and the message says why.
     """
+    from optprune.errors import InvalidParameterError
     from optprune.io import load_network
-    from optprune.verify import VerificationResult, format_vnncomp_result, verify_property
+    from optprune.verify import METHODS, VerificationResult, format_vnncomp_result, verify_property
     from optprune.vnnlib import read_vnnlib
 
     start = time.perf_counter()
     check_number("--timeout", timeout, low=0, low_open=True)
+    if method not in METHODS:
+        raise InvalidParameterError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
     check_output_file("--out", out, force=force)
     check_output_file("--export-mps", export_mps, force=force)
     net = load_network(network, trust_pickle=trust_pickle)
@@ -55,7 +63,7 @@ def verify_command(
     if remaining > 0:
         onnx_model = network if network.suffix.lower() == ".onnx" else None  # float32 re-check of counterexamples
         result = verify_property(net, parsed, solver=solver, time_limit=remaining, bound_method=bounds, attack=not no_attack,
-                                 onnx_model=onnx_model)
+                                 onnx_model=onnx_model, method=method)
     else:
         result = VerificationResult(
             verdict="unknown", time_s=0.0,
