@@ -52,7 +52,7 @@ shared MNIST 256x2 network at eps 0.02 (skipped when ../shared/data is absent),
 on the first ``--images`` correctly classified test-fold images of each.
 
 Usage: ``python benchmarks/vs_omlt.py [--images 4] [--time-limit 20] [--out results/vs_omlt]``
-(the defaults make the README's figures, about 20 minutes on 2 cores; a rerun
+(the defaults make the README's figures, about 10 minutes on 2 cores; a rerun
 resumes from ``OUT/records.jsonl``). Writes ``OUT/records.jsonl`` and
 ``OUT/summary.md``.
 """

@@ -48,6 +48,10 @@ def test_header_quotes_arguments_and_lists_missing_packages():
     assert "numpy 9.9" in head
     assert "not installed: nosuchsolver" in head
     assert f"{os.cpu_count()} logical cores" in head
+    info["git"] = {"commit": "abc123", "dirty": True}
+    assert "- optprune commit: abc123 (with uncommitted changes)" in provenance_header(info=info)
+    info["git"] = None  # not a git checkout: no commit line, no error
+    assert "commit" not in provenance_header(info=info)
 
 
 def test_summary_writers_put_the_header_first(tmp_path):

@@ -4,7 +4,9 @@ Every summary a benchmark writes (``optprune bench``'s ``summary.md``, each
 script in ``benchmarks/``) starts with :func:`provenance_header`, so anyone
 reading a figure in ``results/`` knows how to re-make it and on what it was
 measured. The machine is described by what changes timings: hostname, CPU
-model (``/proc/cpuinfo``), logical cores and RAM. Versions are read from the
+model (``/proc/cpuinfo``), logical cores and RAM. The code is named by its git
+commit (and whether the checkout had uncommitted changes) when optprune runs
+from a git checkout. Versions are read from the
 installed distributions' metadata (no solver is imported); a package that is
 not installed is listed as ``not installed``, never silently dropped.
 """
@@ -16,6 +18,7 @@ import os
 import platform
 import shlex
 import socket
+import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -55,6 +58,19 @@ def _ram_gib() -> float | None:
         return None
 
 
+def _git_commit() -> dict | None:
+    """``{"commit": sha, "dirty": bool}`` of the checkout optprune runs from, None outside a git checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": sha, "dirty": bool(dirty)} if sha else None
+
+
 def _versions(packages: tuple[str, ...]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in packages:
@@ -82,6 +98,7 @@ def provenance(command: list[str] | None = None) -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "packages": _versions(PACKAGES),
+        "git": _git_commit(),
     }
 
 
@@ -98,8 +115,13 @@ def provenance_header(command: list[str] | None = None, info: dict | None = None
     installed = ", ".join(f"{k} {v}" for k, v in packages.items() if v)
     missing = ", ".join(k for k, v in packages.items() if not v)
     ram = info.get("ram_gib")
+    git = info.get("git")
+    code = []
+    if git:
+        code.append(f"- optprune commit: {git['commit']}" + (" (with uncommitted changes)" if git["dirty"] else ""))
     lines = [
         f"- command: `{info['command']}`",
+        *code,
         f"- date (UTC): {info['date_utc']}",
         f"- machine: {info['hostname']}, {info['cpu']}, {info['logical_cores']} logical cores"
         + (f", {ram:g} GiB RAM" if ram is not None else "") + f" ({info['platform']})",
