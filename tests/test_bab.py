@@ -208,3 +208,32 @@ def test_cli_verify_method(tmp_path, capsys):
     code = exc.value.code
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 2 and "--method" in out["error"] and "guess" in out["error"]
+
+
+def test_bench_vnnlib_queries_take_a_method(tmp_path):
+    """``method`` in a vnnlib query is validated, reaches verify_property, and the record says who decided."""
+    from optprune.bench import load_config
+    from optprune.bench._tasks import _vnnlib
+
+    cfg_text = ('[[networks]]\nname = "n"\ndataset = "mnist"\nonnx = "a.onnx"\n'
+                '[[queries]]\nkind = "vnnlib"\npaths = ["p.vnnlib"]\n')
+    for method in ("mip", "bab", "auto"):
+        (tmp_path / "c.toml").write_text(cfg_text + f'method = "{method}"\n')
+        assert load_config(tmp_path / "c.toml").queries[0].method == method
+    (tmp_path / "c.toml").write_text(cfg_text + 'method = "guess"\n')
+    with pytest.raises(InvalidParameterError, match="method"):
+        load_config(tmp_path / "c.toml")
+
+    net = tiny_net(17, 3, [4, 3])
+    c = np.array([1.0, 0.0, -1.0])
+    d = -float(brute_force_max(net, c, -np.ones(3), np.ones(3))) - 0.1
+    prop = tmp_path / "p.vnnlib"
+    lines = [f"(declare-const X_{i} Real)" for i in range(3)] + [f"(declare-const Y_{j} Real)" for j in range(3)]
+    lines += [f"(assert (>= X_{i} -1.0))\n(assert (<= X_{i} 1.0))" for i in range(3)]
+    lines += [f"(assert (>= (- Y_0 Y_2) {-d!r}))"]
+    prop.write_text("\n".join(lines) + "\n")
+    task = {"path": str(prop), "backend": "highs", "time_limit": 30.0, "bounds": "linear", "threads": 1}
+    rec = _vnnlib({**task, "method": "bab"}, net)
+    assert (rec["verdict"], rec["method"]) == ("unsat", "bab") and rec["bab_domains"] >= 1
+    rec = _vnnlib(task, net)  # a task recorded before methods existed runs the MIP pipeline
+    assert (rec["verdict"], rec["method"], rec["bab_domains"]) == ("unsat", "mip", 0)

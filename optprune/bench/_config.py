@@ -46,6 +46,7 @@ DECISIONS = ("uniform", "global", "search", "unstructured", "none", *METHOD_DECI
 QUERY_KINDS = ("max_margin", "vnnlib")
 TARGETS = ("runner_up", "all")
 MODES = ("optimize", "decision")
+VERIFY_METHODS = ("mip", "bab", "auto")  # vnnlib queries: optprune.verify.verify_property(method=...)
 NORMS = ("linf", "l1")
 DATASETS = ("mnist", "digits")
 SPLITS = ("train", "val", "test", "all")
@@ -251,7 +252,8 @@ class QuerySpec:
     the same target for every variant; ``"all"``: every other class; an integer:
     that class). ``mode = "optimize"`` solves to optimality (decided = optimal);
     ``"decision"`` stops at the first adversarial example or the proof of none.
-    ``vnnlib``: every property file in ``paths`` (globs; ``{data}`` allowed).
+    ``vnnlib``: every property file in ``paths`` (globs; ``{data}`` allowed),
+    decided by ``method`` (``mip``, ``bab`` or ``auto``; see :func:`optprune.verify.verify_property`).
     """
 
     name: str
@@ -265,6 +267,7 @@ class QuerySpec:
     mode: str = "optimize"
     bounds: str = "linear"
     paths: tuple[str, ...] = ()
+    method: str = "mip"
 
     def key(self) -> dict:
         d = asdict(self)
@@ -414,7 +417,8 @@ def _query(t: _Table, index: int) -> QuerySpec:
     name = t.get("name", str, f"q{index}")
     if kind == "vnnlib":
         paths = t.get_list("paths", str, describe="a list of .vnnlib files or globs")
-        spec = QuerySpec(name=name, kind=kind, paths=paths, bounds=t.get("bounds", str, "linear", allowed=BOUNDS))
+        spec = QuerySpec(name=name, kind=kind, paths=paths, bounds=t.get("bounds", str, "linear", allowed=BOUNDS),
+                         method=t.get("method", str, "mip", allowed=VERIFY_METHODS))
         t.done()
         return spec
     eps = t.get_list("eps", float, check=_positive, describe="a list of radii > 0")

@@ -161,6 +161,8 @@ def build_tasks(config: BenchConfig, dense: dict[str, Variant], variants: list[V
     jobs = []
     for q in config.queries:
         qkey = {"kind": q.kind, "split": q.split, "mode": q.mode, "bounds": q.bounds, "target": q.target}
+        if q.method != "mip":  # the default keeps the ids of runs recorded before methods existed
+            qkey["method"] = q.method
         for variant in variants:
             for inst in instances[(variant.network, q.name)]:
                 for backend in config.backends:
@@ -172,6 +174,7 @@ def build_tasks(config: BenchConfig, dense: dict[str, Variant], variants: list[V
                                            "time_limit": config.time_limit, "threads": config.threads, "rep": rep})
                         task = {"id": tid, **_base_task(config, variant, backend, rep), "query": q.name,
                                 "kind": q.kind, "mode": q.mode, "bounds": q.bounds, "time_limit": config.time_limit,
+                                "method": q.method,
                                 **inst}
                         if q.kind == "max_margin":
                             task["x0"] = inst["x0"].tolist()
@@ -273,8 +276,11 @@ def run_bench(
     plots: bool = True,
     log: Callable[[str], None] = _log_to_stderr,
     command: list[str] | None = None,
+    method: str | None = None,
 ) -> BenchResult:
     """Run (or resume) a benchmark into ``out`` and write its summary and plots (module doc).
+
+    ``method`` (``mip``, ``bab``, ``auto``) overrides the method of every ``vnnlib`` query of the config.
 
     The summary starts with the provenance header (:func:`optprune.bench._provenance.provenance_header`):
     ``command`` (default: this process's ``sys.argv``), date, machine and library versions.
@@ -288,6 +294,15 @@ def run_bench(
     if not isinstance(config, BenchConfig):
         source = Path(config)
         config = load_config(source)
+    if method is not None:
+        from dataclasses import replace
+
+        from optprune.bench._config import VERIFY_METHODS
+
+        if method not in VERIFY_METHODS:
+            raise InvalidParameterError(f"method must be one of {VERIFY_METHODS}; got {method!r}")
+        config = replace(config, queries=tuple(replace(q, method=method) if q.kind == "vnnlib" else q
+                                               for q in config.queries))
     if workers is None:
         workers = max(1, (os.cpu_count() or 1) // config.threads)
     if not isinstance(workers, int) or workers < 1:

@@ -123,7 +123,7 @@ def _vnnlib(task: dict, net: Network) -> dict:
 
     start = time.perf_counter()
     res = verify_vnnlib(net, task["path"], solver=task["backend"], time_limit=float(task["time_limit"]),
-                        bound_method=task["bounds"], threads=task["threads"])
+                        bound_method=task["bounds"], threads=task["threads"], method=task.get("method", "mip"))
     total = time.perf_counter() - start
     return {
         "unstable": res.n_unstable, "binaries": res.n_binaries, "variables": None, "constraints": None,
@@ -132,7 +132,7 @@ def _vnnlib(task: dict, net: Network) -> dict:
         "mips": res.mips_solved, "status": res.decided_by or res.verdict, "verdict": res.verdict,
         "decided": res.verdict != "unknown", "objective": None, "bound": None,
         "adversarial": res.verdict == "sat", "predicted": None if res.output is None else int(np.argmax(res.output)),
-        "best_target": None,
+        "best_target": None, "method": res.method, "bab_domains": res.bab_domains,
     }
 
 

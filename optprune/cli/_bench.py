@@ -23,6 +23,7 @@ def bench_command(
     surrogate: bool = typer.Option(False, "--surrogate", help="Pruned networks as surrogates for the dense one."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar on stderr."),
+    method: str = typer.Option(None, "--method", help="mip, bab or auto for every vnnlib query (default: the config's)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run or resume a benchmark: one JSON line per result, summary table and plots; a killed run resumes."""
@@ -35,11 +36,13 @@ def bench_command(
         raise InvalidParameterError(f"--executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
     if address is not None and executor != "ray":
         raise InvalidParameterError(f"--address is for --executor ray; got --executor {executor}")
+    if method is not None and method not in ("mip", "bab", "auto"):
+        raise InvalidParameterError(f"--method must be one of mip, bab, auto; got {method!r}")
     check_output_dir("--out", out)  # a folder (resumed when it holds a run), never a file
     if executor == "ray":
         check_ray_address(address)  # before networks are trained: an unreachable cluster fails in seconds
     result = run_bench(config, out, workers=workers, executor=executor, address=address, surrogate=surrogate,
-                       progress=progress, plots=plots)
+                       progress=progress, plots=plots, method=method)
     if as_json:
         print(result.markdown, file=sys.stderr)
         emit(result.to_dict(), True)
