@@ -157,6 +157,13 @@ def summary(records: list[dict], args, command: list[str]) -> str:
             f"| {r['reduction']:.0%} | {r['method']} | {r['params_after']} ({share:.1%}) "
             f"| {r['accuracy_before']:.4f} | {r['accuracy_pruned']:.4f} | {r['accuracy_after']:.4f} | {delta:+.2f} "
             f"| {r['heads_kept']} | {r['mlp_widths']} | {r['seconds']} |")
+    lines += ["", "The uniform-ratio methods (a) and (d) remove the same fraction of heads in every block, and heads "
+              "come four to a block, so the smallest ratio that meets the budget can overshoot it (30%: they keep "
+              "63.4% of the parameters, not 70%)."]
+    if args.merge:
+        lines.append("Records made by one process per budget, `python benchmarks/gohsp_vit.py --budgets B --out DIR`, "
+                     "run concurrently on the shared 2-core machine (so the seconds column is under contention), then "
+                     "merged by the command above.")
     lines.append("")
     for budget in sorted({r["budget_kept"] for r in records}, reverse=True):
         rows = [r for r in records if r["budget_kept"] == budget and "error" not in r]
