@@ -187,7 +187,7 @@ def test_gohsp_estimator_meets_the_budget_and_records_admm(tiny_data):
         est.transform()
     est.fit(model, tiny_data)
     assert est.n_params_after_ <= 0.6 * est.n_params_before_
-    assert len(est.admm_history_) == 2 and est.admm_history_[1]["rho"] == pytest.approx(0.03)
+    assert len(est.admm_history_) == 2 and est.admm_history_[1]["rho"] == pytest.approx(0.3)
     assert sum(p.numel() for p in est.model_.parameters()) == est.n_params_after_
     assert est.heads_kept_ == [len(est.decision_.kept[f"blocks.{i}.attn.heads"]) for i in range(2)]
     assert 0.0 <= est.score(*tiny_data) <= 1.0

@@ -60,7 +60,7 @@ def gohsp_command(
     damping: Annotated[float, typer.Option("--damping", help="PageRank damping of the head graph's walk.")] = 0.85,
     admm_iterations: Annotated[int, typer.Option("--admm-iterations", help="ADMM iterations (0: none).")] = 4,
     admm_epochs: Annotated[int, typer.Option("--admm-epochs", help="SGD epochs per W-step.")] = 1,
-    rho: Annotated[float, typer.Option("--rho", help="Initial ADMM penalty.")] = 0.01,
+    rho: Annotated[float, typer.Option("--rho", help="Initial ADMM penalty.")] = 0.1,
     rho_growth: Annotated[float, typer.Option("--rho-growth", help="Penalty growth per iteration.")] = 3.0,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs after the hard prune.")] = 3,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (W-steps and fine-tuning).")] = 1e-3,

@@ -95,7 +95,7 @@ class GOHSP:
         damping: float = 0.85,
         admm_iterations: int = 4,
         admm_epochs: int = 1,
-        rho: float = 0.01,
+        rho: float = 0.1,
         rho_growth: float = 3.0,
         finetune_epochs: int = 3,
         lr: float = 1e-3,
