@@ -1,0 +1,158 @@
+"""``optprune lm train|eval|generate|prune``: the project's small language model and its LoRA pruners."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from optprune.cli._app import app
+from optprune.cli._output import emit, stderr_console
+from optprune.cli._validate import FORCE_HELP, check_number, check_output_file
+from optprune.errors import InvalidParameterError
+
+__all__ = ["LM_METHODS", "lm_app"]
+
+lm_app = typer.Typer(
+    name="lm",
+    help="The small character-level language model (arithmetic with steps): train, evaluate, prune with LoRA.",
+    no_args_is_help=True,
+)
+app.add_typer(lm_app, name="lm")
+
+JSON_HELP = "Print exactly one JSON object on stdout."
+MODEL_HELP = "A language model written by optprune lm train / prune (.pt)."
+LM_METHODS = ("compresso", "compresso-prompt", "lorashear", "magnitude", "wanda_sp", "flap", "bonsai")
+
+
+def _threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _data(name: str):
+    from optprune.lm import get_task
+
+    return get_task(name)
+
+
+@lm_app.command("train")
+def train_command(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the model (.pt).")],
+    steps: Annotated[int, typer.Option("--steps", help="AdamW steps of 64 problems.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the initial weights and the training stream.")] = 0,
+    data: Annotated[str, typer.Option("--data", help="Dataset: arith.")] = "arith",
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Train the reference TinyLM (4 layers, d=64, 4 heads, MLP 256) from a seed; report test exact match."""
+    check_number("--steps", steps, low=1)
+    check_number("--seed", seed, low=0)
+    check_output_file("--out", out, force=force)
+    task = _data(data)
+    _threads()
+    from optprune.lm import exact_match, perplexity, save_lm, train_reference
+    from optprune.pruning import count_parameters
+
+    t0 = time.time()
+    model, losses = train_reference(steps=steps, seed=seed, log_every=0 if as_json else 200)
+    seconds = time.time() - t0
+    test = task.problems("test")
+    payload = {"out": str(out), "steps": steps, "seed": seed, "train_seconds": round(seconds, 1),
+               "params": count_parameters(model), "final_loss": float(sum(losses[-50:]) / len(losses[-50:])),
+               "exact_match": exact_match(model, test), "perplexity": perplexity(model, test)}
+    save_lm(model, out, {k: v for k, v in payload.items() if k != "out"})
+    emit(payload, as_json)
+
+
+@lm_app.command("eval")
+def eval_command(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
+    data: Annotated[str, typer.Option("--data", help="Dataset: arith.")] = "arith",
+    split: Annotated[str, typer.Option("--split", help="test, val, hard, easy or train.")] = "test",
+    prefix: Annotated[str, typer.Option("--prefix", help="Text put before every prompt.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Exact-match accuracy (greedy) and perplexity per completion token on a split."""
+    task = _data(data)
+    _threads()
+    from optprune.lm import exact_match, layer_widths, load_lm, perplexity
+    from optprune.pruning import count_parameters
+
+    model = load_lm(model_path)
+    problems = task.problems(split)
+    emit({"model": str(model_path), "split": split, "n": len(problems), "params": count_parameters(model),
+          "exact_match": exact_match(model, problems, prefix=prefix),
+          "perplexity": perplexity(model, problems, prefix=prefix), **layer_widths(model)}, as_json)
+
+
+@lm_app.command("generate")
+def generate_command(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
+    prompt: Annotated[list[str], typer.Option("--prompt", help="A prompt such as 047+285= (repeatable).")],
+    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="Sample among the k most likely tokens (0 = all).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Continue prompts greedily or by sampling (temperature, top-k)."""
+    check_number("--temperature", temperature, low=0)
+    check_number("--top-k", top_k, low=0)
+    _threads()
+    from optprune.lm import generate, load_lm
+
+    model = load_lm(model_path)
+    outs = generate(model, prompt, temperature=temperature, top_k=top_k or None, seed=seed)
+    emit({"prompts": prompt, "completions": outs}, as_json, human="\n".join(p + o.rstrip("\n")
+                                                                           for p, o in zip(prompt, outs)))
+
+
+@lm_app.command("prune")
+def prune_command(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
+    method: Annotated[str, typer.Option("--method", help=", ".join(LM_METHODS) + ".")] = "compresso",
+    ratio: Annotated[float, typer.Option("--ratio", help="Fraction of parameters removed, in (0, 1).")] = 0.35,
+    data: Annotated[str, typer.Option("--data", help="Dataset: arith.")] = "arith",
+    steps: Annotated[int, typer.Option("--steps", help="Training steps (gates + recovery, or recovery).")] = 300,
+    lora_rank: Annotated[int, typer.Option("--lora-rank", help="LoRA rank.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of gates, calibration and fine-tuning.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the pruned model (.pt).")] = None,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Prune heads, MLP neurons (and, Compresso, hidden dimensions) training only LoRA adapters."""
+    if method not in LM_METHODS:
+        raise InvalidParameterError(f"--method must be one of {', '.join(LM_METHODS)}; got {method!r}")
+    check_number("--ratio", ratio, low=0, high=1, low_open=True, high_open=True)
+    check_number("--steps", steps, low=1)
+    check_number("--lora-rank", lora_rank, low=1)
+    check_output_file("--out", out, force=force)
+    task = _data(data)
+    _threads()
+    from optprune.lm import load_lm, save_lm
+    from optprune.lm._prune import COMPRESSO_PROMPT, Compresso, LoRAShear, OneShot, pruning_report
+
+    model = load_lm(model_path)
+    prefix = ""
+    if method.startswith("compresso"):
+        prefix = COMPRESSO_PROMPT if method == "compresso-prompt" else ""
+        est = Compresso(ratio=ratio, steps=steps, recovery_steps=steps // 5, lora_rank=lora_rank,
+                        prompt=prefix or None, seed=seed)
+    elif method == "lorashear":
+        est = LoRAShear(ratio=ratio, steps=steps, lora_rank=lora_rank, seed=seed)
+    else:
+        est = OneShot(method, ratio=ratio, steps=steps, lora_rank=lora_rank, seed=seed)
+    if not as_json:
+        stderr_console.print(f"pruning {model_path} with {method} at ratio {ratio} ({steps} steps)")
+    t0 = time.time()
+    est.fit(model, task)
+    seconds = time.time() - t0
+    report = pruning_report(model, est.model_, task, prefix=prefix)
+    payload = {"method": method, "ratio": ratio, "steps": steps, "seconds": round(seconds, 1), **report}
+    if out is not None:
+        save_lm(est.model_, out, {k: payload[k] for k in ("method", "ratio", "steps")})
+        payload["out"] = str(out)
+    emit(payload, as_json)

@@ -1,0 +1,54 @@
+"""A small language model of the project's own, and structured pruning of it with LoRA.
+
+:mod:`optprune.lm` holds a character-level decoder-only transformer
+(:class:`TinyLM`) trained on a synthetic addition task written with its carry
+steps (:class:`ArithTask`), generation and exact-match evaluation, LoRA
+adapters, and two pruners that train only adapters: :class:`Compresso`
+(hard-concrete L0 gates with a Lagrangian size constraint) and
+:class:`LoRAShear` (progressive pruning with knowledge recovery).
+"""
+
+from optprune.lm._data import DATASETS, SPLITS, VOCAB, ArithTask, Problem, decode, encode, get_task, lm_batch
+from optprune.lm._eval import answer_of, exact_match, generate, perplexity, task_loss
+from optprune.lm._model import (
+    CausalSelfAttention,
+    LMConfig,
+    TinyLM,
+    layer_widths,
+    lm_groups,
+    load_lm,
+    prune_hidden,
+    prune_lm,
+    save_lm,
+    unit_masks,
+)
+from optprune.lm._train import fit_lm, train_reference
+
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "VOCAB",
+    "ArithTask",
+    "CausalSelfAttention",
+    "LMConfig",
+    "Problem",
+    "TinyLM",
+    "answer_of",
+    "decode",
+    "encode",
+    "exact_match",
+    "fit_lm",
+    "generate",
+    "get_task",
+    "layer_widths",
+    "lm_batch",
+    "lm_groups",
+    "load_lm",
+    "perplexity",
+    "prune_hidden",
+    "prune_lm",
+    "save_lm",
+    "task_loss",
+    "train_reference",
+    "unit_masks",
+]

@@ -1,0 +1,107 @@
+"""Training loops: the reference model from scratch, and fine-tuning of chosen parameters (LoRA or all)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from optprune.errors import InvalidParameterError
+from optprune.lm._data import ArithTask, lm_batch
+from optprune.lm._eval import task_loss
+from optprune.lm._model import LMConfig, TinyLM
+
+__all__ = ["fit_lm", "train_reference"]
+
+
+def fit_lm(
+    model: nn.Module,
+    task: ArithTask,
+    steps: int,
+    params: Iterable[nn.Parameter] | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    prefix: str = "random",
+    weight_decay: float = 0.0,
+    warmup: int = 0,
+    extra_loss: Callable[[int], torch.Tensor] | None = None,
+    before_step: Callable[[int], None] | None = None,
+    after_step: Callable[[int], None] | None = None,
+    param_lrs: dict[int, float] | None = None,
+    log_every: int = 0,
+) -> list[float]:
+    """``steps`` AdamW steps on fresh training problems (cosine learning rate after ``warmup``).
+
+    ``params`` are the trained parameters (default: all that require gradients),
+    ``param_lrs`` maps ``id(parameter)`` to its own learning rate;
+    ``before_step(step)`` runs before the forward pass (Compresso samples its
+    gates there), ``extra_loss(step)`` is added to the task loss (Compresso's
+    Lagrangian), ``after_step(step)`` runs after each update. Returns the task
+    loss per step.
+    """
+    if steps < 0 or batch_size < 1 or not lr > 0:
+        raise InvalidParameterError(
+            f"fit_lm: steps >= 0, batch_size >= 1 and lr > 0 required; got {steps}, {batch_size}, {lr}"
+        )
+    params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
+    if steps == 0:
+        return []
+    if not params:
+        raise InvalidParameterError("fit_lm: no trainable parameter (all have requires_grad=False)")
+    lrs = param_lrs or {}
+    plain = [p for p in params if id(p) not in lrs]
+    groups = [{"params": plain, "lr": lr}] if plain else []
+    groups += [{"params": [p], "lr": lrs[id(p)], "weight_decay": 0.0} for p in params if id(p) in lrs]
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    rng = np.random.default_rng([seed, 7])
+    block = model.config.block_size
+    losses = []
+    model.train()
+    t0 = time.time()
+    for step in range(steps):
+        frac = (step + 1) / warmup if step < warmup else 0.5 * (
+            1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))
+        )
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * max(frac, 0.02)
+        if before_step is not None:
+            before_step(step)
+        problems = task.train_problems(batch_size, rng)
+        ids, tgt = lm_batch(problems, block, prefix, rng)
+        loss = task_loss(model(ids), tgt)
+        total = loss if extra_loss is None else loss + extra_loss(step)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if after_step is not None:
+            after_step(step)
+        losses.append(float(loss.detach()))
+        if log_every and (step + 1) % log_every == 0:
+            print(f"step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.4f} ({time.time() - t0:.0f} s)",
+                  flush=True)
+    model.eval()
+    return losses
+
+
+def train_reference(
+    config: LMConfig | None = None, steps: int = 3000, seed: int = 0, lr: float = 3e-3, batch_size: int = 64,
+    log_every: int = 0,
+) -> tuple[TinyLM, list[float]]:
+    """The reference model: ``TinyLM(config)`` trained from seed ``seed`` on the ``arith`` task of seed 0."""
+    from optprune.lm._data import VOCAB
+
+    torch.manual_seed(seed)
+    config = config or LMConfig(vocab_size=len(VOCAB))
+    model = TinyLM(config)
+    task = ArithTask(seed=0)
+    losses = fit_lm(model, task, steps, lr=lr, batch_size=batch_size, seed=seed, warmup=min(200, steps // 10),
+                    weight_decay=0.01, log_every=log_every)
+    return model, losses
