@@ -35,6 +35,7 @@ app = typer.Typer(
 from optprune.cli import _bench, _core_commands, _prune, _search, _verify  # noqa: E402,F401,I001
 from optprune.cli import _systolic  # noqa: E402,F401
 from optprune.cli import _gohsp  # noqa: E402,F401
+from optprune.cli import _lm  # noqa: E402,F401
 
 USAGE_ERROR = "UsageError"
 
