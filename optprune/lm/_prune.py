@@ -371,8 +371,8 @@ class Compresso(_LMPruner):
             gap = s - t
             term = lambdas[0] * gap + lambdas[1] * gap * gap
             if step % 10 == 0 or step == gate_steps - 1:
-                history.append({"step": step, "expected_fraction": float(s), "target_fraction": t,
-                                "lambda1": float(lambdas[0]), "lambda2": float(lambdas[1])})
+                history.append({"step": step, "expected_fraction": float(s.detach()), "target_fraction": t,
+                                "lambda1": float(lambdas[0].detach()), "lambda2": float(lambdas[1].detach())})
             return term
 
         def before_step(step: int) -> None:
