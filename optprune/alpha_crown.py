@@ -395,6 +395,15 @@ def alpha_spec_upper_bound(
     intermediate bounds: the optimiser keeps the best slopes seen, starting
     from CROWN's.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small products: one thread, and far faster on a shared, busy machine
+    try:
+        return _alpha_spec_upper_bound(net, x_lower, x_upper, c_out, d_out, bounds, iters, intermediate)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _alpha_spec_upper_bound(net, x_lower, x_upper, c_out, d_out, bounds, iters, intermediate):
     tn = TorchNetwork.from_network(net)
     lo = torch.as_tensor(np.asarray(x_lower, dtype=np.float64).reshape(1, -1))
     hi = torch.as_tensor(np.asarray(x_upper, dtype=np.float64).reshape(1, -1))
