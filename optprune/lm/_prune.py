@@ -317,7 +317,7 @@ class Compresso(_LMPruner):
     }
 
     def __init__(self, ratio: float = 0.35, steps: int = 300, recovery_steps: int = 60, lora_rank: int = 8,
-                 lr: float = 2e-3, gate_lr: float = 0.05, lambda_lr: float = 0.05, gate_init: float = 3.0,
+                 lr: float = 2e-3, gate_lr: float = 0.1, lambda_lr: float = 0.5, gate_init: float = 2.0,
                  prune_hidden: bool = True, prompt: str | None = None, seed: int = 0) -> None:
         self.ratio = ratio
         self.steps = steps
@@ -393,7 +393,7 @@ class Compresso(_LMPruner):
                 h.remove()
         gates.eval()
         self.history_ = history
-        self.expected_fraction_ = float(expected_fraction())
+        self.expected_fraction_ = float(expected_fraction().detach())
         with torch.no_grad():
             la_h = [g.log_alpha.detach() for g in gh]
             la_n = [g.log_alpha.detach() for g in gn]
