@@ -1,4 +1,9 @@
-"""``optprune lm train|eval|generate|prune``: the project's small language model and its LoRA pruners."""
+"""``optprune lm train|eval|generate|prune`` and ``optprune sprint train|eval``: the small language model.
+
+``lm``: train the reference model, evaluate, generate, prune with LoRA (Compresso,
+LoRAShear, one-shot engine scorers). ``sprint``: per-question head pruning for
+best-of-N (SPRINT) on the same model.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from optprune.cli._output import emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, check_number, check_output_file
 from optprune.errors import InvalidParameterError
 
-__all__ = ["LM_METHODS", "lm_app"]
+__all__ = ["LM_METHODS", "lm_app", "sprint_app"]
 
 lm_app = typer.Typer(
     name="lm",
@@ -21,6 +26,12 @@ lm_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(lm_app, name="lm")
+sprint_app = typer.Typer(
+    name="sprint",
+    help="SPRINT: learn per question which attention head to prune; diverse best-of-N sampling.",
+    no_args_is_help=True,
+)
+app.add_typer(sprint_app, name="sprint")
 
 JSON_HELP = "Print exactly one JSON object on stdout."
 MODEL_HELP = "A language model written by optprune lm train / prune (.pt)."
@@ -156,3 +167,65 @@ def prune_command(
         save_lm(est.model_, out, {k: payload[k] for k in ("method", "ratio", "steps")})
         payload["out"] = str(out)
     emit(payload, as_json)
+
+
+@sprint_app.command("train")
+def sprint_train_command(
+    model_path: Annotated[Path, typer.Argument(metavar="LM", help=MODEL_HELP)],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the selector (.pt).")],
+    data: Annotated[str, typer.Option("--data", help="Dataset: arith.")] = "arith",
+    n_train: Annotated[int, typer.Option("--n-train", help="Training questions.")] = 300,
+    samples: Annotated[int, typer.Option("--samples", help="Sampled answers per question and head.")] = 2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of questions, sampling and selector.")] = 0,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Outcome table (.npz), resumed if present.")] = None,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Collect per-question head-masking outcomes, train the contrastive head selector."""
+    check_number("--n-train", n_train, low=1)
+    check_number("--samples", samples, low=0)
+    check_output_file("--out", out, force=force)
+    task = _data(data)
+    _threads()
+    from optprune.lm import load_lm
+    from optprune.lm._sprint import Sprint
+
+    model = load_lm(model_path)
+    t0 = time.time()
+    est = Sprint(n_train=n_train, n_samples=samples, seed=seed, cache=cache).fit(model, task, progress=not as_json)
+    est.selector_.save(out, est.best_fixed_head_)
+    emit({"out": str(out), "n_train": n_train, "seconds": round(time.time() - t0, 1),
+          "questions_with_a_helpful_head": est.selector_.n_train_questions_,
+          "best_fixed_head": list(est.best_fixed_head_),
+          "final_loss": est.selector_.history_[-1] if est.selector_.history_ else None}, as_json)
+
+
+@sprint_app.command("eval")
+def sprint_eval_command(
+    model_path: Annotated[Path, typer.Argument(metavar="LM", help=MODEL_HELP)],
+    selector_path: Annotated[Path, typer.Option("--selector", help="A selector from optprune sprint train.")],
+    n: Annotated[int, typer.Option("--n", help="Samples per question (majority vote).")] = 8,
+    data: Annotated[str, typer.Option("--data", help="Dataset: arith.")] = "arith",
+    split: Annotated[str, typer.Option("--split", help="hard, easy or test.")] = "hard",
+    top_k: Annotated[int, typer.Option("--top-k", help="Heads mixed over the samples.")] = 4,
+    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature.")] = 0.7,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Accuracy@N of SPRINT, best-of-N, random head and the best fixed head (keys sprint, best_of_n, ...)."""
+    check_number("--n", n, low=1)
+    check_number("--top-k", top_k, low=1)
+    check_number("--temperature", temperature, low=0, low_open=True)
+    if split not in ("hard", "easy", "test"):
+        raise InvalidParameterError(f"--split must be hard, easy or test; got {split!r}")
+    task = _data(data)
+    _threads()
+    from optprune.lm import load_lm
+    from optprune.lm._sprint import evaluate_modes, load_selector
+
+    model = load_lm(model_path)
+    selector = load_selector(selector_path)
+    selector.check_model(model)
+    problems = task.problems(split)
+    acc = evaluate_modes(model, problems, n, selector, selector.best_fixed_head_, top_k, temperature, seed)
+    emit({"split": split, "n": n, "questions": len(problems), **acc}, as_json)

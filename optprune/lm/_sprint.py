@@ -1,0 +1,326 @@
+"""SPRINT in miniature: per-question attention-head pruning for diverse best-of-N reasoning.
+
+Nguyen, Nguyen, Nguyen, "SPRINT": pruning some attention heads helps on some
+questions; a selector learns, per question, which ``(layer, head)`` to prune,
+and pruned-head configurations diversify best-of-N sampling.
+
+1. Data (:func:`collect_head_outcomes`): for every training question and every
+   head, whether the model with that head masked answers correctly, greedily and
+   in ``n_samples`` samples (success rate per pair). Heads are masked with
+   forward pre-hooks on ``out_proj`` (:func:`optprune.lm.unit_masks`): no copy of
+   the model. The table is cached in a ``.npz`` file and resumed head by head.
+2. Selector (:class:`HeadSelector`): the question is embedded by the model's own
+   last hidden state, mean-pooled over the prompt tokens, projected by a linear
+   map ``P``; every head has a learned vector ``e_h``; ``score(q, h) = <P x_q, e_h> / tau``.
+   Trained with a multi-positive InfoNCE loss (Khosla et al. 2020)
+
+   .. math:: L(q) = -\\log \\frac{\\sum_{h \\in H^+_q} \\exp s(q, h)}{\\sum_{h} \\exp s(q, h)}
+
+   where ``H^+_q`` are the heads whose masking gives a success rate above the
+   unpruned model's on ``q`` (they help) and the negatives are all other heads
+   (including those that hurt); questions where no head helps are skipped.
+   ``tau = 0.1``.
+3. Inference (:func:`best_of_n`): sample ``n`` answers at temperature ``T``;
+   sample ``i`` runs with the ``(i mod k)``-th best-scoring head masked (``k``
+   = ``top_k`` heads, a mix across samples for diversity); the answer is the
+   majority vote (ties: the earliest sample). The arithmetic checker is used only
+   to score the vote, never to select.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from optprune._validation import Interval, validate_params
+from optprune.errors import FileFormatError, InvalidParameterError, NotFittedError, ShapeMismatchError
+from optprune.lm._data import ArithTask, Problem, encode
+from optprune.lm._eval import answer_of, generate
+from optprune.lm._model import TinyLM, _check_lm, layer_widths, unit_masks
+
+__all__ = [
+    "SELECTION_MODES",
+    "HeadSelector",
+    "Sprint",
+    "best_of_n",
+    "collect_head_outcomes",
+    "evaluate_modes",
+    "head_list",
+    "question_features",
+    "load_selector",
+]
+
+SELECTION_MODES = ("sprint", "best_of_n", "random_head", "best_fixed_head")
+
+
+def head_list(model: TinyLM) -> list[tuple[int, int]]:
+    """Every ``(layer, head)`` of the model, in order."""
+    return [(layer, h) for layer, n in enumerate(layer_widths(model)["heads"]) for h in range(n)]
+
+
+def _head_masks(model: TinyLM, head: tuple[int, int] | None) -> list[torch.Tensor | None]:
+    masks: list[torch.Tensor | None] = [None] * len(model.blocks)
+    if head is not None:
+        layer, h = head
+        m = torch.ones(layer_widths(model)["heads"][layer])
+        m[h] = 0.0
+        masks[layer] = m
+    return masks
+
+
+def _answers(model: TinyLM, problems: Sequence[Problem], head: tuple[int, int] | None, temperature: float,
+             seed: int) -> list[str]:
+    with unit_masks(model, heads=_head_masks(model, head)):
+        outs = generate(model, [p.prompt for p in problems], temperature=temperature, seed=seed)
+    return [answer_of(o) for o in outs]
+
+
+def collect_head_outcomes(
+    model: TinyLM, problems: Sequence[Problem], n_samples: int = 2, temperature: float = 0.7,
+    cache: str | Path | None = None, progress: bool = True,
+) -> np.ndarray:
+    """Success rate (greedy + ``n_samples`` samples) per question and per masked head; column 0 = no head masked.
+
+    Shape ``(questions, 1 + heads)``. With ``cache``, finished columns are read
+    back and only the missing ones computed (resumable; the cache also records
+    the questions, so a cache for other questions is an error).
+    """
+    model = _check_lm(model)
+    heads = head_list(model)
+    keys = np.array([[p.a, p.b, p.digits] for p in problems])
+    table = np.full((len(problems), 1 + len(heads)), np.nan)
+    path = Path(cache) if cache is not None else None
+    if path is not None and path.exists():
+        data = np.load(path)
+        if data["keys"].shape != keys.shape or not np.array_equal(data["keys"], keys):
+            raise FileFormatError(f"cache {str(path)!r} was made for other questions or another model; remove it")
+        table = data["table"]
+    for col, head in enumerate([None, *heads]):
+        if not np.isnan(table[:, col]).any():
+            continue
+        truth = [p.answer for p in problems]
+        hits = np.array([a == t for a, t in zip(_answers(model, problems, head, 0.0, 0), truth)], dtype=float)
+        for s in range(n_samples):
+            hits += np.array([a == t for a, t in zip(_answers(model, problems, head, temperature, s + 1), truth)])
+        table[:, col] = hits / (1 + n_samples)
+        if path is not None:
+            np.savez(path, table=table, keys=keys)
+        if progress:
+            print(f"  head outcomes: column {col + 1}/{len(heads) + 1} done", flush=True)
+    return table
+
+
+@torch.no_grad()
+def question_features(model: TinyLM, problems: Sequence[Problem]) -> torch.Tensor:
+    """Mean over prompt tokens of the model's last hidden state (before the final LayerNorm), (questions, d)."""
+    feats = []
+    for p in problems:
+        x = model.embed(torch.tensor([encode(p.prompt)]))
+        for block in model.blocks:
+            x = block(x)
+        feats.append(x[0].mean(0))
+    return torch.stack(feats)
+
+
+class HeadSelector(nn.Module):
+    """``score(q, h) = <P x_q, e_h> / tau`` over the heads of one architecture (see module doc)."""
+
+    def __init__(self, d_model: int, heads: list[int], dim: int = 16, tau: float = 0.1) -> None:
+        super().__init__()
+        if tau <= 0:
+            raise InvalidParameterError(f"HeadSelector: tau must be > 0; got {tau}")
+        self.heads = list(heads)
+        self.d_model = int(d_model)
+        self.tau = float(tau)
+        self.proj = nn.Linear(d_model, dim)
+        self.head_emb = nn.Parameter(0.1 * torch.randn(sum(heads), dim))
+        self.register_buffer("mean", torch.zeros(d_model))
+        self.register_buffer("std", torch.ones(d_model))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        q = nn.functional.normalize(self.proj((features - self.mean) / self.std), dim=-1)
+        e = nn.functional.normalize(self.head_emb, dim=-1)
+        return q @ e.T / self.tau
+
+    def check_model(self, model: TinyLM) -> None:
+        """Raise unless ``model`` has the layers and heads this selector was trained for."""
+        w = layer_widths(model)
+        if w["heads"] != self.heads or w["hidden"] != self.d_model:
+            raise ShapeMismatchError(
+                f"selector trained for heads per layer {self.heads} and hidden width {self.d_model}; "
+                f"the model has {w['heads']} and {w['hidden']}"
+            )
+
+    def fit(self, features: torch.Tensor, outcomes: np.ndarray, epochs: int = 300, lr: float = 1e-2,
+            seed: int = 0) -> HeadSelector:
+        """Multi-positive InfoNCE on heads that raise the success rate above the unpruned model's."""
+        torch.manual_seed(seed)
+        if outcomes.shape != (features.shape[0], 1 + sum(self.heads)):
+            raise ShapeMismatchError(f"outcomes of shape {outcomes.shape}; expected "
+                                     f"({features.shape[0]}, {1 + sum(self.heads)})")
+        gain = torch.as_tensor(outcomes[:, 1:] - outcomes[:, :1], dtype=torch.float32)
+        pos = gain > 0
+        keep = pos.any(dim=1)
+        self.n_train_questions_ = int(keep.sum())
+        self.mean.copy_(features.mean(0))
+        self.std.copy_(features.std(0) + 1e-6)
+        if not bool(keep.any()):
+            self.history_ = []
+            return self
+        x, p = features[keep], pos[keep]
+        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        self.history_ = []
+        for _ in range(epochs):
+            logits = self(x)
+            loss = -(torch.logsumexp(logits.masked_fill(~p, float("-inf")), 1) - torch.logsumexp(logits, 1)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            self.history_.append(float(loss.detach()))
+        return self
+
+    def save(self, path: str | Path, best_fixed_head: tuple[int, int] | None = None) -> Path:
+        """Write the selector (and the best fixed head found on the training questions)."""
+        path = Path(path)
+        torch.save({"format": "optprune.sprint/1", "heads": self.heads, "d_model": self.d_model, "tau": self.tau,
+                    "dim": self.proj.out_features, "state_dict": self.state_dict(),
+                    "best_fixed_head": list(best_fixed_head) if best_fixed_head is not None else None}, path)
+        return path
+
+
+def load_selector(path: str | Path) -> HeadSelector:
+    """Read a selector written by :meth:`HeadSelector.save`."""
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # missing file, foreign pickle, corrupt bytes
+        raise FileFormatError(f"{str(path)!r} is not a SPRINT selector: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != "optprune.sprint/1":
+        raise FileFormatError(f"{str(path)!r} is not a SPRINT selector (format optprune.sprint/1)")
+    sel = HeadSelector(data["d_model"], data["heads"], data["dim"], data["tau"])
+    sel.load_state_dict(data["state_dict"])
+    fixed = data.get("best_fixed_head")
+    sel.best_fixed_head_ = tuple(fixed) if fixed is not None else None
+    return sel
+
+
+def best_of_n(
+    model: TinyLM, problems: Sequence[Problem], n: int, mode: str = "sprint", selector: HeadSelector | None = None,
+    top_k: int = 4, temperature: float = 0.7, seed: int = 0, fixed_head: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Majority-vote correctness per problem of ``n`` samples, each with the head ``mode`` chooses masked.
+
+    ``sprint``: sample ``i`` masks the selector's ``(i mod top_k)``-th best head;
+    ``best_of_n``: no head masked; ``random_head``: a uniformly random head per
+    sample; ``best_fixed_head``: ``fixed_head`` in every sample.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InvalidParameterError(f"best_of_n: n must be an integer >= 1; got {n!r}")
+    if mode not in SELECTION_MODES:
+        raise InvalidParameterError(f"best_of_n: mode must be one of {SELECTION_MODES}; got {mode!r}")
+    heads = head_list(model)
+    rng = np.random.default_rng([seed, 17])
+    choice = np.full((len(problems), n), -1)
+    if mode == "sprint":
+        if selector is None:
+            raise NotFittedError("best_of_n: mode 'sprint' needs a trained selector")
+        selector.check_model(model)
+        with torch.no_grad():
+            ranked = torch.argsort(selector(question_features(model, problems)), dim=1, descending=True).numpy()
+        k = min(top_k, len(heads))
+        choice = ranked[:, [i % k for i in range(n)]]
+    elif mode == "random_head":
+        choice = rng.integers(0, len(heads), size=(len(problems), n))
+    elif mode == "best_fixed_head":
+        if fixed_head is None:
+            raise InvalidParameterError("best_of_n: mode 'best_fixed_head' needs fixed_head=(layer, head)")
+        choice[:] = heads.index(tuple(fixed_head))
+    answers = np.empty((len(problems), n), dtype=object)
+    for col in np.unique(choice):
+        rows, samples = np.nonzero(choice == col)
+        head = None if col < 0 else heads[int(col)]
+        outs = _answers(model, [problems[r] for r in rows], head, temperature, seed * 1000 + int(col) + 1)
+        answers[rows, samples] = np.array(outs, dtype=object)
+    correct = np.zeros(len(problems), dtype=bool)
+    for i, p in enumerate(problems):
+        votes = Counter(a for a in answers[i] if a)
+        if votes:
+            top = max(votes.values())
+            winner = next(a for a in answers[i] if a and votes[a] == top)
+            correct[i] = winner == p.answer
+    return correct
+
+
+class Sprint:
+    """SPRINT as an estimator: ``fit(model, task)`` collects head outcomes and trains the selector.
+
+    Parameters (stored, validated by :meth:`fit`): ``n_train`` training questions,
+    ``n_samples`` sampled answers per (question, head) besides the greedy one,
+    ``temperature`` of sampling, ``top_k`` heads mixed over the N samples,
+    ``dim``/``tau``/``epochs`` of the selector, ``seed``, ``cache`` (``.npz``
+    path of the outcome table, resumable). Fitted: ``outcomes_``,
+    ``selector_``, ``best_fixed_head_`` (the head whose masking has the best
+    mean success on the training questions).
+    """
+
+    _parameter_constraints = {
+        "n_train": [Interval(int, 1, None)],
+        "n_samples": [Interval(int, 0, None)],
+        "temperature": [Interval(float, 0.0, None, closed="neither")],
+        "top_k": [Interval(int, 1, None)],
+        "dim": [Interval(int, 1, None)],
+        "tau": [Interval(float, 0.0, None, closed="neither")],
+        "epochs": [Interval(int, 1, None)],
+        "seed": [Interval(int, 0, None)],
+    }
+
+    def __init__(self, n_train: int = 300, n_samples: int = 2, temperature: float = 0.7, top_k: int = 4,
+                 dim: int = 16, tau: float = 0.1, epochs: int = 300, seed: int = 0,
+                 cache: str | Path | None = None) -> None:
+        self.n_train = n_train
+        self.n_samples = n_samples
+        self.temperature = temperature
+        self.top_k = top_k
+        self.dim = dim
+        self.tau = tau
+        self.epochs = epochs
+        self.seed = seed
+        self.cache = cache
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in (*self._parameter_constraints, "cache")}
+
+    def fit(self, model: TinyLM, task: ArithTask, progress: bool = False) -> Sprint:
+        validate_params("Sprint", {k: getattr(self, k) for k in self._parameter_constraints},
+                        self._parameter_constraints)
+        model = _check_lm(model).eval()
+        problems = task.train_problems(self.n_train, np.random.default_rng([self.seed, 23]))
+        self.outcomes_ = collect_head_outcomes(model, problems, self.n_samples, self.temperature, self.cache,
+                                               progress)
+        heads = head_list(model)
+        self.best_fixed_head_ = heads[int(np.argmax(self.outcomes_[:, 1:].mean(0)))]
+        self.selector_ = HeadSelector(model.config.d_model, layer_widths(model)["heads"], self.dim, self.tau)
+        self.selector_.fit(question_features(model, problems), self.outcomes_, self.epochs, seed=self.seed)
+        self.selector_.best_fixed_head_ = self.best_fixed_head_
+        return self
+
+    def score(self, model: TinyLM, problems: Sequence[Problem], n: int, seed: int = 0) -> dict[str, float]:
+        """Accuracy@``n`` (majority vote) of SPRINT, plain best-of-N, random head and the best fixed head."""
+        if not hasattr(self, "selector_"):
+            raise NotFittedError("This Sprint is not fitted yet; call fit(model, task) first")
+        return evaluate_modes(model, problems, n, self.selector_, self.best_fixed_head_, self.top_k,
+                              self.temperature, seed)
+
+
+def evaluate_modes(model: TinyLM, problems: Sequence[Problem], n: int, selector: HeadSelector,
+                   fixed_head: tuple[int, int] | None, top_k: int = 4, temperature: float = 0.7,
+                   seed: int = 0) -> dict[str, float]:
+    """``{mode: accuracy}`` for every mode of :data:`SELECTION_MODES` on ``problems``."""
+    selector.check_model(model)
+    return {mode: float(best_of_n(model, problems, n, mode, selector, top_k, temperature, seed,
+                                  fixed_head).mean()) for mode in SELECTION_MODES}
