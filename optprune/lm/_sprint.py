@@ -53,6 +53,8 @@ __all__ = [
     "head_list",
     "question_features",
     "load_selector",
+    "majority_vote",
+    "sample_answers",
 ]
 
 SELECTION_MODES = ("sprint", "best_of_n", "random_head", "best_fixed_head")
@@ -209,15 +211,17 @@ def load_selector(path: str | Path) -> HeadSelector:
     return sel
 
 
-def best_of_n(
+def sample_answers(
     model: TinyLM, problems: Sequence[Problem], n: int, mode: str = "sprint", selector: HeadSelector | None = None,
     top_k: int = 4, temperature: float = 0.7, seed: int = 0, fixed_head: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Majority-vote correctness per problem of ``n`` samples, each with the head ``mode`` chooses masked.
+    """Answers (questions, ``n``) of ``n`` samples per question, each with the head ``mode`` chooses masked.
 
     ``sprint``: sample ``i`` masks the selector's ``(i mod top_k)``-th best head;
     ``best_of_n``: no head masked; ``random_head``: a uniformly random head per
-    sample; ``best_fixed_head``: ``fixed_head`` in every sample.
+    sample; ``best_fixed_head``: ``fixed_head`` in every sample. The first ``m``
+    columns are what ``n = m`` would give. All samples that mask the same head
+    are generated in one batch under hooks (no copy of the model).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InvalidParameterError(f"best_of_n: n must be an integer >= 1; got {n!r}")
@@ -246,6 +250,11 @@ def best_of_n(
         head = None if col < 0 else heads[int(col)]
         outs = _answers(model, [problems[r] for r in rows], head, temperature, seed * 1000 + int(col) + 1)
         answers[rows, samples] = np.array(outs, dtype=object)
+    return answers
+
+
+def majority_vote(answers: np.ndarray, problems: Sequence[Problem]) -> np.ndarray:
+    """Whether the most frequent non-empty answer of each row (ties: the earliest) is right."""
     correct = np.zeros(len(problems), dtype=bool)
     for i, p in enumerate(problems):
         votes = Counter(a for a in answers[i] if a)
@@ -255,6 +264,14 @@ def best_of_n(
             correct[i] = winner == p.answer
     return correct
 
+
+def best_of_n(
+    model: TinyLM, problems: Sequence[Problem], n: int, mode: str = "sprint", selector: HeadSelector | None = None,
+    top_k: int = 4, temperature: float = 0.7, seed: int = 0, fixed_head: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Majority-vote correctness per problem of :func:`sample_answers` (the checker only scores the vote)."""
+    answers = sample_answers(model, problems, n, mode, selector, top_k, temperature, seed, fixed_head)
+    return majority_vote(answers, problems)
 
 class Sprint:
     """SPRINT as an estimator: ``fit(model, task)`` collects head outcomes and trains the selector.
