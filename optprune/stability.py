@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from optprune.errors import InvalidParameterError, UnsupportedLayerError
+from optprune.pruning import distillation_loss, teacher_outputs
 from optprune.training import fit_epochs, training_tensors
 
 __all__ = [
@@ -195,19 +196,13 @@ def stabilize(
     of the epochs the smallest weights are zeroed and kept at zero (held
     by reparametrising the weight as ``weight_orig * mask``), so the returned model has exact zeros.
     """
-    from optprune.pruning import distillation_loss  # the pruning package sits above training
-
     if not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise InvalidParameterError(f"stabilize: epochs must be an integer >= 0, got {epochs!r}")
     _layers(model)  # unsupported layers fail before any work
     Xt, yt, label = training_tensors(data, data_dir, "stabilize")
     if epochs == 0:
         return model.eval()
-    teacher_logits = None
-    if teacher is not None:
-        teacher.eval()
-        with torch.no_grad():
-            teacher_logits = torch.cat([teacher(Xt[i : i + 4096]) for i in range(0, len(Xt), 4096)])
+    teacher_logits = teacher_outputs(teacher, Xt)
     linears = [m for m in _layers(model) if isinstance(m, nn.Linear)]
     n_weights = sum(m.weight.numel() for m in linears)
     first = max(0, min(epochs, int(round(options.prune_after * epochs)))) if options.sparsity > 0 else epochs

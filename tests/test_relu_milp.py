@@ -35,10 +35,9 @@ def tiny_net(seed: int, n_in: int, hidden: list[int], n_out: int = 3) -> Network
     return Network(tuple(layers))
 
 
-def brute_force_max(net: Network, c_out: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
-    """max c_out @ y over the box, enumerating activation patterns (one LP each over the input)."""
+def activation_regions(net: Network):
+    """Every activation pattern of a tiny net as ``(A_ub, b_ub, Y, y)``: on ``A_ub x <= b_ub`` the output is ``Y x + y``."""
     n_hidden = [layer.out_features for layer in net.layers[:-1]]
-    best = -np.inf
     for pattern in itertools.product([0, 1], repeat=sum(n_hidden)):
         # Along a fixed pattern the network is affine in x: z_k = A_k x + a_k.
         A, a = np.eye(net.input_size), np.zeros(net.input_size)
@@ -55,10 +54,16 @@ def brute_force_max(net: Network, c_out: np.ndarray, lo: np.ndarray, hi: np.ndar
             rhs.append(-sign * z)
             A, a = mask[:, None] * Z, mask * z
         W = net.layers[-1].dense_weight()
-        obj_A, obj_a = c_out @ (W @ A), c_out @ (W @ a + net.layers[-1].bias)
-        res = linprog(-obj_A, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs), bounds=list(zip(lo, hi)), method="highs")
+        yield np.vstack(rows), np.concatenate(rhs), W @ A, W @ a + net.layers[-1].bias
+
+
+def brute_force_max(net: Network, c_out: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """max c_out @ y over the box, enumerating activation patterns (one LP each over the input)."""
+    best = -np.inf
+    for A_ub, b_ub, Y, y in activation_regions(net):
+        res = linprog(-(c_out @ Y), A_ub=A_ub, b_ub=b_ub, bounds=list(zip(lo, hi)), method="highs")
         if res.status == 0:
-            best = max(best, -res.fun + obj_a)
+            best = max(best, -res.fun + c_out @ y)
     return best
 
 

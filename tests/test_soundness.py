@@ -8,14 +8,13 @@ by sampling and gradient ascent.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
 from scipy.optimize import linprog
-from test_relu_milp import brute_force_max, tiny_net
+from test_relu_milp import activation_regions, brute_force_max, tiny_net
 
 from optprune.attack import pgd_attack
 from optprune.bounds import compute_bounds, linear_upper_bound, safe_lp_lower_bound
@@ -32,30 +31,14 @@ MIP_BACKENDS = [name for name in backend_names() if name != "cpsat"]
 
 def brute_force_max_min(net: Network, C: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
     """max over the box of ``min_i (C_i y + d_i)``, enumerating activation patterns (an LP in (x, t) each)."""
-    n_hidden = [layer.out_features for layer in net.layers[:-1]]
     n = net.input_size
     best = -np.inf
-    for pattern in itertools.product([0, 1], repeat=sum(n_hidden)):
-        A, a = np.eye(n), np.zeros(n)
-        rows, rhs = [], []
-        pos = 0
-        for layer, width in zip(net.layers[:-1], n_hidden):
-            W = layer.dense_weight()
-            Z, z = W @ A, W @ a + layer.bias
-            mask = np.array(pattern[pos:pos + width], dtype=float)
-            pos += width
-            sign = np.where(mask > 0, -1.0, 1.0)
-            rows.append(np.hstack([sign[:, None] * Z, np.zeros((width, 1))]))
-            rhs.append(-sign * z)
-            A, a = mask[:, None] * Z, mask * z
-        W = net.layers[-1].dense_weight()
-        Y, y = W @ A, W @ a + net.layers[-1].bias
+    for A_ub, b_ub, Y, y in activation_regions(net):
         # t <= C_i (Y x + y) + d_i   ->   t - C_i Y x <= C_i y + d_i
-        rows.append(np.hstack([-(C @ Y), np.ones((C.shape[0], 1))]))
-        rhs.append(C @ y + d)
+        rows = np.vstack([np.hstack([A_ub, np.zeros((A_ub.shape[0], 1))]), np.hstack([-(C @ Y), np.ones((C.shape[0], 1))])])
         cost = np.zeros(n + 1)
         cost[-1] = -1.0
-        res = linprog(cost, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs),
+        res = linprog(cost, A_ub=rows, b_ub=np.concatenate([b_ub, C @ y + d]),
                       bounds=list(zip(lo, hi)) + [(None, None)], method="highs")
         if res.status == 0:
             best = max(best, -res.fun)

@@ -156,18 +156,7 @@ def test_false_constant_comparisons_drop_their_conjunction() -> None:
 # ----------------------------------------------------------------------------- the shared mnistfc properties
 
 
-@pytest.fixture(scope="module")
-def mnistfc():
-    from optprune.data import data_dir
-    from optprune.errors import DataNotFoundError
-
-    try:
-        folder = data_dir() / "vnncomp2021-mnistfc"
-    except DataNotFoundError as exc:
-        pytest.skip(f"shared data folder absent: {exc}")
-    if not folder.is_dir():
-        pytest.skip(f"{folder} absent")
-    return folder
+# The ``mnistfc`` fixture (the shared folder, or a skip saying why) lives in conftest.py.
 
 
 _BOUND = re.compile(r"\(assert \((<=|>=) X_(\d+) ([^\s()]+)\)\)")

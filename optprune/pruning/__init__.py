@@ -14,7 +14,7 @@ magnitude baseline.
 from optprune.pruning._apply import apply_decision, count_parameters, mask_model, parameters_after
 from optprune.pruning._decision import PruningDecision
 from optprune.pruning._pruner import DECISION_MODES, Pruner
-from optprune.pruning._recovery import distillation_loss, finetune
+from optprune.pruning._recovery import distillation_loss, finetune, teacher_outputs
 from optprune.pruning._select import global_keep, keep_count, uniform_keep
 from optprune.pruning._unstructured import (
     MATCHES,
@@ -48,6 +48,7 @@ __all__ = [
     "count_parameters",
     "dependency_groups",
     "distillation_loss",
+    "teacher_outputs",
     "finetune",
     "global_keep",
     "infer_input_shape",

@@ -11,7 +11,16 @@ from torch import nn
 from optprune._validation import Interval, validate_params
 from optprune.training import fit_epochs, training_tensors
 
-__all__ = ["finetune", "distillation_loss"]
+__all__ = ["finetune", "distillation_loss", "teacher_outputs"]
+
+
+def teacher_outputs(teacher: nn.Module | None, Xt: torch.Tensor, batch_size: int = 4096) -> torch.Tensor | None:
+    """The teacher's logits on every training input, computed once (None without a teacher)."""
+    if teacher is None:
+        return None
+    teacher.eval()
+    with torch.no_grad():
+        return torch.cat([teacher(Xt[i : i + batch_size]) for i in range(0, len(Xt), batch_size)])
 
 
 def distillation_loss(
@@ -80,11 +89,7 @@ def finetune(
     Xt, yt, label = training_tensors(data, data_dir, "finetune")
     if epochs == 0:
         return model.eval()
-    teacher_logits = None
-    if teacher is not None:
-        teacher.eval()
-        with torch.no_grad():
-            teacher_logits = torch.cat([teacher(Xt[i : i + 4096]) for i in range(0, len(Xt), 4096)])
+    teacher_logits = teacher_outputs(teacher, Xt)
 
     def batch_loss(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         teacher_part = None if teacher_logits is None else teacher_logits[idx]
