@@ -296,3 +296,14 @@ def test_cli_prune_and_errors(model: TinyLM, tmp_path, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert out["params_after"] < out["params_before"] and len(out["heads_kept"]) == 2
     assert load_lm(tmp_path / "p.pt").config.d_model == 32
+
+
+def test_pruned_model_exports_to_onnx(model: TinyLM, tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from optprune.lm import export_onnx
+
+    small = prune_hidden(prune_lm(model, {"blocks.0.attn.heads": [1], "blocks.1.mlp.fc1": [0, 4, 9]}), range(20))
+    path = export_onnx(small, tmp_path / "s.onnx")
+    ids = torch.tensor([encode("12+34=4+"), encode("99+01=9+")])
+    got = ort.InferenceSession(str(path)).run(None, {"ids": ids.numpy()})[0]
+    np.testing.assert_allclose(got, small(ids).detach().numpy(), atol=1e-4)

@@ -130,7 +130,7 @@ def prune_command(
     steps: Annotated[int, typer.Option("--steps", help="Training steps (gates + recovery, or recovery).")] = 300,
     lora_rank: Annotated[int, typer.Option("--lora-rank", help="LoRA rank.")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="Seed of gates, calibration and fine-tuning.")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the pruned model (.pt).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the pruned model (.pt or .onnx).")] = None,
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
@@ -141,9 +141,11 @@ def prune_command(
     check_number("--steps", steps, low=1)
     check_number("--lora-rank", lora_rank, low=1)
     check_output_file("--out", out, force=force)
+    if out is not None and out.suffix not in (".pt", ".onnx"):
+        raise InvalidParameterError(f"--out must end in .pt or .onnx; got {str(out)!r}")
     task = _data(data)
     _threads()
-    from optprune.lm import load_lm, save_lm
+    from optprune.lm import export_onnx, load_lm, save_lm
     from optprune.lm._prune import COMPRESSO_PROMPT, Compresso, LoRAShear, OneShot, pruning_report
 
     model = load_lm(model_path)
@@ -164,7 +166,10 @@ def prune_command(
     report = pruning_report(model, est.model_, task, prefix=prefix)
     payload = {"method": method, "ratio": ratio, "steps": steps, "seconds": round(seconds, 1), **report}
     if out is not None:
-        save_lm(est.model_, out, {k: payload[k] for k in ("method", "ratio", "steps")})
+        if out.suffix == ".onnx":
+            export_onnx(est.model_, out)
+        else:
+            save_lm(est.model_, out, {k: payload[k] for k in ("method", "ratio", "steps")})
         payload["out"] = str(out)
     emit(payload, as_json)
 

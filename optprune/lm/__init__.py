@@ -10,10 +10,12 @@ adapters, and two pruners that train only adapters: :class:`Compresso`
 
 from optprune.lm._data import DATASETS, SPLITS, VOCAB, ArithTask, Problem, decode, encode, get_task, lm_batch
 from optprune.lm._eval import answer_of, exact_match, generate, perplexity, task_loss
+from optprune.lm._lora import LoRALinear, add_lora, merge_lora, prune_lora
 from optprune.lm._model import (
     CausalSelfAttention,
     LMConfig,
     TinyLM,
+    export_onnx,
     layer_widths,
     lm_groups,
     load_lm,
@@ -22,31 +24,48 @@ from optprune.lm._model import (
     save_lm,
     unit_masks,
 )
+from optprune.lm._prune import COMPRESSO_PROMPT, Compresso, LoRAShear, OneShot, lm_parameters, pruning_report
+from optprune.lm._sprint import HeadSelector, Sprint, best_of_n, load_selector
 from optprune.lm._train import fit_lm, train_reference
 
 __all__ = [
+    "COMPRESSO_PROMPT",
     "DATASETS",
     "SPLITS",
     "VOCAB",
     "ArithTask",
     "CausalSelfAttention",
+    "Compresso",
+    "HeadSelector",
     "LMConfig",
+    "LoRALinear",
+    "LoRAShear",
+    "OneShot",
     "Problem",
+    "Sprint",
     "TinyLM",
+    "add_lora",
     "answer_of",
+    "best_of_n",
     "decode",
     "encode",
     "exact_match",
+    "export_onnx",
     "fit_lm",
     "generate",
     "get_task",
     "layer_widths",
     "lm_batch",
     "lm_groups",
+    "lm_parameters",
     "load_lm",
+    "load_selector",
+    "merge_lora",
     "perplexity",
     "prune_hidden",
     "prune_lm",
+    "prune_lora",
+    "pruning_report",
     "save_lm",
     "task_loss",
     "train_reference",

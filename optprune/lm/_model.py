@@ -42,6 +42,7 @@ from optprune.structure import Group, MultiHeadSelfAttention, dependency_groups
 __all__ = [
     "CausalSelfAttention",
     "LMConfig",
+    "export_onnx",
     "TinyLM",
     "layer_widths",
     "lm_groups",
@@ -363,3 +364,29 @@ def load_lm(path: str | Path) -> TinyLM:
     model.metadata = data.get("metadata", {})
     return model.eval()
 
+
+
+def export_onnx(model: TinyLM, path: str | Path) -> Path:
+    """Write ``ids (batch, tokens) -> logits (batch, tokens, vocab)`` as ONNX (opset 17, dynamic batch and length).
+
+    Uses torch's TorchScript-based exporter; the causal attention becomes
+    ONNX's matmul/softmax with a triangular mask. Pruned models (fewer heads,
+    neurons, hidden dimensions) export the same way.
+    """
+    import warnings
+
+    model = _check_lm(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = torch.zeros(1, 8, dtype=torch.long)
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (ids,), str(path), input_names=["ids"], output_names=["logits"],
+                              dynamic_axes={"ids": {0: "batch", 1: "tokens"}, "logits": {0: "batch", 1: "tokens"}},
+                              opset_version=17, dynamo=False)
+    finally:
+        model.train(was_training)
+    return path
