@@ -44,6 +44,24 @@ def _shape_inputs(model, X):
     return X.reshape(X.shape[0], *shape), shape
 
 
+def folds_and_calibration(model, data: str, data_dir, calibration_size: int, seed: int):
+    """The train and test folds shaped for ``model``, and a seeded calibration sample of the train fold.
+
+    Returns ``(X_train, y_train, X_test, y_test, shape, calib)``; ``calib`` indexes ``X_train``.
+    """
+    import numpy as np
+
+    from optprune.data import load_dataset
+
+    X_train, y_train = load_dataset(data, "train", data_dir)
+    X_test, y_test = load_dataset(data, "test", data_dir)
+    X_train, shape = _shape_inputs(model, X_train)
+    X_test, _ = _shape_inputs(model, X_test)
+    rng = np.random.default_rng(seed)
+    calib = rng.choice(len(X_train), size=min(calibration_size, len(X_train)), replace=False)
+    return X_train, y_train, X_test, y_test, shape, calib
+
+
 EXPORT_SUFFIXES = (".onnx", ".pt", ".pth")
 
 
@@ -105,9 +123,7 @@ def prune_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
 ) -> None:
     """Prune a network's neurons/channels, optionally fine-tune, report parameters and accuracy."""
-    import numpy as np
 
-    from optprune.data import load_dataset
     from optprune.errors import InvalidParameterError, OptpruneError
     from optprune.io import load_torch_model
     from optprune.pruning import Pruner, count_parameters, finetune
@@ -142,12 +158,7 @@ def prune_command(
     if out is not None and save_decision is not None and out.resolve() == save_decision.resolve():
         raise InvalidParameterError(f"--out and --save-decision are the same file {out}; give two paths")
     model = load_torch_model(network, trust_pickle=trust_pickle)
-    X_train, y_train = load_dataset(data, "train", data_dir)
-    X_test, y_test = load_dataset(data, "test", data_dir)
-    X_train, shape = _shape_inputs(model, X_train)
-    X_test, _ = _shape_inputs(model, X_test)
-    rng = np.random.default_rng(seed)
-    calib = rng.choice(len(X_train), size=min(calibration_size, len(X_train)), replace=False)
+    X_train, y_train, X_test, y_test, shape, calib = folds_and_calibration(model, data, data_dir, calibration_size, seed)
 
     acc_before = accuracy(model, X_test, y_test)
     stderr_console.log(f"{network.name}: {count_parameters(model)} parameters, test-fold accuracy {acc_before:.4f}")

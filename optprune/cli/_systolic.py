@@ -93,10 +93,8 @@ def prune_command(
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Keep the weight blocks (array tiles) that maximise the retained score within a cycle budget."""
-    import numpy as np
 
-    from optprune.cli._prune import _check_export_suffix, _shape_inputs, data_note, export_model
-    from optprune.data import load_dataset
+    from optprune.cli._prune import _check_export_suffix, data_note, export_model, folds_and_calibration
     from optprune.io import load_torch_model
     from optprune.systolic import (
         BLOCK_SCORERS,
@@ -138,12 +136,7 @@ def prune_command(
     model = load_torch_model(network, trust_pickle=trust_pickle)
     gemms = gemms_from_torch(model, batch=batch)
     layout = block_layout([g.shape for g in gemms], spec, [g.name for g in gemms])
-    X_train, y_train = load_dataset(data, "train", data_dir)
-    X_test, y_test = load_dataset(data, "test", data_dir)
-    X_train, shape = _shape_inputs(model, X_train)
-    X_test, _ = _shape_inputs(model, X_test)
-    rng = np.random.default_rng(seed)
-    calib = rng.choice(len(X_train), size=min(calibration_size, len(X_train)), replace=False)
+    X_train, y_train, X_test, y_test, shape, calib = folds_and_calibration(model, data, data_dir, calibration_size, seed)
     scores = block_scores(layout, weight_importance(model, scorer, (X_train[calib], y_train[calib])))
     if solver == "greedy":
         sel = greedy_blocks(layout, scores, cycle_budget, min_keep_ratio=min_keep_ratio, whole_rows=whole_rows)
