@@ -307,3 +307,13 @@ def test_pruned_model_exports_to_onnx(model: TinyLM, tmp_path) -> None:
     ids = torch.tensor([encode("12+34=4+"), encode("99+01=9+")])
     got = ort.InferenceSession(str(path)).run(None, {"ids": ids.numpy()})[0]
     np.testing.assert_allclose(got, small(ids).detach().numpy(), atol=1e-4)
+
+
+def test_hidden_cut_equals_hidden_mask_with_masked_layernorm(model: TinyLM, task: ArithTask) -> None:
+    keep = [0, 2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31]
+    small = prune_hidden(model, keep)
+    ids, _ = lm_batch(task.test[:5], 80)
+    z = torch.zeros(32).index_fill_(0, torch.tensor(keep), 1.0)
+    with unit_masks(model, hidden=z):
+        ref = model(ids)
+    torch.testing.assert_close(small(ids), ref, atol=1e-5, rtol=1e-5)

@@ -18,9 +18,14 @@ the traced trunk, and every LayerNorm mixes channels, so the engine freezes it.
 :func:`prune_hidden` removes hidden dimensions itself (columns of both
 embeddings, every LayerNorm entry, input columns of q/k/v/fc1 and the output
 head, output rows of ``out_proj``/``fc2``). A LayerNorm over fewer dimensions
-normalises with statistics of the kept dimensions only, so hidden pruning is not
-exactly the masked model (unlike heads and neurons); CoFi and Compresso accept
-the same mismatch.
+normalises with the statistics of the kept dimensions only, so a hidden mask
+``z`` (:func:`unit_masks`, Compresso's gates) also replaces every LayerNorm by
+its masked form
+
+    mu = sum_i z_i x_i / sum_i z_i,   var = sum_i z_i (x_i - mu)^2 / sum_i z_i,
+    LN_z(x) = z * ((x - mu) / sqrt(var + eps) * gamma + beta),
+
+which for a 0/1 mask is exactly the LayerNorm of the cut model.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ __all__ = [
     "layer_widths",
     "lm_groups",
     "load_lm",
+    "masked_layernorm_hook",
     "prune_hidden",
     "prune_lm",
     "save_lm",
@@ -319,6 +325,8 @@ def unit_masks(
 
         return hook
 
+    get_hidden = (lambda: hidden)
+
     try:
         for i, block in enumerate(model.blocks):
             if heads is not None and heads[i] is not None:
@@ -332,10 +340,42 @@ def unit_masks(
         if hidden is not None:
             handles.append(model.tok_emb.register_forward_hook(scale_output(hidden)))
             handles.append(model.pos_emb.register_forward_hook(scale_output(hidden)))
+            for ln in _layernorms(model):
+                handles.append(ln.register_forward_hook(masked_layernorm_hook(get_hidden)))
         yield model
     finally:
         for h in handles:
             h.remove()
+
+
+def _layernorms(model: TinyLM) -> list[nn.LayerNorm]:
+    return [model.ln_f] + [m for b in model.blocks for m in (b.ln1, b.ln2)]
+
+
+def masked_layernorm_hook(get_mask):
+    """Forward hook turning a LayerNorm into its masked form ``LN_z`` (module doc); ``get_mask()`` gives ``z``.
+
+    ``get_mask`` is called on every forward pass (Compresso resamples its gates
+    each step); when it returns ``None`` the LayerNorm is left as it is.
+    """
+
+    def hook(module: nn.LayerNorm, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        z = get_mask()
+        if z is None:
+            return out
+        x = args[0]
+        z = z.to(x)
+        total = z.sum().clamp_min(1e-6)
+        mu = (x * z).sum(-1, keepdim=True) / total
+        var = (z * (x - mu) ** 2).sum(-1, keepdim=True) / total
+        y = (x - mu) / torch.sqrt(var + module.eps)
+        if module.weight is not None:
+            y = y * module.weight
+        if module.bias is not None:
+            y = y + module.bias
+        return y * z
+
+    return hook
 
 
 def save_lm(model: TinyLM, path: str | Path, metadata: dict | None = None) -> Path:

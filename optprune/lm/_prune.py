@@ -28,7 +28,15 @@ from optprune.errors import InvalidParameterError, NotFittedError
 from optprune.lm._data import ArithTask, lm_batch
 from optprune.lm._eval import exact_match, perplexity, task_loss
 from optprune.lm._lora import LoRALinear, add_lora, lora_parameters, merge_lora, prune_lora
-from optprune.lm._model import TinyLM, _check_lm, layer_widths, lm_groups, prune_hidden, prune_lm
+from optprune.lm._model import (
+    TinyLM,
+    _check_lm,
+    layer_widths,
+    lm_groups,
+    masked_layernorm_hook,
+    prune_hidden,
+    prune_lm,
+)
 from optprune.lm._train import fit_lm
 from optprune.pruning import count_parameters, keep_count
 from optprune.scoring import get_scorer
@@ -449,6 +457,8 @@ def _gate_hooks(model: TinyLM, state: dict) -> list:
     for emb in (model.tok_emb, model.pos_emb):
         handles.append(emb.register_forward_hook(
             lambda module, args, out: out if state.get("hidden") is None else out * state["hidden"]))
+    for ln in [model.ln_f] + [m for b in model.blocks for m in (b.ln1, b.ln2)]:
+        handles.append(ln.register_forward_hook(masked_layernorm_hook(lambda: state.get("hidden"))))
     return handles
 
 
