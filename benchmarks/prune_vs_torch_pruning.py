@@ -109,7 +109,7 @@ def unstable(model: nn.Module, shape: tuple[int, ...], X: np.ndarray, eps: float
     net = network_from_torch(model, shape)
     flat = X.reshape(X.shape[0], -1).astype(np.float64)
     counts = [
-        count_unstable(linear_bounds(net, np.clip(x - eps, 0, 1), np.clip(x + eps, 0, 1)), net) for x in flat
+        count_unstable(net, linear_bounds(net, np.clip(x - eps, 0, 1), np.clip(x + eps, 0, 1))) for x in flat
     ]
     return float(np.mean(counts))
 

@@ -216,8 +216,18 @@ def unstable_masks(net: Network, bounds: Bounds) -> list[np.ndarray]:
     ]
 
 
-def count_unstable(bounds: Bounds, net: Network) -> int:
-    """Number of ReLU neurons of ``net`` whose sign ``bounds`` do not fix (each one a binary in the MILP)."""
+def count_unstable(net: Network, bounds: Bounds) -> int:
+    """Number of ReLU neurons of ``net`` whose sign ``bounds`` do not fix (each one a binary in the MILP).
+
+    Arguments in the order of every function of (network, bounds); the old order ``(bounds, net)`` is still
+    accepted with a DeprecationWarning.
+    """
+    if isinstance(bounds, Network) and not isinstance(net, Network):
+        import warnings
+
+        warnings.warn("count_unstable(bounds, net) is deprecated; call count_unstable(net, bounds)",
+                      DeprecationWarning, stacklevel=2)
+        net, bounds = bounds, net
     return int(sum(mask.sum() for mask in unstable_masks(net, bounds)))
 
 

@@ -190,7 +190,7 @@ def _verify_case(
     upper = conjunction_upper_bounds(bounds)
     open_idx = [i for i, u in enumerate(upper) if u >= 0]
     if not open_idx:
-        result.n_unstable = max(result.n_unstable, count_unstable(bounds, net))
+        result.n_unstable = max(result.n_unstable, count_unstable(net, bounds))
         result.decided_by = result.decided_by or "bounds"
         return "unsat"
 
@@ -216,7 +216,7 @@ def _verify_case(
         check_bounds_contain(net, bounds, centre)
         upper = conjunction_upper_bounds(bounds)
         order = [i for i in order if upper[i] >= 0]
-    result.n_unstable = max(result.n_unstable, count_unstable(bounds, net))
+    result.n_unstable = max(result.n_unstable, count_unstable(net, bounds))
 
     verdict = "unsat"
     for i in order:
@@ -600,7 +600,7 @@ def max_margin(
     b = precomputed_bounds if precomputed_bounds is not None else compute_bounds(net, lo, hi, bound_method, time_budget=0.25 * time_limit)
     res.stages["bounds"] = time.perf_counter() - t
     check_bounds_contain(net, b, np.clip(x0, lo, hi))  # every proof below rests on these bounds
-    res.n_unstable = count_unstable(b, net)
+    res.n_unstable = count_unstable(net, b)
     backend = get_backend(solver)
     backend.require()
     targets = _targets(net, label, target)
@@ -694,7 +694,7 @@ def min_distortion(
     b = compute_bounds(net, lo, hi, bound_method, time_budget=0.25 * time_limit)
     res.stages["bounds"] = time.perf_counter() - t
     check_bounds_contain(net, b, np.clip(x0, lo, hi))
-    res.n_unstable = count_unstable(b, net)
+    res.n_unstable = count_unstable(net, b)
     backend = get_backend(solver)
     backend.require()
     lower_bounds = []

@@ -126,7 +126,7 @@ def test_stable_neurons_get_no_binary_and_inactive_ones_are_removed():
     net = Network((AffineLayer(W1, b1), AffineLayer(np.ones((2, 3)), np.zeros(2), "identity")))
     lo, hi = -np.ones(2), np.ones(2)
     bounds = interval_bounds(net, lo, hi)
-    assert count_unstable(bounds, net) == 1
+    assert count_unstable(net, bounds) == 1
     model, enc = build_spec_milp(net, bounds, lo, hi, [[1.0, 0.0]], 0.0)
     assert enc.n_binaries == 1 and model.n_integer == 1
     assert enc.neuron_idx[0][1] == -1 and enc.n_stable_inactive == 1 and enc.n_stable_active == 1

@@ -170,7 +170,7 @@ def test_obbt_on_gurobi_matches_highs() -> None:
     lin = linear_bounds(net, lo, hi)
     a = obbt_bounds(net, lo, hi, lin, solver="highs")
     b = obbt_bounds(net, lo, hi, lin, solver="gurobi")
-    assert count_unstable(a, net) == count_unstable(b, net) <= count_unstable(lin, net)
+    assert count_unstable(net, a) == count_unstable(net, b) <= count_unstable(net, lin)
     for (la, ua), (lb, ub) in zip(a, b):
         np.testing.assert_allclose(la, lb, atol=1e-6)
         np.testing.assert_allclose(ua, ub, atol=1e-6)

@@ -36,7 +36,7 @@ def test_torch_interval_bounds_equal_the_numpy_ones():
 
 def _unstable(model, X, eps) -> float:
     net = network_from_torch(model)
-    return float(np.mean([count_unstable(linear_bounds(net, np.clip(x - eps, 0, 1), np.clip(x + eps, 0, 1)), net)
+    return float(np.mean([count_unstable(net, linear_bounds(net, np.clip(x - eps, 0, 1), np.clip(x + eps, 0, 1)))
                           for x in X]))
 
 

@@ -238,7 +238,7 @@ def run_surrogate(task: dict, net: Network, dense: Network | None) -> dict:
             trace.append([time.perf_counter() - start, mp, None])
     total = time.perf_counter() - start
     return {
-        "unstable": count_unstable(bounds, net), "binaries": enc.n_binaries, "variables": model.n_vars,
+        "unstable": count_unstable(net, bounds), "binaries": enc.n_binaries, "variables": model.n_vars,
         "constraints": model.n_rows, "nonzeros": int(model.A.nnz), "bounds_s": None, "build_s": setup_s,
         "mip_s": mip_s, "time_s": total, "status": status,
         "verdict": "sat" if best["margin"] > 0 else "unknown", "decided": False,
