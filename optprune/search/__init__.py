@@ -26,6 +26,7 @@ from optprune.search._baselines import global_threshold_widths, standardize, uni
 from optprune.search._core import METHODS, SearchResult, chain_layers, search_widths, solve_search
 from optprune.search._instances import load_instance, problem_from_dict, problem_to_dict, save_instance
 from optprune.search._synthetic import synthetic_problem
+from optprune.search._unstable import expected_unstable_of_widths, unstable_layers
 
 __all__ = [
     "METHODS",
@@ -36,6 +37,7 @@ __all__ = [
     "Table",
     "WidthGroup",
     "build_search_milp",
+    "expected_unstable_of_widths",
     "chain_layers",
     "conv_costs",
     "global_threshold_widths",
@@ -58,6 +60,7 @@ __all__ = [
     "standardize",
     "synthetic_problem",
     "uniform_widths",
+    "unstable_layers",
     "width_grid",
 ]
 
