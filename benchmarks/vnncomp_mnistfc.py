@@ -12,7 +12,8 @@ multiplied by ``--scale``. ``--method`` is :func:`optprune.verify.verify_propert
 α/β-CROWN bounds; ``auto``: BaB, then the MIP pipeline). Records are appended
 to ``OUT/records.jsonl`` as they arrive; a rerun skips instances already
 recorded (resume; records of several methods share one store). Prints, and
-writes to ``OUT/summary.md`` under the provenance header (command, date,
+writes to ``OUT/summary.md`` (``OUT/summary_bab.md``, ``OUT/summary_auto.md``
+for the other methods) under the provenance header (command, date,
 machine, versions), per instance verdict, time and what decided it, the
 number decided, what decided them, and the agreement with
 ``verdicts_256x2.csv`` / ``verdicts_256x4.csv`` (a verdict that differs from
@@ -158,20 +159,20 @@ def bound_report(folder: Path, selected: list[list[str]], n: int, header: str) -
 
         t = time.perf_counter()
         interval = compute_bounds(net, lo, hi, "interval")
-        rows = [("interval", count_unstable(interval, net), slack(interval), time.perf_counter() - t)]
+        rows = [("interval", count_unstable(net, interval), slack(interval), time.perf_counter() - t)]
         t = time.perf_counter()
         linear = compute_bounds(net, lo, hi, "linear")
-        rows.append(("linear (CROWN)", count_unstable(linear, net), slack(linear), time.perf_counter() - t))
+        rows.append(("linear (CROWN)", count_unstable(net, linear), slack(linear), time.perf_counter() - t))
         t = time.perf_counter()
         C = np.vstack([c.C for c in case.disjuncts])  # every row its own slopes; a conjunction is its rows' min
         ub, b_alpha = alpha_spec_upper_bound(net, lo, hi, C, np.concatenate([c.d for c in case.disjuncts]),
                                              bounds=linear)
         ends = np.cumsum([c.C.shape[0] for c in case.disjuncts])
         best = max(float(np.min(part)) for part in np.split(ub, ends[:-1]))
-        rows.append(("α-CROWN", count_unstable(b_alpha, net), best, time.perf_counter() - t))
+        rows.append(("α-CROWN", count_unstable(net, b_alpha), best, time.perf_counter() - t))
         t = time.perf_counter()
         obbt = obbt_bounds(net, lo, hi, linear, time_budget=60.0)
-        rows.append(("OBBT (60 s budget)", count_unstable(obbt, net), slack(obbt), time.perf_counter() - t))
+        rows.append(("OBBT (60 s budget)", count_unstable(net, obbt), slack(obbt), time.perf_counter() - t))
         for level, unstable, bound, secs in rows:
             lines.append(f"| {onnx_name} | {prop} | {level} | {unstable} | {bound:.4f} | {secs:.2f} |")
             console.log(f"{onnx_name} {prop} {level}: {unstable} unstable, slack <= {bound:.4f} ({secs:.2f} s)")
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             console.log(f"{onnx_name} {prop}: {rec['verdict']} in {rec['time_s']:.1f}s ({rec['decided_by']})")
 
     text = summary_markdown(selected, done, truth, header, fastest, args.method)
-    (args.out / "summary.md").write_text(text)
+    (args.out / ("summary.md" if args.method == "mip" else f"summary_{args.method}.md")).write_text(text)
     print(text)
     if args.cactus:
         write_cactus(list(store.records.values()), args.out / "cactus.png")
