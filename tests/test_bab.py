@@ -237,3 +237,31 @@ def test_bench_vnnlib_queries_take_a_method(tmp_path):
     assert (rec["verdict"], rec["method"]) == ("unsat", "bab") and rec["bab_domains"] >= 1
     rec = _vnnlib(task, net)  # a task recorded before methods existed runs the MIP pipeline
     assert (rec["verdict"], rec["method"], rec["bab_domains"]) == ("unsat", "mip", 0)
+
+
+def test_fully_split_leaves_are_closed_by_lp_duals_and_farkas_multipliers(monkeypatch):
+    """Without slope optimisation, tight properties end in fully split leaves: feasible ones are closed by their
+    LP duals, empty ones by phase-1 (Farkas) multipliers; the verdicts still equal brute force."""
+    import optprune.bab as bab_module
+
+    calls = {"farkas": 0}
+    real = bab_module._farkas_betas
+
+    def counting(*args):
+        calls["farkas"] += 1
+        return real(*args)
+
+    monkeypatch.setattr(bab_module, "_farkas_betas", counting)
+    leaves = 0
+    for seed in range(6):
+        net = tiny_net(seed, 2, [4, 4])
+        lo, hi = -np.ones(2), np.ones(2)
+        c = np.array([1.0, -1.0, 0.0])
+        best = brute_force_max(net, c[None, :], lo, hi)
+        for sign in (1.0, -1.0):
+            res = bab_verify_case(net, _case(net, lo, hi, [c], [-best + sign * 1e-3]),
+                                  deadline=time.perf_counter() + 60,
+                                  settings=BaBSettings(split="relu", attack=False, root_iters=0, iters=0))
+            assert res.verdict == ("sat" if sign > 0 else "unsat"), (seed, sign, res.to_dict())
+            leaves += res.lp_leaves
+    assert leaves > 0 and calls["farkas"] > 0
