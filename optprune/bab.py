@@ -24,10 +24,11 @@ bound for piecewise linear neural network verification"):
      coordinate, the one maximising ``|lambda_i| (hi_i - lo_i)`` (the input
      coefficient of the bound times the width);
 
-   recompute the children's intermediate bounds (CROWN, intersected with the
-   parent's), close empty children (a lower bound above an upper bound), and
-   optimise the children's slopes ``alpha`` and split multipliers ``beta``
-   jointly, warm-started from the parent. The maximising vertex of each open
+   optionally (``BaBSettings.recompute``; always for input splits) recompute
+   the children's intermediate bounds (CROWN, intersected with the parent's),
+   close empty children (a lower bound above an upper bound), and optimise the
+   children's slopes ``alpha`` and split multipliers ``beta`` jointly,
+   warm-started from the parent. The maximising vertex of each open
    child's bound is tried as a counterexample.
 4. A subdomain with every ReLU fixed is a polytope on which the network is
    affine: one LP over the input (HiGHS) gives its exact maximum; its point is
