@@ -1,7 +1,7 @@
 """SPRINT vs best-of-N, random head pruning and the best fixed head on the small LM (accuracy@N, 3 seeds).
 
-Model: ``instances/lm/arith_tiny_700.pt`` (the reference architecture trained for
-700 steps, so that it still makes mistakes; the 2,000-step model is right on
+Model: ``instances/lm/arith_tiny_1100.pt`` (the reference architecture trained for
+1,100 steps, so that it still makes mistakes; the 2,000-step model is right on
 399 of 400 test problems and leaves nothing to choose). SPRINT's selector is
 trained on ``--n-train`` training questions (outcome table: greedy + 2 samples at
 temperature 0.7 per question and masked head, cached in
@@ -35,7 +35,7 @@ NS = (1, 4, 8, 16)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "instances/lm/arith_tiny_700.pt")
+    parser.add_argument("--model", type=Path, default=ROOT / "instances/lm/arith_tiny_1100.pt")
     parser.add_argument("--n-train", type=int, default=300)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--top-k", type=int, default=4)
