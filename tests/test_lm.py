@@ -317,3 +317,15 @@ def test_hidden_cut_equals_hidden_mask_with_masked_layernorm(model: TinyLM, task
     with unit_masks(model, hidden=z):
         ref = model(ids)
     torch.testing.assert_close(small(ids), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_reference_training_is_reproducible_from_its_seed() -> None:
+    from optprune.lm import train_reference
+
+    cfg = LMConfig(vocab_size=len(VOCAB), d_model=16, n_layers=1, n_heads=2, head_dim=8, d_ff=16)
+    a, la = train_reference(copy.deepcopy(cfg), steps=3, seed=1)
+    b, lb = train_reference(copy.deepcopy(cfg), steps=3, seed=1)
+    c, _ = train_reference(copy.deepcopy(cfg), steps=3, seed=2)
+    assert la == lb
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.tok_emb.weight, c.tok_emb.weight)
