@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
                  cache=args.out / "outcomes.npz").fit(model, task, progress=True)
     fit_s = time.time() - t0
     out = est.outcomes_
-    print(f"selector: {est.selector_.n_train_questions_} of {args.n_train} questions have a helpful head; "
+    print(f"selector: trained on {est.selector_.n_train_questions_} of {args.n_train} questions; "
           f"best fixed head {est.best_fixed_head_} ({fit_s:.0f} s)", flush=True)
     records = []
     for split in ("hard", "easy"):
@@ -86,12 +86,13 @@ def write_summary(args, header: str, est: Sprint, outcomes: np.ndarray, records:
     gain = outcomes[:, 1:] - outcomes[:, :1]
     lines = ["# SPRINT on TinyLM: per-question head pruning for best-of-N (arithmetic with steps)", "", header,
              f"Total time {total / 60:.1f} min (one thread). Model {args.model.name}; selector trained on "
-             f"{args.n_train} training questions ({est.selector_.n_train_questions_} with at least one head whose "
-             f"masking raises the success rate; mean success unpruned {outcomes[:, 0].mean():.3f}, with the best "
+             f"{args.n_train} training questions ({est.selector_.n_train_questions_} answered by at least one "
+             f"candidate, the others skipped; mean success unpruned {outcomes[:, 0].mean():.3f}, with the best "
              f"head per question {np.maximum(outcomes[:, 0], outcomes[:, 1:].max(1)).mean():.3f}, fraction of "
              f"(question, head) pairs that help {float((gain > 0).mean()):.3f}, that hurt "
              f"{float((gain < 0).mean()):.3f}). Best fixed head (training questions): {est.best_fixed_head_}. "
-             f"Sampling temperature {args.temperature}, SPRINT mixes its top {args.top_k} heads over the samples; "
+             f"Sampling temperature {args.temperature}, SPRINT mixes its top {args.top_k} candidates (prune nothing "
+             "or one head) over the samples; "
              f"majority vote; seeds {args.seeds}.", ""]
     for split in ("hard", "easy"):
         greedy = next(r["greedy_dense"] for r in records if r["split"] == split)

@@ -48,9 +48,12 @@ def test_selector_learns_which_head_helps_which_question() -> None:
     feats = torch.tensor(centres[cluster] + rng.normal(size=(n, d)) * 0.3, dtype=torch.float32)
     outcomes = np.zeros((n, 1 + 4))
     outcomes[np.arange(n), 1 + cluster] = 1.0  # head `cluster` helps, the others do nothing
+    outcomes[cluster == 2, 0] = 1.0  # for cluster 2, pruning nothing does as well as its head ...
+    outcomes[cluster == 2, 3] = 0.0  # ... which now hurts: "prune nothing" is the only best candidate
     sel = sp.HeadSelector(d, [2, 2], dim=8, tau=0.1).fit(feats, outcomes, epochs=200)
     assert sel.history_[-1] < sel.history_[0]
-    assert (sel(feats).argmax(1).numpy() == cluster).mean() == 1.0
+    expected = np.where(cluster == 2, 0, 1 + cluster)
+    assert (sel(feats).argmax(1).numpy() == expected).mean() == 1.0
 
 
 def test_selector_for_another_model_is_refused(model: TinyLM, tmp_path) -> None:
@@ -80,9 +83,9 @@ def test_majority_vote_and_head_choice(model: TinyLM, task: ArithTask, monkeypat
     assert seen == [(0, 1)]
     assert sp.best_of_n(model, problems, 3, "best_of_n").tolist() == [False, False]
     sel = sp.HeadSelector(32, [2, 2])
-    with torch.no_grad():  # make (0, 1) the top head for every question
+    with torch.no_grad():  # make (0, 1) (candidate 2) the top candidate for every question
         sel.head_emb.zero_()
-        sel.head_emb[1] = 1.0
+        sel.head_emb[2] = 1.0
         sel.proj.weight.zero_()
         sel.proj.bias.fill_(1.0)
     # sample 0 and 2 use head (0, 1), sample 1 the second-ranked: a 2-1 vote for the right answer

@@ -11,20 +11,25 @@ and pruned-head configurations diversify best-of-N sampling.
    the model. The table is cached in a ``.npz`` file and resumed head by head.
 2. Selector (:class:`HeadSelector`): the question is embedded by the model's own
    last hidden state, mean-pooled over the prompt tokens, projected by a linear
-   map ``P``; every head has a learned vector ``e_h``; ``score(q, h) = <P x_q, e_h> / tau``.
+   map ``P``; every candidate has a learned vector ``e_c``, the candidates being
+   "prune nothing" (index 0) and every head (index ``1 + h``);
+   ``score(q, c) = <P x_q, e_c> / tau`` (both sides L2-normalised).
    Trained with a multi-positive InfoNCE loss (Khosla et al. 2020)
 
-   .. math:: L(q) = -\\log \\frac{\\sum_{h \\in H^+_q} \\exp s(q, h)}{\\sum_{h} \\exp s(q, h)}
+   .. math:: L(q) = -\\log \\frac{\\sum_{c \\in C^+_q} \\exp s(q, c)}{\\sum_{c} \\exp s(q, c)}
 
-   where ``H^+_q`` are the heads whose masking gives a success rate above the
-   unpruned model's on ``q`` (they help) and the negatives are all other heads
-   (including those that hurt); questions where no head helps are skipped.
-   ``tau = 0.1``.
+   where ``C^+_q`` are the candidates with the highest success rate on ``q``
+   (a head whose pruning helps, or "prune nothing" when no head does better) and
+   the negatives are all other candidates (heads whose pruning hurts or does
+   not help as much); questions that no candidate answers are skipped.
+   ``tau = 0.1``; all candidates are negatives of each other (no sampling).
+   The "prune nothing" candidate is this miniature's addition: with 16 heads,
+   masking any one of them hurts most questions here.
 3. Inference (:func:`best_of_n`): sample ``n`` answers at temperature ``T``;
-   sample ``i`` runs with the ``(i mod k)``-th best-scoring head masked (``k``
-   = ``top_k`` heads, a mix across samples for diversity); the answer is the
-   majority vote (ties: the earliest sample). The arithmetic checker is used only
-   to score the vote, never to select.
+   sample ``i`` runs with the ``(i mod k)``-th best-scoring candidate (``k`` =
+   ``top_k``, a mix across samples for diversity); the answer is the majority
+   vote (ties: the earliest sample). The arithmetic checker is used only to
+   score the vote, never to select.
 """
 
 from __future__ import annotations
@@ -140,7 +145,7 @@ class HeadSelector(nn.Module):
         self.d_model = int(d_model)
         self.tau = float(tau)
         self.proj = nn.Linear(d_model, dim)
-        self.head_emb = nn.Parameter(0.1 * torch.randn(sum(heads), dim))
+        self.head_emb = nn.Parameter(0.1 * torch.randn(1 + sum(heads), dim))  # row 0: prune nothing
         self.register_buffer("mean", torch.zeros(d_model))
         self.register_buffer("std", torch.ones(d_model))
 
@@ -160,13 +165,14 @@ class HeadSelector(nn.Module):
 
     def fit(self, features: torch.Tensor, outcomes: np.ndarray, epochs: int = 300, lr: float = 1e-2,
             seed: int = 0) -> HeadSelector:
-        """Multi-positive InfoNCE on heads that raise the success rate above the unpruned model's."""
+        """Multi-positive InfoNCE: positives are the candidates with the best success rate on the question."""
         torch.manual_seed(seed)
         if outcomes.shape != (features.shape[0], 1 + sum(self.heads)):
             raise ShapeMismatchError(f"outcomes of shape {outcomes.shape}; expected "
                                      f"({features.shape[0]}, {1 + sum(self.heads)})")
-        gain = torch.as_tensor(outcomes[:, 1:] - outcomes[:, :1], dtype=torch.float32)
-        pos = gain > 0
+        rate = torch.as_tensor(outcomes, dtype=torch.float32)
+        best = rate.max(dim=1, keepdim=True).values
+        pos = (rate == best) & (best > 0)
         keep = pos.any(dim=1)
         self.n_train_questions_ = int(keep.sum())
         self.mean.copy_(features.mean(0))
@@ -217,7 +223,7 @@ def sample_answers(
 ) -> np.ndarray:
     """Answers (questions, ``n``) of ``n`` samples per question, each with the head ``mode`` chooses masked.
 
-    ``sprint``: sample ``i`` masks the selector's ``(i mod top_k)``-th best head;
+    ``sprint``: sample ``i`` uses the selector's ``(i mod top_k)``-th best candidate (a head or none);
     ``best_of_n``: no head masked; ``random_head``: a uniformly random head per
     sample; ``best_fixed_head``: ``fixed_head`` in every sample. The first ``m``
     columns are what ``n = m`` would give. All samples that mask the same head
@@ -236,8 +242,8 @@ def sample_answers(
         selector.check_model(model)
         with torch.no_grad():
             ranked = torch.argsort(selector(question_features(model, problems)), dim=1, descending=True).numpy()
-        k = min(top_k, len(heads))
-        choice = ranked[:, [i % k for i in range(n)]]
+        k = min(top_k, 1 + len(heads))
+        choice = ranked[:, [i % k for i in range(n)]] - 1  # candidate 0 (prune nothing) -> -1
     elif mode == "random_head":
         choice = rng.integers(0, len(heads), size=(len(problems), n))
     elif mode == "best_fixed_head":
