@@ -420,8 +420,9 @@ class Compresso(_LMPruner):
         merged = merge_lora(work)
         with torch.no_grad():  # fold the deterministic gate values of kept units into their consumers
             for b, zh, zn in zip(merged.blocks, z_h, z_n):
-                b.attn.out_proj.weight.mul_(zh.repeat_interleave(b.attn.head_dim).clamp_min(1e-3))
-                b.mlp.fc2.weight.mul_(zn.clamp_min(1e-3))
+                # a unit whose gate closed but that the budget fill keeps returns with its own weights (z = 1)
+                b.attn.out_proj.weight.mul_(torch.where(zh > 0, zh, 1.0).repeat_interleave(b.attn.head_dim))
+                b.mlp.fc2.weight.mul_(torch.where(zn > 0, zn, 1.0))
         self.kept_ = _kept_dict(heads, neurons, kh, kn)
         self.hidden_kept_ = hidden_idx.tolist()
         pruned = prune_lm(merged, self.kept_, groups)
