@@ -35,7 +35,9 @@ app.add_typer(sprint_app, name="sprint")
 
 JSON_HELP = "Print exactly one JSON object on stdout."
 MODEL_HELP = "A language model written by optprune lm train / prune (.pt)."
-LM_METHODS = ("compresso", "compresso-prompt", "lorashear", "magnitude", "wanda_sp", "flap", "bonsai")
+#: ``compresso-prompt``: with the collaborative prompt; ``compresso-hidden``: without hidden-dimension gates.
+LM_METHODS = ("compresso", "compresso-prompt", "compresso-hidden", "lorashear", "magnitude", "wanda_sp", "flap",
+              "bonsai")
 
 
 def _threads() -> None:
@@ -153,7 +155,7 @@ def prune_command(
     if method.startswith("compresso"):
         prefix = COMPRESSO_PROMPT if method == "compresso-prompt" else ""
         est = Compresso(ratio=ratio, steps=steps, recovery_steps=steps // 5, lora_rank=lora_rank,
-                        prompt=prefix or None, seed=seed)
+                        prompt=prefix or None, prune_hidden=method != "compresso-hidden", seed=seed)
     elif method == "lorashear":
         est = LoRAShear(ratio=ratio, steps=steps, lora_rank=lora_rank, seed=seed)
     else:
