@@ -201,7 +201,9 @@ class OneShot(_LMPruner):
     kept); MLP neurons are then kept uniformly per layer, highest scores first,
     so that the model has at most ``(1 - ratio)`` of its parameters. Scores come
     from :func:`optprune.scoring.get_scorer` on :meth:`TinyLM.trunk` with
-    calibration (embeddings, next tokens) and the task loss.
+    calibration (embeddings, next tokens) and the task loss. FLAP is its
+    fluctuation score with this allocation rule, without its bias compensation
+    and without its adaptive global structure search.
     """
 
     _parameter_constraints = {
