@@ -8,6 +8,7 @@ by sampling and gradient ascent.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -25,6 +26,9 @@ from optprune.solvers.base import BackendBase, SolveOptions, SolveResult, Status
 from optprune.verdicts import DECISION_DELTA, UnsoundBoundsError, check_bounds_contain, slack_verdict
 from optprune.verify import max_margin, min_distortion, verify_property
 from optprune.vnnlib import Conjunction, VNNLibCase, VNNLibProperty, parse_vnnlib
+
+# The MIP pipeline is what these tests check (the library default is the auto portfolio).
+verify_mip = functools.partial(verify_property, method="mip")
 
 MIP_BACKENDS = [name for name in backend_names() if name != "cpsat"]
 
@@ -66,7 +70,7 @@ def test_the_mip_proves_unsat_where_the_bounds_cannot():
         linear = float(linear_upper_bound(net, bounds, C, 0.0, lo, hi)[0])
         if not (truth < -1e-3 and linear > 0):
             continue
-        result = verify_property(net, box_property(net, lo, hi, C, 0.0), bound_method="linear", time_limit=30)
+        result = verify_mip(net, box_property(net, lo, hi, C, 0.0), bound_method="linear", time_limit=30)
         assert result.verdict == "unsat", (seed, truth, result.to_dict())
         assert result.decided_by == "mip" and result.mips_solved == 1
         found += 1
@@ -86,7 +90,7 @@ def test_multi_row_conjunctions_match_brute_force(backend):
         truth = brute_force_max_min(net, C, d, lo, hi)
         if abs(truth) < 1e-3:
             continue
-        result = verify_property(net, box_property(net, lo, hi, C, d), solver=backend, bound_method="linear",
+        result = verify_mip(net, box_property(net, lo, hi, C, d), solver=backend, bound_method="linear",
                                  attack=False, time_limit=30)
         expected = "sat" if truth > 0 else "unsat"
         assert result.verdict == expected, (seed, truth, result.to_dict())
@@ -124,7 +128,7 @@ def test_a_tiny_positive_margin_is_never_unsat():
     prop = box_property(net, [0.0], [1.0], [[1.0, -1.0]], 0.0)
     for backend in MIP_BACKENDS:
         for attack in (True, False):
-            result = verify_property(net, prop, solver=backend, attack=attack, bound_method="linear", time_limit=20)
+            result = verify_mip(net, prop, solver=backend, attack=attack, bound_method="linear", time_limit=20)
             assert result.verdict != "unsat", (backend, attack, result.to_dict())
     res = max_margin(net, np.array([0.9]), 1, 0.1, target=0, bound_method="linear", decision=True)
     assert not res.proven_robust
@@ -171,14 +175,14 @@ def _open_property():
 def test_an_optimum_near_zero_or_without_a_dual_bound_is_unknown(scripted, objective, bound):
     net, prop = _open_property()
     name = scripted(Status.OPTIMAL, objective, bound)
-    result = verify_property(net, prop, solver=name, attack=False, bound_method="linear", time_limit=10)
+    result = verify_mip(net, prop, solver=name, attack=False, bound_method="linear", time_limit=10)
     assert result.verdict == "unknown", result.to_dict()
 
 
 def test_a_dual_bound_below_minus_delta_proves_unsat(scripted):
     net, prop = _open_property()
     name = scripted(Status.FEASIBLE, -0.3, -2 * DECISION_DELTA)
-    assert verify_property(net, prop, solver=name, attack=False, bound_method="linear", time_limit=10).verdict == "unsat"
+    assert verify_mip(net, prop, solver=name, attack=False, bound_method="linear", time_limit=10).verdict == "unsat"
 
 
 def test_infeasible_without_a_cutoff_is_an_error_not_a_proof():
@@ -210,10 +214,10 @@ def test_unsound_bounds_are_reported_with_layer_and_neuron_instead_of_proving_ro
 
 def test_a_verdict_on_a_surrogate_is_unknown_for_the_reference():
     net, prop = _open_property()
-    own = verify_property(net, prop, bound_method="linear", time_limit=20)
+    own = verify_mip(net, prop, bound_method="linear", time_limit=20)
     assert own.verdict == "unsat"
     copy = Network(net.layers, net.input_shape, "copy")
-    on_copy = verify_property(net, prop, bound_method="linear", time_limit=20, reference=copy)
+    on_copy = verify_mip(net, prop, bound_method="linear", time_limit=20, reference=copy)
     assert on_copy.verdict == "unknown" and "reference" in on_copy.message
     x0 = np.zeros(3)
     label = int(net.predict(x0))
@@ -283,8 +287,8 @@ def test_a_point_that_float32_onnx_rejects_is_not_sat(tmp_path):
     text = """(declare-const X_0 Real)(declare-const Y_0 Real)(declare-const Y_1 Real)
 (assert (>= X_0 0.5))(assert (<= X_0 0.75))(assert (> Y_0 Y_1))"""
     prop = parse_vnnlib(text, 1, 2)
-    assert verify_property(net, prop, bound_method="linear", time_limit=20).verdict == "sat"  # float64 alone
-    checked = verify_property(net, prop, bound_method="linear", time_limit=20, onnx_model=path)
+    assert verify_mip(net, prop, bound_method="linear", time_limit=20).verdict == "sat"  # float64 alone
+    checked = verify_mip(net, prop, bound_method="linear", time_limit=20, onnx_model=path)
     assert checked.verdict == "unknown" and "float32" in checked.message
 
 
@@ -293,7 +297,7 @@ def test_counterexamples_lie_inside_the_box_exactly():
                    AffineLayer(np.array([[1.0, 1.0], [0.0, 0.0]]), np.array([0.0, 1.0]), "identity")))
     prop = box_property(net, [0.0, 0.0], [0.75, 0.75], [[1.0, -1.0]], 0.0)
     for attack in (True, False):
-        result = verify_property(net, prop, bound_method="linear", attack=attack, time_limit=20)
+        result = verify_mip(net, prop, bound_method="linear", attack=attack, time_limit=20)
         assert result.verdict == "sat"
         assert np.all(result.counterexample >= 0.0) and np.all(result.counterexample <= 0.75)
 

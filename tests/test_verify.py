@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import subprocess
 import sys
@@ -22,6 +23,9 @@ from optprune.verify import (
     verify_vnnlib,
 )
 from optprune.vnnlib import parse_vnnlib, read_vnnlib
+
+# The MIP pipeline is what these tests check (the library default is the auto portfolio).
+verify_mip = functools.partial(verify_property, method="mip")
 
 TOY = """
 ; y0 = x0 + x1, y1 = 1
@@ -78,13 +82,13 @@ def test_declared_sizes_must_match_the_network():
 
 def test_toy_property_verdicts_and_vnncomp_format():
     net = toy_net()
-    sat = verify_property(net, parse_vnnlib(TOY.format(hi=0.75)), attack=False)
+    sat = verify_mip(net, parse_vnnlib(TOY.format(hi=0.75)), attack=False)
     assert sat.verdict == "sat" and sat.decided_by == "mip"
     x = sat.counterexample
     assert np.all(x >= 0) and np.all(x <= 0.75) and x.sum() >= 1 - 1e-6
     text = format_vnncomp_result(sat)
     assert text.startswith("sat\n((X_0 ") and "(Y_1 1.0)" in text
-    unsat = verify_property(net, parse_vnnlib(TOY.format(hi=0.4)))
+    unsat = verify_mip(net, parse_vnnlib(TOY.format(hi=0.4)))
     assert unsat.verdict == "unsat" and format_vnncomp_result(unsat) == "unsat\n"
 
 
@@ -99,7 +103,7 @@ def test_counterexample_check_rejects_points_outside_the_box_or_the_unsafe_set()
 def test_a_reference_model_that_disagrees_blocks_a_sat_verdict():
     net = toy_net()
     prop = parse_vnnlib(TOY.format(hi=0.75))
-    result = verify_property(net, prop, attack=False, reference=lambda x: np.array([0.0, 1.0]))
+    result = verify_mip(net, prop, attack=False, reference=lambda x: np.array([0.0, 1.0]))
     assert result.verdict == "unknown" and "failed the float64 forward pass" in result.message
 
 

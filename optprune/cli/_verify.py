@@ -29,7 +29,7 @@ def verify_command(
     bounds: str = typer.Option(DEFAULT_BOUNDS, "--bounds", help=BOUNDS_HELP),
     no_attack: bool = typer.Option(False, "--no-attack", help="Skip the gradient attack before the MIP."),
     method: str = typer.Option(
-        "mip", "--method",
+        "auto", "--method",
         help="mip (bounds, attack, decision MIPs), bab (branch and bound on alpha/beta-CROWN bounds) or auto "
              "(BaB, then the MIP pipeline on the time left).",
     ),
