@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from optprune._validation import validate_params
 from optprune.errors import InvalidParameterError, UnsupportedLayerError
 from optprune.pruning import distillation_loss, teacher_outputs
+from optprune.pruning._recovery import FINETUNE_CONSTRAINTS
 from optprune.training import fit_epochs, training_tensors
 
 __all__ = [
@@ -196,8 +198,9 @@ def stabilize(
     of the epochs the smallest weights are zeroed and kept at zero (held
     by reparametrising the weight as ``weight_orig * mask``), so the returned model has exact zeros.
     """
-    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise InvalidParameterError(f"stabilize: epochs must be an integer >= 0, got {epochs!r}")
+    params = {"epochs": epochs, "alpha": alpha, "temperature": temperature, "lr": lr, "batch_size": batch_size,
+              "seed": seed}
+    validate_params("stabilize", params, {name: FINETUNE_CONSTRAINTS[name] for name in params})
     _layers(model)  # unsupported layers fail before any work
     Xt, yt, label = training_tensors(data, data_dir, "stabilize")
     if epochs == 0:

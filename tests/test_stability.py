@@ -67,3 +67,12 @@ def test_bad_options_and_layers_are_named_errors():
     conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
     with pytest.raises(UnsupportedLayerError, match="Conv2d"):
         stabilize(conv, (np.zeros((4, 1, 8, 8), np.float32), np.zeros(4, np.int64)), 1, StabilityOptions(rs_weight=1.0))
+
+
+def test_stabilize_checks_its_training_parameters_like_finetune():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    data = (np.zeros((4, 4), np.float32), np.zeros(4, np.int64))
+    with pytest.raises(InvalidParameterError, match=r"stabilize: parameter 'epochs' must be an int in \[0, inf\]"):
+        stabilize(model, data, -1, StabilityOptions())
+    with pytest.raises(InvalidParameterError, match=r"stabilize: parameter 'alpha' must be a float in \[0.0, 1.0\]"):
+        stabilize(model, data, 1, StabilityOptions(), alpha=1.5)

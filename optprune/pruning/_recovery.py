@@ -49,7 +49,8 @@ def distillation_loss(
     return (1.0 - alpha) * ce + alpha * t * t * kl
 
 
-_FINETUNE_CONSTRAINTS: dict[str, list] = {
+# Shared with :func:`optprune.stability.stabilize`, which takes the same training parameters.
+FINETUNE_CONSTRAINTS: dict[str, list] = {
     "epochs": [Interval(int, 0, None)],
     "alpha": [Interval(float, 0.0, 1.0)],
     "temperature": [Interval(float, 1e-6, None, finite=True)],
@@ -85,7 +86,7 @@ def finetune(
     """
     params = {"epochs": epochs, "alpha": alpha, "temperature": temperature, "lr": lr, "batch_size": batch_size,
               "weight_decay": weight_decay, "seed": seed}
-    validate_params("finetune", params, _FINETUNE_CONSTRAINTS)
+    validate_params("finetune", params, FINETUNE_CONSTRAINTS)
     Xt, yt, label = training_tensors(data, data_dir, "finetune")
     if epochs == 0:
         return model.eval()
