@@ -73,11 +73,9 @@ def _dataset_for(model, input_shape, dataset: str) -> str | None:
 
 def _calibration(model, scorer: str, input_shape, dataset: str, samples: int):
     """Calibration (X, y) from the dataset's train fold when the scorer needs data."""
-    try:
-        from optprune.scoring import get_scorer
-    except ImportError:
-        return None
-    if not getattr(get_scorer(scorer), "needs_data", False):
+    from optprune.scoring import get_scorer
+
+    if not get_scorer(scorer).needs_data:
         return None
     name = _dataset_for(model, input_shape, dataset)
     if name is None:
