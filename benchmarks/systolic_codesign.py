@@ -201,6 +201,7 @@ def mnist_part(args, records: list[dict], out: Path) -> list[str]:
     from optprune.systolic import (
         ArraySpec,
         apply_blocks,
+        apply_weight_masks,
         assign_tiles,
         block_layout,
         block_scores,
@@ -255,7 +256,7 @@ def mnist_part(args, records: list[dict], out: Path) -> list[str]:
                     for name, sel, secs in (("exact", exact, t_exact), ("greedy", greedy, t_greedy),
                                             ("unstructured", unstr, 0.0)):
                         if name == "unstructured":
-                            pruned, masks = _apply_weight_masks(model, masks_u)
+                            pruned, masks = apply_weight_masks(model, masks_u)
                         else:
                             pruned, masks = apply_blocks(model, layout, sel.keep)
                         acc_p = accuracy(pruned, X_test, y_test)
@@ -317,23 +318,6 @@ def mnist_part(args, records: list[dict], out: Path) -> list[str]:
                                 "cpsat": cp.to_dict(), "lpt": lpt.to_dict(), "lpt_gap": gap, "single": single})
     lines.append("")
     return lines
-
-
-def _apply_weight_masks(model, masks_kn):
-    import copy
-
-    import torch
-
-    from optprune.systolic import gemm_modules
-
-    pruned = copy.deepcopy(model)
-    masks = {}
-    with torch.no_grad():
-        for (name, m), mk in zip(gemm_modules(pruned), masks_kn):
-            t = torch.as_tensor(mk.T.copy(), dtype=m.weight.dtype).reshape(m.weight.shape)
-            m.weight.mul_(t)
-            masks[name] = t
-    return pruned, masks
 
 
 def _mnist_tables(rows: list[dict], nets: list[str], scorer: str) -> list[str]:

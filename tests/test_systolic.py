@@ -15,6 +15,7 @@ from torch import nn
 from optprune.errors import (
     InfeasibleBudgetError,
     InvalidParameterError,
+    ShapeMismatchError,
     SolverNotAvailableError,
     UnsupportedLayerError,
 )
@@ -23,6 +24,7 @@ from optprune.systolic import (
     DATAFLOWS,
     ArraySpec,
     apply_blocks,
+    apply_weight_masks,
     assign_tiles,
     block_layout,
     block_scores,
@@ -335,6 +337,20 @@ def test_block_scores_apply_and_finetune_hold_the_mask() -> None:
     finetune_masked(pruned, masks, (X, y), 2, lr=1e-2)
     assert np.flatnonzero(~layout.keep_from_weights(operand_weights(pruned))).tolist() == [0, 4]
     assert not torch.all(pruned[0].weight[2:, :] == model[0].weight[2:, :])  # the rest did train
+
+
+def test_apply_weight_masks_zeroes_the_unstructured_masks() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    layout = block_layout([g.shape for g in gemms_from_torch(model)], ArraySpec(2, 2, "ws"))
+    masks_kn, _ = unstructured_at_cycles(layout, operand_weights(model), 0.6)
+    pruned, masks = apply_weight_masks(model, masks_kn)
+    for w, mk in zip(operand_weights(pruned), masks_kn):
+        assert np.all(w[~mk] == 0) and np.all(w[mk] != 0)
+    assert list(masks) == ["0", "2"] and masks["0"].shape == model[0].weight.shape
+    assert torch.all(model[0].weight != 0)  # the input model is left alone
+    with pytest.raises(ShapeMismatchError, match="1 K x N masks given"):
+        apply_weight_masks(model, masks_kn[:1])
 
 
 @pytest.mark.parametrize("scorer", ["taylor", "fisher", "wanda", "flap"])

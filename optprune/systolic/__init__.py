@@ -43,8 +43,8 @@ from optprune.systolic._select import (
     unstructured_at_cycles,
 )
 
-_TORCH_NAMES = ("BLOCK_SCORERS", "apply_blocks", "block_scores", "finetune_masked", "gemm_modules",
-                "operand_weights", "save_block_mask", "weight_importance")
+_TORCH_NAMES = ("BLOCK_SCORERS", "apply_blocks", "apply_weight_masks", "block_scores", "finetune_masked",
+                "gemm_modules", "operand_weights", "save_block_mask", "weight_importance")
 
 
 def __getattr__(name: str):

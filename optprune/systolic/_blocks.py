@@ -31,7 +31,7 @@ from torch import nn
 from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.systolic._cycles import BlockLayout, block_sums
 
-__all__ = ["BLOCK_SCORERS", "apply_blocks", "block_scores", "finetune_masked", "gemm_modules",
+__all__ = ["BLOCK_SCORERS", "apply_blocks", "apply_weight_masks", "block_scores", "finetune_masked", "gemm_modules",
            "operand_weights", "save_block_mask", "weight_importance"]
 
 #: per-weight importances that block scores sum
@@ -159,14 +159,24 @@ def apply_blocks(model: nn.Module, layout: BlockLayout, keep) -> tuple[nn.Module
     keep = np.asarray(keep, dtype=bool).reshape(-1)
     if keep.size != layout.n_blocks:
         raise ShapeMismatchError(f"keep has {keep.size} entries; the layout has {layout.n_blocks} blocks")
+    n_modules = len(gemm_modules(model))
+    if n_modules != layout.n_layers:
+        raise ShapeMismatchError(f"the model has {n_modules} Linear/Conv2d layers; the layout has {layout.n_layers}")
+    return apply_weight_masks(model, _masks(layout, keep))
+
+
+def apply_weight_masks(model: nn.Module, masks_kn: list[np.ndarray]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A copy of ``model`` with its weights multiplied by per-layer ``K x N`` masks, and the masks (torch layout)."""
     pruned = copy.deepcopy(model)
     modules = gemm_modules(pruned)
-    if len(modules) != layout.n_layers:
-        raise ShapeMismatchError(f"the model has {len(modules)} Linear/Conv2d layers; the layout has {layout.n_layers}")
+    if len(modules) != len(masks_kn):
+        raise ShapeMismatchError(
+            f"the model has {len(modules)} Linear/Conv2d layers; {len(masks_kn)} K x N masks given (one per layer)"
+        )
     masks = {}
     with torch.no_grad():
-        for (name, m), mask in zip(modules, _masks(layout, keep)):
-            t = torch.as_tensor(mask.T.copy(), dtype=m.weight.dtype).reshape(m.weight.shape)
+        for (name, m), mask in zip(modules, masks_kn):
+            t = torch.as_tensor(np.asarray(mask).T.copy(), dtype=m.weight.dtype).reshape(m.weight.shape)
             m.weight.mul_(t)
             masks[name] = t
     return pruned, masks
