@@ -79,6 +79,15 @@ def _int_array(name: str, values, n: int | None = None) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _difference_rows(b: ModelBuilder, plus: np.ndarray, minus: np.ndarray, lower: float) -> None:
+    """One row ``lower <= plus[i] - minus[i] <= 0`` per pair of columns (none for empty arrays)."""
+    m = len(plus)
+    if m:
+        rows = np.tile(np.arange(m), 2)
+        vals = np.concatenate([np.ones(m), -np.ones(m)])
+        b.add_coo_rows(rows, np.concatenate([plus, minus]), vals, np.full(m, lower), np.zeros(m))
+
+
 def build_block_selection(
     scores,
     cost,
@@ -117,12 +126,7 @@ def build_block_selection(
     b.add_rows(sp.csr_matrix(np.concatenate([c, fixed]).astype(float)[None, :]), cols, upper=float(budget) + n_layers)
     # x_b - z_g <= 0
     linked = np.flatnonzero(grp >= 0)
-    if linked.size:
-        m = linked.size
-        rows = np.concatenate([np.arange(m), np.arange(m)])
-        cc = np.concatenate([x[linked], z[grp[linked]]])
-        vals = np.concatenate([np.ones(m), -np.ones(m)])
-        b.add_coo_rows(rows, cc, vals, np.full(m, -np.inf), np.zeros(m))
+    _difference_rows(b, x[linked], z[grp[linked]], -np.inf)
     # every layer keeps max(1, k_l) blocks
     k = np.ones(n_layers) if min_keep is None else np.maximum(1, _int_array("min_keep", min_keep, n_layers))
     b.add_coo_rows(lay, x, np.ones(B), k, np.full(n_layers, np.inf))
@@ -138,12 +142,7 @@ def build_block_selection(
             first = np.full(n_rows, B, dtype=np.int64)
             np.minimum.at(first, rid, np.arange(B))  # smallest block index of each row
             others = np.flatnonzero(first[rid] != np.arange(B))
-            m = others.size
-            if m:
-                rows = np.concatenate([np.arange(m), np.arange(m)])
-                cc = np.concatenate([x[others], x[first[rid[others]]]])
-                vals = np.concatenate([np.ones(m), -np.ones(m)])
-                b.add_coo_rows(rows, cc, vals, np.zeros(m), np.zeros(m))
+            _difference_rows(b, x[others], x[first[rid[others]]], 0.0)
     b.set_objective(s, x, sense="max")
     return SelectionModel(model=b.build(name="systolic_block_selection"), keep=np.asarray(x), open=np.asarray(z),
                           budget=int(budget))
