@@ -1,4 +1,9 @@
-"""Plumbing shared by the backends. Nothing here imports a solver package."""
+"""Plumbing shared by the backends. Nothing here imports a solver package.
+
+The helpers at the native boundary (``solver_boundary``, ``native_stdout_to_stderr``,
+``with_cutoff_row``, ``with_cost``, ``zero_objective``) live in :mod:`optprune.solvers._native`
+and ``stop_rules`` in :mod:`optprune.solvers.base`; import them from there.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from optprune.milp import MILP
-from optprune.solvers._native import native_stdout_to_stderr, solver_boundary, with_cutoff_row, zero_objective
-from optprune.solvers.base import stop_rules
 
-__all__ = [
-    "warn_unsupported",
-    "solver_boundary",
-    "native_stdout_to_stderr",
-    "stop_rules",
-    "with_cutoff_row",
-    "zero_objective",
-    "split_rows",
-    "row_kinds",
-]
+__all__ = ["warn_unsupported", "split_rows", "row_kinds"]
 
 
 def warn_unsupported(backend: str, option: str, detail: str = "") -> None:

@@ -1,7 +1,6 @@
 """Helpers at the boundary with native solver code: nothing here imports a solver package or the protocol.
 
-Used by :class:`~optprune.solvers.base.BackendBase` (the lifecycle) and
-re-exported by :mod:`optprune.solvers._common` for the backends.
+Used by :class:`~optprune.solvers.base.BackendBase` (the lifecycle) and by the backends.
 """
 
 from __future__ import annotations

@@ -30,8 +30,9 @@ import numpy as np
 
 from optprune.errors import CapabilityError, SolverError
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import stop_rules, warn_unsupported, with_cutoff_row
-from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, Progress, SolveOptions, Status
+from optprune.solvers._common import warn_unsupported
+from optprune.solvers._native import with_cutoff_row
+from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, Progress, SolveOptions, Status, stop_rules
 
 __all__ = ["CpsatBackend", "check_pure_integer", "to_cp_model", "set_parameters"]
 

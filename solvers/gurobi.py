@@ -29,9 +29,18 @@ import numpy as np
 
 from optprune.errors import CapabilityError
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import row_kinds, split_rows, stop_rules, warn_unsupported
+from optprune.solvers._common import row_kinds, split_rows, warn_unsupported
 from optprune.solvers._native import native_stdout_to_stderr, solver_boundary, with_cost
-from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, Outcome, Progress, SolveOptions, Status
+from optprune.solvers.base import (
+    TOLERANCES,
+    BackendBase,
+    NativeRun,
+    Outcome,
+    Progress,
+    SolveOptions,
+    Status,
+    stop_rules,
+)
 
 __all__ = ["GurobiBackend", "GurobiLPSession", "GurobiLicenseLimitError", "to_gurobi", "gurobi_params",
            "SIZE_LIMIT"]

@@ -26,7 +26,8 @@ import numpy as np
 
 from optprune.errors import CapabilityError, InvalidParameterError
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import warn_unsupported, zero_objective
+from optprune.solvers._common import warn_unsupported
+from optprune.solvers._native import zero_objective
 from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, SolveOptions, Status
 
 __all__ = ["OrtoolsBackend", "to_mpmodel_proto", "tolerance_params", "MIP_SOLVERS", "LP_SOLVERS"]

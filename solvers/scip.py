@@ -26,8 +26,17 @@ import time
 import numpy as np
 
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import stop_rules, warn_unsupported
-from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, Outcome, Progress, SolveOptions, Status
+from optprune.solvers._common import warn_unsupported
+from optprune.solvers.base import (
+    TOLERANCES,
+    BackendBase,
+    NativeRun,
+    Outcome,
+    Progress,
+    SolveOptions,
+    Status,
+    stop_rules,
+)
 
 __all__ = ["ScipBackend", "to_scip", "scip_params"]
 
