@@ -140,3 +140,14 @@ def test_known_cycles_are_not_stale() -> None:
     stale = [reason for patterns, reason in KNOWN_CYCLES
              if not any(all(_matches(m, patterns) for m in c) for c in components)]
     assert not stale, f"these known cycles are gone; remove them from KNOWN_CYCLES: {stale}"
+
+
+def test_structure_search_formulation_never_reaches_a_solver() -> None:
+    # formulations build models; the structure search solves them in optprune.search
+    graph = import_graph()
+    package = "optprune.formulations.structure_search"
+    modules = [m for m in graph if m == package or m.startswith(package + ".")]
+    assert len(modules) > 3
+    for module in modules:
+        solvers = [t for t in graph.successors(module) if t == "optprune.solvers" or t.startswith("optprune.solvers.")]
+        assert not solvers, f"{module} imports {solvers}"

@@ -267,3 +267,15 @@ def test_scale_hundred_layers_is_solved_to_optimality() -> None:
     assert r.resources["params"] <= r.budgets["params"]
     assert r.solver_stats["gap"] <= 1e-4 + 1e-12
     assert not math.isnan(r.objective)
+
+
+def test_build_search_milp_checks_the_budgets_first() -> None:
+    groups = _groups((8, 8), 0, round_to=2, min_width=2)
+    problem = SearchProblem(groups, tuple(chain_layers(["g0", "g1"], 10, 3)))
+    smallest = minimum_resources(problem)["params"]
+    with pytest.raises(InfeasibleBudgetError, match=f"smallest allowed widths need params={smallest:g}") as info:
+        build_search_milp(problem, {"params": smallest - 1})
+    assert info.value.smallest_feasible == smallest
+    with pytest.raises(InvalidParameterError, match=r"unknown resource\(s\) \['bogus'\]"):
+        build_search_milp(problem, {"bogus": 1.0})
+    assert build_search_milp(problem, {"params": smallest}).model.n_vars > 0

@@ -3,8 +3,9 @@ r"""Global structure search (per-group kept widths under resource budgets) as an
 A package of its parts: ``_costs`` (layer costs), ``_problem`` (the problem and
 its compilation on decision classes), ``_forest`` (belief propagation),
 ``_reduction`` (Lagrangian reduction), ``_assembly`` (the MILP, built with
-:class:`~optprune.formulations.ModelBuilder`), ``_minimum`` (smallest budgets)
-and ``_milp`` (:func:`build_search_milp`).
+:class:`~optprune.formulations.ModelBuilder`) and ``_milp``
+(:func:`build_search_milp`). Nothing here solves: the smallest feasible budgets
+(:func:`optprune.search.minimum_resources`) and the solves are in :mod:`optprune.search`.
 
 The problem
 -----------
@@ -108,7 +109,6 @@ from optprune.formulations.structure_search._costs import (
     linear_costs,
 )
 from optprune.formulations.structure_search._milp import build_search_milp
-from optprune.formulations.structure_search._minimum import check_budgets, minimum_resources
 from optprune.formulations.structure_search._problem import CompiledProblem, SearchProblem, WidthGroup, width_grid
 from optprune.formulations.structure_search._reduction import ReductionResult, lagrangian_reduction
 
@@ -124,11 +124,9 @@ __all__ = [
     "Table",
     "WidthGroup",
     "build_search_milp",
-    "check_budgets",
     "conv_costs",
     "cost_from_dict",
     "lagrangian_reduction",
     "linear_costs",
-    "minimum_resources",
     "width_grid",
 ]

@@ -7,9 +7,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from optprune.errors import InvalidParameterError
 from optprune.formulations.structure_search._assembly import StructureSearchModel, assemble, integer_scales
-from optprune.formulations.structure_search._minimum import check_budgets
 from optprune.formulations.structure_search._problem import SearchProblem
 from optprune.formulations.structure_search._reduction import lagrangian_reduction
 
@@ -35,17 +33,12 @@ def build_search_milp(
     model accepts meets the true budget); ``rounding`` reports the scales and
     the worst-case objective error and budget loss.
 
-    Raises :class:`InfeasibleBudgetError` (with the smallest feasible budget)
-    when a budget is below what the allowed widths can reach.
+    Budgets below what the allowed widths can reach are not checked here (that
+    takes a solve in general): :func:`optprune.search.build_search_milp` checks
+    them first and raises :class:`~optprune.errors.InfeasibleBudgetError`.
     """
     comp = problem.compiled
-    budgets = {str(k): float(v) for k, v in budgets.items()}
-    unknown = [k for k in budgets if k not in comp.resources]
-    if unknown:
-        raise InvalidParameterError(
-            f"budget on unknown resource(s) {unknown}; this problem's resources are {list(comp.resources)}"
-        )
-    check_budgets(problem, budgets)
+    budgets = problem.absolute_budgets(budgets, relative=False)  # unknown resources are named errors
     reduction = None
     keep_nodes = [np.arange(g.size) for g in comp.grids]
     keep_arcs = [np.ones(m.shape[1:], dtype=bool) for _, _, m in comp.pairs]

@@ -16,15 +16,14 @@ from optprune.formulations.structure_search import (
     SearchProblem,
     Table,
     WidthGroup,
-    build_search_milp,
     conv_costs,
     linear_costs,
-    minimum_resources,
     width_grid,
 )
 from optprune.search._baselines import global_threshold_widths, standardize, uniform_widths
 from optprune.search._core import METHODS, SearchResult, chain_layers, search_widths, solve_search
 from optprune.search._instances import load_instance, problem_from_dict, problem_to_dict, save_instance
+from optprune.search._minimum import build_search_milp, check_budgets, minimum_resources
 from optprune.search._synthetic import synthetic_problem
 from optprune.search._unstable import expected_unstable_of_widths, unstable_layers
 
@@ -39,6 +38,7 @@ __all__ = [
     "build_search_milp",
     "expected_unstable_of_widths",
     "chain_layers",
+    "check_budgets",
     "conv_costs",
     "global_threshold_widths",
     "latency_layers",

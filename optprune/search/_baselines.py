@@ -24,7 +24,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from optprune.errors import InfeasibleBudgetError, InvalidParameterError
-from optprune.formulations.structure_search import SearchProblem, check_budgets
+from optprune.formulations.structure_search import SearchProblem
+from optprune.search._minimum import check_budgets
 
 __all__ = ["uniform_widths", "global_threshold_widths", "standardize"]
 

@@ -16,12 +16,11 @@ from optprune.formulations.structure_search import (
     SearchProblem,
     WidthGroup,
     build_search_milp,
-    check_budgets,
     linear_costs,
-    minimum_resources,
     width_grid,
 )
 from optprune.search._baselines import global_threshold_widths, uniform_widths
+from optprune.search._minimum import check_budgets, minimum_resources
 from optprune.solvers import Status, get_backend, solve
 
 __all__ = ["SearchResult", "solve_search", "search_widths", "chain_layers", "METHODS"]
@@ -137,6 +136,7 @@ def solve_search(
         except InfeasibleBudgetError:
             pass
     integer = not backend.supports_continuous
+    # the formulation's builder: the budgets were checked above
     built = build_search_milp(problem, absolute, reduce=reduce, incumbents=incumbents, integer=integer)
     build_s = time.perf_counter() - start
     res = solve(built.model, solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose)

@@ -1,18 +1,23 @@
-"""The smallest achievable use of each resource, and the check that budgets are not below it."""
+"""The smallest achievable use of each resource, and the check that budgets are not below it.
+
+Here rather than in :mod:`optprune.formulations.structure_search` because the
+general case solves a side MILP, and formulations only build models.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from optprune.errors import InfeasibleBudgetError
+from optprune.formulations.structure_search import SearchProblem, StructureSearchModel
+from optprune.formulations.structure_search import build_search_milp as _build_search_milp
 from optprune.formulations.structure_search._assembly import cost_milp
 from optprune.formulations.structure_search._forest import forest_min
-from optprune.formulations.structure_search._problem import SearchProblem
 from optprune.solvers import solve
 
-__all__ = ["check_budgets", "minimum_resources"]
+__all__ = ["build_search_milp", "check_budgets", "minimum_resources"]
 
 
 def minimum_resources(problem: SearchProblem) -> dict[str, float]:
@@ -21,8 +26,7 @@ def minimum_resources(problem: SearchProblem) -> dict[str, float]:
     Exact by dynamic programming when the class graph is a forest; otherwise the
     all-minimum-width plan, which is the minimum when every cost is
     nondecreasing in both widths (checked), else a MILP (:func:`cost_milp`)
-    solved with HiGHS: the one place this package solves a model, a side
-    problem that sizes the message of an infeasible budget.
+    solved with HiGHS, a side problem that sizes the message of an infeasible budget.
     """
     comp = problem.compiled
     out = {}
@@ -56,3 +60,23 @@ def check_budgets(problem: SearchProblem, budgets: Mapping[str, float]) -> None:
                 f"allowed: a budget >= {need:.6g} (relative >= {need / full[key]:.4f})",
                 smallest_feasible=need,
             )
+
+
+def build_search_milp(
+    problem: SearchProblem,
+    budgets: Mapping[str, float],
+    *,
+    reduce: bool = True,
+    incumbents: Sequence[Mapping[str, int]] = (),
+    integer: bool = False,
+    resolution: float = 1e7,
+) -> StructureSearchModel:
+    """:func:`optprune.formulations.structure_search.build_search_milp` for absolute ``budgets``, checked first.
+
+    Raises :class:`InfeasibleBudgetError` (with the smallest feasible budget)
+    when a budget is below what the allowed widths can reach.
+    """
+    absolute = problem.absolute_budgets(budgets, relative=False)
+    check_budgets(problem, absolute)
+    return _build_search_milp(problem, absolute, reduce=reduce, incumbents=incumbents, integer=integer,
+                              resolution=resolution)
