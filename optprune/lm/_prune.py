@@ -100,16 +100,27 @@ def _prunable(groups: Sequence[Group]) -> tuple[list[Group], list[Group]]:
     return heads, neurons
 
 
+def _unit_order(head_scores: Sequence[torch.Tensor], neuron_scores: Sequence[torch.Tensor],
+                masks: dict | None = None) -> list[tuple[float, int, int, int]]:
+    """``(score, kind 0=head 1=neuron, layer, unit)`` of every unit (with ``masks``: of every unit still kept)."""
+    order = []
+    for kind, (scores, key) in enumerate(((head_scores, "heads"), (neuron_scores, "neurons"))):
+        order += [(float(v), kind, layer, j) for layer, sc in enumerate(scores) for j, v in enumerate(sc.tolist())
+                  if masks is None or masks[key][layer][j] > 0]
+    return order
+
+
 def _fill_budget(
-    model: TinyLM, order: list[tuple[float, int, int, int]], widths: tuple[list[int], list[int]], target: float,
+    model: TinyLM, order: list[tuple[float, int, int, int]], n_groups: tuple[int, int], target: float,
     hidden: int | None = None,
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Keep units in order of decreasing score while the model fits in ``target`` parameters (>= 1 per group).
 
-    ``order`` lists ``(score, kind 0=head 1=neuron, layer, unit)``.
+    ``order`` lists ``(score, kind 0=head 1=neuron, layer, unit)`` (:func:`_unit_order`); ``n_groups``: the
+    number of head and of neuron groups.
     """
     c_head, c_neuron = _unit_costs(model, hidden)
-    kept: tuple[list[list[int]], list[list[int]]] = ([[] for _ in widths[0]], [[] for _ in widths[1]])
+    kept: tuple[list[list[int]], list[list[int]]] = ([[] for _ in range(n_groups[0])], [[] for _ in range(n_groups[1])])
     best = {}
     for score, kind, layer, unit in order:
         key = (kind, layer)
@@ -415,9 +426,7 @@ class Compresso(_LMPruner):
             else:
                 hidden_idx = torch.arange(model.config.d_model)
         target = (1 - self.ratio) * p0
-        order = [(float(v), 0, layer, j) for layer, la in enumerate(la_h) for j, v in enumerate(la.tolist())]
-        order += [(float(v), 1, layer, j) for layer, la in enumerate(la_n) for j, v in enumerate(la.tolist())]
-        kh, kn = _fill_budget(model, order, ([g.width for g in heads], [g.width for g in neurons]), target,
+        kh, kn = _fill_budget(model, _unit_order(la_h, la_n), (len(heads), len(neurons)), target,
                               hidden=int(hidden_idx.numel()))
         merged = merge_lora(work)
         with torch.no_grad():  # fold the deterministic gate values of kept units into their consumers
@@ -524,6 +533,7 @@ class LoRAShear(_LMPruner):
                 w.requires_grad_(False)
         g = iter(grads)
         sal_h, sal_n = [], []
+        c_head, c_neuron = _unit_costs(work)
         with torch.no_grad():
             for b in work.blocks:
                 hd, parts = b.attn.head_dim, {}
@@ -534,7 +544,6 @@ class LoRAShear(_LMPruner):
                 rows = sum(parts[n][0].sum(1) + parts[n][1] for n in ("q_proj", "k_proj", "v_proj"))
                 head = rows.reshape(-1, hd).sum(1) + parts["out_proj"][0].sum(0).reshape(-1, hd).sum(1)
                 neuron = parts["fc1"][0].sum(1) + parts["fc1"][1] + parts["fc2"][0].sum(0)
-                c_head, c_neuron = _unit_costs(work)
                 sal_h.append(head / c_head)
                 sal_n.append(neuron / c_neuron)
         return sal_h, sal_n
@@ -555,11 +564,7 @@ class LoRAShear(_LMPruner):
         for stage in range(1, self.stages + 1):
             budget = p0 - (p0 - target) * stage / self.stages
             sal_h, sal_n = self._saliency(work, ids, tgt, masks)
-            order = [(float(v), 0, layer, j) for layer, s in enumerate(sal_h) for j, v in enumerate(s.tolist())
-                     if masks["heads"][layer][j] > 0]
-            order += [(float(v), 1, layer, j) for layer, s in enumerate(sal_n) for j, v in enumerate(s.tolist())
-                      if masks["neurons"][layer][j] > 0]
-            kh, kn = _fill_budget(model, order, ([g.width for g in heads], [g.width for g in neurons]), budget)
+            kh, kn = _fill_budget(model, _unit_order(sal_h, sal_n, masks), (len(heads), len(neurons)), budget)
             for layer, k in enumerate(kh):
                 masks["heads"][layer].zero_()[k] = 1.0
             for layer, k in enumerate(kn):
