@@ -370,11 +370,12 @@ def _pruning(t: _Table, default_ratios: tuple[float, ...] | None) -> PruningSpec
             f"config {t.where}.scorer: unstructured pruning supports only 'magnitude' (weight magnitude); got {scorer!r}"
         )
     ratio_check = (lambda v: v == 0) if decision == "none" else (lambda v: 0 < v < 1)  # noqa: E731
+    ratio_describe = "[0] (decision 'none' prunes nothing)" if decision == "none" else "a list of fractions in (0, 1)"
     if decision == "none" and "ratios" not in t.data:
         t.seen.add("ratios")
         ratios = (0.0,)
     elif "ratios" in t.data or default_ratios is None:
-        ratios = t.get_list("ratios", float, check=ratio_check, describe="a list of fractions in (0, 1)")
+        ratios = t.get_list("ratios", float, check=ratio_check, describe=ratio_describe)
     else:
         t.seen.add("ratios")
         ratios = default_ratios
