@@ -46,12 +46,17 @@ that direction can only cost a proof, never forge one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+# Module-level imports: none of these modules imports optprune.verdicts (only verify.py and tests do), so
+# there is no cycle to avoid.
 from optprune.errors import OptpruneError
+from optprune.formulations.relu_milp import forward_assignment
+from optprune.milp import MILP, Sense
 from optprune.network import Network
+from optprune.solvers import SolveOptions, Status, get_backend
 
 __all__ = [
     "DECISION_DELTA",
@@ -94,8 +99,6 @@ DECISION_TOLERANCES = DecisionTolerances()
 
 
 def _solver_options(time_limit: float, threads: int | None, tol: DecisionTolerances, **kw):
-    from optprune.solvers import SolveOptions
-
     return SolveOptions(
         time_limit=max(float(time_limit), 0.01), threads=threads, mip_gap=tol.mip_gap,
         mip_abs_gap=tol.mip_abs_gap, feasibility_tol=tol.feasibility_tol, integrality_tol=tol.integrality_tol,
@@ -121,9 +124,9 @@ def decision_options(time_limit: float, threads: int | None = None, tol: Decisio
 def optimize_options(time_limit: float, threads: int | None = None, mip_gap: float | None = None,
                      tol: DecisionTolerances = DECISION_TOLERANCES):
     """Options of an optimisation MIP whose bound may still serve as a proof (explicit tolerances, no cutoff)."""
-    from dataclasses import replace
-
-    return replace(_solver_options(time_limit, threads, tol), mip_gap=tol.mip_gap if mip_gap is None else mip_gap)
+    if mip_gap is not None:
+        tol = replace(tol, mip_gap=mip_gap)
+    return _solver_options(time_limit, threads, tol)
 
 
 def slack_verdict(status: str, bound: float | None, *, cutoff: bool, delta: float = DECISION_DELTA) -> str:
@@ -183,8 +186,6 @@ def check_encoding(net: Network, bounds, model, enc, x: np.ndarray, tol: float =
     naming the first neuron whose bounds exclude ``x``, or the largest
     violated row when the bounds hold but the model still rejects the point.
     """
-    from optprune.formulations.relu_milp import forward_assignment
-
     check_bounds_contain(net, bounds, x)
     v = forward_assignment(net, enc, bounds, x, model.n_vars)
     free = np.ones(model.n_vars, dtype=bool)
@@ -209,9 +210,6 @@ def _violation_with_free_columns(model, v: np.ndarray, free: np.ndarray) -> floa
     columns (a spec's auxiliary slack, an L1 ball's split) are found by one
     small feasibility LP with every other column fixed at ``v``.
     """
-    from optprune.milp import MILP, Sense
-    from optprune.solvers import SolveOptions, Status, get_backend
-
     if not free.any():
         return model.max_violation(v)
     fixed = ~free
