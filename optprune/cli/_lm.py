@@ -151,9 +151,8 @@ def prune_command(
     from optprune.lm._prune import COMPRESSO_PROMPT, Compresso, LoRAShear, OneShot, pruning_report
 
     model = load_lm(model_path)
-    prefix = ""
+    prefix = COMPRESSO_PROMPT if method == "compresso-prompt" else ""
     if method.startswith("compresso"):
-        prefix = COMPRESSO_PROMPT if method == "compresso-prompt" else ""
         est = Compresso(ratio=ratio, steps=steps, recovery_steps=steps // 5, lora_rank=lora_rank,
                         prompt=prefix or None, prune_hidden=method != "compresso-hidden", seed=seed)
     elif method == "lorashear":
