@@ -66,6 +66,7 @@ from optprune.attack import pgd_attack
 from optprune.bounds import Bounds, linear_bounds
 from optprune.errors import InvalidParameterError
 from optprune.network import Network
+from optprune.verify import _case_confirm  # the one counterexample check (verify imports bab only lazily)
 from optprune.vnnlib import VNNLibCase
 
 __all__ = ["BaBResult", "BaBSettings", "bab_verify_case", "INPUT_SPLIT_MAX", "SPLITS"]
@@ -194,15 +195,6 @@ class _Spec:
         self.disjuncts = case.disjuncts
 
 
-def _default_confirm(net: Network, case: VNNLibCase) -> Confirm:
-    def confirm(x: np.ndarray):
-        x = np.clip(np.asarray(x, dtype=np.float64).reshape(-1), case.lower, case.upper)
-        y = net.forward(x)
-        return case.violated_by(x, y), x, y
-
-    return confirm
-
-
 def bab_verify_case(
     net: Network,
     case: VNNLibCase,
@@ -222,7 +214,7 @@ def bab_verify_case(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batched products: one thread, and far faster on a shared, busy machine
     try:
-        return _bab(net, case, deadline, confirm or _default_confirm(net, case), bounds, settings, start)
+        return _bab(net, case, deadline, confirm or _case_confirm(net, None, case), bounds, settings, start)
     finally:
         torch.set_num_threads(threads)
 

@@ -39,6 +39,7 @@ from optprune.bounds import (
     Bounds,
     compute_bounds,
     count_unstable,
+    linear_bounds,
     linear_upper_bound,
     obbt_bounds,
 )
@@ -162,6 +163,17 @@ def _confirm(reference, onnx_check: OnnxChecker | None, case: VNNLibCase, x: np.
     return True, x, y, ""
 
 
+def _case_confirm(reference, onnx_check: OnnxChecker | None, case: VNNLibCase):
+    """:func:`_confirm` for one case without the reason, ``x -> (ok, x, y)``: the ``confirm`` of
+    :func:`optprune.bab.bab_verify_case` (whose default is this check on the network itself)."""
+
+    def confirm(x: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
+        ok, x, y, _ = _confirm(reference, onnx_check, case, x)
+        return ok, x, y
+
+    return confirm
+
+
 def _verify_case(
     net: Network,
     case: VNNLibCase,
@@ -265,19 +277,13 @@ def _verify_case(
 def _bab_case(net: Network, case: VNNLibCase, reference, onnx_check, deadline: float, attack: bool,
               result: VerificationResult) -> str:
     """One case by branch and bound (:func:`optprune.bab.bab_verify_case`); points re-checked by :func:`_confirm`."""
-    from optprune.bab import BaBSettings, bab_verify_case
-    from optprune.bounds import linear_bounds
+    from optprune.bab import BaBSettings, bab_verify_case  # bab imports this module (_case_confirm)
 
     t = time.perf_counter()
     bounds = linear_bounds(net, case.lower, case.upper)
     check_bounds_contain(net, bounds, (case.lower + case.upper) / 2.0)  # every proof below rests on these bounds
-
-    def confirm(x):
-        ok, x, y, _ = _confirm(reference, onnx_check, case, x)
-        return ok, x, y
-
-    res = bab_verify_case(net, case, deadline=deadline, confirm=confirm, bounds=bounds,
-                          settings=BaBSettings(attack=attack))
+    res = bab_verify_case(net, case, deadline=deadline, confirm=_case_confirm(reference, onnx_check, case),
+                          bounds=bounds, settings=BaBSettings(attack=attack))
     result.stages["bab"] = result.stages.get("bab", 0.0) + time.perf_counter() - t
     result.bab_domains += res.domains
     result.bab.append(res.to_dict())
