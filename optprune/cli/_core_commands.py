@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 
 from optprune.cli._app import app
-from optprune.cli._output import emit
+from optprune.cli._output import JSON_HELP, emit
 from optprune.cli._validate import TRUST_PICKLE_HELP, check_number
 
-JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
+JSON_OPTION = typer.Option(False, "--json", help=JSON_HELP)
 TRUST_PICKLE_OPTION = typer.Option(False, "--trust-pickle", help=TRUST_PICKLE_HELP)
 
 

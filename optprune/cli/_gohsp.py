@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from optprune.cli._app import app
-from optprune.cli._output import emit, stderr_console
+from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, check_number, check_output_file
 
 __all__ = ["gohsp_command", "parse_budget", "vit_train_command"]
@@ -68,7 +68,7 @@ def gohsp_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write the pruned ViT (.onnx or .pt).")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the ADMM residuals.")] = None,
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Prune a ViT's heads and MLP neurons with GOHSP (graph head ranking, searched budgets, ADMM), fine-tune."""
     from optprune.errors import InvalidParameterError
@@ -144,7 +144,7 @@ def vit_train_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and shuffling.")] = 0,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: the preset's).")] = None,
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Train the reference ViT of a dataset single-threaded (instances/vit) and report its fold accuracies."""
     import time

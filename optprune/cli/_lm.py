@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from optprune.cli._app import app
-from optprune.cli._output import emit, stderr_console
+from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, check_number, check_output_file
 from optprune.errors import InvalidParameterError
 
@@ -33,7 +33,6 @@ sprint_app = typer.Typer(
 )
 app.add_typer(sprint_app, name="sprint")
 
-JSON_HELP = "Print exactly one JSON object on stdout."
 MODEL_HELP = "A language model written by optprune lm train / prune (.pt)."
 #: ``compresso-prompt``: with the collaborative prompt; ``compresso-hidden``: without hidden-dimension gates.
 LM_METHODS = ("compresso", "compresso-prompt", "compresso-hidden", "lorashear", "magnitude", "wanda_sp", "flap",

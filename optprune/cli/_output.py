@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-__all__ = ["emit", "stderr_console", "to_jsonable"]
+JSON_HELP = "Print exactly one JSON object on stdout."  # the help of every command's --json flag
+
+__all__ = ["JSON_HELP", "emit", "stderr_console", "to_jsonable"]
 
 stderr_console = Console(stderr=True)
 

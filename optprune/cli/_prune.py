@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from optprune.cli._app import app
-from optprune.cli._output import emit, stderr_console
+from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_file
 
 
@@ -120,7 +120,7 @@ def prune_command(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Shared data folder (default: OPTPRUNE_DATA).")] = None,
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=TRUST_PICKLE_HELP)] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Prune a network's neurons/channels, optionally fine-tune, report parameters and accuracy."""
 

@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 
 from optprune.cli._app import app
-from optprune.cli._output import emit, stderr_console
+from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_file
 from optprune.errors import InvalidParameterError
 
-JSON_OPTION = typer.Option("--json", help="Print exactly one JSON object on stdout.")
+JSON_OPTION = typer.Option("--json", help=JSON_HELP)
 
 
 def parse_budgets(items: list[str]) -> dict[str, float]:

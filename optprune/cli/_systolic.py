@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from optprune.cli._app import app
-from optprune.cli._output import emit, stderr_console
+from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_file
 from optprune.errors import InvalidParameterError
 
@@ -19,7 +19,6 @@ systolic_app = typer.Typer(
 )
 app.add_typer(systolic_app, name="systolic")
 
-JSON_HELP = "Print exactly one JSON object on stdout."
 NET_HELP = "An .onnx file, a torch model file (.pt, .pth), or (cycles, assign) a .json list of [M, K, N]."
 
 
