@@ -77,14 +77,13 @@ def to_highs(model: MILP, *, verbose: bool = False):
     lp.a_matrix_.start_ = A.indptr.astype(np.int32)
     lp.a_matrix_.index_ = A.indices.astype(np.int32)
     lp.a_matrix_.value_ = A.data
-    if model.is_mip:
-        lp.integrality_ = [
-            highspy.HighsVarType.kInteger if flag else highspy.HighsVarType.kContinuous
-            for flag in model.integrality
-        ]
     if model.names is not None:
         lp.col_names_ = list(model.names)
     h.passModel(lp)
+    if model.is_mip:  # one array call (HighsLp.integrality_ takes only a list of HighsVarType)
+        cols = np.flatnonzero(model.integrality).astype(np.int32)
+        kinds = np.full(cols.size, int(highspy.HighsVarType.kInteger), dtype=np.uint8)
+        h.changeColsIntegrality(int(cols.size), cols, kinds)
     return h
 
 
@@ -166,8 +165,8 @@ def from_highs_file(path: Path) -> MILP:
     else:
         A = sp.csc_matrix((value, index, start), shape=(m, n)).tocsr()
     integrality = np.zeros(n, dtype=bool)
-    if len(lp.integrality_):
-        integrality = np.array([v != highspy.HighsVarType.kContinuous for v in lp.integrality_], dtype=bool)
+    if len(lp.integrality_):  # any HighsVarType but kContinuous counts as integer
+        integrality = np.asarray(lp.integrality_, dtype=np.int64) != int(highspy.HighsVarType.kContinuous)
     names = tuple(lp.col_names_) if len(lp.col_names_) == n and n else None
     try:
         return MILP(
