@@ -3,24 +3,15 @@
 # Writes the result file: first line sat / unsat / unknown (or error), then for sat the
 # counterexample ((X_i v) ... (Y_j v)), as the competition's scripts read it.
 set -uo pipefail
-VERSION_STRING=v1
-if [ "${1:-}" != "$VERSION_STRING" ]; then
-    echo "expected first argument (version string) '$VERSION_STRING', got '${1:-}'" >&2
-    exit 1
-fi
-if [ "$#" -ne 6 ]; then
-    echo "usage: run_instance.sh v1 <category> <onnx> <vnnlib> <result_file> <timeout>; got $# arguments" >&2
-    exit 1
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
+check_version "$@"
+check_count 6 "run_instance.sh v1 <category> <onnx> <vnnlib> <result_file> <timeout>" "$@"
 ONNX="$3"
 VNNLIB="$4"
 RESULT="$5"
 TIMEOUT="$6"
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(dirname "$HERE")"
 OPTPRUNE="${OPTPRUNE:-$ROOT/.venv/bin/optprune}"
 METHOD="${OPTPRUNE_METHOD:-auto}"
-PIDFILE="${TMPDIR:-/tmp}/optprune_vnncomp.pid"
 rm -f "$RESULT"
 "$OPTPRUNE" verify "$ONNX" "$VNNLIB" --timeout "$TIMEOUT" --method "$METHOD" --out "$RESULT" --force &
 echo $! > "$PIDFILE"
