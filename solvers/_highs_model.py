@@ -1,19 +1,19 @@
 """Conversion between :class:`~optprune.milp.MILP` and a ``highspy.Highs`` object.
 
-The whole model goes to HiGHS in one ``passModel`` call with CSR arrays.
+The whole model goes to HiGHS in one ``passModel`` call with CSR arrays (integrality in one
+``changeColsIntegrality`` call).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from optprune.milp import MILP, Sense
+from optprune.solvers._native import native_stdout_to_stderr
 
 
 def _highs_module():
@@ -42,14 +42,8 @@ def new_highs():
     if _BANNER_SHOWN:
         h = highspy.Highs()
     else:
-        sys.stdout.flush()
-        saved = os.dup(1)
-        try:
-            os.dup2(2, 1)
+        with native_stdout_to_stderr():
             h = highspy.Highs()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
         _BANNER_SHOWN = True
     h.setOptionValue("output_flag", False)
     return h
