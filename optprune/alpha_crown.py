@@ -303,6 +303,16 @@ def _neuron_rows(n: int, idx: torch.Tensor, B: int) -> torch.Tensor:
     return torch.cat([eye, -eye]).unsqueeze(0).expand(B, -1, -1)
 
 
+def _intersect_rows(lower: torch.Tensor, upper: torch.Tensor, idx: torch.Tensor, ub: torch.Tensor):
+    """``(lower, upper)`` (B, n) intersected at neurons ``idx`` with the padded bounds ``ub`` of the rows of
+    :func:`_neuron_rows` (B, 2|idx|): ``z <= ub[:, :r]`` and ``z >= -ub[:, r:]``. New tensors; the inputs are kept."""
+    r = idx.numel()
+    lo_new, hi_new = lower.clone(), upper.clone()
+    hi_new[:, idx] = torch.minimum(hi_new[:, idx], ub[:, :r])
+    lo_new[:, idx] = torch.maximum(lo_new[:, idx], -ub[:, r:])
+    return lo_new, hi_new
+
+
 def intermediate_bounds(
     tn: TorchNetwork,
     x_lo: torch.Tensor,
@@ -342,12 +352,7 @@ def intermediate_bounds(
             C = _neuron_rows(n, idx, B)
             d = torch.zeros(B, C.shape[1], dtype=DTYPE)
             sb = spec_bound(tn, x_lo, x_hi, lowers, uppers, splits, C, d, None, None, n_layers=j + 1)
-            ub = pad_bound(sb)
-            r = idx.numel()
-            lo_new, hi_new = lowers[j].clone(), uppers[j].clone()
-            hi_new[:, idx] = torch.minimum(hi_new[:, idx], ub[:, :r])
-            lo_new[:, idx] = torch.maximum(lo_new[:, idx], -ub[:, r:])
-            lowers[j], uppers[j] = lo_new, hi_new
+            lowers[j], uppers[j] = _intersect_rows(lowers[j], uppers[j], idx, pad_bound(sb))
     return lowers, uppers
 
 
@@ -375,10 +380,7 @@ def alpha_intermediate_bounds(
         d = torch.zeros(1, C.shape[1], dtype=DTYPE)
         ub, *_ = optimise_spec(tn, x_lo, x_hi, lowers, uppers, None, C, d, iters=iters, lr_alpha=lr,
                                n_layers=j + 1, use_beta=False, stop_below=None)
-        r = idx.numel()
-        lo_new, hi_new = lowers[j].clone(), uppers[j].clone()
-        hi_new[0, idx] = torch.minimum(hi_new[0, idx], ub[0, :r])
-        lo_new[0, idx] = torch.maximum(lo_new[0, idx], -ub[0, r:])
+        lo_new, hi_new = _intersect_rows(lowers[j], uppers[j], idx, ub)
         lowers[j], uppers[j] = lo_new, torch.maximum(hi_new, lo_new)
     return [(lo[0].numpy().copy(), hi[0].numpy().copy()) for lo, hi in zip(lowers, uppers)]
 
