@@ -207,8 +207,7 @@ def build_spec_milp(
     """
     C, d = _spec_arrays(net, C, d)
     builder = ModelBuilder()
-    x = builder.add_columns(np.asarray(x_lower, dtype=np.float64).reshape(-1), x_upper)
-    enc = encode_network(builder, net, bounds, input_idx=x)
+    enc = encode_network(builder, net, bounds, x_lower, x_upper)
     out = enc.output_idx
     if np.any(out < 0):
         raise ShapeMismatchError(
@@ -253,8 +252,8 @@ def build_min_distortion_milp(
     C, d = _spec_arrays(net, C, d)
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
     builder = ModelBuilder()
-    xi = builder.add_columns(np.asarray(domain_lower, dtype=np.float64).reshape(-1), domain_upper)
-    enc = encode_network(builder, net, bounds, input_idx=xi)
+    enc = encode_network(builder, net, bounds, domain_lower, domain_upper)
+    xi = enc.input_idx
     n = x0.size
     span = np.asarray(domain_upper, dtype=np.float64) - np.asarray(domain_lower, dtype=np.float64)
     if norm == "linf":
