@@ -13,14 +13,31 @@ import numpy as np
 import scipy.sparse as sp
 
 from optprune.milp import MILP
+from optprune.solvers.base import SolveOptions
 
-__all__ = ["warn_unsupported", "split_rows", "row_kinds"]
+__all__ = ["warn_unsupported", "native_values", "tightest_feasibility", "split_rows", "row_kinds"]
 
 
 def warn_unsupported(backend: str, option: str, detail: str = "") -> None:
     """Warn that ``option`` is ignored by ``backend`` (never silently dropped)."""
     tail = f": {detail}" if detail else ""
     warnings.warn(f"solver backend {backend!r} ignores the option {option!r}{tail}", UserWarning, stacklevel=3)
+
+
+def native_values(options: SolveOptions, names: dict[str, str]) -> dict[str, float]:
+    """``{native name: value}`` for every shared option in ``names`` (option -> native name) that is set."""
+    return {native: float(getattr(options, option)) for option, native in names.items()
+            if getattr(options, option) is not None}
+
+
+def tightest_feasibility(options: SolveOptions) -> float | None:
+    """The smaller of ``feasibility_tol`` and ``integrality_tol`` (None when neither is set).
+
+    For solvers that check rows, bounds and integrality with one number
+    (HiGHS' ``mip_feasibility_tolerance``, SCIP's ``numerics/feastol``).
+    """
+    tols = [t for t in (options.feasibility_tol, options.integrality_tol) if t is not None]
+    return float(min(tols)) if tols else None
 
 
 def split_rows(model: MILP) -> dict[str, tuple[sp.csr_matrix, np.ndarray]]:

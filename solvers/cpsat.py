@@ -30,7 +30,7 @@ import numpy as np
 
 from optprune.errors import CapabilityError, SolverError
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import warn_unsupported
+from optprune.solvers._common import native_values, warn_unsupported
 from optprune.solvers._native import with_cutoff_row
 from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, Progress, SolveOptions, Status, stop_rules
 
@@ -155,12 +155,9 @@ def set_parameters(params, options: SolveOptions) -> None:
     ``relative_gap_limit``, ``mip_abs_gap`` -> ``absolute_gap_limit``,
     ``threads`` -> ``num_workers``.
     """
-    if options.time_limit is not None:
-        params.max_time_in_seconds = float(options.time_limit)
-    if options.mip_gap is not None:
-        params.relative_gap_limit = float(options.mip_gap)
-    if options.mip_abs_gap is not None:
-        params.absolute_gap_limit = float(options.mip_abs_gap)
+    names = {"time_limit": "max_time_in_seconds", "mip_gap": "relative_gap_limit", "mip_abs_gap": "absolute_gap_limit"}
+    for name, value in native_values(options, names).items():
+        setattr(params, name, value)
     if options.threads is not None:
         params.num_workers = int(options.threads)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from optprune.errors import CapabilityError
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import row_kinds, split_rows, warn_unsupported
+from optprune.solvers._common import native_values, row_kinds, split_rows, warn_unsupported
 from optprune.solvers._native import native_stdout_to_stderr, solver_boundary, with_cost
 from optprune.solvers.base import (
     TOLERANCES,
@@ -109,13 +109,9 @@ def to_gurobi(model: MILP, *, verbose: bool = False):
 
 def gurobi_params(options: SolveOptions) -> dict[str, float | int]:
     """Gurobi parameter names and values for the shared options (module doc)."""
-    params: dict[str, float | int] = {}
-    for option, name in (("time_limit", "TimeLimit"), ("mip_gap", "MIPGap"), ("mip_abs_gap", "MIPGapAbs"),
-                         ("feasibility_tol", "FeasibilityTol"), ("integrality_tol", "IntFeasTol"),
-                         ("cutoff", "Cutoff")):
-        value = getattr(options, option)
-        if value is not None:
-            params[name] = float(value)
+    params: dict[str, float | int] = dict(native_values(options, {
+        "time_limit": "TimeLimit", "mip_gap": "MIPGap", "mip_abs_gap": "MIPGapAbs", "feasibility_tol": "FeasibilityTol",
+        "integrality_tol": "IntFeasTol", "cutoff": "Cutoff"}))
     if options.threads is not None:
         params["Threads"] = int(options.threads)
     return params

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from optprune.milp import MILP
-from optprune.solvers._common import warn_unsupported
+from optprune.solvers._common import native_values, tightest_feasibility, warn_unsupported
 from optprune.solvers._highs_model import from_highs_file, new_highs, to_highs
 from optprune.solvers._native import with_cost
 from optprune.solvers.base import (
@@ -50,6 +50,10 @@ __all__ = [
 ]
 
 
+_HIGHS_NAMES = {"time_limit": "time_limit", "mip_gap": "mip_rel_gap", "mip_abs_gap": "mip_abs_gap",
+                "feasibility_tol": "primal_feasibility_tolerance"}
+
+
 def highs_option_values(options: SolveOptions) -> dict[str, float | int]:
     """HiGHS option names and values for the shared options (``extra`` not included).
 
@@ -58,18 +62,10 @@ def highs_option_values(options: SolveOptions) -> dict[str, float | int]:
     integrality and the rows of a MIP with ``mip_feasibility_tolerance``, which
     gets the smaller of ``integrality_tol`` and ``feasibility_tol``.
     """
-    values: dict[str, float | int] = {}
-    if options.time_limit is not None:
-        values["time_limit"] = float(options.time_limit)
-    if options.mip_gap is not None:
-        values["mip_rel_gap"] = float(options.mip_gap)
-    if options.mip_abs_gap is not None:
-        values["mip_abs_gap"] = float(options.mip_abs_gap)
-    if options.feasibility_tol is not None:
-        values["primal_feasibility_tolerance"] = float(options.feasibility_tol)
-    mip_tols = [t for t in (options.integrality_tol, options.feasibility_tol) if t is not None]
-    if mip_tols:
-        values["mip_feasibility_tolerance"] = float(min(mip_tols))
+    values: dict[str, float | int] = dict(native_values(options, _HIGHS_NAMES))
+    mip_tol = tightest_feasibility(options)
+    if mip_tol is not None:
+        values["mip_feasibility_tolerance"] = mip_tol
     if options.threads is not None:
         values["threads"] = int(options.threads)
     return values

@@ -26,7 +26,7 @@ import numpy as np
 
 from optprune.errors import CapabilityError, InvalidParameterError
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import warn_unsupported
+from optprune.solvers._common import tightest_feasibility, warn_unsupported
 from optprune.solvers._native import zero_objective
 from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, SolveOptions, Status
 
@@ -80,9 +80,9 @@ def tolerance_params(sub: str, options: SolveOptions) -> tuple[list[str], frozen
     if sub == "SCIP":
         if options.mip_abs_gap is not None:
             lines.append(f"limits/absgap = {_fmt(options.mip_abs_gap)}")
-        tols = [t for t in (options.feasibility_tol, options.integrality_tol) if t is not None]
-        if tols:
-            lines.append(f"numerics/feastol = {_fmt(min(tols))}")
+        feastol = tightest_feasibility(options)
+        if feastol is not None:
+            lines.append(f"numerics/feastol = {_fmt(feastol)}")
         return lines, frozenset(TOLERANCES)
     if sub == "SAT":
         if options.mip_abs_gap is not None:

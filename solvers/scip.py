@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from optprune.milp import MILP, Sense
-from optprune.solvers._common import warn_unsupported
+from optprune.solvers._common import native_values, tightest_feasibility, warn_unsupported
 from optprune.solvers.base import (
     TOLERANCES,
     BackendBase,
@@ -104,16 +104,11 @@ def scip_params(options: SolveOptions) -> dict[str, float]:
     integrality with one ``numerics/feastol``, which gets the smaller of
     ``feasibility_tol`` and ``integrality_tol``.
     """
-    params: dict[str, float] = {}
-    if options.time_limit is not None:
-        params["limits/time"] = float(options.time_limit)
-    if options.mip_gap is not None:
-        params["limits/gap"] = float(options.mip_gap)
-    if options.mip_abs_gap is not None:
-        params["limits/absgap"] = float(options.mip_abs_gap)
-    tols = [t for t in (options.feasibility_tol, options.integrality_tol) if t is not None]
-    if tols:
-        params["numerics/feastol"] = float(min(tols))
+    params = native_values(options, {"time_limit": "limits/time", "mip_gap": "limits/gap",
+                                     "mip_abs_gap": "limits/absgap"})
+    feastol = tightest_feasibility(options)
+    if feastol is not None:
+        params["numerics/feastol"] = feastol
     return params
 
 
