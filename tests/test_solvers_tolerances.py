@@ -102,6 +102,21 @@ def test_cpsat_options_reach_the_solver() -> None:
     assert params.relative_gap_limit == 0.0 and params.absolute_gap_limit == 3e-9
 
 
+def test_gurobi_options_reach_the_solver() -> None:
+    _installed("gurobi")
+    from optprune.solvers.gurobi import gurobi_params, to_gurobi
+
+    model, _ = _near_tie_mip()
+    m, _, _ = to_gurobi(model)
+    for key, value in gurobi_params(SolveOptions(mip_gap=0.0, mip_abs_gap=3e-9, feasibility_tol=2e-7,
+                                                 integrality_tol=5e-7, cutoff=4.0, threads=1)).items():
+        m.setParam(key, value)
+    read = {key: m.getParamInfo(key)[2] for key in
+            ("MIPGap", "MIPGapAbs", "FeasibilityTol", "IntFeasTol", "Cutoff", "Threads")}
+    assert read == {"MIPGap": 0.0, "MIPGapAbs": 3e-9, "FeasibilityTol": 2e-7, "IntFeasTol": 5e-7, "Cutoff": 4.0,
+                    "Threads": 1}
+
+
 def test_ortools_sub_solvers_get_parameter_strings() -> None:
     _installed("ortools")
     from ortools.linear_solver import pywraplp
