@@ -64,9 +64,9 @@ from optprune.alpha_crown import (
 )
 from optprune.attack import pgd_attack
 from optprune.bounds import Bounds, linear_bounds
+from optprune.counterexample import case_confirm
 from optprune.errors import InvalidParameterError
 from optprune.network import Network
-from optprune.verify import _case_confirm  # the one counterexample check (verify imports bab only lazily)
 from optprune.vnnlib import VNNLibCase
 
 __all__ = ["BaBResult", "BaBSettings", "bab_verify_case", "INPUT_SPLIT_MAX", "SPLITS"]
@@ -214,7 +214,7 @@ def bab_verify_case(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batched products: one thread, and far faster on a shared, busy machine
     try:
-        return _bab(net, case, deadline, confirm or _case_confirm(net, None, case), bounds, settings, start)
+        return _bab(net, case, deadline, confirm or case_confirm(net, None, case), bounds, settings, start)
     finally:
         torch.set_num_threads(threads)
 

@@ -11,7 +11,7 @@ The pipeline for a decision query (is the unsafe region of a property empty?):
    stop as soon as an incumbent reaches slack 0 (a counterexample) or the dual
    bound falls below 0 (no counterexample for that conjunction).
 
-Every ``sat`` is re-checked by a float64 forward pass of the *reference*
+Every ``sat`` is re-checked (:mod:`optprune.counterexample`) by a float64 forward pass of the *reference*
 network (the original model; for a pruned surrogate, the dense one) and, when
 the model came from ONNX, by onnxruntime in float32: the point is clipped to
 the input box and must satisfy the output condition (strict VNN-LIB
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from optprune.attack import pgd_attack
+from optprune.bab import BaBSettings, bab_verify_case
 from optprune.bounds import (
     BOUND_METHODS,
     DEFAULT_BOUNDS,
@@ -43,6 +44,7 @@ from optprune.bounds import (
     linear_upper_bound,
     obbt_bounds,
 )
+from optprune.counterexample import OnnxChecker, case_confirm, check_counterexample, confirm_point
 from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.formulations.relu_milp import build_min_distortion_milp, build_spec_milp
 from optprune.network import Network
@@ -77,7 +79,6 @@ __all__ = [
 METHODS = ("mip", "bab", "auto")  # verify_property(method=...): MIP pipeline, branch and bound, or BaB then MIP
 AUTO_BAB_SHARE = 0.6  # method="auto": BaB gets this share of the time left, the MIP pipeline the rest
 
-CHECK_TOL = 1e-6  # box tolerance of the counterexample check (inputs)
 
 
 @dataclass
@@ -118,62 +119,6 @@ class VerificationResult:
         }
 
 
-def check_counterexample(reference: Network | Callable, case: VNNLibCase, x: np.ndarray) -> tuple[bool, np.ndarray]:
-    """Float64 forward pass of ``reference``: is ``x`` in the box and its output in the unsafe set?"""
-    x = np.asarray(x, dtype=np.float64).reshape(-1)
-    forward = reference.forward if isinstance(reference, Network) else reference
-    y = np.asarray(forward(x), dtype=np.float64).reshape(-1)
-    return case.violated_by(x, y, tol=CHECK_TOL), y
-
-
-class OnnxChecker:
-    """Forward passes of an ONNX model by onnxruntime in float32, for the counterexample check.
-
-    VNN-COMP judges a counterexample by running the ONNX file; a point that
-    holds only in our float64 pass (a margin of 1e-9 that float32 rounding
-    flips) is not a counterexample for the model the user gave.
-    """
-
-    def __init__(self, model) -> None:
-        import onnx
-        import onnxruntime as ort
-
-        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        first = self.session.get_inputs()[0]
-        self.input_name = first.name
-        self.input_shape = [d if isinstance(d, int) and d > 0 else 1 for d in first.shape]
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        feed = np.asarray(x, dtype=np.float32).reshape(self.input_shape)
-        return np.asarray(self.session.run(None, {self.input_name: feed})[0], dtype=np.float64).reshape(-1)
-
-
-def _confirm(reference, onnx_check: OnnxChecker | None, case: VNNLibCase, x: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray, str]:
-    """Clip ``x`` to the box and check it in float64 (and float32 ONNX): ``(ok, x, y, why_not)``."""
-    x = np.clip(np.asarray(x, dtype=np.float64).reshape(-1), case.lower, case.upper)
-    ok, y = check_counterexample(reference, case, x)
-    if not ok:
-        return False, x, y, "float64 forward pass of the reference network"
-    if onnx_check is not None and not case.violated_by(x, onnx_check(x), tol=CHECK_TOL):
-        return False, x, y, "float32 onnxruntime pass of the ONNX model"
-    return True, x, y, ""
-
-
-def _case_confirm(reference, onnx_check: OnnxChecker | None, case: VNNLibCase):
-    """:func:`_confirm` for one case without the reason, ``x -> (ok, x, y)``: the ``confirm`` of
-    :func:`optprune.bab.bab_verify_case` (whose default is this check on the network itself)."""
-
-    def confirm(x: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
-        ok, x, y, _ = _confirm(reference, onnx_check, case, x)
-        return ok, x, y
-
-    return confirm
-
-
 def _verify_case(
     net: Network,
     case: VNNLibCase,
@@ -197,7 +142,8 @@ def _verify_case(
 
     def conjunction_upper_bounds(bounds) -> list[float]:
         """Conjunctions whose back-substituted upper bound is negative cannot hold."""
-        return [float(np.min(linear_upper_bound(net, bounds, c.C, c.d, case.lower, case.upper))) for c in case.disjuncts]
+        return [float(np.min(linear_upper_bound(net, bounds, c.C, c.d, case.lower, case.upper)))
+                for c in case.disjuncts]
 
     upper = conjunction_upper_bounds(bounds)
     open_idx = [i for i, u in enumerate(upper) if u >= 0]
@@ -214,7 +160,7 @@ def _verify_case(
                          time_limit=max(1.0, 0.1 * (deadline - time.perf_counter())))
         result.stages["attack"] += time.perf_counter() - t
         if att.found:
-            ok, x, y, _ = _confirm(reference, onnx_check, case, att.x)
+            ok, x, y, _ = confirm_point(reference, onnx_check, case, att.x)
             if ok:
                 result.counterexample, result.output, result.decided_by = x, y, "attack"
                 return "sat"
@@ -248,13 +194,13 @@ def _verify_case(
         if sol.status == Status.ERROR:
             _raise_solver_error(solver, sol.message)
         if sol.x is not None and sol.objective >= 0:
-            ok, x, y, why = _confirm(reference, onnx_check, case, model.group("input", sol.x))
+            ok, x, y, why = confirm_point(reference, onnx_check, case, model.group("input", sol.x))
             if not ok and attack:
                 # Numerical slack of the MIP: polish locally with the attack from its point.
                 polish = pgd_attack(net, case.lower, case.upper, [conj], start=x, restarts=1, steps=50,
                                     target_slack=tol.delta)
                 if polish.found:
-                    ok, x, y, why = _confirm(reference, onnx_check, case, polish.x)
+                    ok, x, y, why = confirm_point(reference, onnx_check, case, polish.x)
             if ok:
                 result.counterexample, result.output, result.decided_by = x, y, "mip"
                 return "sat"
@@ -276,13 +222,15 @@ def _verify_case(
 
 def _bab_case(net: Network, case: VNNLibCase, reference, onnx_check, deadline: float, attack: bool,
               result: VerificationResult) -> str:
-    """One case by branch and bound (:func:`optprune.bab.bab_verify_case`); points re-checked by :func:`_confirm`."""
-    from optprune.bab import BaBSettings, bab_verify_case  # bab imports this module (_case_confirm)
+    """One case by branch and bound (:func:`optprune.bab.bab_verify_case`).
+
+    Every point it finds is re-checked by :func:`optprune.counterexample.confirm_point`.
+    """
 
     t = time.perf_counter()
     bounds = linear_bounds(net, case.lower, case.upper)
     check_bounds_contain(net, bounds, (case.lower + case.upper) / 2.0)  # every proof below rests on these bounds
-    res = bab_verify_case(net, case, deadline=deadline, confirm=_case_confirm(reference, onnx_check, case),
+    res = bab_verify_case(net, case, deadline=deadline, confirm=case_confirm(reference, onnx_check, case),
                           bounds=bounds, settings=BaBSettings(attack=attack))
     result.stages["bab"] = result.stages.get("bab", 0.0) + time.perf_counter() - t
     result.bab_domains += res.domains
@@ -384,8 +332,8 @@ def verify_property(
         v = "unknown"
         if method in ("bab", "auto"):
             share = 1.0 if method == "bab" else AUTO_BAB_SHARE
-            v = _bab_case(net, case, reference, onnx_check, time.perf_counter() + share * (deadline - time.perf_counter()),
-                          attack, result)
+            bab_deadline = time.perf_counter() + share * (deadline - time.perf_counter())
+            v = _bab_case(net, case, reference, onnx_check, bab_deadline, attack, result)
         if method == "mip" or (method == "auto" and v == "unknown"):
             v = _verify_case(net, case, reference, solver, deadline, bound_method, attack, threads, result, budget,
                              onnx_check, tolerances)
@@ -426,8 +374,8 @@ def verify_vnnlib(
     prop = read_vnnlib(vnnlib_path, network.input_size, network.output_size)
     spent = time.perf_counter() - start
     if spent >= time_limit:
-        return VerificationResult(verdict="unknown", time_s=spent,
-                                  message=f"the time limit ({time_limit} s) was spent reading the network and the property")
+        message = f"the time limit ({time_limit} s) was spent reading the network and the property"
+        return VerificationResult(verdict="unknown", time_s=spent, message=message)
     result = verify_property(network, prop, time_limit=time_limit - spent, **kwargs)
     result.time_s += spent
     return result
@@ -483,7 +431,8 @@ class AdversarialResult:
         """Every target's margin is proven below zero by a rule of :mod:`optprune.verdicts`."""
         return (
             self.on_reference and bool(self.targets) and not self.is_adversarial
-            and all(t in self.per_target and proves_nonpositive(self.per_target[t], delta=self.delta) for t in self.targets)
+            and all(t in self.per_target and proves_nonpositive(self.per_target[t], delta=self.delta)
+                    for t in self.targets)
         )
 
     def to_dict(self) -> dict:
@@ -525,7 +474,8 @@ def robustness_property(net: Network, x0, label: int, eps: float, *, target: int
         C = np.zeros((1, net.output_size))
         C[0, t], C[0, label] = 1.0, -1.0
         conjs.append(Conjunction(C, np.zeros(1)))
-    return VNNLibProperty(net.input_size, net.output_size, (VNNLibCase(lo, hi, tuple(conjs)),), name=f"robust_{label}_{eps}")
+    case = VNNLibCase(lo, hi, tuple(conjs))
+    return VNNLibProperty(net.input_size, net.output_size, (case,), name=f"robust_{label}_{eps}")
 
 
 def _margin_bound(sol, decision: bool, delta: float) -> float:
@@ -559,7 +509,9 @@ def _targets(net: Network, label: int, target: int | None) -> list[int]:
         raise InvalidParameterError(f"label must be in [0, {net.output_size - 1}], got {label}")
     if target is not None:
         if not 0 <= target < net.output_size or target == label:
-            raise InvalidParameterError(f"target must be a class in [0, {net.output_size - 1}] other than {label}, got {target}")
+            raise InvalidParameterError(
+                f"target must be a class in [0, {net.output_size - 1}] other than {label}, got {target}"
+            )
         return [target]
     return [t for t in range(net.output_size) if t != label]
 
@@ -604,7 +556,9 @@ def max_margin(
     res = AdversarialResult(label=label, target=None, objective=-math.inf, bound=-math.inf, status="optimal", x=None,
                             output=None, on_reference=on_reference, delta=tolerances.delta)
     t = time.perf_counter()
-    b = precomputed_bounds if precomputed_bounds is not None else compute_bounds(net, lo, hi, bound_method, time_budget=0.25 * time_limit)
+    b = precomputed_bounds
+    if b is None:
+        b = compute_bounds(net, lo, hi, bound_method, time_budget=0.25 * time_limit)
     res.stages["bounds"] = time.perf_counter() - t
     check_bounds_contain(net, b, np.clip(x0, lo, hi))  # every proof below rests on these bounds
     res.n_unstable = count_unstable(net, b)
@@ -625,7 +579,10 @@ def max_margin(
         res.n_binaries = enc.n_binaries
         t = time.perf_counter()
         share = (deadline - time.perf_counter()) / (len(targets) - n_done)  # fair share of what is left
-        options = decision_options(share, threads, tolerances) if decision else optimize_options(share, threads, mip_gap, tolerances)
+        if decision:
+            options = decision_options(share, threads, tolerances)
+        else:
+            options = optimize_options(share, threads, mip_gap, tolerances)
         sol = backend.solve(model, options)
         res.stages["mip"] += time.perf_counter() - t
         infeasible = _cutoff_infeasible(sol)
@@ -692,7 +649,10 @@ def min_distortion(
     start = time.perf_counter()
     deadline = start + time_limit
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
-    lo, hi = _ball(x0, max_eps, domain) if max_eps is not None else (np.full(x0.size, domain[0]), np.full(x0.size, domain[1]))
+    if max_eps is not None:
+        lo, hi = _ball(x0, max_eps, domain)
+    else:
+        lo, hi = np.full(x0.size, domain[0]), np.full(x0.size, domain[1])
     on_reference = reference is None or reference is net
     reference = net if reference is None else reference
     res = AdversarialResult(label=label, target=None, objective=math.inf, bound=math.inf, status="optimal", x=None,
@@ -714,7 +674,8 @@ def min_distortion(
         t = time.perf_counter()
         sol = backend.solve(model, optimize_options(deadline - time.perf_counter(), threads, None, tolerances))
         res.stages["mip"] += time.perf_counter() - t
-        res.per_target[t_cls] = {"status": sol.status.value, "objective": sol.objective, "bound": sol.bound, "time_s": sol.time_s}
+        res.per_target[t_cls] = {"status": sol.status.value, "objective": sol.objective, "bound": sol.bound,
+                                 "time_s": sol.time_s}
         if sol.status == Status.ERROR:
             _raise_solver_error(solver, sol.message)
         if sol.status == Status.INFEASIBLE:

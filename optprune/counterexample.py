@@ -1,0 +1,79 @@
+"""The one check every counterexample passes before it is reported ``sat``.
+
+A point is clipped to the property's input box, run forward in float64 through
+the reference network and, when the model came from ONNX, through onnxruntime
+in float32 (as VNN-COMP judges it); it must satisfy the output condition
+(strict VNN-LIB inequalities strictly) in both. Used by the MIP pipeline
+(:mod:`optprune.verify`) and by branch and bound (:mod:`optprune.bab`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from optprune.network import Network
+from optprune.vnnlib import VNNLibCase
+
+__all__ = ["CHECK_TOL", "OnnxChecker", "check_counterexample", "confirm_point", "case_confirm"]
+
+CHECK_TOL = 1e-6  # box tolerance of the counterexample check (inputs)
+
+
+def check_counterexample(reference: Network | Callable, case: VNNLibCase, x: np.ndarray) -> tuple[bool, np.ndarray]:
+    """Float64 forward pass of ``reference``: is ``x`` in the box and its output in the unsafe set?"""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    forward = reference.forward if isinstance(reference, Network) else reference
+    y = np.asarray(forward(x), dtype=np.float64).reshape(-1)
+    return case.violated_by(x, y, tol=CHECK_TOL), y
+
+
+class OnnxChecker:
+    """Forward passes of an ONNX model by onnxruntime in float32, for the counterexample check.
+
+    VNN-COMP judges a counterexample by running the ONNX file; a point that
+    holds only in our float64 pass (a margin of 1e-9 that float32 rounding
+    flips) is not a counterexample for the model the user gave.
+    """
+
+    def __init__(self, model) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        self.input_shape = [d if isinstance(d, int) and d > 0 else 1 for d in first.shape]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        feed = np.asarray(x, dtype=np.float32).reshape(self.input_shape)
+        return np.asarray(self.session.run(None, {self.input_name: feed})[0], dtype=np.float64).reshape(-1)
+
+
+def confirm_point(
+    reference, onnx_check: OnnxChecker | None, case: VNNLibCase, x: np.ndarray
+) -> tuple[bool, np.ndarray, np.ndarray, str]:
+    """Clip ``x`` to the box and check it in float64 (and float32 ONNX): ``(ok, x, y, why_not)``."""
+    x = np.clip(np.asarray(x, dtype=np.float64).reshape(-1), case.lower, case.upper)
+    ok, y = check_counterexample(reference, case, x)
+    if not ok:
+        return False, x, y, "float64 forward pass of the reference network"
+    if onnx_check is not None and not case.violated_by(x, onnx_check(x), tol=CHECK_TOL):
+        return False, x, y, "float32 onnxruntime pass of the ONNX model"
+    return True, x, y, ""
+
+
+def case_confirm(reference, onnx_check: OnnxChecker | None, case: VNNLibCase):
+    """:func:`confirm_point` for one case without the reason, ``x -> (ok, x, y)``: the ``confirm`` of
+    :func:`optprune.bab.bab_verify_case` (whose default is this check on the network itself)."""
+
+    def confirm(x: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
+        ok, x, y, _ = confirm_point(reference, onnx_check, case, x)
+        return ok, x, y
+
+    return confirm
