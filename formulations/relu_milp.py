@@ -167,7 +167,9 @@ def encode_network(
             ones = np.ones(m)
             local = np.arange(m)
             # h - W h_prev >= b
-            builder.add_coo_rows(np.concatenate([local, r]), np.concatenate([cols, c]), np.concatenate([ones, v]), b_u, np.inf)
+            builder.add_coo_rows(
+                np.concatenate([local, r]), np.concatenate([cols, c]), np.concatenate([ones, v]), b_u, np.inf,
+            )
             # h - W h_prev - l delta <= b - l
             builder.add_coo_rows(
                 np.concatenate([local, r, local]), np.concatenate([cols, c, binaries]),
@@ -190,7 +192,9 @@ def encode_network(
 def _spec_arrays(net: Network, C, d) -> tuple[np.ndarray, np.ndarray]:
     C = np.atleast_2d(np.asarray(C, dtype=np.float64))
     if C.shape[1] != net.output_size:
-        raise ShapeMismatchError(f"output specification has {C.shape[1]} columns, network has {net.output_size} outputs")
+        raise ShapeMismatchError(
+            f"output specification has {C.shape[1]} columns, network has {net.output_size} outputs"
+        )
     d = np.broadcast_to(np.asarray(d, dtype=np.float64), (C.shape[0],)).copy()
     return C, d
 

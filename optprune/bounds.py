@@ -176,7 +176,9 @@ def linear_bounds(net: Network, x_lower, x_upper, start: Bounds | None = None) -
     return bounds
 
 
-def linear_upper_bound(net: Network, bounds: Bounds, c_out: np.ndarray, d_out: np.ndarray | float, x_lower, x_upper) -> np.ndarray:
+def linear_upper_bound(
+    net: Network, bounds: Bounds, c_out: np.ndarray, d_out: np.ndarray | float, x_lower, x_upper
+) -> np.ndarray:
     """Upper bounds of the output specifications ``c_out @ y + d_out`` (one per row of ``c_out``).
 
     Back-substituting the specification itself (rather than bounding each logit)

@@ -93,7 +93,7 @@ class MILP:
                 f"MILP constraint matrix A[{row}, {int(A.indices[k])}] is {float(A.data[k])} ({int(bad.sum())} such "
                 "entries); coefficients must be finite numbers"
             )
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_ = lambda k, v: object.__setattr__(self, k, v)
         set_("c", _vector("c", c, n, 0.0))
         set_("A", A)
         set_("row_lower", _vector("row_lower", self.row_lower, m, -INF))
@@ -112,7 +112,10 @@ class MILP:
         for key in ("row_lower", "row_upper", "col_lower", "col_upper"):
             _refuse_nonfinite(key, getattr(self, key), allow_inf=True,
                               allowed="bounds are numbers or +-inf (no bound), never NaN")
-        for key, wrong in (("row_lower", np.inf), ("col_lower", np.inf), ("row_upper", -np.inf), ("col_upper", -np.inf)):
+        wrong_infinities = (
+            ("row_lower", np.inf), ("col_lower", np.inf), ("row_upper", -np.inf), ("col_upper", -np.inf),
+        )
+        for key, wrong in wrong_infinities:
             hit = np.flatnonzero(getattr(self, key) == wrong)
             if hit.size:
                 raise InvalidParameterError(

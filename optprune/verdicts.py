@@ -174,7 +174,8 @@ def check_bounds_contain(net: Network, bounds, x: np.ndarray) -> None:
             i = int(bad[0])
             raise UnsoundBoundsError(
                 f"unsound bounds: layer {k} ({net.layers[k].name!r}) neuron {i} has pre-activation {z[i]!r} at a "
-                f"point of the input region, outside its bounds [{lo[i]!r}, {hi[i]!r}] ({bad.size} neurons in this layer)"
+                f"point of the input region, outside its bounds [{lo[i]!r}, {hi[i]!r}] "
+                f"({bad.size} neurons in this layer)"
             )
 
 
@@ -221,4 +222,5 @@ def _violation_with_free_columns(model, v: np.ndarray, free: np.ndarray) -> floa
     lo[fixed] = hi[fixed] = v[fixed]
     probe = MILP(np.zeros(model.n_vars), model.A, model.row_lower, model.row_upper, lo, hi, None, Sense.MINIMIZE)
     sol = get_backend("highs").solve(probe, SolveOptions(time_limit=30.0))
-    return 0.0 if sol.status == Status.OPTIMAL and sol.x is not None and probe.max_violation(sol.x) <= 1e-6 else math.inf
+    accepted = sol.status == Status.OPTIMAL and sol.x is not None and probe.max_violation(sol.x) <= 1e-6
+    return 0.0 if accepted else math.inf

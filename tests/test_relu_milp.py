@@ -36,7 +36,10 @@ def tiny_net(seed: int, n_in: int, hidden: list[int], n_out: int = 3) -> Network
 
 
 def activation_regions(net: Network):
-    """Every activation pattern of a tiny net as ``(A_ub, b_ub, Y, y)``: on ``A_ub x <= b_ub`` the output is ``Y x + y``."""
+    """Every activation pattern of a tiny net as ``(A_ub, b_ub, Y, y)``.
+
+    On the region ``A_ub x <= b_ub`` the output is the affine map ``Y x + y``.
+    """
     n_hidden = [layer.out_features for layer in net.layers[:-1]]
     for pattern in itertools.product([0, 1], repeat=sum(n_hidden)):
         # Along a fixed pattern the network is affine in x: z_k = A_k x + a_k.
@@ -88,7 +91,10 @@ def test_milp_optimum_equals_activation_pattern_enumeration(backend, seed, n_in,
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), hidden=st.lists(st.integers(2, 12), min_size=1, max_size=3), radius=st.floats(0.01, 2.0))
+@given(
+    seed=st.integers(0, 10_000), hidden=st.lists(st.integers(2, 12), min_size=1, max_size=3),
+    radius=st.floats(0.01, 2.0),
+)
 def test_every_bound_level_is_sound_and_ordered(seed, hidden, radius):
     net = tiny_net(seed, 4, hidden)
     rng = np.random.default_rng(seed)
@@ -135,7 +141,10 @@ def test_stable_neurons_get_no_binary_and_inactive_ones_are_removed():
 
 def test_min_distortion_matches_a_one_dimensional_hand_computation():
     # y0 - y1 = 2x - 1 with x in [0, 1]: from x0 = 0.1 the smallest move to y0 >= y1 + margin is to 0.5 + margin/2.
-    net = Network((AffineLayer(np.array([[1.0], [1.0]]), np.zeros(2)), AffineLayer(np.array([[1.0, 0.0], [-1.0, 0.0]]), np.array([0.0, 1.0]), "identity")))
+    net = Network((
+        AffineLayer(np.array([[1.0], [1.0]]), np.zeros(2)),
+        AffineLayer(np.array([[1.0, 0.0], [-1.0, 0.0]]), np.array([0.0, 1.0]), "identity"),
+    ))
     lo, hi = np.zeros(1), np.ones(1)
     bounds = linear_bounds(net, lo, hi)
     for norm in ("linf", "l1"):

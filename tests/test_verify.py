@@ -109,7 +109,10 @@ def test_a_reference_model_that_disagrees_blocks_a_sat_verdict():
 
 def test_max_margin_and_min_distortion_on_a_tiny_classifier():
     rng = np.random.default_rng(1)
-    net = Network((AffineLayer(rng.normal(size=(6, 4)), rng.normal(size=6)), AffineLayer(rng.normal(size=(3, 6)), rng.normal(size=3), "identity")))
+    net = Network((
+        AffineLayer(rng.normal(size=(6, 4)), rng.normal(size=6)),
+        AffineLayer(rng.normal(size=(3, 6)), rng.normal(size=3), "identity"),
+    ))
     x0 = rng.uniform(0.3, 0.7, size=4)
     label = int(net.predict(x0))
     res = max_margin(net, x0, label, 0.2)
@@ -182,8 +185,8 @@ def test_fast_256x2_instances_match_the_competition(mnistfc, prop):
 def test_verify_cli_json_and_result_file(mnistfc, tmp_path):
     out = tmp_path / "result.txt"
     proc = subprocess.run(
-        [sys.executable, "-m", "optprune", "verify", str(mnistfc / "mnist-net_256x2.onnx"), str(mnistfc / "prop_7_0.03.vnnlib"),
-         "--timeout", "60", "--json", "--out", str(out)],
+        [sys.executable, "-m", "optprune", "verify", str(mnistfc / "mnist-net_256x2.onnx"),
+         str(mnistfc / "prop_7_0.03.vnnlib"), "--timeout", "60", "--json", "--out", str(out)],
         capture_output=True, text=True, check=True,
     )
     payload = json.loads(proc.stdout)
@@ -237,7 +240,10 @@ def test_spec_milp_exports_to_mps_and_pyomo_with_the_same_optimum(tmp_path):
     from optprune.solvers import solve, to_pyomo
 
     rng = np.random.default_rng(5)
-    net = Network((AffineLayer(rng.normal(size=(6, 3)), rng.normal(size=6)), AffineLayer(rng.normal(size=(2, 6)), rng.normal(size=2), "identity")))
+    net = Network((
+        AffineLayer(rng.normal(size=(6, 3)), rng.normal(size=6)),
+        AffineLayer(rng.normal(size=(2, 6)), rng.normal(size=2), "identity"),
+    ))
     lo, hi = np.zeros(3), np.ones(3)
     model, _ = build_spec_milp(net, linear_bounds(net, lo, hi), lo, hi, [[1.0, -1.0]], 0.0)
     expected = solve(model).objective

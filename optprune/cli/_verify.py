@@ -34,7 +34,9 @@ def verify_command(
              "(BaB, then the MIP pipeline on the time left).",
     ),
     out: Path = typer.Option(None, "--out", help="Write the VNN-COMP result file here."),
-    export_mps: Path = typer.Option(None, "--export-mps", help="Also write the first output conjunction's MILP as MPS."),
+    export_mps: Path = typer.Option(
+        None, "--export-mps", help="Also write the first output conjunction's MILP as MPS."
+    ),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     trust_pickle: bool = TRUST_PICKLE_OPTION,
     as_json: bool = JSON_OPTION,
@@ -62,8 +64,8 @@ def verify_command(
     remaining = timeout - load_s
     if remaining > 0:
         onnx_model = network if network.suffix.lower() == ".onnx" else None  # float32 re-check of counterexamples
-        result = verify_property(net, parsed, solver=solver, time_limit=remaining, bound_method=bounds, attack=not no_attack,
-                                 onnx_model=onnx_model, method=method)
+        result = verify_property(net, parsed, solver=solver, time_limit=remaining, bound_method=bounds,
+                                 attack=not no_attack, onnx_model=onnx_model, method=method)
     else:
         result = VerificationResult(
             verdict="unknown", time_s=0.0,
@@ -76,7 +78,8 @@ def verify_command(
         _export_first_conjunction(net, parsed, bounds, export_mps)
     payload = {"network": str(network), "property": str(prop), "solver": solver, "load_s": round(load_s, 4),
                **result.to_dict()}
-    human = f"{result.verdict} in {result.time_s:.2f}s (decided by {result.decided_by or '-'}; stages {payload['stages']})"
+    decided_by = result.decided_by or "-"
+    human = f"{result.verdict} in {result.time_s:.2f}s (decided by {decided_by}; stages {payload['stages']})"
     if result.message:
         human += f": {result.message}"
     emit(payload, as_json, human)
@@ -107,7 +110,9 @@ def attack_command(
     solver: str = typer.Option("highs", "--solver"),
     time_limit: float = typer.Option(60.0, "--time-limit", help="Seconds (> 0) per image (all targets)."),
     bounds: str = typer.Option(DEFAULT_BOUNDS, "--bounds", help=BOUNDS_HELP),
-    data_dir: Path = typer.Option(None, "--data-dir", help="Folder holding mnist/ (default: $OPTPRUNE_DATA or ../shared/data)."),
+    data_dir: Path = typer.Option(
+        None, "--data-dir", help="Folder holding mnist/ (default: $OPTPRUNE_DATA or ../shared/data)."
+    ),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     trust_pickle: bool = TRUST_PICKLE_OPTION,
     as_json: bool = JSON_OPTION,
@@ -171,7 +176,9 @@ def _plot_grid(originals, adversarials, labels, preds, shape, path: Path, eps: f
     side = int(np.sqrt(np.prod(shape)))
     fig, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.2), squeeze=False)
     for j in range(n):
-        for row, images, title in ((0, originals, f"y={labels[j]}" if len(labels) else ""), (1, adversarials, f"pred={preds[j]}" if len(preds) else "")):
+        top = f"y={labels[j]}" if len(labels) else ""
+        bottom = f"pred={preds[j]}" if len(preds) else ""
+        for row, images, title in ((0, originals, top), (1, adversarials, bottom)):
             ax = axes[row][j]
             ax.axis("off")
             if j < len(images):
