@@ -277,15 +277,17 @@ def run_bench(
     log: Callable[[str], None] = _log_to_stderr,
     command: list[str] | None = None,
     method: str | None = None,
+    allow_dirty: bool = False,
 ) -> BenchResult:
     """Run (or resume) a benchmark into ``out`` and write its summary and plots (module doc).
 
     ``method`` (``mip``, ``bab``, ``auto``) overrides the method of every ``vnnlib`` query of the config.
 
     The summary starts with the provenance header (:func:`optprune.bench._provenance.provenance_header`):
-    ``command`` (default: this process's ``sys.argv``), date, machine and library versions.
+    ``command`` (default: this process's ``sys.argv``), commit and clean tree, date, wall time, machine and
+    library versions. Writing under ``results/`` from a dirty tree is refused unless ``allow_dirty``.
     """
-    from optprune.bench._provenance import provenance_header
+    from optprune.bench._provenance import start_run
     from optprune.bench._summary import summarize, surrogate_summary, write_plots, write_surrogate, write_tables
 
     if executor not in EXECUTORS:
@@ -309,6 +311,8 @@ def run_bench(
         raise InvalidParameterError(f"workers must be an integer >= 1; got {workers!r}")
     out = Path(out)
     started = time.perf_counter()
+    run = start_run(out, [Path(sys.argv[0]).name, *sys.argv[1:]] if command is None else command,
+                    allow_dirty=allow_dirty)
     lock = lock_dir(out)
     try:
         if source is not None and source.resolve() != (out / "config.toml").resolve():
@@ -327,6 +331,7 @@ def run_bench(
         try:
             todo = [j for j in jobs if j[0]["id"] not in store]
             done_before = len(jobs) - len(todo)
+            run.resumed(done_before, len(jobs))
             log(f"{config.name}: {len(jobs)} tasks, {done_before} already done, {len(todo)} to run "
                 f"({executor}, {workers} worker{'s' if workers != 1 else ''})")
             bar = _Progress(len(jobs), done_before, progress)
@@ -342,7 +347,7 @@ def run_bench(
         finally:
             store.close()
         tasks = [j[0] for j in jobs]
-        header = provenance_header([Path(sys.argv[0]).name, *sys.argv[1:]] if command is None else command)
+        header = run.header()
         result = BenchResult(out=out, total=len(jobs), done=len(records), ran=ran, surrogate=surrogate)
         if surrogate:
             rows = surrogate_summary(tasks, records)

@@ -24,6 +24,8 @@ def bench_command(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar on stderr."),
     method: str = typer.Option(None, "--method", help="mip, bab or auto for every vnnlib query (default: the config's)."),
+    allow_dirty: bool = typer.Option(False, "--allow-dirty",
+                                     help="Write under results/ from a dirty working tree (stamped in the header)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run or resume a benchmark: one JSON line per result, summary table and plots; a killed run resumes."""
@@ -42,7 +44,8 @@ def bench_command(
     if executor == "ray":
         check_ray_address(address)  # before networks are trained: an unreachable cluster fails in seconds
     result = run_bench(config, out, workers=workers, executor=executor, address=address, surrogate=surrogate,
-                       progress=progress, plots=plots, method=method)
+                       progress=progress, plots=plots, method=method,
+                       allow_dirty=allow_dirty)
     if as_json:
         print(result.markdown, file=sys.stderr)
         emit(result.to_dict(), True)
