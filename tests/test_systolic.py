@@ -277,10 +277,35 @@ def test_unstructured_at_equal_cycles() -> None:
     layout = block_layout([[1, 8, 6], [1, 6, 4]], ArraySpec(2, 2, "ws"))
     weights = [rng.normal(size=(8, 6)), rng.normal(size=(6, 4))]
     masks, sel = unstructured_at_cycles(layout, weights, 0.6)
-    assert sel.cycles <= sel.budget
-    assert sel.keep.tolist() == layout.keep_from_weights(masks).tolist()
-    # one more weight (the next largest) would break the budget or not be a valid count
-    assert sum(int(m.sum()) for m in masks) == sel.extra["weights_kept"]
+    # By hand (ws, 2x2, M = 1): every fold (= block) is 2R + C + M - 2 = 5 lines; a layer keeping b blocks takes
+    # 5b - 1 cycles. Dense: 4x3 = 12 and 3x2 = 6 blocks, 59 + 29 = 88 cycles; budget floor(0.6 * 88) = 52, so at
+    # most 5 (b1 + b2) - 2 <= 52, b1 + b2 <= 10 blocks, each layer keeping at least one.
+    assert sel.budget == 52
+
+    def blocks_and_cycles(k: int) -> tuple[list[set], int]:
+        flat = [(abs(w[i, j]), layer, i, j) for layer, w in enumerate(weights)
+                for i in range(w.shape[0]) for j in range(w.shape[1])]
+        top = sorted(flat, key=lambda e: -e[0])[:k]  # the k largest magnitudes (no ties in normal draws)
+        blocks = [{(i // 2, j // 2) for _, lay, i, j in top if lay == layer} for layer in range(2)]
+        return blocks, sum(5 * len(b) - 1 for b in blocks if b)
+
+    def fits(k: int) -> bool:
+        blocks, cycles = blocks_and_cycles(k)
+        return cycles <= 52 and all(blocks)
+
+    # brute force over the number of kept weights: the most that fit the budget with no layer emptied
+    best = max(k for k in range(1, 8 * 6 + 6 * 4 + 1) if fits(k))
+    blocks, cycles = blocks_and_cycles(best)
+    assert sel.extra["weights_kept"] == best and sum(int(m.sum()) for m in masks) == best
+    assert sel.cycles == cycles <= 52 and sum(len(b) for b in blocks) == 10
+    # the kept weights are the `best` largest magnitudes, and the blocks that run are those holding one of them
+    threshold = sorted(np.concatenate([np.abs(w).ravel() for w in weights]))[-best]
+    for w, m in zip(weights, masks):
+        assert m.tolist() == (np.abs(w) >= threshold).tolist()
+    assert sel.keep.tolist() == [(i, j) in blocks[0] for i in range(4) for j in range(3)] + \
+        [(i, j) in blocks[1] for i in range(3) for j in range(2)]
+    # one more weight opens an 11th block: over the budget
+    assert blocks_and_cycles(best + 1)[1] > 52
 
 
 # ----------------------------------------------------------------------------- assignment vs brute force
