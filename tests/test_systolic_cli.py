@@ -60,7 +60,12 @@ def test_cycles_onnx(capsys, mnistfc) -> None:
             "--dataflow", "os", "--batch", "4", "--json")
     shapes = [[layer["M"], layer["K"], layer["N"]] for layer in r["layers"]]
     assert shapes == [[4, 784, 256], [4, 256, 256], [4, 256, 10]]
-    assert r["total_cycles"] == int(compute_cycles(np.array(shapes), ArraySpec(16, 8, "os")).sum())
+    # SCALE-Sim os on 16x8 by hand: ceil(M/16) ceil(N/8) folds of R + C + K - 2 lines, cycles = folds x lines - 1
+    #   4x784x256: 1 x 32 = 32 folds of 16 + 8 + 784 - 2 = 806 lines -> 25791
+    #   4x256x256: 32 folds of 278 lines -> 8895;  4x256x10: 1 x 2 = 2 folds of 278 lines -> 555
+    assert [(layer["folds"], layer["cycles_per_fold"], layer["cycles"]) for layer in r["layers"]] == [
+        (32, 806, 25791), (32, 278, 8895), (2, 278, 555)]
+    assert r["total_cycles"] == 25791 + 8895 + 555 == 35241
 
 
 @pytest.mark.parametrize(
@@ -70,7 +75,7 @@ def test_cycles_onnx(capsys, mnistfc) -> None:
         (["--array", "8x0"], "cols must be a positive integer >= 1"),
         (["--array", "3.5x4"], "rows must be a positive integer (e.g. 32x32 or 32); got '3.5'"),
         (["--dataflow", "rs"], "--dataflow must be one of ws, os, is; got 'rs'"),
-        (["--batch", "0"], "--batch must be >= 1; got 0"),
+        (["--batch", "0"], "--batch must be in [1, 2147483647]; got 0"),
     ],
 )
 def test_cycles_bad_options(capsys, gemm_list, args, message) -> None:
@@ -171,4 +176,9 @@ def test_torch_model_cycles_match_python_api(capsys, tmp_path) -> None:
     save_torch_model(model, path)
     r = run(capsys, "systolic", "cycles", str(path), "--array", "4", "--dataflow", "is", "--batch", "2", "--json")
     assert [[layer["M"], layer["K"], layer["N"]] for layer in r["layers"]] == [[2, 12, 6], [2, 6, 3]]
+    # SCALE-Sim is on 4x4 by hand: ceil(K/4) ceil(M/4) folds of 2R + C + N - 2 lines, cycles = folds x lines - 1
+    #   2x12x6: 3 x 1 = 3 folds of 8 + 4 + 6 - 2 = 16 lines -> 47;  2x6x3: 2 x 1 = 2 folds of 13 lines -> 25
+    assert [(layer["folds"], layer["cycles_per_fold"], layer["cycles"]) for layer in r["layers"]] == [
+        (3, 16, 47), (2, 13, 25)]
+    assert r["total_cycles"] == 47 + 25 == 72
     assert r["total_cycles"] == int(compute_cycles([[2, 12, 6], [2, 6, 3]], ArraySpec(4, 4, "is")).sum())
