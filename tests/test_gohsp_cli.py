@@ -46,10 +46,24 @@ def test_gohsp_command_reports_and_writes(capsys, tiny_vit, tmp_path):
     assert plot.stat().st_size > 0
 
 
+# TINY's parameters by hand (dim 16, head_dim 4, 17 tokens, 10 classes): patch embedding 2*2*16 + 16 = 80, class
+# token 16, positions 17*16 = 272, final LayerNorm 32, head 16*10 + 10 = 170; a block with h heads and m MLP neurons:
+# two LayerNorms 64, q/k/v 3 (16*4h + 4h) = 204h, out_proj 4h*16 + 16 = 64h + 16, fc1 17m, fc2 16m + 16, so
+# 268h + 33m + 96. Unpruned (h=4, m=12): 570 + 2 * 1564 = 3698; smallest (h=1, m=1): 570 + 2 * 397 = 1364.
+INFEASIBLE = ("budget params=36.98 is infeasible: the smallest allowed widths need params=1364 "
+              "(0.3688 of the unpruned model's 3698); allowed: a budget >= 1364 (relative >= 0.3688)")
+
+
+def test_hand_counted_parameters_of_tiny():
+    count = lambda cfg: sum(p.numel() for p in make_vit(cfg, seed=0).parameters())
+    assert count(TINY) == 3698
+    assert count(ViTConfig(8, 2, 1, 16, 4, (1, 1), (1, 1))) == 1364
+
+
 @pytest.mark.parametrize(
     ("args", "error_type", "says"),
     [
-        (("--budget", "params=0.01"), "InfeasibleBudgetError", ""),
+        (("--budget", "params=0.01"), "InfeasibleBudgetError", INFEASIBLE),
         (("--budget", "memory=0.5"), "InvalidParameterError", "params"),
         (("--data", "mnist"), "ShapeMismatchError", "(1, 8, 8)"),
         (("--out", "x.txt"), "InvalidParameterError", ".onnx or .pt"),
