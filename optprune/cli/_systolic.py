@@ -39,23 +39,26 @@ def cycles_command(
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=TRUST_PICKLE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Per-layer GEMM shape, folds and compute cycles (SCALE-Sim 3.0.0's "Total Cycles" without stalls)."""
-    from optprune.systolic import fold_counts, load_gemms, parse_array
+    """Per-layer GEMM shape, folds and compute cycles (SCALE-Sim 3.0.0's "Total Cycles" without stalls).
+
+    Cycle counts are exact Python integers; dimensions and array sides are integers in [1, 2**31 - 1].
+    """
+    from optprune.systolic import MAX_DIM, exact_cycles, fold_counts, load_gemms, parse_array
 
     spec = parse_array(array, _dataflow(dataflow))
-    check_number("--batch", batch, low=1)
+    check_number("--batch", batch, low=1, high=MAX_DIM)
     gemms = load_gemms(network, batch, trust_pickle=trust_pickle)
     shapes = [g.shape for g in gemms]
     folds, per_fold = fold_counts(shapes, spec)
-    cycles = folds * per_fold - 1
+    cycles = exact_cycles(shapes, spec)
     layers = [
         {"name": g.name, "kind": g.kind, "M": g.M, "K": g.K, "N": g.N, "folds": int(f), "cycles_per_fold": int(p),
-         "cycles": int(c)}
+         "cycles": c}
         for g, f, p, c in zip(gemms, folds, per_fold, cycles)
     ]
     payload = {"network": str(network), "array": [spec.rows, spec.cols], "dataflow": spec.dataflow,
                "batch": None if network.suffix.lower() == ".json" else batch, "layers": layers,
-               "total_cycles": int(cycles.sum())}
+               "total_cycles": sum(cycles)}
     human = "\n".join(
         [f"{'layer':<16}{'M':>7}{'K':>7}{'N':>7}{'folds':>8}{'cycles':>12}"]
         + [f"{r['name']:<16}{r['M']:>7}{r['K']:>7}{r['N']:>7}{r['folds']:>8}{r['cycles']:>12}" for r in layers]
@@ -97,6 +100,7 @@ def prune_command(
     from optprune.io import load_torch_model
     from optprune.systolic import (
         BLOCK_SCORERS,
+        MAX_DIM,
         apply_blocks,
         block_layout,
         block_scores,
@@ -112,7 +116,7 @@ def prune_command(
 
     spec = parse_array(array, _dataflow(dataflow))
     check_number("--cycle-budget", cycle_budget, low=0, high=1, low_open=True)
-    check_number("--batch", batch, low=1)
+    check_number("--batch", batch, low=1, high=MAX_DIM)
     check_number("--min-keep-ratio", min_keep_ratio, low=0, high=1)
     check_number("--finetune-epochs", finetune_epochs, low=0)
     check_number("--calibration-size", calibration_size, low=1)
@@ -180,11 +184,11 @@ def assign_command(
 ) -> None:
     """Assign layer tiles to several arrays to minimise the makespan (layers in order); LPT for comparison."""
     from optprune.solvers import get_backend
-    from optprune.systolic import assign_tiles, load_gemms, lpt_assign, parse_arrays, tile_durations
+    from optprune.systolic import MAX_DIM, assign_tiles, load_gemms, lpt_assign, parse_arrays, tile_durations
 
     specs = parse_arrays(arrays, _dataflow(dataflow))
-    check_number("--batch", batch, low=1)
-    check_number("--tile", tile, low=1)
+    check_number("--batch", batch, low=1, high=MAX_DIM)
+    check_number("--tile", tile, low=1, high=MAX_DIM)
     check_number("--time-limit", time_limit, low=0, low_open=True)
     get_backend(solver)
     gemms = load_gemms(network, batch, trust_pickle=trust_pickle)

@@ -17,11 +17,14 @@ The formulations live in :mod:`optprune.formulations.systolic`.
 from optprune.systolic._assign import Assignment, assign_tiles, lpt_assign, makespan, tile_durations
 from optprune.systolic._cycles import (
     DATAFLOWS,
+    MAX_BLOCKS,
+    MAX_DIM,
     ArraySpec,
     BlockLayout,
     block_layout,
     block_sums,
     compute_cycles,
+    exact_cycles,
     fold_counts,
     parse_array,
     parse_arrays,
@@ -58,6 +61,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "DATAFLOWS",
+    "MAX_BLOCKS",
+    "MAX_DIM",
     "SUPPORTED_LAYERS",
     "ArraySpec",
     "Assignment",
@@ -69,6 +74,7 @@ __all__ = [
     "block_sums",
     "budget_cycles",
     "compute_cycles",
+    "exact_cycles",
     "fold_counts",
     "gemms_from_json",
     "gemms_from_network",

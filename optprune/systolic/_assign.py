@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optprune.errors import InvalidParameterError, SolverError
-from optprune.systolic._cycles import ArraySpec, compute_cycles
+from optprune.systolic._cycles import MAX_BLOCKS, MAX_DIM, ArraySpec, _as_gemms, compute_cycles
 
 __all__ = ["Assignment", "assign_tiles", "lpt_assign", "makespan", "tile_durations"]
 
@@ -43,11 +43,17 @@ def tile_durations(gemms, arrays: list[ArraySpec], tile: int | None = None) -> t
     """``(durations (tiles, arrays), layer of each tile, tile widths)`` for GEMMs ``[M, K, N]``."""
     if not arrays:
         raise InvalidParameterError("at least one array is needed to assign tiles")
-    g = np.asarray(gemms, dtype=np.int64).reshape(-1, 3)
+    g = _as_gemms(gemms)
     width = int(tile) if tile is not None else max(a.cols for a in arrays)
-    if width < 1:
-        raise InvalidParameterError(f"tile width must be an integer >= 1; got {tile!r}")
+    if not 1 <= width <= MAX_DIM:
+        raise InvalidParameterError(f"tile width must be an integer in [1, {MAX_DIM}]; got {tile!r}")
     ntiles = -(-g[:, 2] // width)
+    total = sum(int(n) for n in ntiles.tolist())
+    if total > MAX_BLOCKS:
+        raise InvalidParameterError(
+            f"tile_durations: {total} tiles of {width} columns; at most MAX_BLOCKS = {MAX_BLOCKS} are built "
+            "(choose a wider tile)"
+        )
     layer = np.repeat(np.arange(g.shape[0]), ntiles)
     start = np.concatenate([[0], np.cumsum(ntiles)])[:-1]
     local = np.arange(layer.size) - start[layer]

@@ -51,10 +51,21 @@ weight operand ``K x N`` (``R`` rows of ``K``, ``C`` columns of ``N``).
 Summed over all blocks of a dense layer each reproduces the closed form above.
 Cycles after pruning = ``sum(kept block costs) + sum(fixed costs of opened
 groups) - 1`` per layer that keeps a block (a layer keeping none costs 0).
+
+**Ranges.** Every GEMM dimension ``M``, ``K``, ``N`` and every array side ``R``,
+``C`` is an integer in ``[1, MAX_DIM]`` (``MAX_DIM = 2**31 - 1``); anything else
+is an :class:`~optprune.errors.InvalidParameterError`. In that range folds
+(``< 2**62``) and lines per fold (``< 2**33``) fit in int64, so
+:func:`fold_counts` never wraps; their product may not, so :func:`exact_cycles`
+multiplies Python integers (the CLI's answer, exact for every shape in range)
+and :func:`compute_cycles`, which returns int64 arrays, refuses a layer whose
+cycles pass ``2**63 - 1`` instead of wrapping around. A layout or tiling of more
+than ``MAX_BLOCKS`` blocks or tiles is refused before it is built.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -64,10 +75,13 @@ from optprune.errors import InvalidParameterError, ShapeMismatchError
 
 __all__ = [
     "DATAFLOWS",
+    "MAX_BLOCKS",
+    "MAX_DIM",
     "ArraySpec",
     "BlockLayout",
     "block_layout",
     "compute_cycles",
+    "exact_cycles",
     "fold_counts",
     "parse_array",
     "parse_arrays",
@@ -75,6 +89,14 @@ __all__ = [
 
 #: dataflows of SCALE-Sim: weight, output and input stationary
 DATAFLOWS = ("ws", "os", "is")
+
+#: largest GEMM dimension (M, K, N) and array side (rows, cols): folds and lines per fold then fit in int64
+MAX_DIM = 2**31 - 1
+
+#: most blocks of a :func:`block_layout` (or tiles of an assignment) built in memory
+MAX_BLOCKS = 10_000_000
+
+_INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -87,9 +109,9 @@ class ArraySpec:
 
     def __post_init__(self) -> None:
         for label, value in (("rows", self.rows), ("cols", self.cols)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_DIM:
                 raise InvalidParameterError(
-                    f"ArraySpec: {label} must be an integer >= 1 (processing elements); got {value!r}"
+                    f"ArraySpec: {label} must be an integer in [1, {MAX_DIM}] (processing elements); got {value!r}"
                 )
         object.__setattr__(self, "rows", int(self.rows))
         object.__setattr__(self, "cols", int(self.cols))
@@ -115,6 +137,8 @@ def _positive_int(text: str, what: str, given: str) -> int:
         ) from None
     if value < 1:
         raise InvalidParameterError(f"array size {given!r}: {what} must be a positive integer >= 1; got {value}")
+    if value > MAX_DIM:
+        raise InvalidParameterError(f"array size {given!r}: {what} must be an integer in [1, {MAX_DIM}]; got {value}")
     return value
 
 
@@ -136,18 +160,38 @@ def parse_arrays(text: str, dataflow: str = "ws") -> list[ArraySpec]:
     return [parse_array(p, dataflow) for p in parts]
 
 
-def _as_gemms(gemms) -> np.ndarray:
+def _dims_error(row, index: int, names) -> InvalidParameterError:
+    where = f"layer {names[index]!r}" if names is not None and index < len(names) else f"GEMM {index}"
+    return InvalidParameterError(
+        f"{where}: GEMM shapes [M, K, N] must be integers in [1, {MAX_DIM}] (MAX_DIM); got {row!r}"
+    )
+
+
+def _as_gemms(gemms, names=None) -> np.ndarray:
+    """An ``(L, 3)`` int64 array of ``[M, K, N]``, every entry an integer in ``[1, MAX_DIM]`` (module doc)."""
     arr = np.asarray(gemms)
     if arr.ndim == 1 and arr.size == 3:
         arr = arr.reshape(1, 3)
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise ShapeMismatchError(f"GEMM shapes must be an (L, 3) array of [M, K, N]; got shape {arr.shape}")
-    if arr.size and (arr.dtype.kind not in "iu" and not np.all(np.equal(np.mod(arr, 1), 0))):
-        raise InvalidParameterError("GEMM shapes [M, K, N] must be integers")
-    arr = arr.astype(np.int64)
-    if arr.size and arr.min() < 1:
-        raise InvalidParameterError(f"GEMM shapes [M, K, N] must be >= 1; got {arr[np.argmin(arr.min(axis=1))].tolist()}")
-    return arr
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if arr.dtype.kind in "iuf":  # vectorised: NaN, infinities, fractions and out-of-range values in one test
+        with np.errstate(invalid="ignore"):
+            good = np.isfinite(arr) & (arr >= 1) & (arr <= MAX_DIM) & (np.mod(arr, 1) == 0)
+        bad = np.flatnonzero(~good.all(axis=1))
+        if bad.size:
+            raise _dims_error(arr[bad[0]].tolist(), int(bad[0]), names)
+        return arr.astype(np.int64)
+    for i, row in enumerate(arr.tolist()):  # Python integers past int64, or mixed objects
+        ok = all(
+            not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v == int(v)
+            and 1 <= v <= MAX_DIM
+            for v in row
+        )
+        if not ok:
+            raise _dims_error(row, i, names)
+    return arr.astype(np.int64)
 
 
 def _cdiv(a, b):
@@ -155,7 +199,10 @@ def _cdiv(a, b):
 
 
 def fold_counts(gemms, spec: ArraySpec) -> tuple[np.ndarray, np.ndarray]:
-    """Per GEMM row ``[M, K, N]``: (number of folds, lines per fold) on ``spec`` (module docstring)."""
+    """Per GEMM row ``[M, K, N]``: (number of folds, lines per fold) on ``spec`` (module docstring).
+
+    Both fit in int64 for every shape in range (``folds < 2**62``, ``lines < 2**33``).
+    """
     g = _as_gemms(gemms)
     M, K, N = g[:, 0], g[:, 1], g[:, 2]
     R, C = spec.rows, spec.cols
@@ -166,9 +213,26 @@ def fold_counts(gemms, spec: ArraySpec) -> tuple[np.ndarray, np.ndarray]:
     return _cdiv(K, R) * _cdiv(M, C), 2 * R + C + N - 2
 
 
-def compute_cycles(gemms, spec: ArraySpec) -> np.ndarray:
-    """SCALE-Sim's compute cycles (its "Total Cycles" without stalls) of each GEMM, vectorised."""
+def exact_cycles(gemms, spec: ArraySpec) -> list[int]:
+    """``folds x lines_per_fold - 1`` of each GEMM as Python integers: exact for every shape in range."""
     folds, per_fold = fold_counts(gemms, spec)
+    return [int(f) * int(p) - 1 for f, p in zip(folds.tolist(), per_fold.tolist())]
+
+
+def compute_cycles(gemms, spec: ArraySpec) -> np.ndarray:
+    """SCALE-Sim's compute cycles (its "Total Cycles" without stalls) of each GEMM, vectorised, as int64.
+
+    A GEMM whose cycles pass ``2**63 - 1`` is an :class:`InvalidParameterError` (never a wrapped-around
+    number); :func:`exact_cycles` gives its count as a Python integer.
+    """
+    folds, per_fold = fold_counts(gemms, spec)
+    too_many = np.flatnonzero(folds > _INT64_MAX // per_fold)
+    if too_many.size:
+        i = int(too_many[0])
+        raise InvalidParameterError(
+            f"GEMM {i} {_as_gemms(gemms)[i].tolist()} on {spec.label}: {int(folds[i]) * int(per_fold[i]) - 1} "
+            f"compute cycles do not fit in int64 (at most {_INT64_MAX}); use exact_cycles for Python integers"
+        )
     return folds * per_fold - 1
 
 
@@ -259,7 +323,7 @@ def block_sums(matrix: np.ndarray, spec: ArraySpec, name: str = "") -> np.ndarra
 
 def block_layout(gemms, spec: ArraySpec, names=None) -> BlockLayout:
     """The blocks of every GEMM ``[M, K, N]`` on ``spec`` with their costs, vectorised over layers and blocks."""
-    g = _as_gemms(gemms)
+    g = _as_gemms(gemms, None if names is None else tuple(names))
     L = g.shape[0]
     names = tuple(names) if names is not None else tuple(f"layer{i}" for i in range(L))
     if len(names) != L:
@@ -268,6 +332,12 @@ def block_layout(gemms, spec: ArraySpec, names=None) -> BlockLayout:
     M, K, N = g[:, 0], g[:, 1], g[:, 2]
     kb, nb = _cdiv(K, R), _cdiv(N, C)
     counts = kb * nb
+    total = sum(int(c) for c in counts.tolist())
+    if total > MAX_BLOCKS:
+        raise InvalidParameterError(
+            f"block_layout: {total} blocks of {R}x{C} on these GEMMs; at most MAX_BLOCKS = {MAX_BLOCKS} are built "
+            "(use a larger array or smaller layers)"
+        )
     layer = np.repeat(np.arange(L), counts)
     start = np.concatenate([[0], np.cumsum(counts)])[:-1]
     local = np.arange(layer.size) - start[layer]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from optprune.errors import DataNotFoundError, FileFormatError, InvalidParameterError, UnsupportedLayerError
+from optprune.systolic._cycles import MAX_DIM
 
 __all__ = ["GemmLayer", "SUPPORTED_LAYERS", "gemms_from_json", "gemms_from_network", "gemms_from_torch", "load_gemms"]
 
@@ -45,8 +46,10 @@ class GemmLayer:
 
 
 def _check_batch(batch: int) -> int:
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise InvalidParameterError(f"batch must be an integer >= 1 (rows M of a Linear layer's GEMM); got {batch!r}")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or not 1 <= batch <= MAX_DIM:
+        raise InvalidParameterError(
+            f"batch must be an integer in [1, {MAX_DIM}] (rows M of a Linear layer's GEMM); got {batch!r}"
+        )
     return int(batch)
 
 
@@ -69,7 +72,9 @@ def gemms_from_torch(model, input_shape=None, batch: int = 1) -> list[GemmLayer]
     """GEMMs of the Linear / Conv2d modules of a torch model, in forward order (one dummy forward pass).
 
     ``input_shape`` (without batch axis) defaults to the model's ``input_shape``
-    attribute, else the first layer's input features.
+    attribute, else the first layer's input features. The dummy pass runs on
+    one sample and each GEMM's ``M`` is scaled by ``batch`` (rows grow linearly
+    with the batch), so no per-sample arrays of ``batch`` rows are ever built.
     """
     import torch
     from torch import nn
@@ -103,11 +108,11 @@ def gemms_from_torch(model, input_shape=None, batch: int = 1) -> list[GemmLayer]
     def hook(name):
         def record(module, inputs, output):
             if isinstance(module, nn.Linear):
-                rows = int(np.prod(output.shape[:-1]))
+                rows = batch * int(np.prod(output.shape[:-1]))
                 found.append(GemmLayer(name, rows, module.in_features, module.out_features, "linear"))
             else:
                 kh, kw = module.kernel_size
-                found.append(GemmLayer(name, int(output.shape[0] * output.shape[2] * output.shape[3]),
+                found.append(GemmLayer(name, batch * int(output.shape[0] * output.shape[2] * output.shape[3]),
                                        module.in_channels * kh * kw, module.out_channels, "conv"))
         return record
 
@@ -119,7 +124,7 @@ def gemms_from_torch(model, input_shape=None, batch: int = 1) -> list[GemmLayer]
     try:
         with torch.no_grad():
             dtype = next(model.parameters()).dtype
-            model(torch.zeros((batch, *shape), dtype=dtype))
+            model(torch.zeros((1, *shape), dtype=dtype))  # M scales with batch in the hook
     finally:
         for h in hooks:
             h.remove()
@@ -141,9 +146,11 @@ def gemms_from_json(path: str | os.PathLike) -> list[GemmLayer]:
     out = []
     for i, row in enumerate(data):
         ok = (isinstance(row, list) and len(row) == 3
-              and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in row))
+              and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_DIM for v in row))
         if not ok:
-            raise FileFormatError(f"{path}: entry {i} must be [M, K, N] with three integers >= 1; got {row!r}")
+            raise FileFormatError(
+                f"{path}: entry {i} must be [M, K, N] with three integers in [1, {MAX_DIM}] (MAX_DIM); got {row!r}"
+            )
         out.append(GemmLayer(f"gemm{i}", *row, "gemm"))
     return out
 
