@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from optprune.bayes import BMRS, precision_bounds
-from optprune.bench._provenance import provenance_header
+from optprune.bench._provenance import Run, start_run
 from optprune.data import load_dataset
 from optprune.pai import Reconvene, UnstructuredPaI
 from optprune.pruning import Pruner, count_parameters, finetune, remove_masks
@@ -114,7 +114,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bayes_pai")
+    ap.add_argument("--allow-dirty", action="store_true",
+                    help="write under results/ from a dirty working tree (stamped in the header)")
     args = ap.parse_args()
+    run = start_run(args.out, allow_dirty=args.allow_dirty)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     X, y = load_dataset("mnist", "train")
@@ -201,7 +204,7 @@ def main() -> None:
         for r in records:
             fh.write(json.dumps(r) + "\n")
     plot(records, args.out / "accuracy_vs_params.png")
-    write_summary(records, args, total)
+    write_summary(records, args, total, run)
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -226,8 +229,8 @@ def plot(records: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def write_summary(records: list[dict], args, total: float) -> None:
-    lines = [provenance_header(), "", "# BMRS and Reconvene on MNIST folds", "",
+def write_summary(records: list[dict], args, total: float, run: Run) -> None:
+    lines = [run.header(), "", "# BMRS and Reconvene on MNIST folds", "",
              f"Training budget: {args.epochs} epochs for every method (Adam, lr 1e-3, batch 64, one thread) on the "
              f"6,000-image 'train' fold; engine scorers pruned after {args.epochs - args.finetune} epochs and "
              f"fine-tuned {args.finetune}; BMRS prunes every {args.prune_every} epochs and at the end; Reconvene "

@@ -146,10 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", default=None)
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write under results/ from a dirty working tree (stamped in the header)")
     args = p.parse_args(argv)
-    command = [Path(sys.executable).name, *sys.argv] if argv is None else ["python", __file__, *argv]
+    from optprune.bench._provenance import script_command, start_run
+
+    command = script_command(None if argv is None else [__file__, *argv])
     if args.out is None:
         args.out = REPO / "results" / ("cacciola_mnist_quick" if args.quick else "cacciola_mnist")
+    prov = start_run(args.out, command, allow_dirty=args.allow_dirty)
     quick = {"nets": ["256x2"], "ratios": [0.5, 0.8], "eps": [0.02], "images": 10, "time_limit": 60.0,
              "finetune_epochs": 10}
     full = {"nets": ["256x2", "256x4"], "ratios": [0.3, 0.5, 0.7, 0.8], "eps": [0.02, 0.05], "images": 30,
@@ -159,13 +164,12 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, key, value)
 
     from optprune.bench import build_tasks, markdown_table, parse_config, prepare_variants, read_records, run_bench
-    from optprune.bench._provenance import provenance_header
     from optprune.errors import DataNotFoundError
 
     config = parse_config(config_dict(args), source="cacciola_mnist.py", base=REPO)
     try:
         result = run_bench(config, args.out, workers=args.workers, executor=args.executor, address=args.address,
-                           command=command)
+                           command=command, allow_dirty=args.allow_dirty)
     except DataNotFoundError as exc:
         print(f"error: this benchmark needs the shared MNIST data: {exc}", file=sys.stderr)
         return 2
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     claim, overall = claim_report(result.rows, tasks, records)
     verdict = {True: "HOLDS for at least one network/eps", False: "DOES NOT HOLD", None: "NOT TESTABLE"}[overall]
     report = "\n".join([
-        provenance_header(command).rstrip(), "",
+        prov.header().rstrip(), "",
         f"# Cacciola et al. in miniature ({'quick' if args.quick else 'full'} run)", "",
         f"Networks {', '.join(args.nets)}; structured (magnitude, uniform) and unstructured (magnitude, matching "
         f"parameters) pruning at {', '.join(f'{r:g}' for r in args.ratios)}; fine-tuned {args.finetune_epochs} "

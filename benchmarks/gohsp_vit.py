@@ -18,7 +18,10 @@ Accuracy on the held-out MNIST test fold (2,000 images); training on the train
 fold (6,000). Writes ``records.jsonl`` and ``summary.md`` (provenance header
 first) to ``results/gohsp_vit/``::
 
-    python benchmarks/gohsp_vit.py [--budgets 0.7 0.6 0.5] [--finetune-epochs 2] [--admm-iterations 3]
+    python benchmarks/gohsp_vit.py [--budgets 0.7 0.6 0.5] [--finetune-epochs 2] [--admm-iterations 3] [--allow-dirty]
+
+Every budget runs in this one process, one after the other, so the command in
+the summary's header remakes the whole folder.
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from optprune.bench._provenance import script_command, start_run
 from optprune.data import load_dataset
 from optprune.gohsp import GOHSP, search_keep
 from optprune.pruning import Pruner, PruningDecision, apply_decision, count_parameters, dependency_groups, finetune
@@ -134,10 +137,8 @@ def run(args) -> list[dict]:
     return records
 
 
-def summary(records: list[dict], args, command: list[str]) -> str:
-    from optprune.bench._provenance import provenance_header
-
-    lines = [provenance_header(command), "", "# GOHSP on the MNIST ViT", "",
+def summary(records: list[dict], args, header: str) -> str:
+    lines = [header, "", "# GOHSP on the MNIST ViT", "",
              f"Reference ViT `{args.model}`; accuracy on the MNIST test fold (2,000 images of the official test "
              "set, held out); training on the 6,000-image train fold. One run, seed 0. Training budget after "
              f"pruning starts: {args.finetune_epochs + args.admm_iterations * args.admm_epochs} epochs for every "
@@ -160,10 +161,6 @@ def summary(records: list[dict], args, command: list[str]) -> str:
     lines += ["", "The uniform-ratio methods (a) and (d) remove the same fraction of heads in every block, and heads "
               "come four to a block, so the smallest ratio that meets the budget can overshoot it (30%: they keep "
               "63.4% of the parameters, not 70%)."]
-    if args.merge:
-        lines.append("Records made by one process per budget, `python benchmarks/gohsp_vit.py --budgets B --out DIR`, "
-                     "run concurrently on the shared 2-core machine (so the seconds column is under contention), then "
-                     "merged by the command above.")
     lines.append("")
     for budget in sorted({r["budget_kept"] for r in records}, reverse=True):
         rows = [r for r in records if r["budget_kept"] == budget and "error" not in r]
@@ -209,20 +206,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rho", type=float, default=0.1)
     parser.add_argument("--rho-growth", type=float, default=3.0)
     parser.add_argument("--out", type=Path, default=Path("results/gohsp_vit"))
-    parser.add_argument("--merge", type=Path, nargs="+", default=None,
-                        help="Skip running: summarise these records.jsonl files (budgets run as separate processes).")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="write under results/ from a dirty working tree (stamped in the header)")
     args = parser.parse_args(argv)
+    prov = start_run(args.out, script_command(None if argv is None else [__file__, *argv]),
+                     allow_dirty=args.allow_dirty)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.merge:
-        records = [json.loads(line) for path in args.merge for line in path.read_text().splitlines() if line.strip()]
-        records.sort(key=lambda r: -r["budget_kept"])
-    else:
-        records = run(args)
+    records = run(args)
     with open(args.out / "records.jsonl", "w") as fh:
         for r in records:
             fh.write(json.dumps(r) + "\n")
-    command = [Path(sys.executable).name, *sys.argv] if argv is None else ["python", __file__, *argv]
-    (args.out / "summary.md").write_text(summary(records, args, command))
+    (args.out / "summary.md").write_text(summary(records, args, prov.header()))
 
 
 if __name__ == "__main__":

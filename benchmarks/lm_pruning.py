@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from optprune.bench._provenance import provenance_header
+from optprune.bench._provenance import script_command, start_run
 from optprune.lm import exact_match, get_task, load_lm, perplexity
 from optprune.lm._prune import COMPRESSO_PROMPT, Compresso, LoRAShear, OneShot, pruning_report
 from optprune.pruning import count_parameters
@@ -72,10 +72,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "results/lm_pruning")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="write under results/ from a dirty working tree (stamped in the header)")
     args = parser.parse_args(argv)
+    run = start_run(args.out, script_command(None if argv is None else [__file__, *argv]),
+                    allow_dirty=args.allow_dirty)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    header = provenance_header()
     task = get_task("arith")
     model = load_lm(args.model)
     test = task.problems("test")
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{ratio:.2f} {name:18s} params {rep['params_after']} em {rep['exact_match_after']:.3f} "
                   f"ppl {rep['perplexity_after']:.3f} ({train_s:.0f} s)", flush=True)
     total = time.time() - t0
-    write_summary(args, header, dense, dense_prompt, records, total)
+    write_summary(args, run.header(), dense, dense_prompt, records, total)
 
 
 def write_summary(args, header: str, dense: dict, dense_prompt: dict, records: list[dict], total: float) -> None:

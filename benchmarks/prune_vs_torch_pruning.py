@@ -253,10 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default results/prune_vs_torch_pruning, ..._quick with --quick)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="write under results/ from a dirty working tree (stamped in the header)")
     args = parser.parse_args(argv)
-    command = [Path(sys.executable).name, *sys.argv] if argv is None else ["python", __file__, *argv]
+    from optprune.bench._provenance import script_command, start_run
+
     if args.out is None:
         args.out = Path("results") / ("prune_vs_torch_pruning_quick" if args.quick else "prune_vs_torch_pruning")
+    run = start_run(args.out, script_command(None if argv is None else [__file__, *argv]), allow_dirty=args.allow_dirty)
     args.out.mkdir(parents=True, exist_ok=True)
     records = args.out / "records.jsonl"
     records.write_text("")  # this benchmark does not resume: a run rewrites its records
@@ -290,8 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         all_rows += rows
         if tau:
             taus[spec["name"]] = tau
-    from optprune.bench._provenance import provenance_header
-
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         print(f"fine-tuning: {args.epochs} epoch(s), Adam lr {args.lr}, batch 64, seed 0"
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         print_tables(all_rows, taus, bounds_ok)
         print(f"\ntotal {time.perf_counter() - start:.0f} s on {args.threads} thread(s)")
     print(text.getvalue(), end="")
-    (args.out / "summary.md").write_text(provenance_header(command) + "\n" + text.getvalue())
+    (args.out / "summary.md").write_text(run.header() + "\n" + text.getvalue())
     (args.out / "kendall_tau.json").write_text(json.dumps({"kendall_tau": taus, "args": {
         k: v for k, v in vars(args).items() if k != "out"}}, indent=1, default=str))
     return 0

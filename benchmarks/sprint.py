@@ -11,7 +11,11 @@ majority vote over the first N (N = 1, 4, 8, 16), on the ``hard`` (4-digit) and
 ``easy`` (<= 2 digits) test problems. Writes ``records.jsonl``, ``summary.md``
 (provenance header first) and ``accuracy_at_n.png`` to ``results/sprint/``::
 
-    python benchmarks/sprint.py [--n-train 300] [--seeds 0 1 2]
+    python benchmarks/sprint.py [--n-train 300] [--seeds 0 1 2] [--top-k 4 1] [--allow-dirty]
+
+``--top-k`` takes one or more values: the first is written to ``OUT``, each
+further one to ``OUT/top<k>/`` (the outcome table is shared), so one command
+makes the whole folder.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from optprune.bench._provenance import provenance_header
+from optprune.bench._provenance import script_command, start_run
 from optprune.lm import exact_match, get_task, load_lm
 from optprune.lm._sprint import SELECTION_MODES, Sprint, majority_vote, sample_answers
 
@@ -38,20 +42,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "instances/lm/arith_tiny_1100.pt")
     parser.add_argument("--n-train", type=int, default=300)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--top-k", type=int, default=4)
+    parser.add_argument("--top-k", type=int, nargs="+", default=[4],
+                        help="SPRINT's candidates; further values are written to OUT/top<k>/")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--out", type=Path, default=ROOT / "results/sprint")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="write under results/ from a dirty working tree (stamped in the header)")
     args = parser.parse_args(argv)
+    run = start_run(args.out, script_command(None if argv is None else [__file__, *argv]),
+                    allow_dirty=args.allow_dirty)
     torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    header = provenance_header()
     task = get_task("arith")
     model = load_lm(args.model)
+    cache = args.out / "outcomes.npz"
+    results = []
+    for i, top_k in enumerate(args.top_k):
+        out = args.out if i == 0 else args.out / f"top{top_k}"
+        out.mkdir(parents=True, exist_ok=True)
+        results.append((top_k, out, *evaluate(args, top_k, out, model, task, cache)))
+    header = run.header()  # the whole run's wall time in every summary
+    for top_k, out, est, outcomes, records, seconds in results:
+        write_summary(args, top_k, out, header, est, outcomes, records, seconds)
+
+
+def evaluate(args, top_k: int, out: Path, model, task, cache: Path) -> tuple:
+    """Fit SPRINT with ``top_k`` candidates (outcome table in ``cache``), write ``out``'s records.
+
+    Returns what :func:`write_summary` needs: the estimator, its outcome table, the records and the seconds taken.
+    """
     t0 = time.time()
-    est = Sprint(n_train=args.n_train, n_samples=2, temperature=args.temperature, top_k=args.top_k,
-                 cache=args.out / "outcomes.npz").fit(model, task, progress=True)
+    est = Sprint(n_train=args.n_train, n_samples=2, temperature=args.temperature, top_k=top_k,
+                 cache=cache).fit(model, task, progress=True)
     fit_s = time.time() - t0
-    out = est.outcomes_
+    outcomes = est.outcomes_
     print(f"selector: trained on {est.selector_.n_train_questions_} of {args.n_train} questions; "
           f"best fixed head {est.best_fixed_head_} ({fit_s:.0f} s)", flush=True)
     records = []
@@ -60,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         greedy = exact_match(model, problems)
         for seed in args.seeds:
             for mode in SELECTION_MODES:
-                answers = sample_answers(model, problems, max(NS), mode, est.selector_, args.top_k,
+                answers = sample_answers(model, problems, max(NS), mode, est.selector_, top_k,
                                          args.temperature, seed, est.best_fixed_head_)
                 for n in NS:
                     acc = float(majority_vote(answers[:, :n], problems).mean())
@@ -68,10 +91,10 @@ def main(argv: list[str] | None = None) -> None:
                                     "questions": len(problems), "greedy_dense": greedy})
                 print(f"{split} seed {seed} {mode:16s} " + " ".join(
                     f"@{r['n']}={r['accuracy']:.3f}" for r in records[-len(NS):]), flush=True)
-    with (args.out / "records.jsonl").open("w") as fh:
+    with (out / "records.jsonl").open("w") as fh:
         for r in records:
             fh.write(json.dumps(r) + "\n")
-    write_summary(args, header, est, out, records, time.time() - t0)
+    return est, outcomes, records, time.time() - t0
 
 
 def _table(records: list[dict]) -> dict:
@@ -81,7 +104,8 @@ def _table(records: list[dict]) -> dict:
     return {k: (float(np.mean(v)), float(np.std(v)), v) for k, v in agg.items()}
 
 
-def write_summary(args, header: str, est: Sprint, outcomes: np.ndarray, records: list[dict], total: float) -> None:
+def write_summary(args, top_k: int, out: Path, header: str, est: Sprint, outcomes: np.ndarray, records: list[dict],
+                  total: float) -> None:
     agg = _table(records)
     gain = outcomes[:, 1:] - outcomes[:, :1]
     lines = ["# SPRINT on TinyLM: per-question head pruning for best-of-N (arithmetic with steps)", "", header,
@@ -91,7 +115,7 @@ def write_summary(args, header: str, est: Sprint, outcomes: np.ndarray, records:
              f"head per question {np.maximum(outcomes[:, 0], outcomes[:, 1:].max(1)).mean():.3f}, fraction of "
              f"(question, head) pairs that help {float((gain > 0).mean()):.3f}, that hurt "
              f"{float((gain < 0).mean()):.3f}). Best fixed head (training questions): {est.best_fixed_head_}. "
-             f"Sampling temperature {args.temperature}, SPRINT mixes its top {args.top_k} candidates (prune nothing "
+             f"Sampling temperature {args.temperature}, SPRINT mixes its top {top_k} candidates (prune nothing "
              "or one head) over the samples; "
              f"majority vote; seeds {args.seeds}.", ""]
     for split in ("hard", "easy"):
@@ -114,8 +138,8 @@ def write_summary(args, header: str, est: Sprint, outcomes: np.ndarray, records:
         lines.append(f"- N={n}: {s[0]:.3f} vs {b[0]:.3f}, difference {diff:+.3f}, spread {spread:.3f} -> "
                      f"{'met' if ok else 'MISSED'}")
     lines += ["", f"Target {'met' if met else 'MISSED'}.", "", "![accuracy@N](accuracy_at_n.png)"]
-    (args.out / "summary.md").write_text("\n".join(lines) + "\n")
-    _plot(agg, args.out / "accuracy_at_n.png")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    _plot(agg, out / "accuracy_at_n.png")
 
 
 def _plot(agg: dict, path: Path) -> None:

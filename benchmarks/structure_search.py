@@ -203,15 +203,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default results/structure_search_<part>)")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="write under results/ from a dirty working tree (stamped in the header)")
     args = parser.parse_args(argv)
-    from optprune.bench._provenance import provenance_header
+    from optprune.bench._provenance import script_command, start_run
 
-    command = [Path(sys.executable).name, *sys.argv] if argv is None else ["python", __file__, *argv]
     folder = args.out or Path("results") / f"structure_search_{args.part}"
+    run = start_run(folder, script_command(None if argv is None else [__file__, *argv]), allow_dirty=args.allow_dirty)
     folder.mkdir(parents=True, exist_ok=True)
     records = folder / "records.jsonl"
     records.write_text("")  # this benchmark does not resume: a run rewrites its records
-    sections = [provenance_header(command)]
+    sections = ["(header)"]
 
     def emit(part: str, title: str, rows: list[dict], columns) -> None:
         with open(records, "a") as fh:
@@ -231,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
                            args.calibration_samples)
         out["quality"] = rows
         emit("quality", f"Quality: normaliser {args.normalize}, same fine-tuning for every plan", rows, QUALITY_COLUMNS)
+    sections[0] = run.header()
     (folder / "summary.md").write_text("\n".join(sections))
     if args.json:
         with open(args.json, "w") as fh:

@@ -24,9 +24,11 @@ accuracy on the held-out ``test`` fold (2,000 images). Also: every installed
 backend on one selection instance (same optimum?), multi-array assignment
 (MIP, CP-SAT, LPT gap) and the Pareto front (cycles, accuracy) over arrays.
 
-Run: ``.venv/bin/python benchmarks/systolic_codesign.py [--part all|scalesim|mnist] [--quick]``.
+Run: ``.venv/bin/python benchmarks/systolic_codesign.py [--part all|scalesim|mnist] [--quick] [--allow-dirty]``.
 Writes ``OUT/records.jsonl`` and ``OUT/summary.md`` (provenance header first)
-under ``results/systolic_codesign`` by default.
+under ``results/systolic_codesign`` by default; one command (``--part all``)
+makes the whole folder. The magnitude-score variant has its own folder:
+``--part mnist --scorer magnitude --normalize mean --skip-extras --out results/systolic_codesign_magnitude``.
 """
 
 from __future__ import annotations
@@ -405,19 +407,23 @@ def main() -> None:
     parser.add_argument("--scalesim-venv", default="/tmp/optprune-scalesim-venv")
     parser.add_argument("--write-test-data", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="write under results/ from a dirty working tree (stamped in the header)")
     args = parser.parse_args()
-    from optprune.bench._provenance import provenance_header
+    from optprune.bench._provenance import start_run
 
     out = args.out or ROOT / "results" / ("systolic_codesign" + ("_quick" if args.quick else ""))
+    run = start_run(out, allow_dirty=args.allow_dirty)
     records: list[dict] = []
     started = time.perf_counter()
-    lines = ["# Block-to-systolic co-design", "", provenance_header()]
+    lines = ["# Block-to-systolic co-design", "", "(header)"]
     if args.part in ("all", "scalesim"):
         lines += scalesim_part(args, records)
         _write(out, records)
     if args.part in ("all", "mnist"):
         lines += mnist_part(args, records, out)
     lines += [f"Wall time: {time.perf_counter() - started:.0f} s.", ""]
+    lines[2] = run.header()
     _write(out, records)
     (out / "summary.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -2,14 +2,15 @@
 
 Usage::
 
-    python benchmarks/vnncomp_mnistfc.py [--nets 256x2 256x4] [--method mip|bab|auto] [--solver highs]
+    python benchmarks/vnncomp_mnistfc.py [--nets 256x2 256x4] [--method mip bab auto] [--solver highs]
         [--bounds obbt] [--scale 1.0] [--limit N] [--out results/vnncomp_mnistfc]
-        [--bound-report N] [--cactus]
+        [--bound-report N] [--cactus] [--allow-dirty]
 
 Time limits come from ``instances.csv`` (120 s for 256x2, 300 s for 256x4),
 multiplied by ``--scale``. ``--method`` is :func:`optprune.verify.verify_property`'s
 (``mip``: bounds, attack, decision MIPs; ``bab``: branch and bound on
-α/β-CROWN bounds; ``auto``: BaB, then the MIP pipeline). Records are appended
+α/β-CROWN bounds; ``auto``: BaB, then the MIP pipeline); several methods run
+one after the other, so one command makes a whole folder. Records are appended
 to ``OUT/records.jsonl`` as they arrive; a rerun skips instances already
 recorded (resume; records of several methods share one store). Prints, and
 writes to ``OUT/summary.md`` (``OUT/summary_bab.md``, ``OUT/summary_auto.md``
@@ -25,7 +26,9 @@ time, one curve per method (and network) found in the store.
 network, the unstable neurons and the root upper bound of the property's
 slack (the largest over its disjuncts; < 0 proves it) for interval, linear
 (CROWN), α-CROWN and OBBT bounds, with their times.
-The README's figure is ``--nets 256x2`` (the competition's 120 s per instance).
+The README's figures are ``--nets 256x2 --method mip auto bab --cactus --bound-report 2``
+(the competition's 120 s per instance) into ``results/vnncomp_mnistfc``; the
+header of each summary names the command that remakes its folder.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from optprune.bench import RecordStore
-from optprune.bench._provenance import provenance_header
+from optprune.bench._provenance import script_command, start_run
 from optprune.data import data_dir
 from optprune.io import network_from_onnx
 from optprune.verify import DEFAULT_BOUNDS, METHODS, verify_vnnlib
@@ -182,7 +185,8 @@ def bound_report(folder: Path, selected: list[list[str]], n: int, header: str) -
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", nargs="+", default=["256x2", "256x4"])
-    ap.add_argument("--method", default="mip", choices=METHODS)
+    ap.add_argument("--method", nargs="+", default=["mip"], choices=METHODS,
+                    help="one or more methods, run one after the other (one summary each)")
     ap.add_argument("--solver", default="highs")
     ap.add_argument("--bounds", default=DEFAULT_BOUNDS)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the competition's time limits")
@@ -192,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cactus", action="store_true", help="also write OUT/cactus.png from every record in the store")
     ap.add_argument("--bound-report", type=int, default=0, metavar="N",
                     help="also write OUT/bounds.md for the first N instances per network")
+    ap.add_argument("--allow-dirty", action="store_true",
+                    help="write under results/ from a dirty working tree (stamped in the header)")
     args = ap.parse_args(argv)
-    header = provenance_header([Path(sys.executable).name, *sys.argv] if argv is None else ["python", __file__, *argv])
+    run = start_run(args.out, script_command(None if argv is None else [__file__, *argv]), allow_dirty=args.allow_dirty)
 
     folder = data_dir(args.data_dir) / "vnncomp2021-mnistfc"
     with open(folder / "instances.csv") as fh:
@@ -217,31 +223,38 @@ def main(argv: list[str] | None = None) -> int:
                 kept.append(row)
         selected = kept
     nets = {}
-    done = {}
+    done: dict = {method: {} for method in args.method}
+    done_before = 0
     with Progress(console=console) as progress, store:
-        task = progress.add_task("mnistfc", total=len(selected))
-        for onnx_name, prop, limit in selected:
-            limit_s = float(limit) * args.scale
-            rid = record_id(onnx_name, prop, args.solver, args.bounds, limit_s, args.method)
-            if rid not in store:
-                net = nets.setdefault(onnx_name, network_from_onnx(folder / onnx_name))
-                res = verify_vnnlib(net, folder / prop, solver=args.solver, time_limit=limit_s,
-                                    bound_method=args.bounds, method=args.method, onnx_model=folder / onnx_name)
-                rec = {"id": rid, "network": onnx_name, "property": prop, "solver": args.solver, "bounds": args.bounds,
-                       "limit_s": limit_s, "method_asked": args.method, **res.to_dict()}
-                rec.pop("counterexample", None), rec.pop("output", None)
-                store.append(rec)
-            rec = done[(onnx_name, prop)] = store.records[rid]
-            progress.advance(task)
-            console.log(f"{onnx_name} {prop}: {rec['verdict']} in {rec['time_s']:.1f}s ({rec['decided_by']})")
+        task = progress.add_task("mnistfc", total=len(selected) * len(args.method))
+        for method in args.method:
+            for onnx_name, prop, limit in selected:
+                limit_s = float(limit) * args.scale
+                rid = record_id(onnx_name, prop, args.solver, args.bounds, limit_s, method)
+                done_before += rid in store
+                if rid not in store:
+                    net = nets.setdefault(onnx_name, network_from_onnx(folder / onnx_name))
+                    res = verify_vnnlib(net, folder / prop, solver=args.solver, time_limit=limit_s,
+                                        bound_method=args.bounds, method=method, onnx_model=folder / onnx_name)
+                    rec = {"id": rid, "network": onnx_name, "property": prop, "solver": args.solver,
+                           "bounds": args.bounds, "limit_s": limit_s, "method_asked": method, **res.to_dict()}
+                    rec.pop("counterexample", None), rec.pop("output", None)
+                    store.append(rec)
+                rec = done[method][(onnx_name, prop)] = store.records[rid]
+                progress.advance(task)
+                console.log(f"{onnx_name} {prop} ({method}): {rec['verdict']} in {rec['time_s']:.1f}s "
+                            f"({rec['decided_by']})")
 
-    text = summary_markdown(selected, done, truth, header, fastest, args.method)
-    (args.out / ("summary.md" if args.method == "mip" else f"summary_{args.method}.md")).write_text(text)
-    print(text)
+    run.resumed(done_before, len(selected) * len(args.method))
+    for method in args.method:
+        text = summary_markdown(selected, done[method], truth, run.header(), fastest, method)
+        (args.out / ("summary.md" if method == "mip" else f"summary_{method}.md")).write_text(text)
+        print(text)
     if args.cactus:
         write_cactus(list(store.records.values()), args.out / "cactus.png")
     if args.bound_report:
-        (args.out / "bounds.md").write_text(bound_report(folder, selected, args.bound_report, header))
+        report = bound_report(folder, selected, args.bound_report, "")
+        (args.out / "bounds.md").write_text(run.header() + report)
     return 0
 
 

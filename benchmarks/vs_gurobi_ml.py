@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optprune.bench._provenance import provenance_header
+from optprune.bench._provenance import script_command, start_run
 from optprune.bounds import compute_bounds
 from optprune.data import load_dataset
 from optprune.formulations.relu_milp import build_spec_milp
@@ -177,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=10, help="correctly classified test images per network and eps")
     ap.add_argument("--time-limit", type=float, default=20.0, help="seconds per solve, the same on both sides")
     ap.add_argument("--out", type=Path, default=Path("results/vs_gurobi_ml"))
+    ap.add_argument("--allow-dirty", action="store_true",
+                    help="write under results/ from a dirty working tree (stamped in the header)")
     args = ap.parse_args(argv)
-    header = provenance_header([Path(sys.executable).name, *sys.argv] if argv is None else ["python", __file__, *argv])
+    run = start_run(args.out, script_command(None if argv is None else [__file__, *argv]), allow_dirty=args.allow_dirty)
     args.out.mkdir(parents=True, exist_ok=True)
     env = _env()
     records = []
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         for rec in records:
             handle.write(json.dumps(rec, default=lambda v: None if isinstance(v, float) and not math.isfinite(v)
                                     else float(v)) + "\n")
-    text = summary(records, args, header)
+    text = summary(records, args, run.header())
     (args.out / "summary.md").write_text(text)
     print(text)
     return 0

@@ -70,7 +70,7 @@ from pathlib import Path
 import numpy as np
 
 from optprune.bench import RecordStore
-from optprune.bench._provenance import provenance_header
+from optprune.bench._provenance import script_command, start_run
 from optprune.bounds import compute_bounds
 from optprune.data import load_dataset
 from optprune.formulations.relu_milp import build_spec_milp
@@ -403,14 +403,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=4, help="correctly classified test images per network and eps")
     ap.add_argument("--time-limit", type=float, default=20.0, help="seconds per solve, the same on both sides")
     ap.add_argument("--out", type=Path, default=Path("results/vs_omlt"))
+    ap.add_argument("--allow-dirty", action="store_true",
+                    help="write under results/ from a dirty working tree (stamped in the header)")
     args = ap.parse_args(argv)
-    header = provenance_header([Path(sys.executable).name, *sys.argv] if argv is None else ["python", __file__, *argv])
+    run = start_run(args.out, script_command(None if argv is None else [__file__, *argv]), allow_dirty=args.allow_dirty)
     store = RecordStore(args.out / "records.jsonl")  # resumable: a rerun skips recorded instances
     tag = "|".join(f"{k}={v:g}" for k, v in HIGHS_OPTIONS.items())
     records = []
+    done_before = 0
     with store:
         for net, x0, label, eps, index in instances(args.images):
             rid = f"{net.name}|{index}|{eps}|{args.time_limit:g}|{tag}"
+            done_before += rid in store
             if rid not in store:
                 logits = net.forward(x0).copy()
                 logits[label] = -np.inf
@@ -425,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{_total(itv['optprune']):.2f}s omlt {_total(itv['omlt']):.2f}s; verdict {v['verdict']} by "
                       f"{v['decided_by']} in {v['total_s']:.2f}s", file=sys.stderr, flush=True)
             records.append(store.records[rid])
-    text = summary_markdown(records, args, header)
+    run.resumed(done_before, len(records))
+    text = summary_markdown(records, args, run.header())
     (args.out / "summary.md").write_text(text)
     print(text)
     return 0
