@@ -2,8 +2,9 @@
 
 A point is clipped to the property's input box, run forward in float64 through
 the reference network and, when the model came from ONNX, through onnxruntime
-in float32 (as VNN-COMP judges it); it must satisfy the output condition
-(strict VNN-LIB inequalities strictly) in both. Used by the MIP pipeline
+in the model's own precision, the element type its graph input declares
+(float32 for most models, as VNN-COMP judges them; float64, float16); it must
+satisfy the output condition (strict VNN-LIB inequalities strictly) in both. Used by the MIP pipeline
 (:mod:`optprune.verify`) and by branch and bound (:mod:`optprune.bab`).
 """
 
@@ -13,12 +14,16 @@ from collections.abc import Callable
 
 import numpy as np
 
+from optprune.errors import FileFormatError
 from optprune.network import Network
 from optprune.vnnlib import VNNLibCase
 
 __all__ = ["CHECK_TOL", "OnnxChecker", "check_counterexample", "confirm_point", "case_confirm"]
 
 CHECK_TOL = 1e-6  # box tolerance of the counterexample check (inputs)
+
+# onnxruntime's input type strings -> the NumPy dtype its ``run`` accepts for them
+_ORT_INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
 
 
 def check_counterexample(reference: Network | Callable, case: VNNLibCase, x: np.ndarray) -> tuple[bool, np.ndarray]:
@@ -30,11 +35,13 @@ def check_counterexample(reference: Network | Callable, case: VNNLibCase, x: np.
 
 
 class OnnxChecker:
-    """Forward passes of an ONNX model by onnxruntime in float32, for the counterexample check.
+    """Forward passes of an ONNX model by onnxruntime in its own precision, for the counterexample check.
 
     VNN-COMP judges a counterexample by running the ONNX file; a point that
     holds only in our float64 pass (a margin of 1e-9 that float32 rounding
-    flips) is not a counterexample for the model the user gave.
+    flips) is not a counterexample for the model the user gave. The point is
+    fed in the element type the graph input declares (``dtype``: float32,
+    float64 or float16), so a float64 model is checked in float64.
     """
 
     def __init__(self, model) -> None:
@@ -49,22 +56,34 @@ class OnnxChecker:
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         self.input_shape = [d if isinstance(d, int) and d > 0 else 1 for d in first.shape]
+        if first.type not in _ORT_INPUT_DTYPES:
+            raise FileFormatError(
+                f"ONNX input {first.name!r} has type {first.type}; the counterexample check runs onnxruntime on "
+                f"inputs of type {', '.join(_ORT_INPUT_DTYPES)}"
+            )
+        self.dtype = np.dtype(_ORT_INPUT_DTYPES[first.type])
+
+    @property
+    def precision(self) -> str:
+        """The precision the model runs in, as named in messages (``float32``, ``float64``, ``float16``)."""
+        return self.dtype.name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        feed = np.asarray(x, dtype=np.float32).reshape(self.input_shape)
+        feed = np.asarray(x, dtype=np.float64).astype(self.dtype).reshape(self.input_shape)
         return np.asarray(self.session.run(None, {self.input_name: feed})[0], dtype=np.float64).reshape(-1)
 
 
 def confirm_point(
     reference, onnx_check: OnnxChecker | None, case: VNNLibCase, x: np.ndarray
 ) -> tuple[bool, np.ndarray, np.ndarray, str]:
-    """Clip ``x`` to the box and check it in float64 (and float32 ONNX): ``(ok, x, y, why_not)``."""
+    """Clip ``x`` to the box and check it in float64 (and by onnxruntime in the model's precision):
+    ``(ok, x, y, why_not)``."""
     x = np.clip(np.asarray(x, dtype=np.float64).reshape(-1), case.lower, case.upper)
     ok, y = check_counterexample(reference, case, x)
     if not ok:
         return False, x, y, "float64 forward pass of the reference network"
     if onnx_check is not None and not case.violated_by(x, onnx_check(x), tol=CHECK_TOL):
-        return False, x, y, "float32 onnxruntime pass of the ONNX model"
+        return False, x, y, f"{onnx_check.precision} onnxruntime pass of the ONNX model"
     return True, x, y, ""
 
 
