@@ -5,8 +5,9 @@ For a neuron with pre-activation ``z = w^T h_prev + b`` and bounds ``l <= z <= u
 Mixed Integer Programming", eq. 5; Fischetti & Jo 2018, "Deep neural networks
 and mixed integer linear optimization"):
 
-* stably inactive (``u <= 0``): ``h = 0``; the neuron is removed, and so are
-  its columns in the next layer;
+* stably inactive (``u <= 0``): ``h = 0``, a column fixed at 0 with no row
+  (the next layer's rows leave it out), so every layer's output is a
+  full-length vector of columns;
 * stably active (``l >= 0``): ``h = z`` (one equality row, no binary);
 * unstable (``l < 0 < u``), one binary ``delta``::
 
@@ -56,8 +57,9 @@ __all__ = [
 class ReluEncoding:
     """Where the network lives in the model's columns.
 
-    ``neuron_idx[k][i]`` is the column of neuron ``i``'s output in layer ``k``
-    (-1 for a removed, stably inactive neuron); ``binary_idx[k]`` are the
+    ``neuron_idx[k][i]`` is the column of neuron ``i``'s output in layer ``k``,
+    for every neuron (a stably inactive one has a column fixed at 0, so
+    ``output_idx`` has one column per output); ``binary_idx[k]`` are the
     binaries of layer ``k``'s unstable neurons.
     """
 
@@ -86,9 +88,12 @@ class ReluEncoding:
         }
 
 
-def _affine_rows(weight, rows: np.ndarray, prev_idx: np.ndarray):
-    """COO entries of ``-W[rows, kept] h_prev`` with columns mapped to model columns."""
-    kept = np.flatnonzero(prev_idx >= 0)
+def _affine_rows(weight, rows: np.ndarray, prev_idx: np.ndarray, prev_zero: np.ndarray):
+    """COO entries of ``-W[rows, kept] h_prev`` with columns mapped to model columns.
+
+    ``kept`` leaves out the previous layer's neurons flagged ``prev_zero`` (fixed at 0).
+    """
+    kept = np.flatnonzero(~prev_zero)
     sub = sp.csr_matrix(weight)[rows][:, kept].tocoo()
     return sub.row, prev_idx[kept][sub.col], -sub.data
 
@@ -119,6 +124,7 @@ def encode_network(
         x_upper = np.asarray(x_upper, dtype=np.float64).reshape(-1)
         input_idx = builder.add_columns(x_lower, x_upper)
     prev_idx = np.asarray(input_idx, dtype=np.int64)
+    prev_zero = np.zeros(prev_idx.size, dtype=bool)
     input_idx = prev_idx
     neuron_idx, binary_idx = [], []
     counts = {"unstable": 0, "active": 0, "inactive": 0}
@@ -131,7 +137,7 @@ def encode_network(
         idx = np.full(n, -1, dtype=np.int64)
         if layer.activation == "relu":
             inactive = upper <= 0
-            active = lower >= 0
+            active = (lower >= 0) & ~inactive  # l = u = 0 counts as inactive
             unstable = ~inactive & ~active
         else:
             inactive = np.zeros(n, dtype=bool)
@@ -142,13 +148,16 @@ def encode_network(
             counts["active"] += int(active.sum())
             counts["inactive"] += int(inactive.sum())
 
+        # Stably inactive neurons: h = 0, a fixed column and no row.
+        if inactive.any():
+            idx[inactive] = builder.add_columns(np.zeros(int(inactive.sum())), np.zeros(int(inactive.sum())))
         # Stably active (or identity) neurons: h = W h_prev + b.
         act = np.flatnonzero(active)
         if act.size:
             lo = np.maximum(lower[act], 0.0) if layer.activation == "relu" else lower[act]
             cols = builder.add_columns(lo, upper[act])
             idx[act] = cols
-            r, c, v = _affine_rows(layer.weight, act, prev_idx)
+            r, c, v = _affine_rows(layer.weight, act, prev_idx, prev_zero)
             rows = np.concatenate([np.arange(act.size), r])
             builder.add_coo_rows(
                 rows, np.concatenate([cols, c]), np.concatenate([np.ones(act.size), v]),
@@ -163,7 +172,7 @@ def encode_network(
             cols = builder.add_columns(np.zeros(m), u_u)
             binaries = builder.add_columns(np.zeros(m), np.ones(m), integer=not relax)
             idx[uns] = cols
-            r, c, v = _affine_rows(layer.weight, uns, prev_idx)
+            r, c, v = _affine_rows(layer.weight, uns, prev_idx, prev_zero)
             ones = np.ones(m)
             local = np.arange(m)
             # h - W h_prev >= b
@@ -182,7 +191,7 @@ def encode_network(
             )
         neuron_idx.append(idx)
         binary_idx.append(binaries)
-        prev_idx = idx
+        prev_idx, prev_zero = idx, inactive
     return ReluEncoding(
         input_idx=input_idx, neuron_idx=neuron_idx, binary_idx=binary_idx, n_unstable=counts["unstable"],
         n_stable_active=counts["active"], n_stable_inactive=counts["inactive"],
@@ -213,11 +222,6 @@ def build_spec_milp(
     builder = ModelBuilder()
     enc = encode_network(builder, net, bounds, x_lower, x_upper)
     out = enc.output_idx
-    if np.any(out < 0):
-        raise ShapeMismatchError(
-            f"outputs {np.flatnonzero(out < 0).tolist()} are ReLUs that are always 0 on this box and were removed; "
-            "a specification needs a linear (identity) output layer"
-        )
     for key, idx in _groups(enc).items():
         builder.add_group(key, idx)
     if C.shape[0] == 1:
@@ -302,9 +306,7 @@ def forward_assignment(net: Network, enc: ReluEncoding, bounds: Bounds, x: np.nd
     for k, layer in enumerate(net.layers[: len(enc.neuron_idx)]):
         z = np.asarray(pre[k], dtype=np.float64).reshape(-1)
         h = np.maximum(z, 0.0) if layer.activation == "relu" else z
-        cols = enc.neuron_idx[k]
-        kept = cols >= 0
-        v[cols[kept]] = h[kept]
+        v[enc.neuron_idx[k]] = h
         if enc.binary_idx[k].size:
             lower, upper = (np.asarray(b, dtype=np.float64) for b in bounds[k])
             unstable = np.flatnonzero((lower < 0) & (upper > 0))

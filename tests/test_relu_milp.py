@@ -135,7 +135,8 @@ def test_stable_neurons_get_no_binary_and_inactive_ones_are_removed():
     assert count_unstable(net, bounds) == 1
     model, enc = build_spec_milp(net, bounds, lo, hi, [[1.0, 0.0]], 0.0)
     assert enc.n_binaries == 1 and model.n_integer == 1
-    assert enc.neuron_idx[0][1] == -1 and enc.n_stable_inactive == 1 and enc.n_stable_active == 1
+    assert model.col_lower[enc.neuron_idx[0][1]] == model.col_upper[enc.neuron_idx[0][1]] == 0.0
+    assert enc.n_stable_inactive == 1 and enc.n_stable_active == 1
     assert solve(model).objective == pytest.approx(6.0 + 2.0)  # x0 = 1, x1 = 1: (6) + (0) + (2)
 
 
