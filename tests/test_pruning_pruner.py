@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import itertools
 
 import numpy as np
 import pytest
@@ -147,17 +147,26 @@ def test_callable_decision_gets_normalised_scores() -> None:
         Pruner(FixedScorer(FIXED), decision=bad).fit(mlp())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("optprune.search") is None, reason="optprune.search not available")
-def test_search_decision_meets_parameter_budget() -> None:
-    model = mlp()
-    try:
-        p = Pruner("l1", ratio=0.5, decision="search").fit(model)
-    except InvalidParameterError as exc:
-        if "search_decision" in str(exc):
-            pytest.skip(f"optprune.search has no search_decision yet: {exc}")
-        raise
-    assert p.n_params_after_ <= 0.5 * p.n_params_before_ + 1e-9
-    assert p.search_result_ is not None and p.normalizer_ == "mean"
+def test_search_decision_is_the_brute_force_optimum_under_the_parameter_budget() -> None:
+    # The search keeps the w best units of each group, maximising the sum of the kept mean-normalised scores
+    # with params(w1, w2) = 16 w1 + w1 + w1 w2 + w2 + 3 w2 + 3 <= (1 - ratio) * 257 (257 = 170 + 66 + 21).
+    n1, n3 = FIXED["1"] / FIXED["1"].mean(), FIXED["3"] / FIXED["3"].mean()
+    plans = []
+    for w1, w2 in itertools.product(range(1, 11), range(1, 7)):
+        params = 17 * w1 + (w1 + 1) * w2 + 3 * (w2 + 1)
+        if params <= 0.5 * 257:
+            plans.append((np.sort(n1)[::-1][:w1].sum() + np.sort(n3)[::-1][:w2].sum(), w1, w2, params))
+    plans.sort(reverse=True)
+    value, w1, w2, params = plans[0]
+    assert (w1, w2, params) == (5, 4, 124) and value > plans[1][0] + 0.1  # a unique optimum, worked out here
+    p = Pruner(FixedScorer(FIXED), ratio=0.5, decision="search").fit(mlp())
+    assert p.normalizer_ == "mean" and p.search_result_ is not None
+    assert p.widths_ == {"1": 5, "3": 4}
+    # the best-scored units: 5..9 of group 1; scores 5, 4, 3, 0.5 (units 0, 2, 4, 1) of group 3
+    assert {k: list(v) for k, v in p.decision_.kept.items()} == {"1": [5, 6, 7, 8, 9], "3": [0, 1, 2, 4]}
+    assert p.search_result_.objective == pytest.approx(value)
+    assert p.n_params_before_ == 257 and p.n_params_after_ == 124
+    assert count_parameters(p.transform()) == 124
 
 
 def test_fit_scores_and_compensation_with_data() -> None:
