@@ -29,10 +29,13 @@ function that remains over the box gives the bound.
 Soundness: the optimiser may run in any precision, but every bound that can
 close a subdomain is evaluated once more, without gradients, in float64 by
 :func:`spec_bound` with the final (projected) ``alpha`` and ``beta``, then
-widened by :func:`pad_bound`: ``PAD_REL`` times the sum of the magnitudes of
-the terms plus ``PAD_ABS`` (the float64 error bound of
-:mod:`optprune.bounds`). Intermediate bounds are computed the same way (rows
-``±e_j`` on an earlier layer) and padded outward.
+widened by :func:`pad_bound`: the rigorous error term of
+:mod:`optprune.rounding` over the magnitude of every term summed, including
+the rounding of the back-substituted coefficients themselves (``|lam| @ |W|``
+times the largest ``|h|`` the earlier bounds allow, and the relaxation's
+elementwise products times the largest ``|z|``). The ReLU chord's intercept is
+raised by its own rounding (as in :mod:`optprune.bounds`). Intermediate bounds
+are computed the same way (rows ``±e_j`` on an earlier layer) and padded outward.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from optprune.bounds import PAD_ABS, PAD_REL, Bounds, linear_bounds
+from optprune.bounds import Bounds, linear_bounds
 from optprune.network import Network
+from optprune.rounding import UNIT_ROUNDOFF, gamma
 
 __all__ = [
     "TorchNetwork",
@@ -91,6 +95,11 @@ class TorchNetwork:
     def hidden_widths(self) -> list[int]:
         return [int(w.shape[0]) for w in self.weights[:-1]]
 
+    @property
+    def chain_length(self) -> int:
+        """Operations in sequence in any bound (as :func:`optprune.bounds.chain_length`)."""
+        return int(self.weights[0].shape[1]) + sum(int(w.shape[0]) for w in self.weights) + 4 * self.n_layers + 4
+
 
 @dataclass
 class SpecBound:
@@ -99,13 +108,15 @@ class SpecBound:
     ``mu[j]`` (B, m, n_j) is the coefficient of ``relu(z_j)`` met during the
     back-substitution (BaBSR's score uses it); ``lam0`` (B, m, n_in) the final
     coefficient of the input, whose sign gives the maximising vertex of the box;
-    ``magnitude`` (B, m) the sum of the magnitudes of the terms (for padding).
+    ``magnitude`` (B, m) the sum of the magnitudes of the terms (for padding),
+    ``n_terms`` the longest chain of operations they were summed in.
     """
 
     upper: torch.Tensor
     mu: list[torch.Tensor | None]
     lam0: torch.Tensor
     magnitude: torch.Tensor
+    n_terms: int = 0
 
 
 def _relaxation(lower: torch.Tensor, upper: torch.Tensor, split: torch.Tensor | None):
@@ -123,6 +134,10 @@ def _relaxation(lower: torch.Tensor, upper: torch.Tensor, split: torch.Tensor | 
     denom = torch.where(unstable, upper - lower, torch.ones_like(upper))
     up_slope = torch.where(active, 1.0, torch.where(unstable, upper / denom, 0.0)).to(lower.dtype)
     up_icpt = torch.where(unstable, -lower * upper / denom, 0.0).to(lower.dtype)
+    if lower.dtype == torch.float64:  # the chord above the ReLU in exact arithmetic (optprune.bounds)
+        span = torch.maximum(lower.abs(), upper.abs())
+        slack = 8.0 * UNIT_ROUNDOFF * (up_slope * span + up_icpt + span)
+        up_icpt = torch.where(unstable, torch.nextafter(up_icpt + slack, torch.full_like(up_icpt, torch.inf)), 0.0)
     return up_slope, up_icpt, active.to(lower.dtype), unstable
 
 
@@ -164,7 +179,12 @@ def spec_bound(
         b = biases[k]
         const = const + lam @ b
         if magnitude:
-            mag = mag + lam.abs() @ b.abs()
+            # |lam| @ (|b| + |W_k| @ max|h_{k-1}|): the bias terms and the rounding of lam @ W_k (module doc).
+            h_prev = (torch.maximum(x_hi.abs(), x_lo.abs()) if k == 0 else
+                      uppers[k - 1].clamp(min=0.0) if tn.relu[k - 1] else
+                      torch.maximum(lowers[k - 1].abs(), uppers[k - 1].abs()))
+            spread = b.abs() + h_prev @ weights[k].abs().T
+            mag = mag + (lam.abs() * spread.unsqueeze(1)).sum(-1)
         lam = lam @ weights[k]
         if k == 0:
             break
@@ -179,22 +199,31 @@ def spec_bound(
         low_slope = act.unsqueeze(1) + unstable.unsqueeze(1).to(dt) * a
         icpt = (pos * up_icpt.unsqueeze(1)).sum(-1)
         const = const + icpt
-        if magnitude:
-            mag = mag + icpt.abs()
+        terms = pos * up_slope.unsqueeze(1) - neg * low_slope  # |pos s| + |neg a|: the products' magnitudes
         lam = pos * up_slope.unsqueeze(1) + neg * low_slope
         if beta is not None and beta[j] is not None and split is not None:
             lam = lam + beta[j] * split.unsqueeze(1).to(dt)
+            terms = terms + beta[j].abs()
+        if magnitude:
+            z_abs = torch.maximum(lowers[j].abs(), uppers[j].abs()).unsqueeze(1)
+            mag = mag + icpt.abs() + (terms * z_abs).sum(-1)
     hi, lo = x_hi.unsqueeze(1), x_lo.unsqueeze(1)
     box = (lam.clamp(min=0.0) * hi + lam.clamp(max=0.0) * lo).sum(-1)
+    upper = const + box
     if magnitude:
-        mag = mag + (lam.abs() * torch.maximum(hi.abs(), lo.abs())).sum(-1)
-    return SpecBound(const + box, mus, lam, mag if magnitude else torch.zeros_like(box))
+        mag = mag + (lam.abs() * torch.maximum(hi.abs(), lo.abs())).sum(-1) + const.abs()
+    return SpecBound(upper, mus, lam, mag if magnitude else torch.zeros_like(box), tn.chain_length)
 
 
 def pad_bound(sb: SpecBound) -> torch.Tensor:
-    """Sound float64 upper bound: ``upper + PAD_REL (|upper| + magnitude) + PAD_ABS`` (module doc)."""
+    """Sound float64 upper bound: ``upper`` plus :func:`optprune.rounding.error_bound` of its magnitude."""
+    if sb.upper.dtype != torch.float64:
+        raise TypeError("pad_bound needs a float64 SpecBound: only float64 evaluations can close anything")
+    n = sb.n_terms + 4
     u = sb.upper.detach()
-    return u + PAD_REL * (u.abs() + sb.magnitude.detach()) + PAD_ABS
+    pad = 2.0 * gamma(n) * sb.magnitude.detach() + n * 2.0**-1074
+    up = u + torch.nextafter(pad, torch.full_like(pad, torch.inf))
+    return torch.nextafter(up, torch.full_like(up, torch.inf))
 
 
 def _relu_layers(tn: TorchNetwork, K: int) -> list[int]:
@@ -334,12 +363,14 @@ def intermediate_bounds(
     with torch.no_grad():
         if start <= 0:
             w, b = tn.weights[0], tn.biases[0]
-            mid = (x_hi + x_lo) / 2 @ w.T + b
-            rad = (x_hi - x_lo) / 2 @ w.abs().T
-            mag = (torch.maximum(x_hi.abs(), x_lo.abs()) @ w.abs().T) + b.abs()
-            pad = PAD_REL * mag + PAD_ABS
-            lowers[0] = torch.maximum(lowers[0], mid - rad - pad)
-            uppers[0] = torch.minimum(uppers[0], mid + rad + pad)
+            wpos, wneg = w.clamp(min=0.0), w.clamp(max=0.0)
+            top = x_hi @ wpos.T + x_lo @ wneg.T + b
+            bottom = x_lo @ wpos.T + x_hi @ wneg.T + b
+            mag = torch.maximum(x_hi.abs(), x_lo.abs()) @ w.abs().T + b.abs()
+            pad = 2.0 * gamma(2 * w.shape[1] + 6) * mag + 2.0**-1060
+            inf = torch.full_like(top, torch.inf)
+            lowers[0] = torch.maximum(lowers[0], torch.nextafter(bottom - pad, -inf))
+            uppers[0] = torch.minimum(uppers[0], torch.nextafter(top + pad, inf))
             start = 1
         for j in range(start, tn.n_layers - 1):
             open_ = (lowers[j] < 0) & (uppers[j] > 0)

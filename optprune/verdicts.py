@@ -27,7 +27,15 @@ same question of a MIP: is ``m* = max_x s(x)`` (a slack: a margin
     kept between a proof and zero: MIP solvers accept rows violated by their
     primal feasibility tolerance and stop at an absolute gap, so an objective
     or bound within ``[-delta, delta]`` of zero is ``unknown`` unless re-solved
-    tighter. A MIP that says INFEASIBLE without a cutoff (optimisation mode)
+    tighter. The margin is widened per specification row by the solver's
+    *resolution* on that network (:func:`solver_resolution`): how far the
+    slack of a point the solver accepts (rows within the feasibility
+    tolerance, binaries within the integrality tolerance) can be from the
+    network's own slack at that input, propagated through ``|W|`` layer by
+    layer. A solver cannot tell apart what lies closer than that, so no proof
+    is taken from there: on a network with weights of ``1e4`` and a margin of
+    ``1e-9`` (Zombori et al., ICLR 2021) the MIP can only find points, never
+    prove ``unsat``. A MIP that says INFEASIBLE without a cutoff (optimisation mode)
     can only be so through unsound bounds or numerical trouble: it is an
     error, never a proof.
 
@@ -69,6 +77,8 @@ __all__ = [
     "proves_nonpositive",
     "check_encoding",
     "check_bounds_contain",
+    "solver_resolution",
+    "widened",
 ]
 
 DECISION_DELTA = 1e-5
@@ -89,13 +99,48 @@ class DecisionTolerances:
     integrality_tol: float = 1e-6
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.delta) and self.delta > 0):
-            raise ValueError(f"delta must be a finite number > 0, got {self.delta}")
+        if not (self.delta > 0):  # +inf: the solver cannot resolve anything, so no MIP proof is possible
+            raise ValueError(f"delta must be a number > 0, got {self.delta}")
         if self.mip_abs_gap >= self.delta:
             raise ValueError(f"mip_abs_gap ({self.mip_abs_gap}) must be below delta ({self.delta})")
 
 
 DECISION_TOLERANCES = DecisionTolerances()
+
+
+def solver_resolution(net: Network, bounds, C: np.ndarray, tol: DecisionTolerances = DECISION_TOLERANCES
+                      ) -> np.ndarray:
+    """Per row of ``C`` (on the output), how far a solver-accepted point's ``C y`` can be from the network's.
+
+    Forward propagation of worst-case deviations (module doc): each input may
+    leave its box by ``feasibility_tol``; each pre-activation row may be off by
+    ``feasibility_tol``; a ReLU adds ``feasibility_tol``, and an unstable one
+    (a binary in the big-M encoding) ``integrality_tol * max(-l, u)`` as well,
+    since a binary at ``integrality_tol`` from 0 or 1 lets the output move by
+    that fraction of the big-M constant; ``|W|`` carries each layer's
+    deviations to the next (ReLU is 1-Lipschitz). Vectorised: one sparse or
+    dense ``|W| @ v`` per layer.
+    """
+    feas, integ = tol.feasibility_tol, tol.integrality_tol
+    dev = np.full(net.input_size, feas)
+    dz = dev
+    for layer, (lo, hi) in zip(net.layers, bounds):
+        dz = np.asarray(abs(layer.weight) @ dev).reshape(-1) + feas
+        if layer.activation == "relu":
+            unstable = (lo < 0) & (hi > 0)
+            dev = dz + feas + np.where(unstable, integ * np.maximum(-lo, hi), 0.0)
+        else:
+            dev = dz
+    C = np.atleast_2d(np.asarray(C, dtype=np.float64))
+    return np.abs(C) @ dz + feas
+
+
+def widened(tol: DecisionTolerances, resolution) -> DecisionTolerances:
+    """``tol`` with ``delta`` raised by the solver's resolution (the largest of ``resolution``; module doc)."""
+    extra = float(np.max(resolution, initial=0.0))
+    if not math.isfinite(extra):
+        extra = math.inf
+    return replace(tol, delta=tol.delta + extra) if extra > 0 else tol
 
 
 def _solver_options(time_limit: float, threads: int | None, tol: DecisionTolerances, **kw):
@@ -138,6 +183,8 @@ def slack_verdict(status: str, bound: float | None, *, cutoff: bool, delta: floa
     Raises :class:`UnsoundBoundsError` for INFEASIBLE without a cutoff.
     """
     if status == "infeasible":
+        if not math.isfinite(delta):
+            return "unknown"  # no cutoff row could be posed: the solver resolves nothing on this network
         if not cutoff:
             raise UnsoundBoundsError(
                 "the MIP is infeasible without an objective cutoff: the per-neuron bounds or the solver's "

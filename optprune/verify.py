@@ -58,6 +58,8 @@ from optprune.verdicts import (
     optimize_options,
     proves_nonpositive,
     slack_verdict,
+    solver_resolution,
+    widened,
 )
 from optprune.vnnlib import Conjunction, VNNLibCase, VNNLibProperty, read_vnnlib
 
@@ -185,11 +187,13 @@ def _verify_case(
         t = time.perf_counter()
         model, enc = build_spec_milp(net, bounds, case.lower, case.upper, conj.C, conj.d, spec_upper=upper[i])
         result.n_binaries = max(result.n_binaries, enc.n_binaries)
-        sol = get_backend(solver).solve(model, decision_options(time_left, threads, tol))
+        # The proof margin grows with what the solver cannot resolve on this network (optprune.verdicts).
+        tol_i = widened(tol, solver_resolution(net, bounds, conj.C, tol))
+        sol = get_backend(solver).solve(model, decision_options(time_left, threads, tol_i))
         result.stages["mip"] += time.perf_counter() - t
         result.mips_solved += 1
         record = {"index": i, "linear_upper_bound": upper[i], "status": sol.status.value, "objective": sol.objective,
-                  "bound": sol.bound, "time_s": round(sol.time_s, 4), "message": sol.message}
+                  "bound": sol.bound, "delta": tol_i.delta, "time_s": round(sol.time_s, 4), "message": sol.message}
         result.conjunctions.append(record)
         if sol.status == Status.ERROR:
             _raise_solver_error(solver, sol.message)
@@ -211,7 +215,7 @@ def _verify_case(
         if status == "infeasible":
             # Rule (b): trusted only if the model (without the cutoff) accepts a real forward pass.
             check_encoding(net, bounds, model, enc, centre)
-        record["verdict"] = slack_verdict(status, sol.bound, cutoff=True, delta=tol.delta)
+        record["verdict"] = slack_verdict(status, sol.bound, cutoff=True, delta=tol_i.delta)
         if record["verdict"] == "unsat":
             continue  # proven: this conjunction cannot hold
         verdict = "unknown"
@@ -478,15 +482,18 @@ def robustness_property(net: Network, x0, label: int, eps: float, *, target: int
     return VNNLibProperty(net.input_size, net.output_size, (case,), name=f"robust_{label}_{eps}")
 
 
-def _margin_bound(sol, decision: bool, delta: float) -> float:
-    """A valid upper bound on one target's margin from a solve (``inf`` when none is known).
+def _margin_bound(sol, decision: bool, delta: float, resolution: float) -> float:
+    """An upper bound on one target's margin from a solve (``inf`` when none is known).
 
     Under the decision cutoff (margin >= -delta) an infeasible model proves the
-    margin is below ``-delta``; otherwise only the dual bound counts.
+    margin is below ``-delta``; otherwise only the dual bound counts. Either is
+    the solver's word on its model, which may differ from the network's margin
+    by the solver's ``resolution`` (:func:`optprune.verdicts.solver_resolution`):
+    that is added.
     """
     if decision and _cutoff_infeasible(sol):
-        return -delta
-    return sol.bound if math.isfinite(sol.bound) else math.inf
+        return -delta + resolution
+    return sol.bound + resolution if math.isfinite(sol.bound) else math.inf
 
 
 def _infeasible_without_cutoff(solver: str, what: str) -> None:
@@ -579,22 +586,25 @@ def max_margin(
         res.n_binaries = enc.n_binaries
         t = time.perf_counter()
         share = (deadline - time.perf_counter()) / (len(targets) - n_done)  # fair share of what is left
+        resolution = float(solver_resolution(net, b, C, tolerances)[0])
+        tol_t = widened(tolerances, resolution)
         if decision:
-            options = decision_options(share, threads, tolerances)
+            options = decision_options(share, threads, tol_t)
         else:
             options = optimize_options(share, threads, mip_gap, tolerances)
         sol = backend.solve(model, options)
         res.stages["mip"] += time.perf_counter() - t
         infeasible = _cutoff_infeasible(sol)
+        bound = _margin_bound(sol, decision, tol_t.delta, resolution)
         res.per_target[t_cls] = {"status": "infeasible" if infeasible else sol.status.value, "objective": sol.objective,
-                                 "bound": sol.bound, "time_s": sol.time_s, "cutoff": decision}
+                                 "bound": bound, "solver_bound": sol.bound, "resolution": resolution,
+                                 "time_s": sol.time_s, "cutoff": decision}
         if sol.status == Status.ERROR:
             _raise_solver_error(solver, sol.message)
         if infeasible:
             check_encoding(net, b, model, enc, x0)  # names the neuron if the bounds are unsound
             if not decision:
                 _infeasible_without_cutoff(solver, "max-margin")
-        bound = _margin_bound(sol, decision, tolerances.delta)
         res.bound = max(res.bound, bound)
         found = sol.x is not None and sol.objective >= 0
         if not (sol.status == Status.OPTIMAL or (decision and (found or bound < -tolerances.delta))):
@@ -636,13 +646,22 @@ def min_distortion(
 ) -> AdversarialResult:
     """MIPVerify's minimal adversarial distortion (L-inf or L1) for each target (best returned).
 
+    ``bound`` is a lower bound on the smallest distortion at which some target
+    scores *at least* the label (margin ``>= 0``), from dual bounds only (an
+    incumbent is an upper bound, never a lower one): each target's MIP asks
+    for a margin ``>= -(delta + resolution)``
+    (:func:`optprune.verdicts.solver_resolution`), a relaxation of margin
+    ``>= 0`` on the network, so its dual bound is below the true minimum. When
+    that MIP's point is not adversarial on ``reference`` (default ``net``), a
+    second MIP asks for margin ``>= margin + resolution`` to find one; the
+    returned point (``objective``) is always adversarial on ``reference``.
+
     ``max_eps`` restricts the search to an L-inf ball (much tighter bounds,
-    as MIPVerify does); without it the whole domain is the box. ``bound`` is a
-    lower bound on the minimal distortion built from dual bounds only (an
-    incumbent is an upper bound, never a lower one); a target whose MIP is
-    infeasible contributes ``inf`` only after the model is checked to accept
-    the forward pass of ``x0``. The returned point must be adversarial on
-    ``reference`` (default ``net``), else it is not reported.
+    as MIPVerify does): then no adversarial example within the ball means a
+    bound of ``max_eps`` (every point outside is farther in either norm), and
+    the bound never exceeds ``max_eps``. Without ``max_eps`` the whole domain
+    is the box and an infeasible MIP gives ``inf`` (no adversarial example at
+    all), trusted only after the model is checked to accept ``x0``'s forward pass.
     """
     bound_method = _renamed(renamed, "bounds", "bound_method", bound_method)
     _no_more(renamed, "min_distortion")
@@ -653,6 +672,7 @@ def min_distortion(
         lo, hi = _ball(x0, max_eps, domain)
     else:
         lo, hi = np.full(x0.size, domain[0]), np.full(x0.size, domain[1])
+    cap = math.inf if max_eps is None else float(max_eps)
     on_reference = reference is None or reference is net
     reference = net if reference is None else reference
     res = AdversarialResult(label=label, target=None, objective=math.inf, bound=math.inf, status="optimal", x=None,
@@ -667,34 +687,51 @@ def min_distortion(
     lower_bounds = []
     targets = _targets(net, label, target)
     res.targets = list(targets)
-    for t_cls in targets:
-        C = _target_rows(net, label, t_cls)
-        model, enc = build_min_distortion_milp(net, b, x0, lo, hi, C, 0.0, norm=norm, margin=margin)
+
+    def solve_at(C, row_margin: float):
+        model, enc = build_min_distortion_milp(net, b, x0, lo, hi, C, 0.0, norm=norm, margin=row_margin)
         res.n_binaries = enc.n_binaries
         t = time.perf_counter()
         sol = backend.solve(model, optimize_options(deadline - time.perf_counter(), threads, None, tolerances))
         res.stages["mip"] += time.perf_counter() - t
-        res.per_target[t_cls] = {"status": sol.status.value, "objective": sol.objective, "bound": sol.bound,
-                                 "time_s": sol.time_s}
         if sol.status == Status.ERROR:
             _raise_solver_error(solver, sol.message)
+        return model, sol
+
+    def adversarial_point(model, sol):
+        if sol.x is None:
+            return None
+        x = np.clip(model.group("input", sol.x), lo, hi)
+        y = reference.forward(x)
+        return (x, y) if int(np.argmax(y)) != label else None
+
+    for t_cls in targets:
+        C = _target_rows(net, label, t_cls)
+        resolution = float(solver_resolution(net, b, C, tolerances)[0])
+        model, sol = solve_at(C, -(tolerances.delta + resolution))
+        res.per_target[t_cls] = {"status": sol.status.value, "objective": sol.objective, "bound": sol.bound,
+                                 "resolution": resolution, "time_s": sol.time_s}
         if sol.status == Status.INFEASIBLE:
             # The margin row acts as the cutoff; trust it only if the rest of the model accepts x0's forward pass.
             spec, spec_enc = build_spec_milp(net, b, lo, hi, C, 0.0)
             check_encoding(net, b, spec, spec_enc, np.clip(x0, lo, hi))
-            lower_bounds.append(math.inf)
+            lower_bounds.append(cap)  # nothing adversarial inside the ball: the nearest is at least max_eps away
             continue
-        lower_bounds.append(sol.bound if math.isfinite(sol.bound) else 0.0)
+        lower_bounds.append(min(sol.bound, cap) if math.isfinite(sol.bound) else 0.0)
         if sol.status != Status.OPTIMAL:
             res.status = "time_limit"
-        if sol.x is not None and sol.objective < res.objective:
-            x = np.clip(model.group("input", sol.x), lo, hi)
-            y = reference.forward(x)
-            if int(np.argmax(y)) != label:
-                distortion = float(np.max(np.abs(x - x0)) if norm == "linf" else np.sum(np.abs(x - x0)))
+        hit = adversarial_point(model, sol)
+        if hit is None and sol.x is not None and time.perf_counter() < deadline:
+            model, sol2 = solve_at(C, margin + resolution)  # a point with room for the solver's resolution
+            res.per_target[t_cls]["point_status"] = sol2.status.value
+            hit = adversarial_point(model, sol2)
+        if hit is not None:
+            x, y = hit
+            distortion = float(np.max(np.abs(x - x0)) if norm == "linf" else np.sum(np.abs(x - x0)))
+            if distortion < res.objective:
                 res.objective, res.target, res.x, res.output = distortion, t_cls, x, y
-            else:
-                res.message = f"target {t_cls}: the MIP's point is not adversarial on the reference network"
+        elif sol.x is not None:
+            res.message = f"target {t_cls}: the MIP's point is not adversarial on the reference network"
         if time.perf_counter() > deadline:
             res.status = "time_limit"
             break

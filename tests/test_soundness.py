@@ -23,7 +23,13 @@ from optprune.milp import MILP, Sense
 from optprune.network import AffineLayer, Network
 from optprune.solvers import backend_names, registry
 from optprune.solvers.base import BackendBase, SolveOptions, SolveResult, Status
-from optprune.verdicts import DECISION_DELTA, UnsoundBoundsError, check_bounds_contain, slack_verdict
+from optprune.verdicts import (
+    DECISION_DELTA,
+    UnsoundBoundsError,
+    check_bounds_contain,
+    slack_verdict,
+    solver_resolution,
+)
 from optprune.verify import max_margin, min_distortion, verify_property
 from optprune.vnnlib import Conjunction, VNNLibCase, VNNLibProperty, parse_vnnlib
 
@@ -181,8 +187,15 @@ def test_an_optimum_near_zero_or_without_a_dual_bound_is_unknown(scripted, objec
 
 def test_a_dual_bound_below_minus_delta_proves_unsat(scripted):
     net, prop = _open_property()
-    name = scripted(Status.FEASIBLE, -0.3, -2 * DECISION_DELTA)
+    case = prop.cases[0]
+    resolution = float(solver_resolution(net, compute_bounds(net, case.lower, case.upper, "linear"),
+                                         case.disjuncts[0].C)[0])
+    assert 0 < resolution < 1e-3
+    name = scripted(Status.FEASIBLE, -0.3, -2 * (DECISION_DELTA + resolution))
     assert verify_mip(net, prop, solver=name, attack=False, bound_method="linear", time_limit=10).verdict == "unsat"
+    # Below -delta but within the solver's resolution of it: not a proof.
+    name = scripted(Status.FEASIBLE, -0.3, -DECISION_DELTA - 0.5 * resolution)
+    assert verify_mip(net, prop, solver=name, attack=False, bound_method="linear", time_limit=10).verdict == "unknown"
 
 
 def test_infeasible_without_a_cutoff_is_an_error_not_a_proof():
