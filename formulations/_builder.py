@@ -26,6 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 import scipy.sparse as sp
 
+from optprune._validation import InstanceOf, Interval, validate_params
 from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.milp import MILP, Sense
 
@@ -61,7 +62,53 @@ def _sense(sense: str | Sense) -> Sense:
     return aliases[key]
 
 
+def _is_numeric(values) -> bool:
+    """A real number, or an array-like (list, NumPy array) of real numbers: never a string, bool or object."""
+    if isinstance(values, (str, bytes)):
+        return False
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError):  # ragged nested lists
+        return False
+    return arr.dtype.kind in "iuf"
+
+
+_NUMBERS = "a number or an array of numbers (int or float, not str or bool)"
+
+
+def _described(values) -> str:
+    """What was received, short enough for a message: the value, or an array's shape and dtype."""
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError):  # ragged nested lists
+        return f"a ragged {type(values).__name__}"
+    if isinstance(values, (str, bytes)) or arr.ndim == 0:
+        return repr(values)
+    return f"an array of shape {arr.shape} (dtype {arr.dtype})"
+
+
+def _bound_vector(owner: str, name: str, values, n: int, what: str) -> np.ndarray:
+    """``values`` (a scalar or ``n`` numbers, never NaN) as a read-only length-``n`` float array.
+
+    Messages follow :func:`optprune._validation.validate_params` (owner, parameter, what is allowed, what
+    was received), with an array described by its shape rather than its entries.
+
+    ``what`` names one of the ``n`` things in the message (``"column (n)"``, ``"row of coefficients"``).
+    """
+    arr = _finite_array(f"{owner}: {name}", values, allow_inf=True)
+    if not (arr.ndim == 0 or (arr.ndim == 1 and arr.size in (1, n))):
+        raise ShapeMismatchError(
+            f"{owner}: parameter {name!r} must be a scalar or a 1-D array of {n} numbers, one per {what}; "
+            f"got {_described(values)}"
+        )
+    return np.broadcast_to(arr.reshape(-1), (n,))
+
+
 def _finite_array(name: str, values, *, allow_inf: bool) -> np.ndarray:
+    if not _is_numeric(values):
+        owner, _, param = name.rpartition(": ")
+        raise InvalidParameterError(f"{owner}: parameter {param!r} must be {_NUMBERS}; "
+                                    f"got {_described(values)}")
     arr = np.asarray(values, dtype=np.float64)
     bad = np.isnan(arr) if allow_inf else ~np.isfinite(arr)
     if bad.any():
@@ -102,10 +149,13 @@ class ModelBuilder:
         ``name`` records them as a group, readable from a solution with
         :meth:`~optprune.milp.MILP.group`.
         """
-        if not isinstance(n, (int, np.integer)) or n < 0:
-            raise InvalidParameterError(f"add_vars: n must be an integer >= 0, got {n!r}")
-        lower = np.broadcast_to(_finite_array("add_vars: lower", lower, allow_inf=True), (int(n),))
-        upper = np.broadcast_to(_finite_array("add_vars: upper", upper, allow_inf=True), (int(n),))
+        validate_params(
+            "add_vars", {"n": n, "integer": integer, "name": name},
+            {"n": [Interval(int, 0, None)], "integer": [InstanceOf((bool, np.bool_))],
+             "name": [InstanceOf((str,)), None]},
+        )
+        lower = _bound_vector("add_vars", "lower", lower, int(n), "column (n)")
+        upper = _bound_vector("add_vars", "upper", upper, int(n), "column (n)")
         if np.any(lower > upper):
             j = int(np.flatnonzero(lower > upper)[0])
             raise InvalidParameterError(f"add_vars: lower bound {lower[j]} above upper bound {upper[j]} at column {j}")
@@ -178,8 +228,11 @@ class ModelBuilder:
                 f"add_rows: coefficients have {block.shape[1]} columns but {cols.size} column indices were given"
             )
         m = block.shape[0]
-        lower = np.broadcast_to(_finite_array("add_rows: lower", lower, allow_inf=True), (m,))
-        upper = np.broadcast_to(_finite_array("add_rows: upper", upper, allow_inf=True), (m,))
+        lower = _bound_vector("add_rows", "lower", lower, m, "row of coefficients")
+        upper = _bound_vector("add_rows", "upper", upper, m, "row of coefficients")
+        if np.any(lower > upper):
+            i = int(np.flatnonzero(lower > upper)[0])
+            raise InvalidParameterError(f"add_rows: lower bound {lower[i]} above upper bound {upper[i]} at row {i}")
         return self.add_coo_rows(block.row, cols[block.col], block.data, lower, upper)
 
     def add_coo_rows(self, rows, cols, vals, lower, upper) -> np.ndarray:
