@@ -9,13 +9,84 @@ from __future__ import annotations
 
 import numpy as np
 
-from optprune.bounds import Bounds, compute_bounds
+from optprune._validation import InstanceOf, Interval, Options, validate_params
+from optprune.bounds import BOUND_METHODS, Bounds, compute_bounds, interval_bounds
 from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.formulations._builder import Columns, ModelBuilder
 from optprune.formulations.relu_milp import encode_network
 from optprune.network import Network
 
-__all__ = ["embed_network"]
+__all__ = ["embed_network", "BIG_M_LIMIT"]
+
+BIG_M_LIMIT = 1e12
+"""Largest magnitude allowed for an input bound and for every neuron's bound (a big-M constant).
+
+The bounds become column bounds and matrix coefficients of the encoding; HiGHS refuses coefficients of
+1e15 and above, and solvers take bounds of 1e20 and above as infinite. The margin leaves room for the
+outward padding of :mod:`optprune.bounds`.
+"""
+
+_EMBED_CONSTRAINTS = {
+    "builder": [InstanceOf((ModelBuilder,))],
+    "net": [InstanceOf((Network,))],
+    "bound_method": [Options(BOUND_METHODS)],
+    "bounds": [InstanceOf((list, tuple)), None],
+    "name": [InstanceOf((str,)), None],
+    "time_limit": [Interval(float, 0, None, closed="neither"), None],
+}
+
+
+def _listed(indices: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(str(int(i)) for i in indices[:limit])
+    return f"[{shown}{', ...' if indices.size > limit else ''}] ({indices.size} in all)"
+
+
+def _safe_input_range(net: Network) -> float:
+    """``M`` such that every neuron's interval bound over the box ``[-M, M]^n`` is within ``BIG_M_LIMIT``.
+
+    Interval arithmetic on ``|x| <= M``: a neuron of layer ``k`` is bounded by ``M g_k + c_k`` with
+    ``g_{k+1} = |W_k| g_k`` (``g_0 = 1``) and ``c_{k+1} = |W_k| c_k + |b_k|`` (``c_0 = 0``); a ReLU
+    never widens the range.
+    """
+    gain, const, allowed = np.ones(net.input_size), np.zeros(net.input_size), np.inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        for layer in net.layers:
+            absw = abs(layer.weight)
+            gain = np.asarray(absw @ gain).reshape(-1)
+            const = np.asarray(absw @ const).reshape(-1) + np.abs(layer.bias)
+            g, c = float(gain.max(initial=0.0)), float(const.max(initial=0.0))
+            if g > 0:
+                allowed = min(allowed, (BIG_M_LIMIT - c) / g)
+            elif c > BIG_M_LIMIT:
+                allowed = 0.0
+    return max(float(allowed), 0.0) if np.isfinite(allowed) else BIG_M_LIMIT
+
+
+def _range_advice(net: Network) -> str:
+    """The input range that is always small enough, as a phrase for a message."""
+    safe = _safe_input_range(net)
+    if safe > 0:
+        return f"input bounds within +-{safe:.6g} are always small enough for this network"
+    return "this network's weights and biases are too large for any input range to be guaranteed: rescale it"
+
+
+def _check_bounds_magnitude(net: Network, bounds: Bounds, where: str, cols: np.ndarray, x_abs: np.ndarray) -> None:
+    """Refuse neuron bounds that are not finite or beyond ``BIG_M_LIMIT``, naming the layer, neuron and inputs."""
+    for k, (lower, upper) in enumerate(bounds):
+        lower, upper = (np.asarray(b, dtype=np.float64).reshape(-1) for b in (lower, upper))
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(lower) <= BIG_M_LIMIT) | ~(np.abs(upper) <= BIG_M_LIMIT)
+        if not bad.any():
+            continue
+        i = int(np.flatnonzero(bad)[0])
+        widest = np.flatnonzero(x_abs == x_abs.max())
+        raise InvalidParameterError(
+            f"embed_network: {where}, neuron {i} of layer {k} ({net.layers[k].name or 'unnamed'!r}) has bounds "
+            f"[{lower[i]:.6g}, {upper[i]:.6g}] ({int(bad.sum())} such neurons in this layer); every neuron's bounds "
+            f"must be finite and within +-{BIG_M_LIMIT:g}, as they become big-M constants. The widest input bounds "
+            f"(|x| up to {x_abs.max():.6g}) are on inputs {_listed(widest)} (columns {_listed(cols[widest])}); "
+            f"{_range_advice(net)}"
+        )
 
 
 def embed_network(
@@ -42,6 +113,12 @@ def embed_network(
     :class:`ReluEncoding` is kept in ``builder.encodings[name]``; several
     networks can share one model.
     """
+    validate_params(
+        "embed_network",
+        {"builder": builder, "net": net, "bound_method": bound_method, "bounds": bounds, "name": name,
+         "time_limit": time_limit},
+        _EMBED_CONSTRAINTS,
+    )
     cols = builder.check_columns("embed_network: x", x)
     if cols.size != net.input_size:
         raise ShapeMismatchError(
@@ -59,8 +136,28 @@ def embed_network(
             f"[{lower[unbounded[0]]}, {upper[unbounded[0]]}]; the big-M encoding needs finite bounds on every input "
             f"({unbounded.size} unbounded): give add_vars finite lower and upper bounds"
         )
+    x_abs = np.maximum(np.abs(lower), np.abs(upper))
+    too_wide = np.flatnonzero(x_abs > BIG_M_LIMIT)
+    if too_wide.size:
+        j = int(too_wide[0])
+        raise InvalidParameterError(
+            f"embed_network: input bounds must be within +-{BIG_M_LIMIT:g} (they become big-M constants; "
+            f"{_range_advice(net)}); inputs "
+            f"{_listed(too_wide)} (columns {_listed(cols[too_wide])}) are wider, input {j} has bounds "
+            f"[{lower[j]:.6g}, {upper[j]:.6g}]"
+        )
     if bounds is None:
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below, naming the inputs
+            box = interval_bounds(net, lower, upper)
+        _check_bounds_magnitude(net, box, "over the input box", cols, x_abs)
         bounds = compute_bounds(net, lower, upper, bound_method, time_budget=time_limit)
+    else:
+        if len(bounds) != len(net.layers):
+            raise ShapeMismatchError(
+                f"embed_network: parameter 'bounds' must hold one (lower, upper) pair per layer "
+                f"({len(net.layers)}); got {len(bounds)}"
+            )
+        _check_bounds_magnitude(net, bounds, "in the given bounds", cols, x_abs)
     enc = encode_network(builder, net, bounds, input_idx=cols)
     out = enc.output_idx.copy()
     removed = np.flatnonzero(out < 0)
