@@ -78,6 +78,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from optprune._validation import InstanceOf, Interval, IsCallable, validate_params
 from optprune.errors import CapabilityError, InvalidParameterError, SolverNotAvailableError
 from optprune.milp import MILP, Sense
 from optprune.solvers._native import (
@@ -167,19 +168,25 @@ class SolveOptions:
     verbose: bool = False
     extra: dict = field(default_factory=dict)
 
+    _parameter_constraints: ClassVar[dict] = {
+        "time_limit": [Interval(float, 0, None, closed="neither"), None],  # seconds
+        "mip_gap": [Interval(float, 0, 1, closed="left"), None],  # relative MIP gap
+        "mip_abs_gap": [Interval(float, 0, None, closed="left", finite=True), None],  # absolute MIP gap
+        "feasibility_tol": [Interval(float, 0, 1, closed="neither"), None],
+        "integrality_tol": [Interval(float, 0, 1, closed="neither"), None],
+        "threads": [Interval(int, 1, None), None],
+        "cutoff": [Interval(float, None, None), None],
+        "target": [Interval(float, None, None), None],
+        "stop_rule": [IsCallable(), None],
+        "verbose": [InstanceOf((bool, np.bool_))],
+        "extra": [InstanceOf((dict,))],
+    }
+
     def __post_init__(self) -> None:
-        if self.time_limit is not None and not self.time_limit > 0:
-            raise InvalidParameterError(f"time_limit must be > 0 seconds, got {self.time_limit}")
-        if self.mip_gap is not None and not 0 <= self.mip_gap < 1:
-            raise InvalidParameterError(f"mip_gap (relative MIP gap) must be in [0, 1), got {self.mip_gap}")
-        if self.mip_abs_gap is not None and not (math.isfinite(self.mip_abs_gap) and self.mip_abs_gap >= 0):
-            raise InvalidParameterError(f"mip_abs_gap (absolute MIP gap) must be finite and >= 0, got {self.mip_abs_gap}")
-        for option in ("feasibility_tol", "integrality_tol"):
-            value = getattr(self, option)
-            if value is not None and not (math.isfinite(value) and 0 < value < 1):
-                raise InvalidParameterError(f"{option} must be in (0, 1), got {value}")
-        if self.threads is not None and self.threads < 1:
-            raise InvalidParameterError(f"threads must be >= 1, got {self.threads}")
+        validate_params(
+            "SolveOptions", {name: getattr(self, name) for name in self._parameter_constraints},
+            self._parameter_constraints,
+        )
         if self.start is not None:
             start = np.asarray(self.start, dtype=np.float64)
             if start.ndim != 1 or np.isnan(start).any():

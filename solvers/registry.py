@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from optprune.errors import UnknownSolverError
+from dataclasses import fields, replace
+
+from optprune._validation import InstanceOf, Predicate, validate_params
+from optprune.errors import InvalidParameterError, UnknownSolverError
 from optprune.milp import MILP
 from optprune.solvers.base import BackendBase, SolveOptions, SolveResult
 
@@ -23,6 +26,7 @@ def backend_names() -> list[str]:
 
 def get_backend(name: str) -> BackendBase:
     """The backend called ``name``; an unknown name lists the registered ones."""
+    validate_params("get_backend", {"name": name}, {"name": [_backend_name()]})
     key = name.lower()
     if key not in _BACKENDS:
         raise UnknownSolverError(f"unknown solver {name!r}; available backends: {', '.join(_BACKENDS)}")
@@ -51,12 +55,26 @@ def solve(model: MILP, solver: str = "highs", options: SolveOptions | None = Non
 
     Keyword arguments are :class:`SolveOptions` fields (``time_limit=``, ``mip_gap=``, ...).
     """
+    validate_params(
+        "solve", {"model": model, "solver": solver, "options": options},
+        {"model": [InstanceOf((MILP,))], "solver": [_backend_name()], "options": [InstanceOf((SolveOptions,)), None]},
+    )
+    allowed = [f.name for f in fields(SolveOptions)]
+    unknown = [key for key in kwargs if key not in allowed]
+    if unknown:
+        raise InvalidParameterError(
+            f"solve: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"the options (SolveOptions fields) are {', '.join(allowed)}"
+        )
     backend = get_backend(solver)
     backend.require()
     if options is None:
         options = SolveOptions(**kwargs)
     elif kwargs:
-        from dataclasses import replace
-
         options = replace(options, **kwargs)
     return backend.solve(model, options)
+
+
+def _backend_name() -> Predicate:
+    """A backend name: a string (one of the registered backends, checked by :func:`get_backend`)."""
+    return Predicate(lambda value: isinstance(value, str), f"a backend name (one of {', '.join(map(repr, _BACKENDS))})")
