@@ -25,6 +25,7 @@ import numpy as np
 from optprune.milp import MILP
 from optprune.solvers._common import native_values, tightest_feasibility, warn_unsupported
 from optprune.solvers._highs_model import from_highs_file, new_highs, to_highs
+from optprune.solvers._model_file import check_numbers
 from optprune.solvers._native import with_cost
 from optprune.solvers.base import (
     TOLERANCES,
@@ -104,12 +105,17 @@ def write_model(model: MILP, path: str | os.PathLike) -> Path:
 
 
 def read_model(path: str | os.PathLike) -> MILP:
-    """Read an MPS or CPLEX LP file through HiGHS' reader (errors name the line; see ``from_highs_file``)."""
+    """Read an MPS or CPLEX LP file through HiGHS' reader (errors name the line; see ``from_highs_file``).
+
+    Entries that are not numbers, and numbers that overflow a float64, are refused first
+    (:func:`optprune.solvers._model_file.check_numbers`).
+    """
     from optprune.errors import DataNotFoundError
 
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"model file {str(path)!r} does not exist")
+    check_numbers(path)  # HiGHS reads 'abc' as 0 and 1e400 as infinity without a word
     return from_highs_file(path)
 
 
