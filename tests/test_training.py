@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -55,11 +57,20 @@ def test_training_improves_accuracy_and_restores_threads():
     assert torch.get_num_threads() == threads
 
 
-def test_progress_goes_to_stderr(capsys):
+def test_progress_goes_to_stderr(capsys, monkeypatch):
+    # rich draws nothing on a stream that is not a terminal (the bar is transient): make it draw under capsys
+    monkeypatch.setenv("FORCE_COLOR", "1")
     torch.manual_seed(0)
-    train_classifier(make_mlp([64, 4, 10], (1, 8, 8)), _small_data(), epochs=1, seed=0, progress=True)
+    train_classifier(make_mlp([64, 4, 10], (1, 8, 8)), _small_data(), epochs=2, seed=0, progress=True)
     out = capsys.readouterr()
     assert out.out == ""
+    err = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.err)  # without the terminal's control sequences
+    assert "train" in err and "2/2" in err, err
+    loss, acc = re.search(r"epoch 2 loss (\d+\.\d{4}) acc (\d\.\d{4})", err).groups()
+    assert 0 < float(loss) < 10 and 0 <= float(acc) <= 1
+    assert float(acc) * 300 == pytest.approx(round(float(acc) * 300), abs=0.02)  # a count out of 300 samples
+    train_classifier(make_mlp([64, 4, 10], (1, 8, 8)), _small_data(), epochs=2, seed=0, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_invalid_training_parameters():
