@@ -2,8 +2,15 @@
 
 Exit codes: 0 success, 2 for every usage error (unknown command or option,
 missing argument, a value of the wrong type) and every named optprune error,
-1 for an interrupted run. With ``--json`` an error is one JSON object
-``{"error": ..., "error_type": ...}`` on stdout; the human message goes to stderr.
+130 for a run interrupted by Ctrl-C (SIGINT), 1 for an aborted prompt. With
+``--json`` an error is one JSON object ``{"error": ..., "error_type": ...}`` on
+stdout; the human message goes to stderr. An interruption is the object
+``{"error": "interrupted", "error_type": "KeyboardInterrupt"}`` (unless the
+command had already printed its result).
+
+typer turns a ``KeyboardInterrupt`` raised inside a command into exit code 130
+(``typer.Exit(130)``), which :func:`main` receives as the return value of
+``app(..., standalone_mode=False)``; no command returns 130 for any other reason.
 
 typer >= 0.15 runs commands with its own copy of click (``typer._click``), so
 its usage errors are not instances of ``click.ClickException``. :func:`main`
@@ -19,6 +26,7 @@ import sys
 
 import typer
 
+from optprune.cli._output import emitted, reset_emitted
 from optprune.errors import OptpruneError
 
 __all__ = ["app", "main"]
@@ -38,6 +46,8 @@ from optprune.cli import _gohsp  # noqa: E402,F401
 from optprune.cli import _lm  # noqa: E402,F401
 
 USAGE_ERROR = "UsageError"
+INTERRUPTED_CODE = 130  # 128 + SIGINT, as shells report it
+INTERRUPTED = {"error": "interrupted", "error_type": "KeyboardInterrupt"}
 
 
 def _click_classes(name: str) -> tuple[type[BaseException], ...]:
@@ -65,10 +75,19 @@ def _fail(message: str, error_type: str, as_json: bool, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _interrupted(as_json: bool) -> None:
+    """Ctrl-C: "interrupted" on stderr, the one JSON object (unless the result is already out), exit 130."""
+    print("interrupted", file=sys.stderr)
+    if as_json and not emitted():
+        _fail(INTERRUPTED["error"], INTERRUPTED["error_type"], True, INTERRUPTED_CODE)
+    raise SystemExit(INTERRUPTED_CODE)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a named error or a usage error becomes a message (and one JSON object) and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
+    reset_emitted()
     try:
         code = app(args=args, standalone_mode=False)
     except OptpruneError as exc:
@@ -87,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     except ABORTS:
         print("aborted", file=sys.stderr)
         raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    except KeyboardInterrupt:  # outside typer's own handler (e.g. while parsing)
+        _interrupted(as_json)
+    if code == INTERRUPTED_CODE:
+        _interrupted(as_json)
     if isinstance(code, int) and code:
         raise SystemExit(code)

@@ -9,7 +9,7 @@ import typer
 
 from optprune.cli._app import app
 from optprune.cli._output import JSON_HELP, emit, stderr_console
-from optprune.cli._validate import FORCE_HELP, check_number, check_output_file
+from optprune.cli._validate import FORCE_HELP, check_number, check_output_file, check_output_files
 
 __all__ = ["gohsp_command", "parse_budget", "vit_train_command"]
 
@@ -83,12 +83,7 @@ def gohsp_command(
     check_number("--rho", rho, low=0, low_open=True)
     check_number("--rho-growth", rho_growth, low=1)
     check_number("--lr", lr, low=0, low_open=True)
-    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
-        raise InvalidParameterError(f"--out must end in .onnx or .pt; got {out.name!r}")
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise InvalidParameterError(f"--plot must end in .png; got {plot.name!r}")
-    check_output_file("--out", out, force=force)
-    check_output_file("--plot", plot, force=force)
+    check_output_files([("--out", out, OUT_SUFFIXES), ("--plot", plot, (".png",))], force=force)
 
     import torch
 

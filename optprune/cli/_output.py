@@ -12,9 +12,21 @@ from rich.console import Console
 
 JSON_HELP = "Print exactly one JSON object on stdout."  # the help of every command's --json flag
 
-__all__ = ["JSON_HELP", "emit", "stderr_console", "to_jsonable"]
+__all__ = ["JSON_HELP", "emit", "emitted", "reset_emitted", "stderr_console", "to_jsonable"]
 
 stderr_console = Console(stderr=True)
+
+_state = {"emitted": False}  # whether this command already printed its one JSON object
+
+
+def emitted() -> bool:
+    """True once :func:`emit` has written the command's JSON object: nothing more may go to stdout."""
+    return _state["emitted"]
+
+
+def reset_emitted() -> None:
+    """Forget an earlier command's output (:func:`optprune.cli.main` calls it before each command)."""
+    _state["emitted"] = False
 
 
 def to_jsonable(value: Any) -> Any:
@@ -39,7 +51,9 @@ def to_jsonable(value: Any) -> Any:
 def emit(payload: dict, as_json: bool, human: str | None = None) -> None:
     """Print ``payload`` as one JSON object (``as_json``) or ``human`` text / a key: value list."""
     if as_json:
-        sys.stdout.write(json.dumps(to_jsonable(payload)) + "\n")
+        text = json.dumps(to_jsonable(payload)) + "\n"
+        _state["emitted"] = True  # before writing: an interruption mid-write must not add a second object
+        sys.stdout.write(text)
         sys.stdout.flush()
         return
     if human is not None:

@@ -9,7 +9,7 @@ import typer
 
 from optprune.cli._app import app
 from optprune.cli._output import JSON_HELP, emit, stderr_console
-from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_file
+from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_files
 
 
 def data_note(name: str) -> str:
@@ -151,12 +151,7 @@ def prune_command(
         raise InvalidParameterError(
             "--rs-weight, --l1-weight and --sparsity act during fine-tuning: give --finetune-epochs >= 1"
         )
-    if out is not None:
-        _check_export_suffix(out)
-    check_output_file("--out", out, force=force)
-    check_output_file("--save-decision", save_decision, force=force)
-    if out is not None and save_decision is not None and out.resolve() == save_decision.resolve():
-        raise InvalidParameterError(f"--out and --save-decision are the same file {out}; give two paths")
+    check_output_files([("--out", out, EXPORT_SUFFIXES), ("--save-decision", save_decision, None)], force=force)
     model = load_torch_model(network, trust_pickle=trust_pickle)
     X_train, y_train, X_test, y_test, shape, calib = folds_and_calibration(model, data, data_dir, calibration_size, seed)
 

@@ -9,7 +9,7 @@ import typer
 
 from optprune.cli._app import app
 from optprune.cli._output import JSON_HELP, emit, stderr_console
-from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_file
+from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_files
 from optprune.errors import InvalidParameterError
 
 systolic_app = typer.Typer(
@@ -96,7 +96,7 @@ def prune_command(
 ) -> None:
     """Keep the weight blocks (array tiles) that maximise the retained score within a cycle budget."""
 
-    from optprune.cli._prune import _check_export_suffix, data_note, export_model, folds_and_calibration
+    from optprune.cli._prune import EXPORT_SUFFIXES, data_note, export_model, folds_and_calibration
     from optprune.io import load_torch_model
     from optprune.systolic import (
         BLOCK_SCORERS,
@@ -130,12 +130,8 @@ def prune_command(
         from optprune.solvers import get_backend
 
         get_backend(solver)  # an unknown name is an error before any work
-    mask_path = None
-    if out is not None:
-        _check_export_suffix(out)
-        check_output_file("--out", out, force=force)
-        mask_path = out.with_suffix(".mask.npz")
-        check_output_file("--out (its mask file)", mask_path, force=force)
+    mask_path = None if out is None else out.with_suffix(".mask.npz")
+    check_output_files([("--out", out, EXPORT_SUFFIXES), ("--out (its mask file)", mask_path, None)], force=force)
     model = load_torch_model(network, trust_pickle=trust_pickle)
     gemms = gemms_from_torch(model, batch=batch)
     layout = block_layout([g.shape for g in gemms], spec, [g.name for g in gemms])

@@ -11,7 +11,9 @@ Output paths are checked the same way: an ``--out`` that is a directory (or,
 for folder outputs, a file), a folder that cannot be created or written, or an
 existing file that ``--force`` does not allow to overwrite, is an error before
 the first network is loaded, so finished results are never lost to a final
-write that fails.
+write that fails. A command with several output paths checks them together
+with :func:`check_output_files`: each one's suffix, no path given twice (as
+written or through ``..`` and symbolic links), then each path as above.
 """
 
 from __future__ import annotations
@@ -19,12 +21,19 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from optprune.errors import InvalidParameterError
 
-__all__ = ["FORCE_HELP", "TRUST_PICKLE_HELP", "check_number", "check_output_dir", "check_output_file"]
+__all__ = [
+    "FORCE_HELP",
+    "TRUST_PICKLE_HELP",
+    "check_number",
+    "check_output_dir",
+    "check_output_file",
+    "check_output_files",
+]
 
 FORCE_HELP = "Overwrite output files that already exist (refused otherwise)."
 TRUST_PICKLE_HELP = (
@@ -111,6 +120,45 @@ def check_output_file(option: str, path: Path | None, *, force: bool = False) ->
     if path.exists() and not os.access(path, os.W_OK):
         raise InvalidParameterError(f"{option}: {path} exists and is not writable")
     return path
+
+
+def _same_file_key(path: Path) -> str:
+    """What identifies the file ``path`` names: absolute, ``..`` and symbolic links resolved."""
+    return os.path.normcase(os.path.realpath(os.path.abspath(path)))
+
+
+def check_output_files(
+    outputs: Iterable[tuple[str, Path | None, Sequence[str] | None]], *, force: bool = False
+) -> list[Path | None]:
+    """Check every output path of one command before any work, in this order, and return them as paths.
+
+    ``outputs`` holds ``(option, path, suffixes)``: a ``None`` path (option not
+    given) is skipped; ``suffixes`` (lower case, with the dot) are the endings
+    the option accepts, ``None`` for any. Refused, each with an
+    :class:`InvalidParameterError` naming the option(s): a folder; a path with
+    another suffix; the same file named by two options (one write would replace the
+    other's result); then every :func:`check_output_file` refusal (a folder, an
+    unwritable folder, an existing file without ``force``).
+    """
+    entries = [(option, None if path is None else Path(path), suffixes) for option, path, suffixes in outputs]
+    for option, path, suffixes in entries:
+        if path is not None and path.is_dir():
+            raise InvalidParameterError(f"{option}: {path} is a folder; give a file path")
+        if path is not None and suffixes and path.suffix.lower() not in suffixes:
+            raise InvalidParameterError(
+                f"{option} must end in {', '.join(suffixes)}; got {path.suffix or '(no suffix)'!r} ({path.name!r})"
+            )
+    seen: dict[str, str] = {}
+    for option, path, _ in entries:
+        if path is None:
+            continue
+        key = _same_file_key(path)
+        if key in seen:
+            raise InvalidParameterError(
+                f"{seen[key]} and {option} both name the file {path}; give each output its own path"
+            )
+        seen[key] = option
+    return [check_output_file(option, path, force=force) for option, path, _ in entries]
 
 
 def check_output_dir(option: str, path: Path, *, force: bool = False, files: Iterable[str] = ()) -> Path:
