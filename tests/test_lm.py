@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import numpy as np
 import pytest
@@ -160,9 +161,23 @@ def test_cached_generation_equals_full_recompute(model: TinyLM, task: ArithTask)
 
 def test_sampling_top1_is_greedy_and_seeded(model: TinyLM, task: ArithTask) -> None:
     prompts = [p.prompt for p in task.test[:4]]
-    assert generate(model, prompts, 10, temperature=1.0, top_k=1) == generate(model, prompts, 10)
+    greedy = generate(model, prompts, 10)
+    assert generate(model, prompts, 10, temperature=1.0, top_k=1) == greedy
     a = generate(model, prompts, 10, temperature=2.0, seed=3)
     assert a == generate(model, prompts, 10, temperature=2.0, seed=3)
+    # sampling is not greedy, and the seed matters
+    sampled = {seed: generate(model, prompts, 10, temperature=2.0, top_k=2, seed=seed) for seed in range(4)}
+    assert any(out != greedy for out in sampled.values())
+    assert len({tuple(out) for out in sampled.values()}) > 1
+    assert sampled[1] == generate(model, prompts, 10, temperature=2.0, top_k=2, seed=1)
+    # every sampled token is one of the 2 most likely after its context (recomputed without the cache)
+    with torch.no_grad():
+        for outs in sampled.values():
+            for prompt, out in zip(prompts, outs):
+                ids = encode(prompt + out)
+                logits = model(torch.tensor([ids[:-1]]))[0]
+                for pos in range(len(prompt), len(ids)):
+                    assert ids[pos] in torch.topk(logits[pos - 1], 2).indices.tolist(), (prompt, out, pos)
     with pytest.raises(InvalidParameterError, match="temperature"):
         generate(model, prompts, temperature=-1.0)
 
@@ -178,8 +193,24 @@ def test_exact_match_counts_correct_answers(monkeypatch, task: ArithTask, model:
 
 
 def test_perplexity_is_exp_of_completion_loss(model: TinyLM, task: ArithTask) -> None:
-    ppl = perplexity(model, task.test[:8])
-    assert 1.0 < ppl < 2 * len(VOCAB)
+    problems = task.test[:8]
+    for prefix in ("", "now:"):
+        # by hand, one problem at a time (no padding): -log p of every completion token given all before it
+        nll, count = 0.0, 0
+        with torch.no_grad():
+            for p in problems:
+                head, tail = encode(prefix + p.prompt), encode(p.completion)
+                ids = head + tail
+                logp = torch.log_softmax(model(torch.tensor([ids[:-1]]))[0].double(), dim=-1)
+                for pos in range(len(head), len(ids)):
+                    nll -= float(logp[pos - 1, ids[pos]])
+                    count += 1
+        assert count == sum(len(p.completion) for p in problems)
+        expected = math.exp(nll / count)
+        assert 1.0 < expected < len(VOCAB)
+        assert perplexity(model, problems, prefix) == pytest.approx(expected, rel=1e-5)
+        # batches of unequal token counts: the mean is per token, not per batch
+        assert perplexity(model, problems, prefix, batch_size=3) == pytest.approx(expected, rel=1e-5)
 
 
 # --------------------------------------------------------------------- LoRA
