@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from optprune.bounds import Bounds, linear_bounds
-from optprune.network import Network
+from optprune.network import AffineLayer, Network
 from optprune.rounding import UNIT_ROUNDOFF, gamma
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "intermediate_bounds",
     "alpha_intermediate_bounds",
     "alpha_spec_upper_bound",
+    "with_linear_output",
 ]
 
 DTYPE = torch.float64
@@ -436,7 +437,27 @@ def alpha_spec_upper_bound(
         torch.set_num_threads(threads)
 
 
+def with_linear_output(net: Network, bounds: Bounds | None) -> tuple[Network, Bounds | None]:
+    """``net``, followed by an identity layer ``y = h`` when its last layer ends in a ReLU.
+
+    The spec bounds act on the last layer's pre-activation (``C z + d``); after a
+    final ReLU that would bound ``C z`` instead of ``C relu(z)``, unsound for a
+    positive coefficient (``relu(z) >= z``). The appended layer's bounds are the
+    ReLU of the last layer's, and the former output ReLUs become splittable.
+    """
+    if net.layers[-1].activation != "relu":
+        return net, bounds
+    n = net.output_size
+    ident = AffineLayer(np.eye(n), np.zeros(n), "identity", name="output")
+    out = Network((*net.layers, ident), name=net.name, metadata=net.metadata)
+    if bounds is not None:
+        lo, hi = bounds[-1]
+        bounds = [*bounds, (np.maximum(lo, 0.0), np.maximum(hi, 0.0))]
+    return out, bounds
+
+
 def _alpha_spec_upper_bound(net, x_lower, x_upper, c_out, d_out, bounds, iters, intermediate):
+    net, bounds = with_linear_output(net, bounds)
     tn = TorchNetwork.from_network(net)
     lo = torch.as_tensor(np.asarray(x_lower, dtype=np.float64).reshape(1, -1))
     hi = torch.as_tensor(np.asarray(x_upper, dtype=np.float64).reshape(1, -1))

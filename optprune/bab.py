@@ -61,12 +61,13 @@ from optprune.alpha_crown import (
     optimise_spec,
     pad_bound,
     spec_bound,
+    with_linear_output,
 )
 from optprune.attack import pgd_attack
 from optprune.bounds import Bounds, linear_bounds
 from optprune.counterexample import case_confirm
 from optprune.errors import InvalidParameterError
-from optprune.network import AffineLayer, Network
+from optprune.network import Network
 from optprune.vnnlib import VNNLibCase
 
 __all__ = ["BaBResult", "BaBSettings", "bab_verify_case", "INPUT_SPLIT_MAX", "SPLITS"]
@@ -212,32 +213,13 @@ def bab_verify_case(
     """
     start = time.perf_counter()
     confirm = confirm or case_confirm(net, None, case)
-    net, bounds = _linear_output(net, bounds)
+    net, bounds = with_linear_output(net, bounds)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batched products: one thread, and far faster on a shared, busy machine
     try:
         return _bab(net, case, deadline, confirm, bounds, settings, start)
     finally:
         torch.set_num_threads(threads)
-
-
-def _linear_output(net: Network, bounds: Bounds | None) -> tuple[Network, Bounds | None]:
-    """``net``, followed by an identity layer ``y = h`` when its last layer ends in a ReLU.
-
-    The spec bounds act on the last layer's pre-activation (``C z + d``); after a
-    final ReLU that would bound ``C z`` instead of ``C relu(z)``, unsound for a
-    positive coefficient (``relu(z) >= z``). The appended layer's bounds are the
-    ReLU of the last layer's, and the former output ReLUs become splittable.
-    """
-    if net.layers[-1].activation != "relu":
-        return net, bounds
-    n = net.output_size
-    ident = AffineLayer(np.eye(n), np.zeros(n), "identity", name="output")
-    out = Network((*net.layers, ident), name=net.name, metadata=net.metadata)
-    if bounds is not None:
-        lo, hi = bounds[-1]
-        bounds = [*bounds, (np.maximum(lo, 0.0), np.maximum(hi, 0.0))]
-    return out, bounds
 
 
 def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start) -> BaBResult:

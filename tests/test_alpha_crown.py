@@ -99,3 +99,16 @@ def test_alpha_intermediate_contains_the_forward_pass(iters):
     pre = net.forward(_samples(net, lo, hi), return_all=True)
     for (a, c), z in zip(b, pre):
         assert np.all(z >= a) and np.all(z <= c)
+
+
+def test_spec_bound_of_a_network_ending_in_a_relu_bounds_the_relu_output():
+    """y = relu(-x - 1) is 0 on [0, 1]: an upper bound of y must be >= 0 (not the pre-activation's -1)."""
+    from optprune.alpha_crown import alpha_spec_upper_bound
+    from optprune.network import AffineLayer, Network
+
+    net = Network((AffineLayer(np.array([[1.0]]), np.array([0.0])), AffineLayer(np.array([[-1.0]]), np.array([-1.0]))))
+    ub, _ = alpha_spec_upper_bound(net, np.array([0.0]), np.array([1.0]), np.array([[1.0]]), np.array([0.0]), iters=5)
+    assert ub[0] >= 0.0
+    ub_neg, _ = alpha_spec_upper_bound(net, np.array([0.0]), np.array([1.0]), np.array([[-1.0]]), np.array([0.0]),
+                                       iters=5)
+    assert ub_neg[0] >= 0.0  # -y <= 0 holds with equality
