@@ -9,7 +9,7 @@ same question of a MIP: is ``m* = max_x s(x)`` (a slack: a margin
 ``sat``
     only from a *point*: an input inside the region whose float64 forward pass
     through the reference network satisfies the output condition (and, for
-    ONNX models, whose float32 onnxruntime pass does too). A solver's
+    ONNX models, whose onnxruntime pass in the graph's precision does too). A solver's
     objective value is never evidence.
 
 ``unsat``

@@ -13,7 +13,7 @@ The pipeline for a decision query (is the unsafe region of a property empty?):
 
 Every ``sat`` is re-checked (:mod:`optprune.counterexample`) by a float64 forward pass of the *reference*
 network (the original model; for a pruned surrogate, the dense one) and, when
-the model came from ONNX, by onnxruntime in float32: the point is clipped to
+the model came from ONNX, by onnxruntime in the graph's own precision: the point is clipped to
 the input box and must satisfy the output condition (strict VNN-LIB
 inequalities strictly) in both. A point that fails either is never ``sat``.
 What may prove ``unsat`` is decided in one place, :mod:`optprune.verdicts`;
@@ -305,7 +305,7 @@ def verify_property(
     when it is another model (``net`` a pruned surrogate), only ``sat`` carries
     over: ``unsat`` on the surrogate says nothing about the reference and is
     reported ``unknown``. ``onnx_model`` (a path or ``onnx.ModelProto``) adds the
-    float32 onnxruntime check of every counterexample. ``tolerances`` are the
+    onnxruntime check (in the graph's precision) of every counterexample. ``tolerances`` are the
     decision MIPs' tolerances and the proof margin ``delta``
     (:mod:`optprune.verdicts`).
     """
@@ -362,7 +362,7 @@ def verify_vnnlib(
     """Verify the property in ``vnnlib_path`` on ``network`` (a Network or an .onnx / .pt path).
 
     Reading the network and parsing the property count against ``time_limit``.
-    An ``.onnx`` path also turns on the float32 onnxruntime check of counterexamples.
+    An ``.onnx`` path also turns on the onnxruntime check (in the graph's precision) of counterexamples.
     """
     start = time.perf_counter()
     time_limit = float(_renamed(kwargs, "timeout", "time_limit", kwargs.pop("time_limit", 60.0)))
