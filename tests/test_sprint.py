@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from optprune.errors import FileFormatError, InvalidParameterError, NotFittedError, ShapeMismatchError
-from optprune.lm import VOCAB, ArithTask, LMConfig, TinyLM, fit_lm, save_lm
+from optprune.lm import VOCAB, ArithTask, LMConfig, TinyLM, encode, fit_lm, load_lm, save_lm
 from optprune.lm import _sprint as sp
+from optprune.lm._data import EOS, decode
 
 torch.set_num_threads(1)
 
@@ -28,16 +31,77 @@ def model(task: ArithTask) -> TinyLM:
     return m.eval()
 
 
-def test_outcome_table_and_resumable_cache(model: TinyLM, task: ArithTask, tmp_path, monkeypatch) -> None:
+@pytest.fixture(scope="module")
+def trained() -> TinyLM:
+    """The reference model trained for 1,100 steps: right on some questions, wrong on others, head by head."""
+    return load_lm(Path(__file__).resolve().parents[1] / "instances" / "lm" / "arith_tiny_1100.pt").eval()
+
+
+def _without_head(model: TinyLM, head: tuple[int, int] | None) -> TinyLM:
+    """A copy with head ``(layer, h)`` cut out of the weights: its columns of ``out_proj`` zeroed (no hooks)."""
+    m = copy.deepcopy(model)
+    if head is not None:
+        attn = m.blocks[head[0]].attn
+        with torch.no_grad():
+            attn.out_proj.weight[:, head[1] * attn.head_dim : (head[1] + 1) * attn.head_dim] = 0.0
+    return m
+
+
+@torch.no_grad()
+def _greedy_answer(model: TinyLM, prompt: str) -> str:
+    """Greedy decoding by full recompute (no cache), then the text after the last '|' up to the end of line."""
+    ids = encode(prompt)
+    while len(ids) < model.config.block_size and len(ids) < len(prompt) + 64:
+        ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+        if ids[-1] == EOS:
+            break
+    text = decode(ids[len(prompt):])
+    return text.rsplit("|", 1)[1].split("\n", 1)[0] if "|" in text else ""
+
+
+def test_outcome_table_and_resumable_cache(trained: TinyLM, task: ArithTask, tmp_path, monkeypatch) -> None:
     problems = task.problems("test", 6)
+    heads = sp.head_list(trained)
     cache = tmp_path / "c.npz"
-    table = sp.collect_head_outcomes(model, problems, n_samples=1, cache=cache, progress=False)
-    assert table.shape == (6, 1 + 4) and np.isfinite(table).all()
-    assert set(np.unique(table)) <= {0.0, 0.5, 1.0}
+    table = sp.collect_head_outcomes(trained, problems, n_samples=1, cache=cache, progress=False)
+    assert table.shape == (6, 1 + 16) and set(np.unique(table)) <= {0.0, 0.5, 1.0}
+    # independently: each head cut out of a copy's weights; greedy by full recompute, the sample (seed 1) on the copy
+    for col in (0, 1, 5, 6, 11, 14):
+        cut = _without_head(trained, None if col == 0 else heads[col - 1])
+        greedy = np.array([_greedy_answer(cut, p.prompt) == p.answer for p in problems])
+        outs = sp.generate(cut, [p.prompt for p in problems], temperature=0.7, seed=1)
+        sampled = np.array([sp.answer_of(o) == p.answer for o, p in zip(outs, problems)])
+        np.testing.assert_array_equal(table[:, col], (greedy.astype(float) + sampled) / 2, err_msg=f"column {col}")
+    assert (table[:, 0] == 1).any() and (table == 0).any()  # right and wrong answers among the checked entries
+    # a cache that is complete: read back, nothing recomputed
     monkeypatch.setattr(sp, "_answers", lambda *a, **k: pytest.fail("a cached column was recomputed"))
-    np.testing.assert_array_equal(sp.collect_head_outcomes(model, problems, 1, cache=cache, progress=False), table)
+    np.testing.assert_array_equal(sp.collect_head_outcomes(trained, problems, 1, cache=cache, progress=False), table)
+    monkeypatch.undo()
     with pytest.raises(FileFormatError, match="other questions"):
-        sp.collect_head_outcomes(model, task.problems("test", 5), 1, cache=cache, progress=False)
+        sp.collect_head_outcomes(trained, task.problems("test", 5), 1, cache=cache, progress=False)
+    # interrupted after 3 columns (2 generations each), then resumed: only the 14 missing columns are computed
+    partial, answers, calls = tmp_path / "p.npz", sp._answers, []
+
+    def interrupted(model, probs, head, temperature, seed):
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        calls.append(head)
+        return answers(model, probs, head, temperature, seed)
+
+    monkeypatch.setattr(sp, "_answers", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sp.collect_head_outcomes(trained, problems, 1, cache=partial, progress=False)
+    assert calls == [None, None, heads[0], heads[0], heads[1], heads[1]]
+    calls.clear()
+
+    def counted(model, probs, head, temperature, seed):
+        calls.append(head)
+        return answers(model, probs, head, temperature, seed)
+
+    monkeypatch.setattr(sp, "_answers", counted)
+    np.testing.assert_array_equal(sp.collect_head_outcomes(trained, problems, 1, cache=partial, progress=False),
+                                  table)
+    assert calls == [h for h in heads[2:] for _ in range(2)]
 
 
 def test_selector_learns_which_head_helps_which_question() -> None:
@@ -105,11 +169,36 @@ def test_bad_input(model: TinyLM, task: ArithTask) -> None:
         sp.Sprint(n_train=0).fit(model, task)
 
 
-def test_sprint_fit_and_score_end_to_end(model: TinyLM, task: ArithTask) -> None:
-    est = sp.Sprint(n_train=8, n_samples=0, epochs=5).fit(model, task)
-    assert est.outcomes_.shape == (8, 5) and est.best_fixed_head_ in sp.head_list(model)
-    acc = est.score(model, task.problems("test", 4), n=2)
+def test_sprint_fit_and_score_end_to_end(trained: TinyLM, task: ArithTask) -> None:
+    est = sp.Sprint(n_train=8, n_samples=0, epochs=5).fit(trained, task)
+    heads = sp.head_list(trained)
+    assert est.outcomes_.shape == (8, 17)
+    # n_samples=0: the table is greedy correctness with each head cut out, recomputed here for every entry
+    problems = task.train_problems(8, np.random.default_rng([0, 23]))
+    expected = np.array([[_greedy_answer(_without_head(trained, h), p.prompt) == p.answer for h in [None, *heads]]
+                         for p in problems], dtype=float)
+    np.testing.assert_array_equal(est.outcomes_, expected)
+    assert 0 < expected.sum() < expected.size
+    assert est.best_fixed_head_ == heads[int(np.argmax(expected[:, 1:].mean(0)))]
+    test = task.problems("test", 4)
+    acc = est.score(trained, test, n=2)
     assert set(acc) == set(sp.SELECTION_MODES) and all(0.0 <= v <= 1.0 for v in acc.values())
+
+    def vote_accuracy(model: TinyLM, seed: int) -> float:
+        # two samples per question, generated together (question-major) at T = 0.7; the earliest non-empty
+        # answer wins a 1-1 tie
+        outs = sp.generate(model, [p.prompt for p in test for _ in range(2)], temperature=0.7, seed=seed)
+        answers = [sp.answer_of(o) for o in outs]
+        right = []
+        for i, p in enumerate(test):
+            a, b = answers[2 * i], answers[2 * i + 1]
+            right.append((a or b) == p.answer)
+        return float(np.mean(right))
+
+    # plain best-of-N: no head masked (seed 0 * 1000 + 0); the best fixed head k: seed k + 1, cut out of the weights
+    assert acc["best_of_n"] == vote_accuracy(trained, 0)
+    k = heads.index(est.best_fixed_head_)
+    assert acc["best_fixed_head"] == vote_accuracy(_without_head(trained, est.best_fixed_head_), k + 1)
 
 
 def test_cli_errors(model: TinyLM, tmp_path, capsys) -> None:
