@@ -379,20 +379,100 @@ def _pruning(t: _Table, default_ratios: tuple[float, ...] | None) -> PruningSpec
     else:
         t.seen.add("ratios")
         ratios = default_ratios
+    scorer_options = dict(t.get("scorer_options", dict, {}))
+    search_options = dict(t.get("search_options", dict, {}))
+    _check_options(t.where, decision, scorer, "scorer" in t.data, scorer_options, search_options)
     spec = PruningSpec(
         name=t.get("name", str, f"{scorer}-{decision}"),
         scorer=scorer,
         decision=decision,
         ratios=tuple(sorted(set(ratios))),
         normalizer=t.get("normalizer", str, "auto", allowed=NORMALIZERS),
-        scorer_options=dict(t.get("scorer_options", dict, {})),
-        search_options=dict(t.get("search_options", dict, {})),
+        scorer_options=scorer_options,
+        search_options=search_options,
         compensate=t.get("compensate", bool, False),
         match=t.get("match", str, "uniform", allowed=("uniform", "none")),
         stability=_stability(t),
     )
     t.done()
     return spec
+
+
+#: the options of a method decision (bmrs-n, bmrs-u, reconvene) that optprune.pai.prune_with_method takes, each
+#: checked against the constraint its estimator declares (BMRS / Reconvene ``_parameter_constraints``), and
+#: the smallest value a benchmark accepts (a method that trains 0 epochs decides nothing)
+METHOD_OPTIONS = {"epochs": 1}
+#: search_decision's keyword arguments the Pruner sets itself (not search_options)
+_SEARCH_SET_BY_PRUNER = ("model", "scores", "input_shape", "return_result")
+
+
+def _unknown_keys(where: str, options: dict, allowed: list[str], what: str) -> None:
+    unknown = sorted(str(k) for k in options if k not in allowed)
+    if unknown:
+        raise InvalidParameterError(
+            f"config {where}: unknown key {unknown[0]!r} {what}; allowed keys: {', '.join(allowed) or '(none)'}"
+        )
+
+
+def _at_least(constraints: list, low: int):
+    """What the estimator's ``constraints`` accept and is at least ``low`` (a :class:`Predicate`)."""
+    from optprune._validation import Predicate
+
+    checks = [c for c in constraints if c is not None]
+    return Predicate(lambda v: any(c.accepts(v) for c in checks) and v >= low,
+                     " or ".join(c.describe() for c in checks) + f", at least {low}")
+
+
+def _check_options(where: str, decision: str, scorer: str, scorer_given: bool, scorer_options: dict,
+                   search_options: dict) -> None:
+    """Every option of one pruning decision checked when the config is read, before any network is trained.
+
+    Names come from the registries (scorers, method decisions), types and ranges from the constraints the
+    estimators declare (:mod:`optprune._validation`): a scorer's ``_parameter_constraints`` for
+    ``scorer_options`` of structured decisions, BMRS's or Reconvene's for a method decision's ``epochs``.
+    """
+    from optprune._validation import validate_params
+
+    if decision in METHOD_DECISIONS:
+        if scorer_given:
+            raise InvalidParameterError(
+                f"config {where}.scorer: decision {decision!r} scores units itself and takes no scorer; "
+                f"leave 'scorer' out; got {scorer!r}"
+            )
+        _unknown_keys(f"{where}.scorer_options", scorer_options, list(METHOD_OPTIONS), f"for decision {decision!r}")
+        from optprune.bayes import BMRS
+        from optprune.pai._reconvene import Reconvene
+
+        estimator = BMRS if decision.startswith("bmrs") else Reconvene
+        validate_params(f"config {where}.scorer_options ({estimator.__name__})", scorer_options,
+                        {k: [_at_least(estimator._parameter_constraints[k], METHOD_OPTIONS[k])] for k in scorer_options})
+    elif decision in ("unstructured", "none"):
+        if scorer_options:
+            raise InvalidParameterError(
+                f"config {where}.scorer_options: decision {decision!r} uses no scorer options; "
+                f"leave them out; got {scorer_options!r}"
+            )
+    else:
+        from optprune.scoring import get_scorer
+
+        cls = type(get_scorer(scorer))
+        constraints = cls._parameter_constraints
+        _unknown_keys(f"{where}.scorer_options", scorer_options, sorted(constraints), f"for scorer {scorer!r}")
+        validate_params(f"config {where}.scorer_options ({cls.__name__})", scorer_options,
+                        {k: constraints[k] for k in scorer_options})
+    if decision != "search":
+        if search_options:
+            raise InvalidParameterError(
+                f"config {where}.search_options: only decision 'search' takes search options; "
+                f"got {search_options!r} with decision {decision!r}"
+            )
+        return
+    import inspect
+
+    from optprune.search import search_decision
+
+    allowed = [n for n in inspect.signature(search_decision).parameters if n not in _SEARCH_SET_BY_PRUNER]
+    _unknown_keys(f"{where}.search_options", search_options, allowed, "for decision 'search'")
 
 
 def _stability(t: _Table) -> dict:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from optprune.bench._config import BenchConfig, FinetuneSpec, NetworkSpec, PruningSpec, stable_hash
+from optprune.bench._store import atomic_write
 from optprune.errors import DataNotFoundError, InvalidParameterError
 from optprune.network import Network
 
@@ -73,15 +73,6 @@ class Variant:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "net"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _data_available(dataset: str) -> bool:
@@ -221,12 +212,12 @@ class _Cache:
 
         onnx_path = self.paths(vid)[0]
         proto = network_to_onnx(network_from_torch(model, shape, name=vid))
-        _atomic_write(onnx_path, proto.SerializeToString())
+        atomic_write(onnx_path, proto.SerializeToString())
         return onnx_path
 
     def put_meta(self, vid: str, meta: dict) -> dict:
         meta = {**meta, "cache_version": CACHE_VERSION}
-        _atomic_write(self.paths(vid)[1], (json.dumps(meta, indent=1, default=str) + "\n").encode())
+        atomic_write(self.paths(vid)[1], (json.dumps(meta, indent=1, default=str) + "\n").encode())
         return meta
 
     def put(self, vid: str, model, shape: tuple[int, ...], meta: dict, X_test, y_test) -> dict:

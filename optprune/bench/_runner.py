@@ -11,8 +11,17 @@ Output folder layout (``OUT``)::
 
 Every task has a deterministic id (a hash of the variant, the instance, the
 query settings, the backend, the time limit and the repetition), so running
-the same command again skips what is done and runs only the rest; changing a
-setting gives new ids (old records stay in the file but are not summarised).
+the same command again skips what is done and runs only the rest.
+
+A folder belongs to one config: ``config.json`` records the config a run was
+started with (after ``--method``), and a run with a different config in a
+folder that holds one (or records without one) is an
+:class:`~optprune.errors.InvalidParameterError` before any work, so one
+``records.jsonl`` never mixes two benchmarks. ``force=True`` (``--force``)
+starts such a folder afresh: the files a run writes (:data:`RUN_FILES`, the
+``networks/`` cache) are deleted first; other files in the folder are left
+alone. Summaries, plots and ``config.*`` are written atomically (temporary
+file + :func:`os.replace`); records are fsynced appends (:mod:`._store`).
 """
 
 from __future__ import annotations
@@ -34,13 +43,20 @@ import numpy as np
 from optprune.bench._config import BenchConfig, QuerySpec, load_config, stable_hash
 from optprune.bench._executors import EXECUTORS, execute
 from optprune.bench._networks import Variant, prepare_variants
-from optprune.bench._store import RecordStore, lock_dir
+from optprune.bench._store import UNREADABLE_SUFFIX, RecordStore, atomic_write, lock_dir
 from optprune.errors import DataNotFoundError, InvalidParameterError
 
 __all__ = ["BenchResult", "run_bench", "build_tasks", "build_surrogate_tasks"]
 
 RECORDS = "records.jsonl"
 SURROGATE_RECORDS = "surrogate.jsonl"
+CONFIG_RECORD = "config.json"
+#: what a run writes into its folder (besides the networks/ cache): deleted by force=True on another config
+RUN_FILES = (
+    "config.toml", CONFIG_RECORD, RECORDS, RECORDS + UNREADABLE_SUFFIX, SURROGATE_RECORDS,
+    SURROGATE_RECORDS + UNREADABLE_SUFFIX, "summary.md", "summary.csv", "cactus.png", "scatter.png",
+    "accuracy_time.png", "surrogate.md", "surrogate.csv", "surrogate.png",
+)
 
 
 @dataclass
@@ -260,6 +276,50 @@ class _Progress:
 # ----------------------------------------------------------------------------- run
 
 
+def _config_record(config: BenchConfig) -> dict:
+    """What identifies a benchmark: the validated config as JSON, without where its file lies."""
+    record = json.loads(json.dumps(asdict(config), default=str))
+    record.pop("source", None)
+    return record
+
+
+def _claim_folder(out: Path, config: BenchConfig, force: bool, log: Callable[[str], None]) -> None:
+    """Refuse (or, with ``force``, clear) a folder that holds a benchmark of another config (module doc)."""
+    marker = out / CONFIG_RECORD
+    records = [name for name in (RECORDS, SURROGATE_RECORDS) if (out / name).exists()]
+    if not marker.exists() and not records:
+        return  # a new folder
+    try:
+        before = json.loads(marker.read_text()) if marker.exists() else None
+    except (OSError, ValueError):
+        before = None
+    if isinstance(before, dict):
+        before.pop("source", None)
+    now = _config_record(config)
+    if before == now:
+        return  # the same benchmark: resume
+    if isinstance(before, dict):
+        keys = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        what = f"a benchmark of another config ({before.get('name')!r}; differs in {', '.join(keys)})"
+    elif marker.exists():
+        what = f"an unreadable {CONFIG_RECORD}"
+    else:
+        what = f"{', '.join(records)} without the {CONFIG_RECORD} of its config"
+    if not force:
+        raise InvalidParameterError(
+            f"--out {out} holds {what}; a bench folder belongs to one config: resume it with the same config, "
+            "choose another folder, or pass --force to start it afresh (deletes its records, summaries and "
+            "cached networks)"
+        )
+    removed = [name for name in RUN_FILES if (out / name).is_file()]
+    for name in removed:
+        (out / name).unlink()
+    if (out / "networks").is_dir():
+        shutil.rmtree(out / "networks")
+        removed.append("networks/")
+    log(f"--force: {out} held {what}; removed {', '.join(removed) or 'nothing'} and started afresh")
+
+
 def _log_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -278,10 +338,12 @@ def run_bench(
     command: list[str] | None = None,
     method: str | None = None,
     allow_dirty: bool = False,
+    force: bool = False,
 ) -> BenchResult:
     """Run (or resume) a benchmark into ``out`` and write its summary and plots (module doc).
 
     ``method`` (``mip``, ``bab``, ``auto``) overrides the method of every ``vnnlib`` query of the config.
+    ``out`` that holds a benchmark of another config is refused, or with ``force`` emptied of it first.
 
     The summary starts with the provenance header (:func:`optprune.bench._provenance.provenance_header`):
     ``command`` (default: this process's ``sys.argv``), commit and clean tree, date, wall time, machine and
@@ -315,9 +377,10 @@ def run_bench(
                     allow_dirty=allow_dirty)
     lock = lock_dir(out)
     try:
+        _claim_folder(out, config, force, log)
         if source is not None and source.resolve() != (out / "config.toml").resolve():
-            shutil.copyfile(source, out / "config.toml")
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=1, default=str) + "\n")
+            atomic_write(out / "config.toml", source.read_bytes())
+        atomic_write(out / CONFIG_RECORD, json.dumps(asdict(config), indent=1, default=str) + "\n")
         finetuned = config.surrogate.finetuned if surrogate else None
         dense, variants = prepare_variants(config, out, finetuned=finetuned, log=log)
         if surrogate:

@@ -27,11 +27,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from optprune.errors import InvalidParameterError
 
-__all__ = ["RecordStore", "lock_dir", "read_records", "UNREADABLE_SUFFIX"]
+__all__ = ["RecordStore", "atomic_file", "atomic_write", "lock_dir", "read_records", "UNREADABLE_SUFFIX"]
 
 UNREADABLE_SUFFIX = ".unreadable"
 
@@ -93,6 +96,36 @@ def _numbers(lines: list[tuple]) -> str:
     return ", ".join(numbers[:20]) + (f" ... ({len(numbers)} in all)" if len(numbers) > 20 else "")
 
 
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix, so writers that look at it still work) to write to.
+
+    When the block ends normally the file is fsynced and moved over ``path`` with
+    :func:`os.replace` (atomic on one file system): a reader, a kill or a failure
+    mid-write sees the old file or the new one, never a truncated one. On any
+    exception (``KeyboardInterrupt`` too) the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` (text is UTF-8) to ``path`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
 def _fsync_write(path: Path, data: bytes, mode: str) -> None:
     with open(path, mode) as fh:
         fh.write(data)
@@ -143,9 +176,7 @@ class RecordStore:
         if bad[-1][0] == last_number and not data.endswith(b"\n"):
             self.repaired_bytes = len(bad[-1][1])
         _fsync_write(self.side_file, b"".join(line + b"\n" for _, line in bad), "ab")
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        _fsync_write(tmp, b"".join(line + b"\n" for _, line, _ in good), "wb")
-        os.replace(tmp, self.path)
+        atomic_write(self.path, b"".join(line + b"\n" for _, line, _ in good))
         print(f"{self.path}: warning: {len(bad)} unreadable line(s) ({_numbers(bad)}"
               f"{'; the last one left by an interrupted run' if self.repaired_bytes else ''}) moved to "
               f"{self.side_file}; {len(good)} record(s) kept", file=sys.stderr)

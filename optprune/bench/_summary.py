@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from optprune.bench._store import atomic_file, atomic_write
+
 __all__ = ["summarize", "write_tables", "write_plots", "surrogate_summary", "write_surrogate", "markdown_table",
            "CHECKPOINTS"]
 
@@ -192,17 +194,27 @@ def _with_header(header: str, body: str) -> str:
     return f"{header.rstrip()}\n\n{body}" if header else body
 
 
-def write_tables(rows: list[dict], out: Path, header: str = "") -> dict:
-    """``summary.md`` (``header`` first: the run's provenance) and ``summary.csv`` in ``out``."""
-    md = out / "summary.md"
-    md.write_text(_with_header(header, markdown_table(rows)))
-    path = out / "summary.csv"
-    keys = list(rows[0].keys()) if rows else [k for k, _ in COLUMNS]
-    with open(path, "w", newline="") as fh:
+def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> None:
+    """``rows`` as CSV with columns ``keys`` (None as an empty cell), written atomically."""
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+
+
+def _savefig(fig, path: Path) -> None:
+    with atomic_file(path) as tmp:  # the same suffix: matplotlib picks PNG from it
+        fig.savefig(tmp, dpi=120)
+
+
+def write_tables(rows: list[dict], out: Path, header: str = "") -> dict:
+    """``summary.md`` (``header`` first: the run's provenance) and ``summary.csv`` in ``out``."""
+    md = out / "summary.md"
+    atomic_write(md, _with_header(header, markdown_table(rows)))
+    path = out / "summary.csv"
+    keys = list(rows[0].keys()) if rows else [k for k, _ in COLUMNS]
+    _write_csv(path, rows, keys)
     return {"markdown": md, "csv": path}
 
 
@@ -295,7 +307,7 @@ def write_plots(rows: list[dict], tasks: list[dict], records: dict, out: Path) -
         ax.legend(fontsize=7)
     fig.tight_layout()
     files["cactus"] = out / "cactus.png"
-    fig.savefig(files["cactus"], dpi=120)
+    _savefig(fig, files["cactus"])
     plt.close(fig)
 
     # Scatter: time before (unpruned) vs after pruning, per instance.
@@ -332,7 +344,7 @@ def write_plots(rows: list[dict], tasks: list[dict], records: dict, out: Path) -
         ax.legend(fontsize=7)
     fig.tight_layout()
     files["scatter"] = out / "scatter.png"
-    fig.savefig(files["scatter"], dpi=120)
+    _savefig(fig, files["scatter"])
     plt.close(fig)
 
     # Accuracy vs median time per variant.
@@ -361,7 +373,7 @@ def write_plots(rows: list[dict], tasks: list[dict], records: dict, out: Path) -
         ax.legend(fontsize=7)
     fig.tight_layout()
     files["accuracy_time"] = out / "accuracy_time.png"
-    fig.savefig(files["accuracy_time"], dpi=120)
+    _savefig(fig, files["accuracy_time"])
     plt.close(fig)
     return files
 
@@ -452,13 +464,9 @@ def write_surrogate(rows: list[dict], tasks: list[dict], records: dict, out: Pat
                     header: str = "") -> dict:
     """``surrogate.md`` (``header`` first), ``surrogate.csv`` and ``surrogate.png`` (median best dense margin vs time)."""
     files = {"markdown": out / "surrogate.md", "csv": out / "surrogate.csv"}
-    files["markdown"].write_text(_with_header(header, _surrogate_markdown(rows)))
+    atomic_write(files["markdown"], _with_header(header, _surrogate_markdown(rows)))
     keys = list(rows[0].keys()) if rows else ["network"]
-    with open(files["csv"], "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+    _write_csv(files["csv"], rows, keys)
     if not plots or not rows:
         return files
     groups: dict = defaultdict(lambda: defaultdict(list))
@@ -487,6 +495,6 @@ def write_surrogate(rows: list[dict], tasks: list[dict], records: dict, out: Pat
         ax.legend(fontsize=7)
     fig.tight_layout()
     files["plot"] = out / "surrogate.png"
-    fig.savefig(files["plot"], dpi=120)
+    _savefig(fig, files["plot"])
     plt.close(fig)
     return files

@@ -26,9 +26,14 @@ def bench_command(
     method: str = typer.Option(None, "--method", help="mip, bab or auto for every vnnlib query (default: the config's)."),
     allow_dirty: bool = typer.Option(False, "--allow-dirty",
                                      help="Write under results/ from a dirty working tree (stamped in the header)."),
+    force: bool = typer.Option(False, "--force", help="Start OUT afresh when it holds a benchmark of another config "
+                                                      "(deletes its records, summaries and cached networks)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Run or resume a benchmark: one JSON line per result, summary table and plots; a killed run resumes."""
+    """Run or resume a benchmark: one JSON line per result, summary table and plots; a killed run resumes.
+
+    OUT belongs to one config: another config there is refused unless --force (which starts OUT afresh).
+    """
     from optprune.bench import run_bench
     from optprune.bench._executors import EXECUTORS, check_ray_address
     from optprune.errors import InvalidParameterError
@@ -45,7 +50,7 @@ def bench_command(
         check_ray_address(address)  # before networks are trained: an unreachable cluster fails in seconds
     result = run_bench(config, out, workers=workers, executor=executor, address=address, surrogate=surrogate,
                        progress=progress, plots=plots, method=method,
-                       allow_dirty=allow_dirty)
+                       allow_dirty=allow_dirty, force=force)
     if as_json:
         print(result.markdown, file=sys.stderr)
         emit(result.to_dict(), True)
