@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from optprune.bench._store import atomic_file as atomic_target
 from optprune.bounds import DEFAULT_BOUNDS
 from optprune.cli._app import app
 from optprune.cli._core_commands import JSON_OPTION, TRUST_PICKLE_OPTION
 from optprune.cli._output import emit, stderr_console, to_jsonable
-from optprune.cli._validate import FORCE_HELP, check_number, check_output_dir, check_output_file
+from optprune.cli._validate import FORCE_HELP, check_number, check_output_dir, check_output_files
 
+MODEL_SUFFIXES = (".mps", ".lp")  # what --export-mps writes (optprune.solvers.write_model)
 BOUNDS_HELP = "Bound level: interval, linear (CROWN back-substitution) or obbt (LP tightening; the default)."
 
 
@@ -35,7 +37,7 @@ def verify_command(
     ),
     out: Path = typer.Option(None, "--out", help="Write the VNN-COMP result file here."),
     export_mps: Path = typer.Option(
-        None, "--export-mps", help="Also write the first output conjunction's MILP as MPS."
+        None, "--export-mps", help="Also write the first output conjunction's MILP as MPS (.mps) or CPLEX LP (.lp)."
     ),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     trust_pickle: bool = TRUST_PICKLE_OPTION,
@@ -56,8 +58,7 @@ def verify_command(
     check_number("--timeout", timeout, low=0, low_open=True)
     if method not in METHODS:
         raise InvalidParameterError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
-    check_output_file("--out", out, force=force)
-    check_output_file("--export-mps", export_mps, force=force)
+    check_output_files([("--out", out, None), ("--export-mps", export_mps, MODEL_SUFFIXES)], force=force)
     net = load_network(network, trust_pickle=trust_pickle)
     parsed = read_vnnlib(prop, net.input_size, net.output_size)
     load_s = time.perf_counter() - start
@@ -73,9 +74,11 @@ def verify_command(
                     f"property ({load_s:.3f} s); nothing was left for verification",
         )
     if out is not None:
-        out.write_text(format_vnncomp_result(result))
+        with atomic_target(out) as tmp:
+            tmp.write_text(format_vnncomp_result(result))
     if export_mps is not None:
-        _export_first_conjunction(net, parsed, bounds, export_mps)
+        with atomic_target(export_mps) as tmp:  # same suffix: the writer picks MPS or LP from it
+            _export_first_conjunction(net, parsed, bounds, tmp)
     payload = {"network": str(network), "property": str(prop), "solver": solver, "load_s": round(load_s, 4),
                **result.to_dict()}
     decided_by = result.decided_by or "-"
@@ -149,20 +152,27 @@ def attack_command(
             progress.advance(task)
     adv = np.array(adversarials)
     preds = net.predict(adv) if len(adv) else np.zeros(0, dtype=int)
-    np.savez_compressed(
-        out / "adversarial.npz", originals=np.array(originals), adversarials=adv, labels=y[correct],
-        predicted=preds, indices=correct, margins=np.array([r["objective"] for r in records]),
-        eps=eps, input_shape=np.array(X.shape[1:]),
-    )
-    _plot_grid(np.array(originals), adv, y[correct], preds, X.shape[1:], out / "adversarial.png", eps)
+    with atomic_target(out / "adversarial.npz") as tmp:
+        _save_adversarial(tmp, originals, adv, y[correct], preds, correct, records, eps, X.shape[1:])
+    with atomic_target(out / "adversarial.png") as tmp:
+        _plot_grid(np.array(originals), adv, y[correct], preds, X.shape[1:], tmp, eps)
     n_adv = int(sum(r["adversarial"] for r in records))
     summary = {
         "network": str(network), "data": data, "eps": eps, "count": len(records), "adversarial": n_adv,
         "proven_robust": int(sum(r["proven_robust"] for r in records)),
         "solver": solver, "out": str(out), "records": records,
     }
-    (out / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=1))
+    with atomic_target(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(to_jsonable(summary), indent=1))
     emit(summary, as_json, f"{n_adv}/{len(records)} adversarial at eps={eps}; files in {out}")
+
+
+def _save_adversarial(path: Path, originals, adv, labels, preds, correct, records, eps: float, shape) -> None:
+    np.savez_compressed(
+        path, originals=np.array(originals), adversarials=adv, labels=labels,
+        predicted=preds, indices=correct, margins=np.array([r["objective"] for r in records]),
+        eps=eps, input_shape=np.array(shape),
+    )
 
 
 def _plot_grid(originals, adversarials, labels, preds, shape, path: Path, eps: float) -> None:
