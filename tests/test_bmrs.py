@@ -124,22 +124,86 @@ def test_bmrs_prunes_and_the_smaller_model_computes_what_the_masked_one_does():
     assert pruned > 0
     assert est.n_params_after_ < est.n_params_before_
     assert sum(p.numel() for p in small.parameters()) == est.n_params_after_
-    # kept units are exactly those with Delta F < 0 (plus min_keep), pruned ones had Delta F >= 0 when removed
+    # the last pruning step removed every unit with Delta F >= 0 (min_keep = 1 keeps one only if all are >= 0);
+    # earlier steps removed units for good, and the history adds up to what was removed
     for g, kept in est.kept_.items():
-        removed = np.setdiff1d(np.arange(24), kept)
-        assert np.all(est.delta_f_[g][removed] >= 0) or len(est.history_) > 1
+        assert np.all(est.delta_f_[g][list(kept)] < 0) or len(kept) == 1
+    assert [h["epoch"] for h in est.history_] == [1, 2]
+    assert sum(h["pruned"] for h in est.history_) == pruned
+    assert est.history_[-1]["alive"] == sum(len(v) for v in est.kept_.values())
     X = torch.as_tensor(_digits()[0][:50])
     with torch.no_grad():
         assert torch.allclose(small(X), est.model_(X), atol=1e-5)
     assert est.history_[0]["epoch"] == 1
 
 
-def test_bmrs_keeps_min_keep_units_per_group():
+def _with_posteriors(monkeypatch, posteriors: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Make BMRS start the noise of module ``name`` at the given per-unit (mu, sigma) (epochs=0 keeps them)."""
+    import optprune.bayes._bmrs as bmrs_module
+
+    wrap = bmrs_module.wrap_modules
+
+    def wrap_and_set(*args, **kwargs):
+        wrappers = wrap(*args, **kwargs)
+        for name, (mu, sigma) in posteriors.items():
+            with torch.no_grad():
+                wrappers[name].mu.copy_(torch.as_tensor(mu))
+                wrappers[name].log_sigma.copy_(torch.log(torch.as_tensor(sigma)))
+        return wrappers
+
+    monkeypatch.setattr(bmrs_module, "wrap_modules", wrap_and_set)
+
+
+def _delta_f_uniform_by_quadrature(mu: float, s: float, ar: float, br: float) -> float:
+    q = _q(mu, s)
+    return _log_quad(lambda x: q(x) * (B - A) / (br - ar), ar, br, [mu])
+
+
+def test_bmrs_removes_exactly_the_units_whose_delta_f_is_non_negative(monkeypatch):
+    # reduced prior log-uniform on [-20, -1]: Delta F >= 0 iff the posterior puts >= 19/20 of its mass below -1
+    mu = np.array([-15.0, -0.5, -12.0, -0.3, -18.0, -0.2])
+    sigma = np.array([0.5, 0.3, 1.0, 0.3, 2.0, 0.2])
+    _with_posteriors(monkeypatch, {"1": (mu, sigma)})
     torch.manual_seed(0)
-    model = make_mlp([64, 12, 10], (1, 8, 8))
-    est = BMRS(prior="uniform", reduced=(A, -1.0), mu_init=-3.0, epochs=1, min_keep=3, batch_size=100)
-    est.fit(model, _digits())
-    assert len(est.kept_["1"]) >= 3
+    model = make_mlp([64, 6, 5, 10], (1, 8, 8))
+    est = BMRS(prior="uniform", reduced=(A, -1.0), epochs=0, mu_init=-0.1).fit(model, _digits())
+    by_quad = np.array([_delta_f_uniform_by_quadrature(m, s, A, -1.0) for m, s in zip(mu, sigma)])
+    # deep below -1: all the mass counts, log(20/19) = 0.0513; near 0: little of it does
+    assert by_quad[[0, 2, 4]] == pytest.approx(math.log(20 / 19), abs=1e-6)
+    assert np.all(by_quad[[1, 3, 5]] < -1.0)
+    np.testing.assert_allclose(est.delta_f_["1"], by_quad, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(est.delta_f_["1"], delta_f_uniform(mu, sigma, A, B, A, -1.0), rtol=1e-6)  # float32
+    assert est.kept_["1"] == (1, 3, 5)
+    assert est.kept_["3"] == (0, 1, 2, 3, 4)  # mu_init -0.1: Delta F < 0 for every unit of group 3
+    assert est.history_ == [{"epoch": 0, "pruned": 3, "alive": 8}]
+    small = est.transform()
+    assert small[1].out_features == 3 and small[3].in_features == 3
+    X = torch.as_tensor(_digits()[0][:50])
+    with torch.no_grad():
+        assert torch.allclose(small(X), est.model_(X), atol=1e-5)
+        # the masked model: the pruned units' rows zeroed, the others scaled by E[theta]
+        theta = torch.as_tensor(expected_theta(mu, sigma, A, B), dtype=torch.float32)
+        assert torch.allclose(est.model_[1].weight[[0, 2, 4]], torch.zeros(3, 64))
+        assert torch.allclose(est.model_[1].weight[[1, 3, 5]], model[1].weight[[1, 3, 5]] * theta[[1, 3, 5], None])
+
+
+def test_bmrs_keeps_min_keep_units_per_group(monkeypatch):
+    # all 12 units have Delta F >= 0 (more than 19/20 of the mass below -1), larger the deeper mu is
+    mu = np.random.default_rng(0).permutation(np.linspace(-2.5, -1.6, 12))
+    sigma = np.full(12, 0.3)
+    _with_posteriors(monkeypatch, {"1": (mu, sigma)})
+    by_quad = np.array([_delta_f_uniform_by_quadrature(m, s, A, -1.0) for m, s in zip(mu, sigma)])
+    assert np.all(by_quad > 0)
+    least = np.argsort(by_quad)
+    assert least[:3].tolist() == np.argsort(-mu)[:3].tolist()  # the three mu closest to -1
+    for min_keep in (1, 3):
+        torch.manual_seed(0)
+        model = make_mlp([64, 12, 10], (1, 8, 8))
+        est = BMRS(prior="uniform", reduced=(A, -1.0), epochs=0, min_keep=min_keep).fit(model, _digits())
+        np.testing.assert_allclose(est.delta_f_["1"], by_quad, rtol=1e-6, atol=1e-8)
+        # pruning every unit would leave none: the min_keep units of smallest Delta F stay
+        assert est.kept_["1"] == tuple(sorted(least[:min_keep].tolist()))
+        assert est.transform()[1].out_features == min_keep
 
 
 def test_bmrs_named_errors():
