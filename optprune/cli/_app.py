@@ -1,4 +1,9 @@
-"""The typer application; each command group lives in its own module and registers here.
+"""The typer application, assembled here from the command modules.
+
+Each command module registers its commands on its own nameless ``commands``
+(a ``typer.Typer()``); this module adds each of them to :data:`app` in
+:data:`COMMAND_MODULES` order, the order ``optprune --help`` lists them. A
+command module never imports this one, so the CLI has no import cycle.
 
 Exit codes: 0 success, 2 for every usage error (unknown command or option,
 missing argument, a value of the wrong type) and every named optprune error,
@@ -26,6 +31,7 @@ import sys
 
 import typer
 
+from optprune.cli import _bench, _core_commands, _gohsp, _prune, _search, _systolic
 from optprune.cli._output import emitted, reset_emitted
 from optprune.errors import OptpruneError
 
@@ -39,10 +45,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Command modules register themselves on ``app`` when imported.
-from optprune.cli import _bench, _core_commands, _prune, _search, _verify  # noqa: E402,F401,I001
-from optprune.cli import _systolic  # noqa: E402,F401
-from optprune.cli import _gohsp  # noqa: E402,F401
+#: The command modules, in the order ``optprune --help`` lists their commands.
+COMMAND_MODULES = (_core_commands, _bench, _prune, _search, _gohsp, _systolic)
+for _module in COMMAND_MODULES:
+    app.add_typer(_module.commands)  # nameless: its commands and groups join the app's own
+del _module
+
+# Still registering on ``app`` when imported (being converted to ``commands``).
+from optprune.cli import _verify  # noqa: E402,F401,I001
 from optprune.cli import _lm  # noqa: E402,F401
 
 USAGE_ERROR = "UsageError"

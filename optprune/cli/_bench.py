@@ -7,13 +7,15 @@ from pathlib import Path
 
 import typer
 
-from optprune.cli._app import app
 from optprune.cli._core_commands import JSON_OPTION
 from optprune.cli._output import emit
 from optprune.cli._validate import check_number, check_output_dir
 
+#: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
+commands = typer.Typer()
 
-@app.command("bench")
+
+@commands.command("bench")
 def bench_command(
     config: Path = typer.Argument(..., help="Benchmark config (TOML), e.g. instances/main.toml."),
     out: Path = typer.Option(..., "--out", help="Output folder: records.jsonl, summary.md/.csv, plots, cached networks."),

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import typer
 
-from optprune.cli._app import app
 from optprune.cli._output import JSON_HELP, emit
 from optprune.cli._validate import TRUST_PICKLE_HELP, check_number
+
+#: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
+commands = typer.Typer()
 
 JSON_OPTION = typer.Option(False, "--json", help=JSON_HELP)
 TRUST_PICKLE_OPTION = typer.Option(False, "--trust-pickle", help=TRUST_PICKLE_HELP)
@@ -32,7 +34,7 @@ def import_problem(backend) -> str | None:
     return None
 
 
-@app.command("solvers")
+@commands.command("solvers")
 def solvers_command(
     check: bool = typer.Option(False, "--check", help="Import every backend's package for real and report broken ones."),
     as_json: bool = JSON_OPTION,
@@ -68,7 +70,7 @@ def solvers_command(
         raise typer.Exit(2)
 
 
-@app.command("solve")
+@commands.command("solve")
 def solve_command(
     model_file: Path = typer.Argument(..., help="An MPS or LP file."),
     solver: str = typer.Option("highs", "--solver", help="Backend name (see `optprune solvers`)."),
@@ -101,7 +103,7 @@ def solve_command(
     emit(payload, as_json)
 
 
-@app.command("info")
+@commands.command("info")
 def info_command(
     network: Path = typer.Argument(..., help="An .onnx file or a torch model file (.pt, .pth)."),
     trust_pickle: bool = TRUST_PICKLE_OPTION,

@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
-from optprune.cli._app import app
 from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, check_number, check_output_file, check_output_files
 
-__all__ = ["gohsp_command", "parse_budget", "vit_train_command"]
+#: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
+commands = typer.Typer()
+
+__all__ = ["commands", "gohsp_command", "parse_budget", "vit_train_command"]
 
 OUT_SUFFIXES = (".onnx", ".pt")
 RESOURCES = ("params", "flops")
@@ -51,7 +53,7 @@ def _plot_residuals(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-@app.command("gohsp")
+@commands.command("gohsp")
 def gohsp_command(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A ViT saved by optprune.vit.save_vit (.pt).")],
     budget: Annotated[str, typer.Option("--budget", help="Kept: params=0.6 or flops=F.")] = "params=0.6",
@@ -132,7 +134,7 @@ def gohsp_command(
     emit(payload, as_json)
 
 
-@app.command("vit-train")
+@commands.command("vit-train")
 def vit_train_command(
     data: Annotated[str, typer.Argument(help="mnist or digits (the train fold).")],
     out: Annotated[Path, typer.Option("--out", help="Write the trained ViT (.pt).")],

@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
-from optprune.cli._app import app
 from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_files
+
+#: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
+commands = typer.Typer()
 
 
 def data_note(name: str) -> str:
@@ -92,7 +94,7 @@ def export_model(model, path: Path, input_shape: tuple[int, ...]) -> Path:
     return path
 
 
-@app.command("prune")
+@commands.command("prune")
 def prune_command(
     network: Annotated[Path, typer.Argument(help="An .onnx file or a torch model file (.pt, .pth).")],
     scorer: Annotated[str, typer.Option("--scorer", help="Scorer name (optprune.scoring.available_scorers()).")] = "magnitude",

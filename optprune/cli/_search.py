@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 
-from optprune.cli._app import app
 from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_file
 from optprune.errors import InvalidParameterError
+
+#: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
+commands = typer.Typer()
 
 JSON_OPTION = typer.Option("--json", help=JSON_HELP)
 
@@ -93,7 +95,7 @@ def _calibration(model, scorer: str, input_shape, dataset: str, samples: int):
     return X, y[:samples]
 
 
-@app.command("search")
+@commands.command("search")
 def search_command(
     target: Annotated[Path, typer.Argument(help="A network (.onnx, .pt) or a structure-search instance (.json).")],
     budget: Annotated[list[str] | None, typer.Option("--budget", help="RESOURCE=VALUE, repeatable: params, flops, latency (fractions of the full model).")] = None,
@@ -172,7 +174,7 @@ def search_command(
     emit(payload, as_json, "\n".join(lines))
 
 
-@app.command("latency-table")
+@commands.command("latency-table")
 def latency_table_command(
     network: Annotated[Path, typer.Argument(help="A network (.onnx, .pt).")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the table JSON.")],

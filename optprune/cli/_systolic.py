@@ -7,17 +7,19 @@ from typing import Annotated
 
 import typer
 
-from optprune.cli._app import app
 from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_files
 from optprune.errors import InvalidParameterError
+
+#: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
+commands = typer.Typer()
 
 systolic_app = typer.Typer(
     name="systolic",
     help="Systolic-array co-design: compute cycles (SCALE-Sim's closed forms), block pruning, multi-array assignment.",
     no_args_is_help=True,
 )
-app.add_typer(systolic_app, name="systolic")
+commands.add_typer(systolic_app, name="systolic")
 
 NET_HELP = "An .onnx file, a torch model file (.pt, .pth), or (cycles, assign) a .json list of [M, K, N]."
 
