@@ -27,11 +27,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from optprune._files import atomic_file, atomic_write
 from optprune.errors import InvalidParameterError
 
 __all__ = ["RecordStore", "atomic_file", "atomic_write", "lock_dir", "read_records", "UNREADABLE_SUFFIX"]
@@ -94,36 +92,6 @@ def read_records(path: str | os.PathLike) -> list[dict]:
 def _numbers(lines: list[tuple]) -> str:
     numbers = [str(item[0]) for item in lines]
     return ", ".join(numbers[:20]) + (f" ... ({len(numbers)} in all)" if len(numbers) > 20 else "")
-
-
-@contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path`` (same suffix, so writers that look at it still work) to write to.
-
-    When the block ends normally the file is fsynced and moved over ``path`` with
-    :func:`os.replace` (atomic on one file system): a reader, a kill or a failure
-    mid-write sees the old file or the new one, never a truncated one. On any
-    exception (``KeyboardInterrupt`` too) the temporary file is removed and
-    ``path`` is left as it was.
-    """
-    path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` (text is UTF-8) to ``path`` atomically (:func:`atomic_file`)."""
-    with atomic_file(path) as tmp:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 def _fsync_write(path: Path, data: bytes, mode: str) -> None:
