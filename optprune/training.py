@@ -17,8 +17,9 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from optprune.network import Network
 __all__ = ["make_mlp", "make_digits_cnn", "train_classifier", "training_tensors", "fit_epochs", "accuracy", "predict", "digits_mlp", "digits_cnn"]
 
 DIGITS_SHAPE = (1, 8, 8)
+
+#: What :func:`fit_epochs` optimises with.
+OPTIMIZERS = ("adam", "adamw")
 
 
 def make_mlp(widths: Sequence[int], input_shape: Sequence[int] | None = None) -> nn.Sequential:
@@ -137,39 +141,85 @@ def training_tensors(
 
 def fit_epochs(
     model: nn.Module,
-    Xt: torch.Tensor,
-    yt: torch.Tensor,
-    batch_loss,
+    Xt: torch.Tensor | None,
+    yt: torch.Tensor | None,
+    batch_loss: Callable[[torch.Tensor, Any], torch.Tensor],
     *,
     epochs: int,
     lr: float,
     weight_decay: float = 0.0,
     batch_size: int = 64,
-    seed: int = 0,
+    seed: int | None = 0,
     progress: bool = True,
     title: str = "train",
     label: str = "data",
     num_threads: int | None = 1,
+    param_groups: Sequence[dict[str, Any]] | None = None,
+    optimizer: str = "adam",
+    lr_lambda: Callable[[int], float] | None = None,
+    clip_grad_norm: float | None = None,
+    loss_hook: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    batches: Callable[[int], Iterable[tuple[torch.Tensor, Any]]] | None = None,
 ) -> nn.Module:
-    """The training loop shared by training and fine-tuning: Adam over seeded shuffled batches.
+    """The one training loop (training, fine-tuning, BMRS, stabilisation, the LM): Adam over batches, per epoch.
 
-    ``batch_loss(outputs, batch_indices)`` returns the loss of one batch (plain
-    cross-entropy for training, distillation for recovery). A rich progress bar
-    (loss, train accuracy) goes to stderr. ``num_threads`` sets torch's
-    intra-op threads for the loop and restores them afterwards (small models
-    train fastest single-threaded; None leaves torch's setting alone).
+    Every step: ``zero_grad``; ``out = model(inputs)``; ``loss = batch_loss(out, key)``;
+    ``loss = loss_hook(loss, epoch)`` when given (a regulariser: BMRS's KL term, Compresso's
+    Lagrangian); ``backward``; gradient norm clipped to ``clip_grad_norm`` when given; ``step``.
+    After every epoch ``on_epoch_end(epoch, logs)`` runs (``logs``: ``"loss"``, the sample-weighted
+    mean of the minimised loss, and ``"accuracy"``, the train accuracy or None), then the
+    learning-rate schedule steps.
+
+    Data: tensors ``Xt``, ``yt`` in shuffled batches of ``batch_size`` (``key`` is the batch's
+    index tensor into ``Xt``; a ``torch.Generator`` seeded with ``seed`` fixes the order), or, with
+    ``Xt = yt = None``, ``batches(epoch)`` giving the epoch's ``(inputs, key)`` pairs (the LM draws
+    one fresh batch per step, so its epochs are steps).
+
+    Optimiser: ``optimizer`` ``"adam"`` or ``"adamw"`` (decoupled weight decay) with ``lr`` and
+    ``weight_decay``, over ``param_groups`` (torch's list of ``{"params": [...], "lr": ..., ...}``
+    dicts, a group's own settings winning) or all of ``model.parameters()``. ``lr_lambda(epoch)``
+    scales every group's learning rate in that epoch (``torch.optim.lr_scheduler.LambdaLR``).
+
+    Epochs are counted from 0 in ``loss_hook``, ``on_epoch_end`` and ``lr_lambda``. ``seed``
+    also seeds torch's global generator (``torch.manual_seed``) before the first epoch; None
+    leaves it alone (only with ``batches``). A rich progress bar (loss, train accuracy) goes to
+    stderr with ``progress``. ``num_threads`` sets torch's intra-op threads for the loop and
+    restores them afterwards (small models train fastest single-threaded; None leaves torch's
+    setting alone). Returns ``model`` in eval mode.
     """
     _check_positive("epochs", epochs, caller="fit_epochs", allow_zero=True)
     _check_positive("batch_size", batch_size, caller="fit_epochs")
     _check_positive("lr", lr, float, caller="fit_epochs")
+    if optimizer not in OPTIMIZERS:
+        raise InvalidParameterError(f"fit_epochs: optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if clip_grad_norm is not None:
+        _check_positive("clip_grad_norm", clip_grad_norm, float, caller="fit_epochs")
+    if batches is None and (Xt is None or yt is None):
+        raise InvalidParameterError("fit_epochs: give the data as tensors Xt and yt, or as batches(epoch)")
+    if batches is not None and (Xt is not None or yt is not None):
+        raise InvalidParameterError("fit_epochs: give the data either as tensors Xt, yt or as batches, not both")
+    if seed is None and batches is None:
+        raise InvalidParameterError("fit_epochs: shuffling tensors needs an int seed; got None")
+    groups: list[dict[str, Any]] | None = None
+    if param_groups is not None:
+        groups = [dict(g) for g in param_groups]
+        if not groups or any(not isinstance(g.get("params"), (list, tuple)) or not g["params"] for g in groups):
+            raise InvalidParameterError(
+                "fit_epochs: param_groups must be a non-empty list of dicts, each with a non-empty list 'params'"
+            )
     threads_before = torch.get_num_threads()
     if num_threads is not None:
         _check_positive("num_threads", num_threads, caller="fit_epochs")
         torch.set_num_threads(int(num_threads))
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    n = Xt.shape[0]
+    gen = None
+    if seed is not None:
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+    opt_class = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+    opt = opt_class(groups if groups is not None else model.parameters(), lr=lr, weight_decay=weight_decay)
+    trained = [p for g in opt.param_groups for p in g["params"]]
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda is not None else None
     model.train()
     bar = task = None
     if progress:
@@ -182,25 +232,53 @@ def fit_epochs(
         task = bar.add_task(label, total=epochs)
     try:
         for epoch in range(epochs):
-            order = torch.randperm(n, generator=gen)
-            total, correct = 0.0, 0
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
+            total, correct, seen = 0.0, 0, 0
+            for inputs, key in _epoch_batches(epoch, Xt, batch_size, gen, batches):
                 opt.zero_grad()
-                out = model(Xt[idx])
-                loss = batch_loss(out, idx)
+                out = model(inputs)
+                loss = batch_loss(out, key)
+                if loss_hook is not None:
+                    loss = loss_hook(loss, epoch)
                 loss.backward()
+                if clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(trained, clip_grad_norm)
                 opt.step()
-                total += float(loss.detach()) * len(idx)
-                correct += int((out.argmax(1) == yt[idx]).sum())
-            if bar is not None:
-                bar.update(task, advance=1,
-                           description=f"{label} epoch {epoch + 1} loss {total / n:.4f} acc {correct / n:.4f}")
+                count = len(inputs)
+                total += float(loss.detach()) * count
+                seen += count
+                if yt is not None:
+                    correct += int((out.argmax(1) == yt[key]).sum())
+            logs = {"loss": total / max(seen, 1), "accuracy": correct / max(seen, 1) if yt is not None else None}
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, logs)
+            if schedule is not None:
+                schedule.step()
+            if bar is not None and task is not None:
+                acc = "" if logs["accuracy"] is None else f" acc {logs['accuracy']:.4f}"
+                bar.update(task, advance=1, description=f"{label} epoch {epoch + 1} loss {logs['loss']:.4f}{acc}")
     finally:
         torch.set_num_threads(threads_before)
         if bar is not None:
             bar.stop()
     return model.eval()
+
+
+def _epoch_batches(
+    epoch: int,
+    Xt: torch.Tensor | None,
+    batch_size: int,
+    gen: torch.Generator | None,
+    batches: Callable[[int], Iterable[tuple[torch.Tensor, Any]]] | None,
+) -> Iterator[tuple[torch.Tensor, Any]]:
+    """One epoch's ``(inputs, key)``: shuffled index batches of ``Xt``, or what ``batches(epoch)`` gives."""
+    if batches is not None:
+        yield from batches(epoch)
+        return
+    assert Xt is not None  # fit_epochs checked: tensors or batches
+    order = torch.randperm(Xt.shape[0], generator=gen)
+    for start in range(0, Xt.shape[0], batch_size):
+        idx = order[start : start + batch_size]
+        yield Xt[idx], idx
 
 
 def predict(model_or_network: nn.Module | Network, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
