@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from optprune._validation import InstanceOf, Interval, IsCallable, Options, ShapeLike, validate_params
-from optprune.errors import InvalidParameterError, NotFittedError
+from optprune._estimator import BaseEstimator
+from optprune._validation import InstanceOf, Interval, IsCallable, Options, ShapeLike
+from optprune.errors import InvalidParameterError
 from optprune.pruning._apply import apply_decision, count_parameters, parameters_after
 from optprune.pruning._decision import PruningDecision
 from optprune.pruning._select import global_keep, uniform_keep
@@ -36,7 +37,7 @@ class _ScorerLike:
         return f"one of {', '.join(available_scorers())} or a Scorer instance"
 
 
-class Pruner:
+class Pruner(BaseEstimator):
     """Score the units of every dependency group, decide which to keep, build the smaller model.
 
     Parameters (stored as given, validated by :meth:`fit`):
@@ -111,24 +112,8 @@ class Pruner:
         self.input_shape = input_shape
         self.search_kwargs = search_kwargs
 
-    # ------------------------------------------------------------- estimator API
-    def get_params(self, deep: bool = False) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._parameter_constraints}
-
-    def set_params(self, **params: Any) -> Pruner:
-        for name, value in params.items():
-            if name not in self._parameter_constraints:
-                raise InvalidParameterError(
-                    f"Pruner: unknown parameter {name!r}; parameters: {sorted(self._parameter_constraints)}"
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        return "Pruner(" + ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()) + ")"
-
-    def _validate(self) -> None:
-        validate_params("Pruner", self.get_params(), self._parameter_constraints)
+    def _validate_params(self) -> None:
+        super()._validate_params()
         if isinstance(self.scorer, Scorer) and self.scorer_kwargs:  # a rule across two parameters
             raise InvalidParameterError(
                 f"Pruner: parameter 'scorer_kwargs' must be None when 'scorer' is an instance; "
@@ -137,7 +122,7 @@ class Pruner:
 
     def fit(self, model: nn.Module, calibration: Any = None) -> Pruner:
         """Score ``model`` on ``calibration`` (``(X, y)``, ``X`` or batches) and decide what to keep."""
-        self._validate()
+        self._validate_params()
         batches = as_batches(calibration)
         shape = self.input_shape or getattr(model, "input_shape", None)
         if shape is None and batches:
@@ -200,10 +185,6 @@ class Pruner:
         )
         self.search_result_ = result
         return kept
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "decision_"):
-            raise NotFittedError("This Pruner is not fitted yet; call fit(model, calibration) before transform")
 
     def transform(self, model: nn.Module | None = None) -> nn.Module:
         """The physically smaller model (the fitted model, or another one of the same architecture)."""
