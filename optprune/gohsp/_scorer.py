@@ -1,7 +1,7 @@
 """The graph head ranking as a scorer of the pruning engine, and the budgets from the exact structure search.
 
-:class:`GraphHeadScorer` (registered as ``"gohsp"`` and ``"graph_heads"``, so
-``optprune prune --scorer gohsp`` and ``Pruner(scorer="gohsp")`` use it) scores
+:class:`GraphHeadScorer` (registered lazily in :data:`optprune.scoring.SCORERS` as ``"gohsp"`` and
+``"graph_heads"``, so ``optprune prune --scorer gohsp`` and ``Pruner(scorer="gohsp")`` use it) scores
 every attention-head group with the stationary distribution of
 :mod:`optprune.gohsp._graph` and every other prunable group (MLP neurons) with
 the group magnitude (L2 norm of a unit's rows and columns, Torch-Pruning's
@@ -26,7 +26,7 @@ from torch import nn
 
 from optprune._validation import Interval, Options
 from optprune.gohsp._graph import SIMILARITIES, head_importance
-from optprune.scoring import MagnitudeScorer, Scorer, register_scorer
+from optprune.scoring import MagnitudeScorer, Scorer
 from optprune.structure import Group, member_tensors
 
 __all__ = ["GraphHeadScorer", "comparable_scores", "search_keep", "unit_parameters"]
@@ -65,8 +65,6 @@ class GraphHeadScorer(Scorer):
             out.update(MagnitudeScorer(members="all")(model, None, groups=rest))
         return out
 
-
-register_scorer(GraphHeadScorer, "graph_heads")
 
 
 def unit_parameters(model: nn.Module, group: Group) -> int:

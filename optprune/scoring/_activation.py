@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from optprune.scoring._base import Batches, Scorer, register_scorer
+from optprune.scoring._base import Batches, Scorer
 from optprune.scoring._capture import consumer_inputs, unit_columns
 from optprune.structure import Group
 
@@ -58,7 +58,3 @@ class APoZScorer(Scorer):
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         return _per_unit_stat(model, groups, batches, lambda x: 1.0 - (x == 0).double().mean(dim=(0, 2)))
-
-
-register_scorer(ActivationMeanScorer, "activation")
-register_scorer(APoZScorer)

@@ -1,4 +1,4 @@
-"""The scorer protocol, the registry and the calibration-data plumbing every scorer shares.
+"""The scorer protocol, the lookup by name and the calibration-data plumbing every scorer shares.
 
 A scorer maps ``(model, calibration batches)`` to one array of importances per
 prunable dependency group (higher = more important = kept first), keyed by group
@@ -17,6 +17,7 @@ from torch import nn
 
 from optprune._validation import Constraint, validate_params
 from optprune.errors import InvalidParameterError, ShapeMismatchError
+from optprune.scoring._registry import SCORERS, available_scorers, normalize_scorer_name, register_scorer
 from optprune.structure import Group, dependency_groups
 
 __all__ = [
@@ -35,8 +36,6 @@ __all__ = [
 Batches = list[tuple[torch.Tensor, torch.Tensor | None]]
 Calibration = Any  # (X, y) arrays/tensors, X alone, a list of (X, y) batches, or a DataLoader
 LossFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
-
-_REGISTRY: dict[str, type[Scorer]] = {}
 
 
 def _tensor(a: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -177,27 +176,20 @@ class Scorer(abc.ABC):
         return f"{type(self).__name__}({params})"
 
 
-def register_scorer(cls: type[Scorer], *aliases: str) -> type[Scorer]:
-    """Add a scorer class to the registry under ``cls.name`` (and ``aliases``)."""
-    for key in (cls.name, *aliases):
-        _REGISTRY[key] = cls
-    return cls
-
-
-def available_scorers() -> list[str]:
-    return sorted(_REGISTRY)
-
-
 def get_scorer(name: str | Scorer, **kwargs: Any) -> Scorer:
-    """A scorer instance by registered name (``kwargs`` go to its constructor); instances pass through."""
+    """A scorer instance by registered name (``kwargs`` go to its constructor); instances pass through.
+
+    Names are read from :data:`optprune.scoring.SCORERS` (lower-case, ``-`` as ``_``); an alias with
+    ``alias_defaults`` on its class starts from those constructor arguments.
+    """
     if isinstance(name, Scorer):
         if kwargs:
             raise InvalidParameterError(f"get_scorer: keyword arguments {sorted(kwargs)} given with a scorer instance")
         return name
-    key = str(name).lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise InvalidParameterError(f"unknown scorer {name!r}; available: {', '.join(available_scorers())}")
-    cls = _REGISTRY[key]
+    key = normalize_scorer_name(name)
+    if key not in SCORERS:
+        raise InvalidParameterError(f"unknown scorer {name!r}; available: {', '.join(SCORERS.names())}")
+    cls = SCORERS.get(key)
     defaults = getattr(cls, "alias_defaults", {}).get(key, {})
     return cls(**{**defaults, **kwargs})
 

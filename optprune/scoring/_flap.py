@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from optprune._validation import Options
-from optprune.scoring._base import Batches, Scorer, register_scorer
+from optprune.scoring._base import Batches, Scorer
 from optprune.scoring._capture import column_weights, consumer_inputs, unit_columns
 from optprune.structure import Group
 
@@ -91,7 +91,3 @@ class FLAPScorer(Scorer):
             return var * (w.pow(2).sum(dim=2) if self.metric == "wifv" else 1.0)
 
         return _consumer_sum(model, groups, batches, per_column)
-
-
-register_scorer(WandaSPScorer, "wanda")
-register_scorer(FLAPScorer, "wifv", "ifv", "wifn")

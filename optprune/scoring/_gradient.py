@@ -6,7 +6,7 @@ import numpy as np
 from torch import nn
 
 from optprune._validation import IsCallable, Options
-from optprune.scoring._base import Batches, LossFn, Scorer, register_scorer
+from optprune.scoring._base import Batches, LossFn, Scorer
 from optprune.scoring._capture import loss_gradients, mean_squared_sample_gradients, unit_sum
 from optprune.scoring._magnitude import MEMBER_ROLES, members_roles
 from optprune.structure import Group
@@ -72,7 +72,3 @@ class FisherScorer(Scorer):
             g.name: (0.5 * unit_sum(model, g, lambda q, t: t.double() ** 2 * fisher[q], roles)).numpy()
             for g in groups
         }
-
-
-register_scorer(TaylorScorer)
-register_scorer(FisherScorer, "obd")

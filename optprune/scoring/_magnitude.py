@@ -8,7 +8,7 @@ from torch import nn
 
 from optprune._validation import InstanceOf, Interval, Options
 from optprune.errors import InvalidParameterError
-from optprune.scoring._base import Batches, Scorer, register_scorer
+from optprune.scoring._base import Batches, Scorer
 from optprune.scoring._capture import ROLES, unit_sum
 from optprune.structure import Group
 
@@ -86,7 +86,3 @@ class RandomScorer(Scorer):
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(self.seed)
         return {g.name: rng.random(g.width) for g in groups}
-
-
-register_scorer(MagnitudeScorer, "l1", "l2")
-register_scorer(RandomScorer)

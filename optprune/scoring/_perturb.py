@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from optprune._validation import Interval, IsCallable, Options
-from optprune.scoring._base import Batches, LossFn, Scorer, mean_loss, register_scorer
+from optprune.scoring._base import Batches, LossFn, Scorer, mean_loss
 from optprune.structure import Group, masked
 
 __all__ = ["AblationScorer", "BonsaiScorer"]
@@ -115,7 +115,3 @@ class BonsaiScorer(Scorer):
         if k >= u:  # primal (M'M + aI) b = M'y
             return np.linalg.lstsq(Mc.T @ Mc + self.alpha * np.eye(u), Mc.T @ yc, rcond=None)[0]
         return Mc.T @ np.linalg.lstsq(Mc @ Mc.T + self.alpha * np.eye(k), yc, rcond=None)[0]  # dual form
-
-
-register_scorer(AblationScorer, "loo", "leave_one_out")
-register_scorer(BonsaiScorer)
