@@ -30,18 +30,19 @@ import copy
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from optprune._validation import InstanceOf, Interval, Options, ShapeLike, validate_params
+from optprune._estimator import BaseEstimator
+from optprune._validation import InstanceOf, Interval, Options, ShapeLike
 from optprune.bayes._deltaf import delta_f_normal, delta_f_uniform
 from optprune.bayes._layers import LogNormalNoise, unwrap_model, wrap_modules
-from optprune.errors import InvalidParameterError, NotFittedError
+from optprune.errors import InvalidParameterError
 from optprune.pruning import PruningDecision, apply_decision, count_parameters, dependency_groups
-from optprune.training import training_tensors
+from optprune.training import fit_epochs, training_tensors
 
 __all__ = ["BMRS", "PRIORS", "precision_bounds"]
 
@@ -57,7 +58,7 @@ def precision_bounds(bits: float, a: float = -20.0) -> tuple[float, float]:
     return float(a), -float(bits) * math.log(2.0)
 
 
-class BMRS:
+class BMRS(BaseEstimator):
     """Train with multiplicative log-normal noise, then prune every unit whose Delta F >= 0.
 
     Parameters (stored as given, validated by :meth:`fit`):
@@ -94,7 +95,7 @@ class BMRS:
     ``n_params_before_``, ``n_params_after_``, ``input_shape_``.
     """
 
-    _parameter_constraints: dict[str, list] = {
+    _parameter_constraints: ClassVar[dict[str, list]] = {
         "prior": [Options(PRIORS)],
         "a": [Interval(float, None, None, finite=True)],
         "b": [Interval(float, None, None, finite=True)],
@@ -149,22 +150,6 @@ class BMRS:
         self.num_threads = num_threads
         self.input_shape = input_shape
 
-    # ------------------------------------------------------------- estimator API
-    def get_params(self, deep: bool = False) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._parameter_constraints}
-
-    def set_params(self, **params: Any) -> BMRS:
-        for name, value in params.items():
-            if name not in self._parameter_constraints:
-                raise InvalidParameterError(
-                    f"BMRS: unknown parameter {name!r}; parameters: {sorted(self._parameter_constraints)}"
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        return "BMRS(" + ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()) + ")"
-
     def _reduced(self) -> tuple[float, float]:
         """Validated reduced-prior parameters (rules across parameters: a < b, a <= a' < b' <= b, sigma' > 0)."""
         a, b = float(self.a), float(self.b)
@@ -189,9 +174,9 @@ class BMRS:
             )
         return r0, r1
 
-    def _validate(self) -> tuple[float, float]:
-        validate_params("BMRS", self.get_params(), self._parameter_constraints)
-        return self._reduced()
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        self._reduced()
 
     # ------------------------------------------------------------------- Delta F
     def _delta_f_modules(self, wrappers: dict[str, LogNormalNoise], reduced: tuple[float, float]) -> dict:
@@ -244,7 +229,8 @@ class BMRS:
 
         ``model`` itself is not modified.
         """
-        reduced = self._validate()
+        self._validate_params()
+        reduced = self._reduced()
         Xt, yt, _ = training_tensors(data, data_dir, "BMRS.fit")
         shape = self.input_shape or getattr(model, "input_shape", None) or tuple(Xt.shape[1:])
         self.input_shape_ = tuple(int(d) for d in shape)
@@ -286,43 +272,30 @@ class BMRS:
         return self
 
     def _train(self, noisy: nn.Module, wrappers, Xt: torch.Tensor, yt: torch.Tensor, reduced) -> None:
-        threads_before = torch.get_num_threads()
-        if self.num_threads is not None:
-            torch.set_num_threads(int(self.num_threads))
-        try:
-            torch.manual_seed(int(self.seed))
-            gen = torch.Generator().manual_seed(int(self.seed))
-            noise = {id(p) for w in wrappers.values() for p in (w.mu, w.log_sigma)}
-            opt = torch.optim.Adam([
-                {"params": [p for p in noisy.parameters() if id(p) not in noise], "lr": float(self.lr)},
-                {"params": [p for w in wrappers.values() for p in (w.mu, w.log_sigma)],
-                 "lr": float(self.noise_lr if self.noise_lr is not None else self.lr)},
-            ])
-            loss_fn = nn.CrossEntropyLoss()
-            n = Xt.shape[0]
-            scale = float(self.kl_weight) / n
-            noisy.train()
-            for epoch in range(1, int(self.epochs) + 1):
-                order = torch.randperm(n, generator=gen)
-                for start in range(0, n, int(self.batch_size)):
-                    idx = order[start : start + int(self.batch_size)]
-                    opt.zero_grad()
-                    loss = loss_fn(noisy(Xt[idx]), yt[idx])
-                    if scale > 0:
-                        loss = loss + scale * sum(w.kl() for w in wrappers.values())
-                    loss.backward()
-                    opt.step()
-                if self.prune_every and epoch % int(self.prune_every) == 0 and epoch < int(self.epochs):
-                    self._prune_step(wrappers, reduced, epoch)
-        finally:
-            torch.set_num_threads(threads_before)
-            noisy.eval()
+        """Adam on the negative ELBO (:func:`optprune.training.fit_epochs`), noise posteriors at ``noise_lr``;
+        a pruning step after every ``prune_every`` epochs but the last."""
+        noise = [p for w in wrappers.values() for p in (w.mu, w.log_sigma)]
+        ids = {id(p) for p in noise}
+        groups = [{"params": [p for p in noisy.parameters() if id(p) not in ids], "lr": float(self.lr)},
+                  {"params": noise, "lr": float(self.noise_lr if self.noise_lr is not None else self.lr)}]
+        loss_fn = nn.CrossEntropyLoss()
+        scale = float(self.kl_weight) / Xt.shape[0]
+        epochs = int(self.epochs)
+
+        def kl_term(loss: torch.Tensor, epoch: int) -> torch.Tensor:
+            return loss + scale * sum(w.kl() for w in wrappers.values()) if scale > 0 else loss
+
+        def prune_during_training(epoch: int, logs: dict) -> None:
+            done = epoch + 1
+            if self.prune_every and done % int(self.prune_every) == 0 and done < epochs:
+                self._prune_step(wrappers, reduced, done)
+
+        fit_epochs(noisy, Xt, yt, lambda out, idx: loss_fn(out, yt[idx]), epochs=epochs, lr=float(self.lr),
+                   batch_size=int(self.batch_size), seed=int(self.seed), progress=False,
+                   num_threads=self.num_threads, param_groups=groups, loss_hook=kl_term,
+                   on_epoch_end=prune_during_training)
 
     # ------------------------------------------------------------------ results
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "decision_"):
-            raise NotFittedError("This BMRS is not fitted yet; call fit(model, data) before transform")
-
     def transform(self) -> nn.Module:
         """The trained network, physically smaller: the units with Delta F >= 0 removed (dependency groups)."""
         self._check_fitted()

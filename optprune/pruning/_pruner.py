@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import nn
@@ -78,7 +78,7 @@ class Pruner(BaseEstimator):
     and ``search_result_`` (``decision="search"`` only).
     """
 
-    _parameter_constraints: dict[str, list] = {
+    _parameter_constraints: ClassVar[dict[str, list]] = {
         "scorer": [_ScorerLike()],
         "ratio": [Interval(float, 0.0, 1.0, closed="left")],
         "decision": [Options(DECISION_MODES), IsCallable()],
