@@ -45,8 +45,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from optprune._checkpoint import POSITIVE_INT, POSITIVE_INTS, check_config, load_weights, read_checkpoint
+from optprune._files import atomic_file
 from optprune.errors import (
-    DataNotFoundError,
     FileFormatError,
     InvalidParameterError,
     ShapeMismatchError,
@@ -289,7 +290,7 @@ def train_vit(
 
 
 def save_vit(model: ViT, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write the configuration (plain data), the state dict and ``metadata`` to a ``.pt`` file."""
+    """Write the configuration (plain data), the state dict and ``metadata`` to a ``.pt`` file (atomically)."""
     check_vit(model)
     path = Path(path)
     payload = {
@@ -298,27 +299,34 @@ def save_vit(model: ViT, path: str | os.PathLike, metadata: Mapping[str, Any] | 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": dict(metadata or {}),
     }
-    torch.save(payload, path)
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
+#: the keys of a saved :class:`ViTConfig` and what each may hold
+CONFIG_CONSTRAINTS = {**{k: POSITIVE_INT for k in ("image_size", "patch", "channels", "dim", "head_dim", "classes")},
+                      "heads": POSITIVE_INTS, "mlp": POSITIVE_INTS}
+VIT_TAKES = "a ViT written by optprune vit-train or optprune.vit.save_vit"
+
+
 def load_vit(path: str | os.PathLike) -> ViT:
-    """Read a model written by :func:`save_vit` (no unpickling of code: ``weights_only=True``)."""
+    """Read a model written by :func:`save_vit` (no unpickling of code: ``weights_only=True``).
+
+    Checked by :mod:`optprune._checkpoint`: format tag, config keys and values,
+    state-dict names and shapes against the config, finite weights.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"ViT file not found: {path}")
+    payload = read_checkpoint(path, VIT_FORMAT, VIT_TAKES)
+    config = check_config(path, payload.get("config"), CONFIG_CONSTRAINTS,
+                          required=[k for k in CONFIG_CONSTRAINTS if k != "classes"])
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types on corrupt files
-        raise FileFormatError(f"{path}: not a readable torch file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != VIT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise UnsupportedLayerError(
-            str(path), f"file format {found!r} (not a ViT written by optprune.vit.save_vit)", [VIT_FORMAT]
-        )
-    model = ViT(ViTConfig(**payload["config"]))
-    model.load_state_dict(payload["state_dict"])
-    model.metadata = dict(payload.get("metadata", {}))
+        model = ViT(ViTConfig(**config))
+    except InvalidParameterError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None
+    load_weights(path, model, payload.get("state_dict"))
+    metadata = payload.get("metadata", {})
+    model.metadata = dict(metadata) if isinstance(metadata, dict) else {}
     return model.eval()
 
 
@@ -327,9 +335,10 @@ def export_vit_onnx(model: ViT, path: str | os.PathLike, opset: int = 17) -> Pat
     path = Path(path)
     model.eval()
     dummy = torch.zeros((1, *model.input_shape))
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and the one that handles this graph
+    # the TorchScript exporter is deprecated, and the one that handles this graph
+    with warnings.catch_warnings(), atomic_file(path) as tmp:
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (dummy,), str(path), input_names=["images"], output_names=["logits"],
+        torch.onnx.export(model, (dummy,), str(tmp), input_names=["images"], output_names=["logits"],
                           dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
                           dynamo=False)
     return path

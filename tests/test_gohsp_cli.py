@@ -66,7 +66,7 @@ def test_hand_counted_parameters_of_tiny():
         (("--budget", "params=0.01"), "InfeasibleBudgetError", INFEASIBLE),
         (("--budget", "memory=0.5"), "InvalidParameterError", "params"),
         (("--data", "mnist"), "ShapeMismatchError", "(1, 8, 8)"),
-        (("--out", "x.txt"), "InvalidParameterError", ".onnx or .pt"),
+        (("--out", "x.txt"), "InvalidParameterError", ".onnx, .pt"),
     ],
 )
 def test_gohsp_command_named_errors(capsys, tiny_vit, args, error_type, says):
@@ -80,4 +80,5 @@ def test_gohsp_command_refuses_a_model_that_is_not_a_vit(capsys, tmp_path):
     path = tmp_path / "mlp.pt"
     torch.save({"format": "optprune.torch/1"}, path)
     code, payload = cli(capsys, "gohsp", str(path), "--data", "digits")
-    assert code == 2 and payload["error_type"] == "UnsupportedLayerError", payload
+    assert code == 2 and payload["error_type"] == "FileFormatError", payload
+    assert "vit-train" in payload["error"]

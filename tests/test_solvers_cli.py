@@ -15,7 +15,7 @@ import pytest
 import scipy.sparse as sp
 
 from optprune.milp import MILP, Sense
-from optprune.solvers import backend_names, get_backend
+from optprune.solvers import backend_names, get_backend, write_model
 
 CLI = [sys.executable, "-c", "from optprune.cli import main; main()"]
 
@@ -35,7 +35,7 @@ def knapsack_mps(tmp_path_factory) -> str:
     """0/1 knapsack, values 10, 13, 7, 8, weights 3, 4, 2, 3, capacity 7: optimum 23 (+ offset 1.5)."""
     model = MILP(c=[10, 13, 7, 8], A=sp.csr_matrix([[3.0, 4, 2, 3]]), row_lower=None, row_upper=[7],
                  col_lower=0, col_upper=1, integrality=np.ones(4, bool), sense=Sense.MAXIMIZE, offset=1.5)
-    return str(model.write(tmp_path_factory.mktemp("cli") / "knapsack.mps"))
+    return str(write_model(model, tmp_path_factory.mktemp("cli") / "knapsack.mps"))
 
 
 def test_solvers_json_lists_every_backend() -> None:

@@ -21,8 +21,18 @@ from optprune.errors import (
     SolverNotAvailableError,
     UnknownSolverError,
 )
-from optprune.milp import MILP, Sense, read_model
-from optprune.solvers import BackendBase, SolveOptions, Status, backend_names, get_backend, register, solve
+from optprune.milp import MILP, Sense
+from optprune.solvers import (
+    BackendBase,
+    SolveOptions,
+    Status,
+    backend_names,
+    get_backend,
+    read_model,
+    register,
+    solve,
+    write_model,
+)
 from optprune.solvers import registry as _registry
 
 INF = np.inf
@@ -199,7 +209,7 @@ def test_mps_round_trip(name: str, tmp_path) -> None:
         case = CASES[CASE_IDS.index(case_name)]
         if not get_backend(name).supports_continuous and not case.pure_integer:
             continue
-        path = case.model.write(tmp_path / f"{case_name}.mps")
+        path = write_model(case.model, tmp_path / f"{case_name}.mps")
         again = read_model(path)
         assert again.sense == case.model.sense and again.offset == pytest.approx(case.model.offset)
         result = _solve_quiet(again, name)

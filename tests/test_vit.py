@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from optprune.errors import DataNotFoundError, ShapeMismatchError, UnsupportedLayerError
+from optprune.errors import DataNotFoundError, FileFormatError, ShapeMismatchError, UnsupportedLayerError
 from optprune.pruning import PruningDecision, apply_decision, dependency_groups, mask_model
 from optprune.vit import (
     ViTConfig,
@@ -124,7 +124,7 @@ def test_files_and_shapes_are_checked(tmp_path):
         load_vit(tmp_path / "missing.pt")
     other = tmp_path / "other.pt"
     torch.save({"format": "something else"}, other)
-    with pytest.raises(UnsupportedLayerError, match="something else"):
+    with pytest.raises(FileFormatError, match="something else.*vit-train"):  # a file, not a layer
         load_vit(other)
     with pytest.raises(ShapeMismatchError, match=r"\(1, 8, 8\).*\(1, 28, 28\)"):
         check_inputs(make_vit(TINY), np.zeros((2, 1, 28, 28), dtype=np.float32))

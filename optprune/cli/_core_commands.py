@@ -80,8 +80,7 @@ def solve_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Solve an MPS/LP file with any backend."""
-    from optprune.milp import read_model
-    from optprune.solvers import solve
+    from optprune.solvers import read_model, solve
 
     check_number("--time-limit", time_limit, low=0, low_open=True)
     check_number("--mip-gap", mip_gap, low=0)

@@ -40,7 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optprune._checkpoint import POSITIVE_INT, POSITIVE_INTS, check_config, load_weights, read_checkpoint
+from optprune._files import atomic_file
 from optprune.errors import FileFormatError, InvalidParameterError, UnsupportedLayerError
+from optprune.lm._data import VOCAB
 from optprune.pruning import PruningDecision, apply_decision
 from optprune.structure import Group, MultiHeadSelfAttention, dependency_groups
 
@@ -379,31 +382,46 @@ def masked_layernorm_hook(get_mask):
 
 
 def save_lm(model: TinyLM, path: str | Path, metadata: dict | None = None) -> Path:
-    """Write ``{format, config, state_dict, metadata}`` with ``torch.save`` (a pruned model keeps its widths)."""
+    """Write ``{format, config, state_dict, metadata}`` with ``torch.save`` (a pruned model keeps its widths).
+
+    Written atomically (:func:`optprune._files.atomic_file`): a kill mid-write leaves the old file.
+    """
     model = _check_lm(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "config": asdict(model.config), "state_dict": model.state_dict(),
-                "metadata": dict(metadata or {})}, path)
+    with atomic_file(path) as tmp:
+        torch.save({"format": FORMAT, "config": asdict(model.config), "state_dict": model.state_dict(),
+                    "metadata": dict(metadata or {})}, tmp)
     return path
 
 
-def load_lm(path: str | Path) -> TinyLM:
-    """Read a model written by :func:`save_lm` (weights only: ``torch.load(weights_only=True)``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"language model file {str(path)!r} does not exist")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types on a corrupt or foreign file
-        raise FileFormatError(f"{str(path)!r} is not a torch file written by save_lm: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise FileFormatError(f"{str(path)!r} is not an optprune language model (format {FORMAT!r})")
-    model = TinyLM(LMConfig(**data["config"]))
-    model.load_state_dict(data["state_dict"])
-    model.metadata = data.get("metadata", {})
-    return model.eval()
+#: the keys of a saved :class:`LMConfig` and what each may hold
+CONFIG_CONSTRAINTS = {**{k: POSITIVE_INT for k in ("vocab_size", "block_size", "d_model", "n_layers", "n_heads",
+                                                    "head_dim", "d_ff")}, "heads": POSITIVE_INTS, "ffs": POSITIVE_INTS}
+LM_TAKES = "a language model written by optprune lm train or lm prune (optprune.lm.save_lm)"
 
+
+def load_lm(path: str | Path) -> TinyLM:
+    """Read a model written by :func:`save_lm` (weights only: ``torch.load(weights_only=True)``).
+
+    Checked by :mod:`optprune._checkpoint`: format tag, config keys and values,
+    state-dict names and shapes against the config, finite weights. The
+    vocabulary must be the task's (:data:`optprune.lm.VOCAB`).
+    """
+    path = Path(path)
+    data = read_checkpoint(path, FORMAT, LM_TAKES)
+    config = check_config(path, data.get("config"), CONFIG_CONSTRAINTS, required=("vocab_size",))
+    if config["vocab_size"] != len(VOCAB):
+        raise FileFormatError(f"{path}: config vocab_size is {config['vocab_size']}; the character vocabulary "
+                              f"has {len(VOCAB)} tokens")
+    try:
+        model = TinyLM(LMConfig(**config))
+    except InvalidParameterError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None
+    load_weights(path, model, data.get("state_dict"))
+    metadata = data.get("metadata", {})
+    model.metadata = dict(metadata) if isinstance(metadata, dict) else {}
+    return model.eval()
 
 
 def export_onnx(model: TinyLM, path: str | Path) -> Path:
@@ -422,9 +440,9 @@ def export_onnx(model: TinyLM, path: str | Path) -> Path:
     was_training = model.training
     model.eval()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), atomic_file(path) as tmp:
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (ids,), str(path), input_names=["ids"], output_names=["logits"],
+            torch.onnx.export(model, (ids,), str(tmp), input_names=["ids"], output_names=["logits"],
                               dynamic_axes={"ids": {0: "batch", 1: "tokens"}, "logits": {0: "batch", 1: "tokens"}},
                               opset_version=17, dynamo=False)
     finally:
