@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from optprune._files import atomic_file
 from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, check_number, check_output_file, check_output_files
 
@@ -49,7 +50,8 @@ def _plot_residuals(history: list[dict], path: Path) -> None:
     ax.set_ylabel("residual")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_file(path) as tmp:  # same suffix: matplotlib picks PNG from it
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 

@@ -15,7 +15,7 @@ import typer
 
 from optprune.cli._app import app
 from optprune.cli._output import JSON_HELP, emit, stderr_console
-from optprune.cli._validate import FORCE_HELP, check_number, check_output_file
+from optprune.cli._validate import FORCE_HELP, _same_file_key, check_number, check_output_file, check_output_files
 from optprune.errors import InvalidParameterError
 
 __all__ = ["LM_METHODS", "lm_app", "sprint_app"]
@@ -37,6 +37,19 @@ MODEL_HELP = "A language model written by optprune lm train / prune (.pt)."
 #: ``compresso-prompt``: with the collaborative prompt; ``compresso-hidden``: without hidden-dimension gates.
 LM_METHODS = ("compresso", "compresso-prompt", "compresso-hidden", "lorashear", "magnitude", "wanda_sp", "flap",
               "bonsai")
+
+
+def _distinct_paths(paths: dict[str, Path | None]) -> None:
+    """Refuse one file given for two roles (``--out X --cache X`` would write the selector over its cache)."""
+    seen: dict[str, str] = {}
+    for role, path in paths.items():
+        if path is None:
+            continue
+        key = _same_file_key(Path(path))
+        if key in seen:
+            raise InvalidParameterError(f"{seen[key]} and {role} name the same file {str(path)!r}; "
+                                        "give each its own path")
+        seen[key] = role
 
 
 def _threads() -> None:
@@ -113,6 +126,9 @@ def generate_command(
     """Continue prompts greedily or by sampling (temperature, top-k)."""
     check_number("--temperature", temperature, low=0)
     check_number("--top-k", top_k, low=0)
+    check_number("--seed", seed, low=0)
+    if any(not p for p in prompt):
+        raise InvalidParameterError("--prompt needs at least one character (such as 047+285=); got ''")
     _threads()
     from optprune.lm import generate, load_lm
 
@@ -141,9 +157,8 @@ def prune_command(
     check_number("--ratio", ratio, low=0, high=1, low_open=True, high_open=True)
     check_number("--steps", steps, low=1)
     check_number("--lora-rank", lora_rank, low=1)
-    check_output_file("--out", out, force=force)
-    if out is not None and out.suffix not in (".pt", ".onnx"):
-        raise InvalidParameterError(f"--out must end in .pt or .onnx; got {str(out)!r}")
+    check_number("--seed", seed, low=0)
+    check_output_files([("--out", out, (".pt", ".onnx"))], force=force)
     task = _data(data)
     _threads()
     from optprune.lm import export_onnx, load_lm, save_lm
@@ -164,9 +179,15 @@ def prune_command(
     est.fit(model, task)
     seconds = time.time() - t0
     report = pruning_report(model, est.model_, task, prefix=prefix)
-    payload = {"method": method, "ratio": ratio, "steps": steps, "seconds": round(seconds, 1), **report}
+    achieved = 1.0 - report["params_after"] / report["params_before"]
+    payload = {"method": method, "ratio": ratio, "ratio_achieved": round(achieved, 4), "steps": steps,
+               "seconds": round(seconds, 1), **report}
+    if achieved < ratio - 0.01:
+        payload["warning"] = (f"removed {achieved:.4f} of the parameters, short of --ratio {ratio} (the kept widths "
+                              "are whole heads, neurons and hidden dimensions)")
+        stderr_console.print(f"warning: {payload['warning']}")
     if out is not None:
-        if out.suffix == ".onnx":
+        if out.suffix.lower() == ".onnx":
             export_onnx(est.model_, out)
         else:
             save_lm(est.model_, out, {k: payload[k] for k in ("method", "ratio", "steps")})
@@ -182,22 +203,36 @@ def sprint_train_command(
     n_train: Annotated[int, typer.Option("--n-train", help="Training questions.")] = 300,
     samples: Annotated[int, typer.Option("--samples", help="Sampled answers per question and head.")] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Seed of questions, sampling and selector.")] = 0,
-    cache: Annotated[Path | None, typer.Option("--cache", help="Outcome table (.npz), resumed if present.")] = None,
+    cache: Annotated[Path | None, typer.Option(
+        "--cache", help="Outcome table (an .npz archive written at exactly this path), resumed if present; it must "
+        "be for the same model, questions and --samples (with --force an unusable cache is started afresh).")] = None,
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Collect per-question head-masking outcomes, train the contrastive head selector."""
-    check_number("--n-train", n_train, low=1)
+    _distinct_paths({"LM": model_path, "--out": out, "--cache": cache})
     check_number("--samples", samples, low=0)
-    check_output_file("--out", out, force=force)
+    check_number("--seed", seed, low=0)
     task = _data(data)
+    from optprune.lm._sprint import Sprint, max_train_questions
+
+    limit = max_train_questions(task)
+    if not 1 <= n_train <= limit:
+        raise InvalidParameterError(
+            f"--n-train must be in [1, {limit}]: the {data} task draws {task.n_train_available} distinct training "
+            f"questions and SPRINT takes at most {limit} (each costs a row of the outcome table and "
+            f"(1 + heads) x (1 + --samples) generations); got {n_train}"
+        )
+    check_output_file("--out", out, force=force)
+    if cache is not None and cache.is_dir():
+        raise InvalidParameterError(f"--cache: {cache} is a folder; give a file path")
     _threads()
     from optprune.lm import load_lm
-    from optprune.lm._sprint import Sprint
 
     model = load_lm(model_path)
     t0 = time.time()
-    est = Sprint(n_train=n_train, n_samples=samples, seed=seed, cache=cache).fit(model, task, progress=not as_json)
+    est = Sprint(n_train=n_train, n_samples=samples, seed=seed, cache=cache, overwrite_cache=force).fit(
+        model, task, progress=not as_json)
     est.selector_.save(out, est.best_fixed_head_)
     emit({"out": str(out), "n_train": n_train, "seconds": round(time.time() - t0, 1),
           "questions_with_a_helpful_head": est.selector_.n_train_questions_,
@@ -221,6 +256,7 @@ def sprint_eval_command(
     check_number("--n", n, low=1)
     check_number("--top-k", top_k, low=1)
     check_number("--temperature", temperature, low=0, low_open=True)
+    check_number("--seed", seed, low=0)
     if split not in ("hard", "easy", "test"):
         raise InvalidParameterError(f"--split must be hard, easy or test; got {split!r}")
     task = _data(data)

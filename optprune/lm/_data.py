@@ -142,6 +142,11 @@ class ArithTask:
         p = Problem(10**self.max_digits - 1, 10**self.max_digits - 1, self.max_digits)
         return len(p.prompt) + len(p.completion)
 
+    @property
+    def n_train_available(self) -> int:
+        """How many distinct training problems :meth:`train_problems` can draw (all problems less the held-out)."""
+        return sum(100**(k + 1) for k, w in enumerate(self.digit_weights) if w > 0) - len(self._held)
+
     def _draw(self, rng: np.random.Generator) -> Problem:
         w = np.asarray(self.digit_weights, dtype=float)
         n = int(rng.choice(self.max_digits, p=w / w.sum())) + 1

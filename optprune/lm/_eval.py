@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -41,6 +42,12 @@ def generate(
     length are decoded together with a key/value cache (one forward pass per new token).
     """
     _check_sampling(temperature, top_k)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InvalidParameterError(f"generate: seed must be an integer >= 0; got {seed!r}")
+    empty = [i for i, p in enumerate(prompts) if not p]
+    if empty:
+        raise InvalidParameterError(f"generate: every prompt needs at least one character (such as 047+285=); "
+                                    f"prompt {empty[0]} is empty")
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(int(seed))

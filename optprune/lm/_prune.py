@@ -49,6 +49,7 @@ __all__ = [
     "LoRAShear",
     "OneShot",
     "lm_parameters",
+    "max_ratio",
     "pruning_report",
 ]
 
@@ -80,6 +81,17 @@ def lm_parameters(
     per_hidden = c.vocab_size + c.block_size + 2 * (2 * c.n_layers + 1) + 2 * c.n_layers  # emb, LNs, out/fc2 biases
     total = d * per_hidden + sum(heads) * c_head + sum(neurons) * c_neuron
     return total if isinstance(total, torch.Tensor) else float(total)
+
+
+def max_ratio(model: TinyLM, hidden: bool = False) -> float:
+    """The largest fraction of parameters structured pruning can remove from ``model``.
+
+    Every layer keeps at least one head and one MLP neuron; the hidden width is
+    kept unless ``hidden`` (Compresso), which may cut it down to one dimension.
+    """
+    layers = len(model.blocks)
+    smallest = lm_parameters(model, [1] * layers, [1] * layers, 1 if hidden else None)
+    return 1.0 - float(smallest) / count_parameters(model)
 
 
 def _calibration(model: TinyLM, task: ArithTask, n: int, seed: int, prefix: str = "") -> tuple[torch.Tensor, ...]:
@@ -189,6 +201,15 @@ class _LMPruner:
             if any(isinstance(m, LoRALinear) for m in b.modules()):
                 raise InvalidParameterError(f"{type(self).__name__}: the model already carries LoRA adapters; "
                                             "merge them first (merge_lora)")
+        hidden = bool(getattr(self, "prune_hidden", False))
+        reachable = max_ratio(model, hidden=hidden)
+        if self.ratio > reachable:
+            raise InvalidParameterError(
+                f"{type(self).__name__}: ratio {self.ratio} cannot be reached: every layer keeps at least one head "
+                f"and one MLP neuron{' (and the model one hidden dimension)' if hidden else ''}, so at most "
+                f"{reachable:.4f} of the {count_parameters(model)} parameters can be removed; "
+                f"choose a ratio <= {reachable:.4f}"
+            )
         return model
 
     def transform(self, model: nn.Module | None = None) -> TinyLM:

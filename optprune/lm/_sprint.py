@@ -34,6 +34,8 @@ and pruned-head configurations diversify best-of-N sampling.
 
 from __future__ import annotations
 
+import json
+import numbers
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +44,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from optprune._validation import Interval, validate_params
+from optprune._checkpoint import (
+    NONEMPTY_POSITIVE_INTS,
+    POSITIVE_INT,
+    check_config,
+    load_weights,
+    read_checkpoint,
+    state_digest,
+)
+from optprune._files import atomic_file
+from optprune._validation import InstanceOf, Interval, Predicate, validate_params
 from optprune.errors import FileFormatError, InvalidParameterError, NotFittedError, ShapeMismatchError
 from optprune.lm._data import ArithTask, Problem, encode
 from optprune.lm._eval import answer_of, generate
@@ -59,6 +70,7 @@ __all__ = [
     "question_features",
     "load_selector",
     "majority_vote",
+    "max_train_questions",
     "sample_answers",
 ]
 
@@ -87,26 +99,86 @@ def _answers(model: TinyLM, problems: Sequence[Problem], head: tuple[int, int] |
     return [answer_of(o) for o in outs]
 
 
+#: version of the outcome cache layout (``table``, ``keys``, ``settings``)
+CACHE_VERSION = 2
+
+
+def _cache_error(path: Path, what: str) -> FileFormatError:
+    return FileFormatError(f"SPRINT outcome cache {str(path)!r} {what}; delete it or pass --force "
+                           "(overwrite_cache=True) to start a fresh one")
+
+
+def _read_cache(path: Path, keys: np.ndarray, settings: dict, n_columns: int) -> np.ndarray:
+    """The outcome table stored in ``path`` once it is a cache for these questions, this model and these settings."""
+    if path.is_dir():
+        raise _cache_error(path, "is a folder")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:  # truncated zip, text, pickled data, unreadable file
+        raise _cache_error(path, f"cannot be read ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise _cache_error(path, "is not an outcome cache (a single array, not an .npz archive)")
+    with data:
+        if not {"table", "keys", "settings"} <= set(data.files):
+            raise _cache_error(path, f"is not an outcome cache (it holds {sorted(data.files)}, not the arrays table, "
+                                     "keys and settings)")
+        try:
+            table, stored_keys, stored = data["table"], data["keys"], data["settings"]
+        except Exception as exc:  # object arrays (need pickle), corrupt members
+            raise _cache_error(path, f"cannot be read ({type(exc).__name__}: {exc})") from None
+    if stored.dtype.kind != "U" or stored.shape != ():
+        raise _cache_error(path, "is not an outcome cache (its settings are not a JSON string)")
+    try:
+        found = json.loads(str(stored))
+    except ValueError:
+        raise _cache_error(path, "is not an outcome cache (its settings are not JSON)") from None
+    if found != settings:
+        diff = sorted(k for k in set(found) | set(settings) if found.get(k) != settings.get(k)) \
+            if isinstance(found, dict) else ["settings"]
+        raise _cache_error(path, f"was made for another model or other settings (differs in {', '.join(diff)})")
+    if stored_keys.shape != keys.shape or stored_keys.dtype.kind not in "iu" or not np.array_equal(stored_keys, keys):
+        raise _cache_error(path, "was made for other questions")
+    if table.dtype.kind != "f" or table.shape != (len(keys), n_columns):
+        raise _cache_error(path, f"holds a table of {table.dtype} {table.shape}; expected float "
+                                 f"({len(keys)}, {n_columns})")
+    done = table[~np.isnan(table)]
+    if ((done < 0) | (done > 1)).any():
+        raise _cache_error(path, "holds success rates outside [0, 1]")
+    return table.astype(float)
+
+
+def _write_cache(path: Path, table: np.ndarray, keys: np.ndarray, settings: dict) -> None:
+    """Write exactly ``path`` (no ``.npz`` appended), atomically: a kill mid-write leaves the previous cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, table=table, keys=keys, settings=np.array(json.dumps(settings, sort_keys=True)))
+
+
 def collect_head_outcomes(
     model: TinyLM, problems: Sequence[Problem], n_samples: int = 2, temperature: float = 0.7,
-    cache: str | Path | None = None, progress: bool = True,
+    cache: str | Path | None = None, progress: bool = True, overwrite_cache: bool = False,
 ) -> np.ndarray:
     """Success rate (greedy + ``n_samples`` samples) per question and per masked head; column 0 = no head masked.
 
     Shape ``(questions, 1 + heads)``. With ``cache``, finished columns are read
-    back and only the missing ones computed (resumable; the cache also records
-    the questions, so a cache for other questions is an error).
+    back and only the missing ones computed (resumable). The cache is written at
+    exactly that path, atomically, after every column; it records the questions,
+    a digest of the model's weights (:func:`optprune._checkpoint.state_digest`),
+    ``n_samples`` and ``temperature``, so a cache made for anything else is a
+    :class:`FileFormatError` (as is an unreadable one) unless ``overwrite_cache``,
+    which starts a fresh table.
     """
     model = _check_lm(model)
     heads = head_list(model)
-    keys = np.array([[p.a, p.b, p.digits] for p in problems])
+    keys = np.array([[p.a, p.b, p.digits] for p in problems], dtype=np.int64).reshape(-1, 3)
     table = np.full((len(problems), 1 + len(heads)), np.nan)
     path = Path(cache) if cache is not None else None
-    if path is not None and path.exists():
-        data = np.load(path)
-        if data["keys"].shape != keys.shape or not np.array_equal(data["keys"], keys):
-            raise FileFormatError(f"cache {str(path)!r} was made for other questions or another model; remove it")
-        table = data["table"]
+    settings = {"version": CACHE_VERSION, "model": state_digest(model), "n_samples": int(n_samples),
+                "temperature": float(temperature)}
+    if path is not None and path.is_dir():
+        raise _cache_error(path, "is a folder")
+    if path is not None and path.exists() and not overwrite_cache:
+        table = _read_cache(path, keys, settings, table.shape[1])
     for col, head in enumerate([None, *heads]):
         if not np.isnan(table[:, col]).any():
             continue
@@ -116,7 +188,7 @@ def collect_head_outcomes(
             hits += np.array([a == t for a, t in zip(_answers(model, problems, head, temperature, s + 1), truth)])
         table[:, col] = hits / (1 + n_samples)
         if path is not None:
-            np.savez(path, table=table, keys=keys)
+            _write_cache(path, table, keys, settings)
         if progress:
             print(f"  head outcomes: column {col + 1}/{len(heads) + 1} done", flush=True)
     return table
@@ -193,26 +265,49 @@ class HeadSelector(nn.Module):
         return self
 
     def save(self, path: str | Path, best_fixed_head: tuple[int, int] | None = None) -> Path:
-        """Write the selector (and the best fixed head found on the training questions)."""
+        """Write the selector (and the best fixed head found on the training questions), atomically."""
         path = Path(path)
-        torch.save({"format": "optprune.sprint/1", "heads": self.heads, "d_model": self.d_model, "tau": self.tau,
-                    "dim": self.proj.out_features, "state_dict": self.state_dict(),
-                    "best_fixed_head": list(best_fixed_head) if best_fixed_head is not None else None}, path)
+        with atomic_file(path) as tmp:
+            torch.save({"format": SELECTOR_FORMAT, "heads": self.heads, "d_model": self.d_model, "tau": self.tau,
+                        "dim": self.proj.out_features, "state_dict": self.state_dict(),
+                        "best_fixed_head": list(best_fixed_head) if best_fixed_head is not None else None}, tmp)
         return path
 
 
+SELECTOR_FORMAT = "optprune.sprint/1"
+SELECTOR_TAKES = "a SPRINT selector written by optprune sprint train (HeadSelector.save)"
+_PAIR = Predicate(lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+                  and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
+                  "a [layer, head] pair of ints >= 0")
+#: the entries of a selector file besides its format tag and state dict
+SELECTOR_CONSTRAINTS = {
+    "heads": NONEMPTY_POSITIVE_INTS,
+    "d_model": POSITIVE_INT,
+    "dim": POSITIVE_INT,
+    "tau": [Interval(float, 0.0, None, closed="neither", finite=True)],
+    "best_fixed_head": [_PAIR, None],
+}
+
+
 def load_selector(path: str | Path) -> HeadSelector:
-    """Read a selector written by :meth:`HeadSelector.save`."""
+    """Read a selector written by :meth:`HeadSelector.save`, checked by :mod:`optprune._checkpoint`.
+
+    Format tag, entries and their values, state-dict names and shapes, finite
+    weights, and a ``best_fixed_head`` that is one of the selector's heads.
+    """
     path = Path(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # missing file, foreign pickle, corrupt bytes
-        raise FileFormatError(f"{str(path)!r} is not a SPRINT selector: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != "optprune.sprint/1":
-        raise FileFormatError(f"{str(path)!r} is not a SPRINT selector (format optprune.sprint/1)")
-    sel = HeadSelector(data["d_model"], data["heads"], data["dim"], data["tau"])
-    sel.load_state_dict(data["state_dict"])
-    fixed = data.get("best_fixed_head")
+    data = read_checkpoint(path, SELECTOR_FORMAT, SELECTOR_TAKES)
+    entries = {k: v for k, v in data.items() if k not in ("format", "state_dict")}
+    entries = check_config(path, entries, SELECTOR_CONSTRAINTS, required=("heads", "d_model", "dim", "tau"),
+                           field="selector")
+    sel = HeadSelector(entries["d_model"], entries["heads"], entries["dim"], float(entries["tau"]))
+    load_weights(path, sel, data.get("state_dict"))
+    fixed = entries.get("best_fixed_head")
+    if fixed is not None:
+        layer, head = fixed
+        if layer >= len(sel.heads) or head >= sel.heads[layer]:
+            raise FileFormatError(f"{path}: best_fixed_head {list(fixed)} is not a head of the selector's model "
+                                  f"(heads per layer {sel.heads})")
     sel.best_fixed_head_ = tuple(fixed) if fixed is not None else None
     return sel
 
@@ -233,6 +328,8 @@ def sample_answers(
         raise InvalidParameterError(f"best_of_n: n must be an integer >= 1; got {n!r}")
     if mode not in SELECTION_MODES:
         raise InvalidParameterError(f"best_of_n: mode must be one of {SELECTION_MODES}; got {mode!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InvalidParameterError(f"best_of_n: seed must be an integer >= 0; got {seed!r}")
     heads = head_list(model)
     rng = np.random.default_rng([seed, 17])
     choice = np.full((len(problems), n), -1)
@@ -249,6 +346,9 @@ def sample_answers(
     elif mode == "best_fixed_head":
         if fixed_head is None:
             raise InvalidParameterError("best_of_n: mode 'best_fixed_head' needs fixed_head=(layer, head)")
+        if tuple(fixed_head) not in heads:
+            raise InvalidParameterError(f"best_of_n: fixed_head must be one of the model's heads {heads}; "
+                                        f"got {fixed_head!r}")
         choice[:] = heads.index(tuple(fixed_head))
     answers = np.empty((len(problems), n), dtype=object)
     for col in np.unique(choice):
@@ -279,16 +379,29 @@ def best_of_n(
     answers = sample_answers(model, problems, n, mode, selector, top_k, temperature, seed, fixed_head)
     return majority_vote(answers, problems)
 
+#: the most training questions SPRINT takes: every question costs ``(1 + heads) * (1 + n_samples)`` generations
+#: and a row of the outcome table and of the feature matrix, all held in memory
+MAX_TRAIN_QUESTIONS = 100_000
+
+
+def max_train_questions(task: ArithTask) -> int:
+    """The largest ``n_train``: the distinct training questions ``task`` can draw, capped at
+    :data:`MAX_TRAIN_QUESTIONS`."""
+    return min(MAX_TRAIN_QUESTIONS, task.n_train_available)
+
+
 class Sprint:
     """SPRINT as an estimator: ``fit(model, task)`` collects head outcomes and trains the selector.
 
-    Parameters (stored, validated by :meth:`fit`): ``n_train`` training questions,
-    ``n_samples`` sampled answers per (question, head) besides the greedy one,
-    ``temperature`` of sampling, ``top_k`` heads mixed over the N samples,
-    ``dim``/``tau``/``epochs`` of the selector, ``seed``, ``cache`` (``.npz``
-    path of the outcome table, resumable). Fitted: ``outcomes_``,
-    ``selector_``, ``best_fixed_head_`` (the head whose masking has the best
-    mean success on the training questions).
+    Parameters (stored, validated by :meth:`fit`): ``n_train`` training questions
+    (at most :func:`max_train_questions`), ``n_samples`` sampled answers per
+    (question, head) besides the greedy one, ``temperature`` of sampling,
+    ``top_k`` heads mixed over the N samples, ``dim``/``tau``/``epochs`` of the
+    selector, ``seed``, ``cache`` (path of the outcome table, resumable; see
+    :func:`collect_head_outcomes`), ``overwrite_cache`` (start a fresh table
+    when the cache is unreadable or made for another model or other settings).
+    Fitted: ``outcomes_``, ``selector_``, ``best_fixed_head_`` (the head whose
+    masking has the best mean success on the training questions).
     """
 
     _parameter_constraints = {
@@ -300,11 +413,12 @@ class Sprint:
         "tau": [Interval(float, 0.0, None, closed="neither")],
         "epochs": [Interval(int, 1, None)],
         "seed": [Interval(int, 0, None)],
+        "overwrite_cache": [InstanceOf((bool,))],
     }
 
     def __init__(self, n_train: int = 300, n_samples: int = 2, temperature: float = 0.7, top_k: int = 4,
                  dim: int = 16, tau: float = 0.1, epochs: int = 300, seed: int = 0,
-                 cache: str | Path | None = None) -> None:
+                 cache: str | Path | None = None, overwrite_cache: bool = False) -> None:
         self.n_train = n_train
         self.n_samples = n_samples
         self.temperature = temperature
@@ -314,6 +428,7 @@ class Sprint:
         self.epochs = epochs
         self.seed = seed
         self.cache = cache
+        self.overwrite_cache = overwrite_cache
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in (*self._parameter_constraints, "cache")}
@@ -321,10 +436,12 @@ class Sprint:
     def fit(self, model: TinyLM, task: ArithTask, progress: bool = False) -> Sprint:
         validate_params("Sprint", {k: getattr(self, k) for k in self._parameter_constraints},
                         self._parameter_constraints)
+        validate_params("Sprint", {"n_train": self.n_train},
+                        {"n_train": [Interval(int, 1, max_train_questions(task))]})
         model = _check_lm(model).eval()
         problems = task.train_problems(self.n_train, np.random.default_rng([self.seed, 23]))
         self.outcomes_ = collect_head_outcomes(model, problems, self.n_samples, self.temperature, self.cache,
-                                               progress)
+                                               progress, self.overwrite_cache)
         heads = head_list(model)
         self.best_fixed_head_ = heads[int(np.argmax(self.outcomes_[:, 1:].mean(0)))]
         self.selector_ = HeadSelector(model.config.d_model, layer_widths(model)["heads"], self.dim, self.tau)
