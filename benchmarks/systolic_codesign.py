@@ -399,7 +399,9 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "scalesim", "mnist"], default="all")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--finetune-epochs", type=int, default=1)
-    parser.add_argument("--scorer", default="taylor", help="block scorer (magnitude, taylor, fisher, wanda, flap)")
+    from optprune.scoring import WEIGHT_SCORERS
+
+    parser.add_argument("--scorer", default="taylor", choices=WEIGHT_SCORERS.names(), help="per-weight block scorer")
     parser.add_argument("--normalize", choices=["none", "mean"], default="none",
                         help="divide each layer's per-weight importances by their mean before summing per block")
     parser.add_argument("--skip-extras", action="store_true", help="only the accuracy tables (no backends/assign)")

@@ -378,7 +378,7 @@ def test_apply_weight_masks_zeroes_the_unstructured_masks() -> None:
         apply_weight_masks(model, masks_kn[:1])
 
 
-@pytest.mark.parametrize("scorer", ["taylor", "fisher", "wanda", "flap"])
+@pytest.mark.parametrize("scorer", ["taylor", "fisher", "wanda", "flap", "snip"])
 def test_data_scorers_give_one_score_per_weight(scorer: str) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
@@ -393,7 +393,7 @@ def test_data_scorers_give_one_score_per_weight(scorer: str) -> None:
 
 
 def test_unknown_block_scorer() -> None:
-    with pytest.raises(InvalidParameterError, match="magnitude, taylor, fisher, wanda, flap; got 'l2'"):
+    with pytest.raises(InvalidParameterError, match="magnitude, taylor, fisher, wanda, flap, snip, synflow; got 'l2'"):
         weight_importance(nn.Sequential(nn.Linear(2, 2)), "l2")
 
 

@@ -10,6 +10,7 @@ import typer
 from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_files
 from optprune.errors import InvalidParameterError
+from optprune.scoring import WEIGHT_SCORERS
 
 #: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
 commands = typer.Typer()
@@ -75,7 +76,8 @@ def prune_command(
     array: Annotated[str, typer.Option("--array", help="Array size ROWSxCOLS (e.g. 32x32) or N.")] = "32x32",
     dataflow: Annotated[str, typer.Option("--dataflow", help="ws, os or is.")] = "ws",
     cycle_budget: Annotated[float, typer.Option("--cycle-budget", help="Fraction of the dense cycles, in (0, 1].")] = 0.7,
-    scorer: Annotated[str, typer.Option("--scorer", help="magnitude, taylor, fisher, wanda or flap.")] = "magnitude",
+    scorer: Annotated[str, typer.Option(
+        "--scorer", help="Per-weight scorer summed per block: " + ", ".join(WEIGHT_SCORERS.names()) + ".")] = "magnitude",
     solver: Annotated[str, typer.Option("--solver", help="Backend (optprune solvers), or 'greedy'.")] = "highs",
     batch: Annotated[int, typer.Option("--batch", help="Rows M of a Linear layer's GEMM.")] = 1,
     min_keep_ratio: Annotated[float, typer.Option("--min-keep-ratio", help="Blocks each layer keeps at least.")] = 0.0,
@@ -101,7 +103,6 @@ def prune_command(
     from optprune.cli._prune import EXPORT_SUFFIXES, data_note, export_model, folds_and_calibration
     from optprune.io import load_torch_model
     from optprune.systolic import (
-        BLOCK_SCORERS,
         MAX_DIM,
         apply_blocks,
         block_layout,
@@ -124,8 +125,7 @@ def prune_command(
     check_number("--calibration-size", calibration_size, low=1)
     check_number("--lr", lr, low=0, low_open=True)
     check_number("--time-limit", time_limit, low=0, low_open=True)
-    if scorer not in BLOCK_SCORERS:
-        raise InvalidParameterError(f"--scorer must be one of {', '.join(BLOCK_SCORERS)}; got {scorer!r}")
+    WEIGHT_SCORERS.check(scorer, "--scorer")
     if data not in ("mnist", "digits"):
         raise InvalidParameterError(f"--data must be 'mnist' or 'digits'; got {data!r}")
     if solver != "greedy":

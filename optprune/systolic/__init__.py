@@ -46,7 +46,7 @@ from optprune.systolic._select import (
     unstructured_at_cycles,
 )
 
-_TORCH_NAMES = ("BLOCK_SCORERS", "apply_blocks", "apply_weight_masks", "block_scores", "finetune_masked",
+_TORCH_NAMES = ("apply_blocks", "apply_weight_masks", "block_scores", "finetune_masked",
                 "gemm_modules", "operand_weights", "save_block_mask", "weight_importance")
 
 

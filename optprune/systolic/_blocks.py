@@ -1,15 +1,11 @@
 """Torch side of block pruning: per-weight importances summed per block, a block decision applied with its mask.
 
-Per-weight importances (the weight-level forms of the pruning engine's
-scorers, :func:`optprune.scoring.available_scorers`), summed over each
-``R x C`` block of the ``K x N`` weight operand:
-
-* ``magnitude``: ``|w|``;
-* ``taylor``: ``|w g|`` with ``g`` the loss gradient over the calibration set
-  (Molchanov et al., CVPR 2019, first order);
-* ``fisher``: ``sum over batches of (w g_batch)^2`` (empirical Fisher);
-* ``wanda``: ``|w_ij| ||x_j||_2`` (Sun et al., ICLR 2024);
-* ``flap``: ``w_ij^2 Var(x_j)``, the per-weight fluctuation of FLAP (An et al., AAAI 2024).
+Per-weight importances are the registered weight scorers
+(:data:`optprune.scoring.WEIGHT_SCORERS`: ``magnitude``, ``taylor``, ``fisher``,
+``wanda``, ``flap``, ``snip``, ``synflow``; formulas in
+:mod:`optprune.scoring._weights`), each layer's taken as its ``K x N`` weight
+operand and summed over every ``R x C`` block. ``fisher`` is the per-sample
+empirical Fisher ``w^2 E_n[g_n^2] / 2`` of the ``fisher`` unit scorer.
 
 A block decision zeroes the pruned blocks of a copy of the model and returns
 the keep-masks (torch weight layout), which :func:`finetune_masked` holds
@@ -28,19 +24,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from optprune.errors import InvalidParameterError, ShapeMismatchError
+from optprune.errors import ShapeMismatchError
+from optprune.scoring import WEIGHT_SCORERS
+from optprune.scoring._weights import weight_layers
 from optprune.systolic._cycles import BlockLayout, block_sums
 
-__all__ = ["BLOCK_SCORERS", "apply_blocks", "apply_weight_masks", "block_scores", "finetune_masked", "gemm_modules",
+__all__ = ["apply_blocks", "apply_weight_masks", "block_scores", "finetune_masked", "gemm_modules",
            "operand_weights", "save_block_mask", "weight_importance"]
-
-#: per-weight importances that block scores sum
-BLOCK_SCORERS = ("magnitude", "taylor", "fisher", "wanda", "flap")
-
 
 def gemm_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The Linear / Conv2d modules in definition order (the order of :func:`gemms_from_torch` for a chain)."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    return weight_layers(model)
 
 
 def _operand(t: torch.Tensor) -> np.ndarray:
@@ -53,77 +47,16 @@ def operand_weights(model: nn.Module) -> list[np.ndarray]:
     return [_operand(m.weight) for _, m in gemm_modules(model)]
 
 
-def _layer_inputs(model, modules, X):
-    """Per module: the input columns over the calibration set as (samples, K) (im2col for convolutions)."""
-    store: dict[str, list[torch.Tensor]] = {n: [] for n, _ in modules}
-    handles = []
-    for name, m in modules:
-        def hook(module, inputs, output, name=name):
-            x = inputs[0].detach()
-            if isinstance(module, nn.Conv2d):
-                cols = nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
-                store[name].append(cols.transpose(1, 2).reshape(-1, cols.shape[1]))
-            else:
-                store[name].append(x.reshape(-1, x.shape[-1]))
-        handles.append(m.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(X)
-    finally:
-        for h in handles:
-            h.remove()
-    return {n: torch.cat(v).double() for n, v in store.items()}
-
-
 def weight_importance(model: nn.Module, scorer: str = "magnitude", calibration=None, batch_size: int = 128
                       ) -> list[np.ndarray]:
-    """Per-weight importance of every Linear/Conv2d layer as a ``K x N`` array (module docstring).
+    """Per-weight importance of every Linear/Conv2d layer as a ``K x N`` array (float64).
 
-    ``calibration``: ``(X, y)`` arrays (inputs in the model's input shape) for
-    every scorer but ``magnitude``.
+    ``scorer``: a name of :data:`optprune.scoring.WEIGHT_SCORERS`; ``calibration``:
+    ``(X, y)`` arrays (inputs in the model's input shape) for every scorer that is not data-free.
     """
-    if scorer not in BLOCK_SCORERS:
-        raise InvalidParameterError(f"block scorer must be one of {', '.join(BLOCK_SCORERS)}; got {scorer!r}")
-    modules = gemm_modules(model)
-    if scorer == "magnitude":
-        return [np.abs(_operand(m.weight)) for _, m in modules]
-    if calibration is None:
-        raise InvalidParameterError(f"scorer {scorer!r} needs calibration data (X, y); only 'magnitude' does not")
-    X, y = calibration
-    dtype = next(model.parameters()).dtype
-    Xt = torch.as_tensor(np.asarray(X), dtype=dtype)
-    yt = torch.as_tensor(np.asarray(y), dtype=torch.long)
-    if scorer in ("wanda", "flap"):
-        model.eval()
-        inputs = _layer_inputs(model, modules, Xt)
-        out = []
-        for name, m in modules:
-            cols = inputs[name]
-            w = _operand(m.weight)
-            if scorer == "wanda":
-                stat = torch.linalg.vector_norm(cols, dim=0).numpy()
-                out.append(np.abs(w) * stat[:, None])
-            else:
-                stat = cols.var(dim=0, unbiased=False).numpy()
-                out.append(w ** 2 * stat[:, None])
-        return out
-    work = copy.deepcopy(model).eval()
-    mods = gemm_modules(work)
-    grad_sum = [torch.zeros_like(m.weight, dtype=torch.float64) for _, m in mods]
-    fisher = [torch.zeros_like(m.weight, dtype=torch.float64) for _, m in mods]
-    for start in range(0, len(Xt), batch_size):
-        work.zero_grad()
-        xb, yb = Xt[start:start + batch_size], yt[start:start + batch_size]
-        loss = nn.functional.cross_entropy(work(xb), yb, reduction="sum")
-        loss.backward()
-        for i, (_, m) in enumerate(mods):
-            g = m.weight.grad.detach().double()
-            grad_sum[i] += g
-            fisher[i] += (m.weight.detach().double() * g) ** 2
-    n = max(1, len(Xt))
-    if scorer == "taylor":
-        return [np.abs(_operand(m.weight.detach().double() * (gs / n))) for (_, m), gs in zip(mods, grad_sum)]
-    return [_operand(f / n) for f in fisher]
+    importance = WEIGHT_SCORERS.get(scorer, "block scorer")
+    scores = importance(model, calibration, batch_size=batch_size)
+    return [_operand(scores[name]) for name, _ in gemm_modules(model)]
 
 
 def block_scores(layout: BlockLayout, importances: list[np.ndarray]) -> np.ndarray:
