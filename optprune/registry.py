@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from optprune.errors import InvalidParameterError
 
-__all__ = ["Registry"]
+__all__ = ["Registered", "Registry"]
 
 T = TypeVar("T")
 
@@ -86,5 +86,22 @@ class Registry(Generic[T]):
             return loaded
         return target
 
+    def constraint(self) -> Registered:
+        """A parameter constraint (:mod:`optprune._validation`) accepting the names registered when it checks."""
+        return Registered(self)
+
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {list(self._entries)})"
+
+
+class Registered:
+    """Constraint: a name of ``registry`` (read when checked, so methods registered later are accepted)."""
+
+    def __init__(self, registry: Registry[Any]) -> None:
+        self.registry = registry
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str) and value in self.registry
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(n) for n in self.registry.names())

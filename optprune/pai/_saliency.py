@@ -1,4 +1,7 @@
-r"""Saliency of every weight at initialisation (SNIP, SynFlow) and its aggregation per channel.
+r"""Saliency of every weight at initialisation (SNIP, SynFlow, or any per-weight scorer) and its sum per channel.
+
+The saliencies are the registered per-weight scorers
+(:data:`optprune.scoring.WEIGHT_SCORERS`; formulas in :mod:`optprune.scoring._weights`):
 
 * **SNIP** (Lee, Ajanthan & Torr 2019, "SNIP: Single-shot Network Pruning based
   on Connection Sensitivity", ICLR): :math:`s_w = |w\,\partial L/\partial w|` on
@@ -16,53 +19,39 @@ saliency of Reconvene.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from optprune.errors import InvalidParameterError
 from optprune.pruning import Group
+from optprune.scoring import WEIGHT_SCORERS
+from optprune.scoring._weights import snip_importance, synflow_importance, weight_layers
 
 __all__ = ["SALIENCIES", "snip_scores", "synflow_scores", "weight_saliency", "channel_saliency", "scored_layers"]
 
-SALIENCIES = ("snip", "synflow")
-
-
-def scored_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The Linear and Conv2d modules of ``model`` (the weights PaI scores and masks)."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+#: the saliency names Reconvene and UnstructuredPaI accept: every per-weight scorer
+SALIENCIES = WEIGHT_SCORERS
+#: the Linear and Conv2d modules of a model (the weights PaI scores and masks)
+scored_layers = weight_layers
 
 
 def snip_scores(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """SNIP saliency ``|w * dL/dw|`` of every Linear/Conv2d weight on the batch ``(X, y)``."""
-    net = copy.deepcopy(model).train()
-    net.zero_grad()
-    nn.functional.cross_entropy(net(X), y).backward()
-    return {n: (m.weight.detach() * m.weight.grad).abs() for n, m in scored_layers(net)}
+    return snip_importance(model, (X, y))
 
 
 def synflow_scores(model: nn.Module, input_shape: Sequence[int]) -> dict[str, torch.Tensor]:
     """Single-shot SynFlow saliency ``|w| * dR/d|w|`` (all-ones input, absolute weights, float64)."""
-    net = copy.deepcopy(model).double().eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.abs_()
-    net.zero_grad()
-    net(torch.ones((1, *input_shape), dtype=torch.float64)).sum().backward()
-    return {n: (m.weight.detach() * m.weight.grad).abs().float() for n, m in scored_layers(net)}
+    return synflow_importance(model, input_shape=input_shape)
 
 
 def weight_saliency(model: nn.Module, saliency: str, X: torch.Tensor, y: torch.Tensor,
                     input_shape: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Per-weight saliency of the named kind (``"snip"`` or ``"synflow"``)."""
-    if saliency == "snip":
-        return snip_scores(model, X, y)
-    if saliency == "synflow":
-        return synflow_scores(model, input_shape)
-    raise InvalidParameterError(f"saliency must be one of {SALIENCIES}; got {saliency!r}")
+    """Per-weight saliency of the named per-weight scorer (``"snip"``, ``"synflow"``, ...) on the batch ``(X, y)``."""
+    importance = WEIGHT_SCORERS.get(saliency, "saliency")
+    return importance(model, (X, y), input_shape=input_shape, batch_size=max(1, len(X)))
 
 
 def channel_saliency(scores: dict[str, torch.Tensor], groups: Sequence[Group]) -> dict[str, np.ndarray]:
