@@ -333,6 +333,15 @@ def test_unreachable_prune_ratio_is_refused_naming_the_maximum(capsys, lm, task)
                         "--steps", "1", "--lora-rank", "1")
     assert code == 0, payload
     assert payload["ratio_achieved"] == pytest.approx(1 - payload["params_after"] / payload["params_before"], abs=1e-4)
+    assert "warning" not in payload
+
+
+def test_a_ratio_the_training_falls_short_of_is_reported(capsys, lm):
+    # reachable only by cutting the hidden width too, which two gate steps do not do: the JSON says so
+    code, payload = cli(capsys, "lm", "prune", str(lm), "--method", "compresso", "--ratio", "0.95", "--steps", "2",
+                        "--lora-rank", "1")
+    assert code == 0, payload
+    assert payload["ratio_achieved"] < 0.94 and "short of --ratio 0.95" in payload["warning"]
 
 
 def test_n_train_is_bounded_by_what_the_data_provides(capsys, lm, task):
