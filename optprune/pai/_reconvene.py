@@ -32,14 +32,15 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from optprune._validation import InstanceOf, Interval, Options, ShapeLike, validate_params
-from optprune.errors import InfeasibleBudgetError, InvalidParameterError, NotFittedError
+from optprune._estimator import BaseEstimator
+from optprune._validation import InstanceOf, Interval, Options, ShapeLike
+from optprune.errors import InfeasibleBudgetError, InvalidParameterError
 from optprune.pai._saliency import SALIENCIES, channel_saliency, scored_layers, weight_saliency
 from optprune.pruning import (
     PruningDecision,
@@ -77,8 +78,10 @@ def _reinit(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-class _PaIBase:
-    _parameter_constraints: dict[str, list] = {
+class _PaIBase(BaseEstimator):
+    """What both PaI estimators share: saliency scores at initialisation, the global mask, training."""
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
         "saliency": [Options(SALIENCIES)],
         "ratio": [Interval(float, 0.0, 1.0, closed="left")],
         "n_calibration": [Interval(int, 1, None)],
@@ -90,24 +93,8 @@ class _PaIBase:
         "input_shape": [ShapeLike(), None],
     }
 
-    def get_params(self, deep: bool = False) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._parameter_constraints}
-
-    def set_params(self, **params: Any):
-        for name, value in params.items():
-            if name not in self._parameter_constraints:
-                raise InvalidParameterError(
-                    f"{type(self).__name__}: unknown parameter {name!r}; "
-                    f"parameters: {sorted(self._parameter_constraints)}"
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()) + ")"
-
     def _prepare(self, model: nn.Module, data, data_dir) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        validate_params(type(self).__name__, self.get_params(), self._parameter_constraints)
+        self._validate_params()
         if self.check_init:
             ratio = init_bound_ratio(model)
             if ratio > 1.0 + 1e-6:
@@ -156,10 +143,6 @@ class _PaIBase:
         if self.epochs > 0:
             train_classifier(model, (Xt.numpy(), yt.numpy()), epochs=int(self.epochs), seed=int(self.seed),
                              lr=float(self.lr), batch_size=int(self.batch_size), progress=False)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(model, data) first")
 
     def transform(self) -> nn.Module:
         """The produced model (re-initialised and, with ``epochs > 0``, trained)."""
