@@ -209,11 +209,11 @@ def test_registry_and_errors() -> None:
     with pytest.raises(InvalidParameterError, match="needs labels"):
         score_model(tiny(), "taylor", X)
     n_masks_message = r"BonsaiScorer: parameter 'n_masks' must be an int in \[2, inf\]; got 1"
-    with pytest.raises(InvalidParameterError, match=n_masks_message):
-        get_scorer("bonsai", n_masks=1)
+    with pytest.raises(InvalidParameterError, match=n_masks_message):  # checked when scoring, not when made
+        score_model(tiny(), "bonsai", (X, Y), n_masks=1)
     metric_message = "FLAPScorer: parameter 'metric' must be one of 'wifv', 'ifv', 'wifn'"
     with pytest.raises(InvalidParameterError, match=metric_message):
-        get_scorer("flap", metric="var")
+        score_model(tiny(), "flap", X, metric="var")
     with pytest.raises(ShapeMismatchError, match="3 inputs but 2 labels"):
         score_model(tiny(), "taylor", (X, Y[:2]))
     assert isinstance(get_scorer("l1"), Scorer)

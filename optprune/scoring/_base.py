@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from optprune._validation import Constraint, validate_params
+from optprune._estimator import BaseEstimator
 from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.scoring._registry import SCORERS, available_scorers, normalize_scorer_name, register_scorer
 from optprune.structure import Group, dependency_groups
@@ -111,25 +111,20 @@ def resolve_groups(
     return [g for g in groups if g.prunable]
 
 
-class Scorer(abc.ABC):
+class Scorer(BaseEstimator, abc.ABC):
     """Base class: ``scorer(model, calibration) -> {group name: scores}``.
 
     Subclasses set ``name``, ``needs_data`` (calibration inputs), ``needs_labels``
     and implement :meth:`_score`. Constructor keyword arguments are the scorer's
     hyper-parameters, stored as attributes of the same names; their constraints
     are data (``_parameter_constraints``, see :mod:`optprune._validation`),
-    checked when the scorer is made and again before every scoring.
+    checked before every scoring (the constructor only stores them; the
+    estimator contract of :class:`optprune._estimator.BaseEstimator`).
     """
 
     name: ClassVar[str]
     needs_data: ClassVar[bool] = True
     needs_labels: ClassVar[bool] = False
-    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {}
-
-    def _validate_params(self) -> None:
-        """Raise :class:`InvalidParameterError` naming the scorer, parameter, allowed values and value."""
-        params = {name: getattr(self, name) for name in self._parameter_constraints}
-        validate_params(type(self).__name__, params, self._parameter_constraints)
 
     def __call__(
         self,
@@ -170,10 +165,6 @@ class Scorer(abc.ABC):
     @abc.abstractmethod
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         """Scores of every group in ``groups`` (model in eval mode, batches validated)."""
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_"))
-        return f"{type(self).__name__}({params})"
 
 
 def get_scorer(name: str | Scorer, **kwargs: Any) -> Scorer:

@@ -81,7 +81,6 @@ class FLAPScorer(Scorer):
 
     def __init__(self, metric: str = "wifv") -> None:
         self.metric = metric
-        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         def per_column(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,6 @@ class TaylorScorer(Scorer):
     def __init__(self, members: str = "all", loss_fn: LossFn | None = None) -> None:
         self.members = members
         self.loss_fn = loss_fn
-        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         grads = loss_gradients(model, batches, self.loss_fn)
@@ -63,7 +62,6 @@ class FisherScorer(Scorer):
     def __init__(self, members: str = "all", loss_fn: LossFn | None = None) -> None:
         self.members = members
         self.loss_fn = loss_fn
-        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         fisher = mean_squared_sample_gradients(model, batches, self.loss_fn)

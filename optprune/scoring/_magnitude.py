@@ -56,7 +56,6 @@ class MagnitudeScorer(Scorer):
         self.p = p
         self.members = members
         self.bias = bias
-        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         roles = members_roles(self.members, "MagnitudeScorer")
@@ -81,7 +80,6 @@ class RandomScorer(Scorer):
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(self.seed)

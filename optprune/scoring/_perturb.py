@@ -30,7 +30,6 @@ class AblationScorer(Scorer):
 
     def __init__(self, loss_fn: LossFn | None = None) -> None:
         self.loss_fn = loss_fn
-        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         base = mean_loss(model, batches, self.loss_fn)
@@ -88,7 +87,6 @@ class BonsaiScorer(Scorer):
         self.penalty = penalty
         self.seed = seed
         self.loss_fn = loss_fn
-        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(self.seed)
