@@ -18,14 +18,14 @@ Optimization-based Heterogeneous Structured Pruning for Vision Transformers"
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from optprune._validation import InstanceOf, Interval, Options, validate_params
-from optprune.errors import InvalidParameterError, NotFittedError
+from optprune._estimator import BaseEstimator
+from optprune._validation import InstanceOf, Interval, Options
 from optprune.formulations.admm import StructuredSet
 from optprune.gohsp._admm import run_admm
 from optprune.gohsp._graph import SIMILARITIES
@@ -36,7 +36,7 @@ from optprune.vit import check_inputs, check_vit, vit_accuracy
 __all__ = ["GOHSP"]
 
 
-class GOHSP:
+class GOHSP(BaseEstimator):
     """Prune a :class:`optprune.vit.ViT` to a parameter budget with GOHSP.
 
     Parameters (stored as given, validated by :meth:`fit`):
@@ -69,7 +69,7 @@ class GOHSP:
     ``n_params_before_``, ``n_params_after_``.
     """
 
-    _parameter_constraints: dict[str, list] = {
+    _parameter_constraints: ClassVar[dict[str, list]] = {
         "budget": [Interval(float, 0.0, 1.0, closed="right")],
         "resource": [Options(("params", "flops"))],
         "similarity": [Options(SIMILARITIES)],
@@ -119,24 +119,9 @@ class GOHSP:
         self.distill = distill
         self.calibration_size = calibration_size
 
-    def get_params(self, deep: bool = False) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._parameter_constraints}
-
-    def set_params(self, **params: Any) -> GOHSP:
-        for name, value in params.items():
-            if name not in self._parameter_constraints:
-                raise InvalidParameterError(
-                    f"GOHSP: unknown parameter {name!r}; parameters: {sorted(self._parameter_constraints)}"
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        return "GOHSP(" + ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()) + ")"
-
     def fit(self, model: nn.Module, data: str | tuple[np.ndarray, np.ndarray]) -> GOHSP:
         """Prune ``model`` (left unchanged) on ``data``: a dataset name (its train fold) or ``(X, y)``."""
-        validate_params("GOHSP", self.get_params(), self._parameter_constraints)
+        self._validate_params()
         check_vit(model)
         from optprune.training import training_tensors
 
@@ -183,10 +168,6 @@ class GOHSP:
         self.n_params_before_ = count_parameters(model)
         self.n_params_after_ = count_parameters(self.model_)
         return self
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise NotFittedError("This GOHSP is not fitted yet; call fit(model, data) first")
 
     def transform(self) -> nn.Module:
         """The pruned, fine-tuned ViT."""

@@ -51,7 +51,6 @@ class GraphHeadScorer(Scorer):
         self.similarity = similarity
         self.damping = damping
         self.calibration_size = calibration_size
-        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches) -> dict[str, np.ndarray]:
         import torch
