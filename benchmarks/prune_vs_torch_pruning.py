@@ -15,7 +15,7 @@ convolution loses the same fraction (30/50/70%) of its neurons / channels
 with the same budget (Adam, same epochs, learning rate, batches and seed).
 Reported: parameters, test-fold accuracy after pruning and after fine-tuning,
 and the mean number of unstable ReLUs (CROWN / linear bounds of
-``optprune.bounds``) over L∞ balls of radius 0.02 and 0.05 around test-fold
+``optprune.verification.bounds``) over L∞ balls of radius 0.02 and 0.05 around test-fold
 images, i.e. the binaries a MIP verifier needs. A second table gives each
 scorer's Kendall τ against the exact leave-one-out loss change (mean over groups).
 
@@ -101,9 +101,9 @@ def load(spec: dict) -> nn.Module:
 
 
 def unstable(model: nn.Module, shape: tuple[int, ...], X: np.ndarray, eps: float) -> float | None:
-    """Mean number of unstable ReLUs (linear bounds) over eps-balls around ``X``; None without optprune.bounds."""
+    """Mean number of unstable ReLUs (linear bounds) over eps-balls around ``X``; None without optprune.verification.bounds."""
     try:
-        from optprune.bounds import count_unstable, linear_bounds
+        from optprune.verification.bounds import count_unstable, linear_bounds
     except ImportError:
         return None
     net = network_from_torch(model, shape)
@@ -230,7 +230,7 @@ def print_tables(rows: list[dict], taus: dict, bounds_ok: bool) -> None:
         cells.append(fmt(r["score_s"], 2))
         print("| " + " | ".join(cells) + " |")
     if not bounds_ok:
-        print("\nunstable-ReLU columns missing: optprune.bounds was not importable")
+        print("\nunstable-ReLU columns missing: optprune.verification.bounds was not importable")
     if taus:
         print("\nKendall tau of each scorer against leave-one-out ablation (mean over groups)\n")
         names = sorted({n for t in taus.values() for n in t})
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         log.print("[yellow]torch-pruning not installed (pip install -c constraints.txt torch-pruning): skipped")
         args.tp = []
     try:
-        import optprune.bounds  # noqa: F401
+        import optprune.verification.bounds  # noqa: F401
 
         bounds_ok = True
     except ImportError:

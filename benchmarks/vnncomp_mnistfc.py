@@ -7,7 +7,7 @@ Usage::
         [--bound-report N] [--cactus] [--allow-dirty]
 
 Time limits come from ``instances.csv`` (120 s for 256x2, 300 s for 256x4),
-multiplied by ``--scale``. ``--method`` is :func:`optprune.verify.verify_property`'s
+multiplied by ``--scale``. ``--method`` is :func:`optprune.verification.verify_property`'s
 (``mip``: bounds, attack, decision MIPs; ``bab``: branch and bound on
 α/β-CROWN bounds; ``auto``: BaB, then the MIP pipeline); several methods run
 one after the other, so one command makes a whole folder. Records are appended
@@ -48,7 +48,8 @@ from optprune.bench import RecordStore
 from optprune.bench._provenance import script_command, start_run
 from optprune.data import data_dir
 from optprune.io import network_from_onnx
-from optprune.verify import DEFAULT_BOUNDS, METHODS, verify_vnnlib
+from optprune.verification import DEFAULT_BOUNDS, verify_vnnlib
+from optprune.verification.engine_registry import ENGINES
 
 console = Console(stderr=True)
 
@@ -138,9 +139,10 @@ def write_cactus(records: list[dict], path: Path) -> None:
 
 def bound_report(folder: Path, selected: list[list[str]], n: int, header: str) -> str:
     """Unstable neurons and the root upper bound of the slack for each bound level (module doc)."""
-    from optprune.alpha_crown import alpha_spec_upper_bound
-    from optprune.bounds import compute_bounds, count_unstable, linear_upper_bound, obbt_bounds
-    from optprune.vnnlib import read_vnnlib
+    from optprune.verification.alpha_crown import alpha_spec_upper_bound
+    from optprune.verification.bounds import compute_bounds, count_unstable, linear_upper_bound
+    from optprune.verification.obbt import obbt_bounds
+    from optprune.verification.vnnlib import read_vnnlib
 
     lines = [header.rstrip(), "", "# Bound quality at the root", "",
              "Per instance and bound level: unstable ReLUs, and the largest over the property's disjuncts of the "
@@ -185,10 +187,10 @@ def bound_report(folder: Path, selected: list[list[str]], n: int, header: str) -
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", nargs="+", default=["256x2", "256x4"])
-    ap.add_argument("--method", nargs="+", default=["mip"], choices=METHODS,
+    ap.add_argument("--method", nargs="+", default=["mip"], choices=ENGINES.names(),
                     help="one or more methods, run one after the other (one summary each)")
     ap.add_argument("--solver", default="highs")
-    ap.add_argument("--bounds", default=DEFAULT_BOUNDS)
+    ap.add_argument("--bounds", default=None, help=f"bound method (default: each engine's own; MIP: {DEFAULT_BOUNDS})")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the competition's time limits")
     ap.add_argument("--limit", type=int, default=None, help="only the first N instances per network")
     ap.add_argument("--data-dir", default=None)

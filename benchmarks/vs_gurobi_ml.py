@@ -50,13 +50,13 @@ from pathlib import Path
 import numpy as np
 
 from optprune.bench._provenance import script_command, start_run
-from optprune.bounds import compute_bounds
 from optprune.data import load_dataset
 from optprune.formulations.relu_milp import build_spec_milp
 from optprune.io import network_from_torch
 from optprune.network import Network
 from optprune.solvers import SolveOptions, get_backend
 from optprune.training import digits_mlp
+from optprune.verification.bounds import compute_bounds
 
 __all__ = ["NETWORKS", "gurobi_ml_max_margin", "optprune_max_margin", "main"]
 

@@ -36,7 +36,7 @@ where both are optimal (agreement: ``|a - b| <= 1e-6 max(1, |a|, |b|)``).
 
 Time to a verdict ("is there an adversarial example towards t?") compares two
 different things and says so: optprune's decision pipeline
-(:func:`optprune.verify.verify_property` with its defaults: its bounds, a
+(:func:`optprune.verification.verify_property` with its defaults: its bounds, a
 projected-gradient attack, then a decision MIP that stops early) against OMLT
 used plainly (its own interval bounds, build + translate + solve to optimality;
 the verdict is the sign of the optimum). The ratio is broken down by what
@@ -71,11 +71,11 @@ import numpy as np
 
 from optprune.bench import RecordStore
 from optprune.bench._provenance import script_command, start_run
-from optprune.bounds import compute_bounds
 from optprune.data import load_dataset
 from optprune.formulations.relu_milp import build_spec_milp
 from optprune.network import Network
 from optprune.solvers import solve
+from optprune.verification.bounds import compute_bounds
 
 __all__ = ["HIGHS_OPTIONS", "BOUND_LEVELS", "omlt_max_margin", "optprune_max_margin", "ratio_stats", "main"]
 
@@ -203,7 +203,7 @@ def optprune_max_margin(net: Network, lo: np.ndarray, hi: np.ndarray, target: in
 
 def optprune_verdict(net: Network, x0: np.ndarray, label: int, eps: float, target: int, time_limit: float) -> dict:
     """optprune's decision pipeline with its defaults (bounds, attack, early-stopping decision MIP)."""
-    from optprune.verify import DEFAULT_BOUNDS, robustness_property, verify_property
+    from optprune.verification import DEFAULT_BOUNDS, robustness_property, verify_property
 
     t0 = time.perf_counter()
     res = verify_property(net, robustness_property(net, x0, label, eps, target=target), timeout=time_limit)

@@ -29,7 +29,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # embed_network computes bounds (optprune.bounds), which build on this package's encoding: importing it
+    # embed_network computes bounds (optprune.verification.bounds), which build on this package's encoding: importing it
     # lazily keeps "bounds -> formulations" the only direction at import time.
     if name == "embed_network":
         from optprune.formulations.embed import embed_network

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from optprune._validation import InstanceOf, Interval, Options, validate_params
-from optprune.bounds import BOUND_METHODS, Bounds, compute_bounds, interval_bounds
 from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.formulations._builder import Columns, ModelBuilder
 from optprune.formulations.relu_milp import encode_network
 from optprune.network import Network
+from optprune.verification.bounds import BOUND_METHODS, Bounds, compute_bounds, interval_bounds
 
 __all__ = ["embed_network", "BIG_M_LIMIT"]
 
@@ -23,7 +23,7 @@ BIG_M_LIMIT = 1e12
 
 The bounds become column bounds and matrix coefficients of the encoding; HiGHS refuses coefficients of
 1e15 and above, and solvers take bounds of 1e20 and above as infinite. The margin leaves room for the
-outward padding of :mod:`optprune.bounds`.
+outward padding of :mod:`optprune.verification.bounds`.
 """
 
 _EMBED_CONSTRAINTS = {
@@ -103,7 +103,7 @@ def embed_network(
 
     ``x`` are columns the user made (:meth:`ModelBuilder.add_vars`); their
     bounds are the input box over which per-neuron bounds are computed
-    (``bound_method``: interval, linear or obbt, :func:`optprune.bounds.compute_bounds`;
+    (``bound_method``: interval, linear or obbt, :func:`optprune.verification.bounds.compute_bounds`;
     ``time_limit`` caps OBBT), or taken from ``bounds`` when given (they must
     be valid over that box). The encoding is the big-M formulation of the
     module doc: one binary per unstable ReLU. Output neurons that are ReLUs

@@ -15,7 +15,7 @@ and mixed integer linear optimization"):
       h <= z - l (1 - delta),
       h <= u delta,         delta in {0, 1}.
 
-Only unstable neurons get a binary, so tighter bounds (``optprune.bounds``)
+Only unstable neurons get a binary, so tighter bounds (``optprune.verification.bounds``)
 make a smaller and stronger model. Every block of rows is built from the
 layer's sparse weight matrix in one vectorised step.
 
@@ -41,8 +41,8 @@ from optprune.formulations._builder import ModelBuilder
 from optprune.milp import MILP
 from optprune.network import Network
 
-if TYPE_CHECKING:  # annotations only: optprune.bounds (OBBT) builds on this encoding
-    from optprune.bounds import Bounds
+if TYPE_CHECKING:  # annotations only: optprune.verification.bounds (OBBT) builds on this encoding
+    from optprune.verification.bounds import Bounds
 
 __all__ = [
     "ReluEncoding",
@@ -216,7 +216,7 @@ def build_spec_milp(
     With a single row the objective is ``C y + d`` itself (no auxiliary
     variable): the max-margin adversarial example for ``C = e_t - e_y``.
     ``spec_upper`` (upper bounds of each row, e.g. from
-    :func:`optprune.bounds.linear_upper_bound`) bounds the auxiliary variable.
+    :func:`optprune.verification.bounds.linear_upper_bound`) bounds the auxiliary variable.
     """
     C, d = _spec_arrays(net, C, d)
     builder = ModelBuilder()
@@ -297,7 +297,7 @@ def forward_assignment(net: Network, enc: ReluEncoding, bounds: Bounds, x: np.nd
     Inputs, neuron outputs ``h = relu(z)`` (or ``z`` for identity layers) and
     the binaries ``delta = [z > 0]`` of the unstable neurons, in the order
     :func:`encode_network` adds them. Used as a MIP start, and to check that a
-    model accepts a real point (:func:`optprune.verdicts.check_encoding`).
+    model accepts a real point (:func:`optprune.verification.verdicts.check_encoding`).
     """
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     v = np.zeros(n_cols)

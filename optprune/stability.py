@@ -12,7 +12,7 @@ both:
   .. math:: \mathcal{L}_{RS} = -\sum_i \tanh(1 + l_i u_i),
 
   which is smallest when ``l_i u_i > 0`` (the neuron's sign is fixed). ``l, u``
-  are the project's interval bounds (:func:`optprune.bounds.interval_bounds`),
+  are the project's interval bounds (:func:`optprune.verification.bounds.interval_bounds`),
   computed here in torch so that they are differentiable
   (:func:`interval_preactivation_bounds`; a test checks they equal the NumPy
   ones);
@@ -112,7 +112,7 @@ def _layers(model: nn.Module) -> list[nn.Module]:
 def interval_preactivation_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) -> list[tuple]:
     """Interval bounds of every pre-activation that feeds a ReLU, for a batch of boxes (differentiable).
 
-    The same arithmetic as :func:`optprune.bounds.interval_bounds`:
+    The same arithmetic as :func:`optprune.verification.bounds.interval_bounds`:
     ``l' = W (l + u)/2 - |W| (u - l)/2 + b`` and ``u' = ... + |W| (u - l)/2``,
     batched over the first axis.
     """

@@ -5,7 +5,7 @@ becomes 0 and ``1.5x`` becomes 1.5; both readers turn a literal too large for
 a 64-bit float (``1e400``) into infinity. Either way a different model is
 solved without a word. :func:`check_numbers` refuses such entries with a
 :class:`~optprune.errors.FileFormatError` naming the file, the line and the
-entry, as the VNN-LIB parser does (:mod:`optprune.vnnlib`). The explicit
+entry, as the VNN-LIB parser does (:mod:`optprune.verification.vnnlib`). The explicit
 keywords ``inf`` and ``infinity`` (any case, with a sign) stay allowed: where a
 format allows an infinite value (a bound, a right-hand side) it is meant;
 where it does not (a coefficient), :class:`~optprune.milp.MILP` refuses it

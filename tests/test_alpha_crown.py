@@ -1,4 +1,4 @@
-"""α-CROWN bounds (``optprune.alpha_crown``): sound on samples, never looser than CROWN at the root."""
+"""α-CROWN bounds (``optprune.verification.alpha_crown``): sound on samples, never looser than CROWN at the root."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_relu_milp import tiny_net
 
-from optprune.alpha_crown import (
+from optprune.verification.alpha_crown import (
     TorchNetwork,
     alpha_intermediate_bounds,
     alpha_spec_upper_bound,
     intermediate_bounds,
     optimise_spec,
 )
-from optprune.bounds import linear_bounds, linear_upper_bound
+from optprune.verification.bounds import linear_bounds, linear_upper_bound
 
 
 def _samples(net, lo, hi, n=4000, seed=0):
@@ -47,7 +47,7 @@ def test_alpha_bounds_are_sound_and_never_looser_than_crown(seed, n_in, hidden):
 
 def test_alpha_strictly_tighter_on_mnistfc_256x4(mnistfc):
     from optprune.io import load_network
-    from optprune.vnnlib import read_vnnlib
+    from optprune.verification.vnnlib import read_vnnlib
 
     net = load_network(mnistfc / "mnist-net_256x4.onnx")
     case = read_vnnlib(mnistfc / "prop_5_0.03.vnnlib", net.input_size, net.output_size).cases[0]
@@ -103,8 +103,8 @@ def test_alpha_intermediate_contains_the_forward_pass(iters):
 
 def test_spec_bound_of_a_network_ending_in_a_relu_bounds_the_relu_output():
     """y = relu(-x - 1) is 0 on [0, 1]: an upper bound of y must be >= 0 (not the pre-activation's -1)."""
-    from optprune.alpha_crown import alpha_spec_upper_bound
     from optprune.network import AffineLayer, Network
+    from optprune.verification.alpha_crown import alpha_spec_upper_bound
 
     net = Network((AffineLayer(np.array([[1.0]]), np.array([0.0])), AffineLayer(np.array([[-1.0]]), np.array([-1.0]))))
     ub, _ = alpha_spec_upper_bound(net, np.array([0.0]), np.array([1.0]), np.array([[1.0]]), np.array([0.0]), iters=5)

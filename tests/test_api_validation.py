@@ -121,7 +121,7 @@ def test_embed_network_refuses_bounds_whose_products_overflow():
 
 
 def test_embed_network_refuses_given_bounds_that_are_not_finite():
-    from optprune.bounds import interval_bounds
+    from optprune.verification.bounds import interval_bounds
 
     net = small_net()
     b = ModelBuilder()

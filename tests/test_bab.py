@@ -1,4 +1,4 @@
-"""Branch and bound (``optprune.bab``) against brute force, and against the MIP on real instances.
+"""Branch and bound (``optprune.verification.bab``) against brute force, and against the MIP on real instances.
 
 Brute force: the maximum of ``c @ y`` over the box equals the best LP over all
 activation patterns (``brute_force_max`` of ``test_relu_milp``, solved by
@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_relu_milp import brute_force_max, tiny_net
 
-from optprune.bab import BaBSettings, bab_verify_case
 from optprune.errors import InvalidParameterError
-from optprune.vnnlib import Conjunction, VNNLibCase
+from optprune.verification.bab import BaBSettings, bab_verify_case
+from optprune.verification.vnnlib import Conjunction, VNNLibCase
 
 
 def _case(net, lo, hi, rows, d):
@@ -129,8 +129,8 @@ FAST_256X2 = [("prop_0_0.03.vnnlib", "unsat"), ("prop_2_0.03.vnnlib", "unsat"), 
 @pytest.mark.parametrize(("prop", "expected"), FAST_256X2)
 def test_bab_and_mip_agree_on_mnistfc_256x2(mnistfc, prop, expected):
     from optprune.io import load_network
-    from optprune.verify import verify_property
-    from optprune.vnnlib import read_vnnlib
+    from optprune.verification import verify_property
+    from optprune.verification.vnnlib import read_vnnlib
 
     path = mnistfc / "mnist-net_256x2.onnx"
     net = load_network(path)
@@ -145,8 +145,8 @@ def test_bab_and_mip_agree_on_mnistfc_256x2(mnistfc, prop, expected):
 
 @pytest.mark.parametrize("method", ["bab", "auto"])
 def test_verify_property_method_matches_brute_force(method):
-    from optprune.verify import verify_property
-    from optprune.vnnlib import VNNLibProperty
+    from optprune.verification import verify_property
+    from optprune.verification.vnnlib import VNNLibProperty
 
     net = tiny_net(17, 3, [4, 3])
     lo, hi = -np.ones(3), np.ones(3)
@@ -160,8 +160,8 @@ def test_verify_property_method_matches_brute_force(method):
 
 
 def test_verify_property_rejects_an_unknown_method():
-    from optprune.verify import verify_property
-    from optprune.vnnlib import VNNLibProperty
+    from optprune.verification import verify_property
+    from optprune.verification.vnnlib import VNNLibProperty
 
     net = tiny_net(1, 2, [2])
     prop = VNNLibProperty(2, 3, (_case(net, -np.ones(2), np.ones(2), [np.array([1.0, -1.0, 0.0])], [0.0]),))
@@ -242,7 +242,7 @@ def test_bench_vnnlib_queries_take_a_method(tmp_path):
 def test_fully_split_leaves_are_closed_by_lp_duals_and_farkas_multipliers(monkeypatch):
     """Without slope optimisation, tight properties end in fully split leaves: feasible ones are closed by their
     LP duals, empty ones by phase-1 (Farkas) multipliers; the verdicts still equal brute force."""
-    import optprune.bab as bab_module
+    import optprune.verification.bab as bab_module
 
     calls = {"farkas": 0}
     real = bab_module._farkas_betas

@@ -30,7 +30,7 @@ from optprune.bench import (
 )
 from optprune.milp import MILP, Sense
 from optprune.network import AffineLayer, Network
-from optprune.verdicts import DECISION_DELTA
+from optprune.verification.verdicts import DECISION_DELTA
 
 TINY = """
 [bench]
@@ -308,7 +308,7 @@ def test_polishing_stays_in_the_ball_and_never_loses(norm):
 
 
 def test_margin_verdict_rules():
-    from optprune.verify import AdversarialResult
+    from optprune.verification import AdversarialResult
 
     def res(obj, bound, status, per_target, adversarial=False, targets=(1,)):
         out = np.array([0.0, 1.0]) if adversarial else np.array([1.0, 0.0])
@@ -348,8 +348,8 @@ def test_margin_verdict_rules():
 @pytest.mark.parametrize("norm", ["linf", "l1"])
 def test_start_vector_is_feasible_for_the_big_m_model(norm):
     from optprune.bench._surrogate import start_vector
-    from optprune.bounds import compute_bounds
     from optprune.formulations.relu_milp import build_spec_milp
+    from optprune.verification.bounds import compute_bounds
 
     net = _random_net(5)
     x0 = np.random.default_rng(6).uniform(0.1, 0.9, size=5)

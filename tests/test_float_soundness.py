@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optprune.bounds import interval_bounds, linear_bounds, linear_upper_bound
 from optprune.network import AffineLayer, Network
-from optprune.rounding import error_bound, gamma
-from optprune.verify import max_margin, min_distortion, verify_property
-from optprune.vnnlib import Conjunction, VNNLibCase, VNNLibProperty
+from optprune.verification import max_margin, min_distortion, verify_property
+from optprune.verification.bounds import interval_bounds, linear_bounds, linear_upper_bound
+from optprune.verification.rounding import error_bound, gamma
+from optprune.verification.vnnlib import Conjunction, VNNLibCase, VNNLibProperty
 
 METHODS = ("mip", "bab", "auto")
 
@@ -190,7 +190,7 @@ def test_error_bound_covers_catastrophic_cancellation():
 
 
 def test_solver_resolution_blocks_mip_proofs_only_where_the_solver_cannot_resolve():
-    from optprune.verdicts import solver_resolution
+    from optprune.verification.verdicts import solver_resolution
 
     well = Network((layer([[1.0, -1.0], [0.5, 0.5]], [0.0, 0.0]), layer([[1.0, -1.0]], [0.0], "identity")))
     lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])

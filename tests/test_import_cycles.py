@@ -27,9 +27,6 @@ SOURCES = {"optprune": ROOT / "optprune", "optprune.formulations": ROOT / "formu
 KNOWN_CYCLES: list[tuple[tuple[str, ...], str]] = [
     (("optprune.milp", "optprune.solvers", "optprune.solvers.*"),
      "MILP.to_highs / read_model import solvers._highs_model inside functions (solver protocol work)"),
-    (("optprune.bounds", "optprune.formulations", "optprune.formulations.relu_milp", "optprune.formulations.embed"),
-     "bounds import the formulations package (ModelBuilder, encode_network for OBBT), whose __init__ imports "
-     "embed (lazily, inside __getattr__), which imports bounds: OBBT and embed_network's bounds in the wrong room"),
     (("optprune.cli", "optprune.cli.*"),
      "cli._app imports the command modules, which import the app from cli._app to register on it"),
 ]

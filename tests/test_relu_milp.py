@@ -16,11 +16,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from optprune.bounds import compute_bounds, count_unstable, interval_bounds, linear_bounds, linear_upper_bound
 from optprune.errors import ShapeMismatchError
 from optprune.formulations.relu_milp import build_min_distortion_milp, build_spec_milp
 from optprune.network import AffineLayer, Network
 from optprune.solvers import backend_names, get_backend, solve
+from optprune.verification.bounds import (
+    compute_bounds,
+    count_unstable,
+    interval_bounds,
+    linear_bounds,
+    linear_upper_bound,
+)
 
 MIP_BACKENDS = [name for name in backend_names() if name != "cpsat"]
 

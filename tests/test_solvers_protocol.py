@@ -13,7 +13,6 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from optprune.bounds import obbt_bounds, safe_lp_lower_bound
 from optprune.errors import InvalidParameterError
 from optprune.milp import MILP, Sense
 from optprune.solvers import (
@@ -31,6 +30,7 @@ from optprune.solvers import (
     write_model,
 )
 from optprune.solvers import registry as _registry
+from optprune.verification.obbt import obbt_bounds, safe_lp_lower_bound
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,8 +158,8 @@ def test_lp_sessions_give_the_optimum_and_safe_multipliers(name: str) -> None:
 def test_obbt_on_gurobi_matches_highs() -> None:
     """OBBT through the protocol gives the same bounds on HiGHS' and Gurobi's LP sessions (both warm-started)."""
     _installed("gurobi")
-    from optprune.bounds import count_unstable, linear_bounds
     from optprune.network import AffineLayer, Network
+    from optprune.verification.bounds import count_unstable, linear_bounds
 
     rng = np.random.default_rng(3)
     layers = [AffineLayer(rng.normal(size=(12, 4)), rng.normal(size=12) * 0.3, "relu", name="l0"),

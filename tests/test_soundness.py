@@ -1,4 +1,4 @@
-"""The rules of :mod:`optprune.verdicts`, each against an independent answer.
+"""The rules of :mod:`optprune.verification.verdicts`, each against an independent answer.
 
 Brute force (activation-pattern enumeration, each pattern an LP solved by
 SciPy) decides the tiny cases; fake backends return exactly the solver answers
@@ -17,21 +17,22 @@ import torch
 from scipy.optimize import linprog
 from test_relu_milp import activation_regions, brute_force_max, tiny_net
 
-from optprune.attack import pgd_attack
-from optprune.bounds import compute_bounds, linear_upper_bound, safe_lp_lower_bound
 from optprune.milp import MILP, Sense
 from optprune.network import AffineLayer, Network
 from optprune.solvers import backend_names, registry
 from optprune.solvers.base import BackendBase, SolveOptions, SolveResult, Status
-from optprune.verdicts import (
+from optprune.verification import max_margin, min_distortion, verify_property
+from optprune.verification.attack import pgd_attack
+from optprune.verification.bounds import compute_bounds, linear_upper_bound
+from optprune.verification.obbt import safe_lp_lower_bound
+from optprune.verification.verdicts import (
     DECISION_DELTA,
     UnsoundBoundsError,
     check_bounds_contain,
     slack_verdict,
     solver_resolution,
 )
-from optprune.verify import max_margin, min_distortion, verify_property
-from optprune.vnnlib import Conjunction, VNNLibCase, VNNLibProperty, parse_vnnlib
+from optprune.verification.vnnlib import Conjunction, VNNLibCase, VNNLibProperty, parse_vnnlib
 
 # The MIP pipeline is what these tests check (the library default is the auto portfolio).
 verify_mip = functools.partial(verify_property, method="mip")
@@ -370,7 +371,7 @@ def _ascent_extremes(net: Network, lo: np.ndarray, hi: np.ndarray, steps: int = 
 @pytest.mark.parametrize("name", ["mnist-net_256x2.onnx", "mnist-net_256x4.onnx"])
 def test_every_bound_level_contains_samples_and_gradient_extremes_on_mnistfc(mnistfc, name):
     from optprune.io import network_from_onnx
-    from optprune.vnnlib import read_vnnlib
+    from optprune.verification.vnnlib import read_vnnlib
 
     net = network_from_onnx(mnistfc / name)
     case = read_vnnlib(mnistfc / "prop_1_0.05.vnnlib", 784, 10).cases[0]

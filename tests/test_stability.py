@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from optprune.bounds import count_unstable, interval_bounds, linear_bounds
 from optprune.data import load_dataset
 from optprune.errors import InvalidParameterError, UnsupportedLayerError
 from optprune.io import network_from_torch
 from optprune.stability import StabilityOptions, interval_preactivation_bounds, stabilize
 from optprune.training import digits_mlp
+from optprune.verification.bounds import count_unstable, interval_bounds, linear_bounds
 
 
 def test_torch_interval_bounds_equal_the_numpy_ones():

@@ -14,7 +14,7 @@ from test_relu_milp import brute_force_max
 
 from optprune.errors import VNNLibError
 from optprune.network import AffineLayer, Network
-from optprune.verify import (
+from optprune.verification import (
     check_counterexample,
     format_vnncomp_result,
     max_margin,
@@ -22,7 +22,7 @@ from optprune.verify import (
     verify_property,
     verify_vnnlib,
 )
-from optprune.vnnlib import parse_vnnlib, read_vnnlib
+from optprune.verification.vnnlib import parse_vnnlib, read_vnnlib
 
 # The MIP pipeline is what these tests check (the library default is the auto portfolio).
 verify_mip = functools.partial(verify_property, method="mip")
@@ -234,10 +234,10 @@ def test_spec_milp_exports_to_mps_and_pyomo_with_the_same_optimum(tmp_path):
     pytest.importorskip("pyomo", reason="pyomo extra not installed: pip install 'optprune[pyomo]'")
     import pyomo.environ as pyo
 
-    from optprune.bounds import linear_bounds
     from optprune.formulations.relu_milp import build_spec_milp
     from optprune.milp import read_model
     from optprune.solvers import solve, to_pyomo
+    from optprune.verification.bounds import linear_bounds
 
     rng = np.random.default_rng(5)
     net = Network((

@@ -17,11 +17,11 @@ from onnx import TensorProto, helper, numpy_helper
 from test_relu_milp import brute_force_max
 
 from optprune.cli import main
-from optprune.counterexample import OnnxChecker
 from optprune.io import load_network, network_from_onnx
 from optprune.network import AffineLayer, Network
-from optprune.verify import verify_property, verify_vnnlib
-from optprune.vnnlib import parse_vnnlib
+from optprune.verification import verify_property, verify_vnnlib
+from optprune.verification.counterexample import OnnxChecker
+from optprune.verification.vnnlib import parse_vnnlib
 
 pytest.importorskip("onnxruntime", reason="onnxruntime (dev extra) runs the ONNX side of the counterexample check")
 
@@ -253,9 +253,9 @@ def test_dead_output_relus_on_every_method(all_dead, method, attack):
 
 
 def test_spec_milp_and_min_distortion_have_one_column_per_output_with_dead_ones_fixed_at_zero():
-    from optprune.bounds import linear_bounds
     from optprune.formulations.relu_milp import build_min_distortion_milp, build_spec_milp
     from optprune.solvers import solve
+    from optprune.verification.bounds import linear_bounds
 
     net = dead_output_net(all_dead=False)
     bounds = linear_bounds(net, LO, HI)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from optprune.errors import VNNLibError
-from optprune.vnnlib import MAX_CONJUNCTIONS, Conjunction, VNNLibCase, parse_vnnlib, read_vnnlib
+from optprune.verification.vnnlib import MAX_CONJUNCTIONS, Conjunction, VNNLibCase, parse_vnnlib, read_vnnlib
 
 HEAD = "(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
 BOX = "(assert (>= X_0 0))\n(assert (<= X_0 1))\n(assert (>= X_1 0))\n(assert (<= X_1 1))\n"

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optprune.bounds import compute_bounds
 from optprune.data import load_dataset
+from optprune.verification.bounds import compute_bounds
 
 pytest.importorskip("omlt", reason="OMLT is not installed (pip install -c constraints.txt omlt)")
 pytest.importorskip("pyomo.contrib.appsi.solvers", reason="Pyomo's appsi HiGHS interface is not available")

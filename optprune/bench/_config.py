@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from optprune.errors import InvalidParameterError
+from optprune.verification.bounds import BOUND_METHODS
+from optprune.verification.engine_registry import ENGINES
 
 __all__ = [
     "DECISIONS",
@@ -46,11 +48,9 @@ DECISIONS = ("uniform", "global", "search", "unstructured", "none", *METHOD_DECI
 QUERY_KINDS = ("max_margin", "vnnlib")
 TARGETS = ("runner_up", "all")
 MODES = ("optimize", "decision")
-VERIFY_METHODS = ("mip", "bab", "auto")  # vnnlib queries: optprune.verify.verify_property(method=...)
 NORMS = ("linf", "l1")
 DATASETS = ("mnist", "digits")
 SPLITS = ("train", "val", "test", "all")
-BOUNDS = ("interval", "linear", "obbt")
 NORMALIZERS = ("auto", "zscore", "lamp", "mean", "none")
 
 
@@ -253,7 +253,7 @@ class QuerySpec:
     that class). ``mode = "optimize"`` solves to optimality (decided = optimal);
     ``"decision"`` stops at the first adversarial example or the proof of none.
     ``vnnlib``: every property file in ``paths`` (globs; ``{data}`` allowed),
-    decided by ``method`` (``mip``, ``bab`` or ``auto``; see :func:`optprune.verify.verify_property`).
+    decided by ``method`` (``mip``, ``bab`` or ``auto``; see :func:`optprune.verification.verify_property`).
     """
 
     name: str
@@ -498,8 +498,8 @@ def _query(t: _Table, index: int) -> QuerySpec:
     name = t.get("name", str, f"q{index}")
     if kind == "vnnlib":
         paths = t.get_list("paths", str, describe="a list of .vnnlib files or globs")
-        spec = QuerySpec(name=name, kind=kind, paths=paths, bounds=t.get("bounds", str, "linear", allowed=BOUNDS),
-                         method=t.get("method", str, "mip", allowed=VERIFY_METHODS))
+        spec = QuerySpec(name=name, kind=kind, paths=paths, bounds=t.get("bounds", str, "linear", allowed=BOUND_METHODS.names()),
+                         method=t.get("method", str, "mip", allowed=ENGINES.names()))
         t.done()
         return spec
     eps = t.get_list("eps", float, check=_positive, describe="a list of radii > 0")
@@ -514,7 +514,7 @@ def _query(t: _Table, index: int) -> QuerySpec:
         name=name, kind=kind, eps=tuple(eps), split=t.get("split", str, "test", allowed=SPLITS),
         images=images, indices=None if indices is None else tuple(indices),
         correct_only=t.get("correct_only", bool, True), target=target,
-        mode=t.get("mode", str, "optimize", allowed=MODES), bounds=t.get("bounds", str, "linear", allowed=BOUNDS),
+        mode=t.get("mode", str, "optimize", allowed=MODES), bounds=t.get("bounds", str, "linear", allowed=BOUND_METHODS.names()),
     )
     t.done()
     return spec
@@ -579,7 +579,7 @@ def parse_config(data: Mapping, source: str | os.PathLike = "<config>", base: st
             images=sg.get("images", int, 0, check=lambda v: v >= 0, describe="an integer >= 0"),
             finetuned=sg.get_list("finetuned", bool, (False, True), describe="a list of true/false"),
             polish=sg.get("polish", bool, True),
-            bounds=sg.get("bounds", str, "linear", allowed=BOUNDS),
+            bounds=sg.get("bounds", str, "linear", allowed=BOUND_METHODS.names()),
         )
         sg.done()
     else:

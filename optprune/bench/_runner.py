@@ -361,10 +361,9 @@ def run_bench(
     if method is not None:
         from dataclasses import replace
 
-        from optprune.bench._config import VERIFY_METHODS
+        from optprune.verification.engine_registry import ENGINES
 
-        if method not in VERIFY_METHODS:
-            raise InvalidParameterError(f"method must be one of {VERIFY_METHODS}; got {method!r}")
+        ENGINES.check(method, "method")
         config = replace(config, queries=tuple(replace(q, method=method) if q.kind == "vnnlib" else q
                                                for q in config.queries))
     if workers is None:

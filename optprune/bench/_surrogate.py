@@ -45,12 +45,12 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from optprune.bounds import compute_bounds, count_unstable
 from optprune.errors import InvalidParameterError
 from optprune.formulations.relu_milp import build_spec_milp, forward_assignment
 from optprune.milp import MILP, Sense
 from optprune.network import Network
 from optprune.solvers import SolveOptions, Status, get_backend
+from optprune.verification.bounds import compute_bounds, count_unstable
 
 __all__ = ["with_l1_ball", "polish_on_dense", "run_surrogate", "start_vector", "in_l1_ball", "NORMS"]
 

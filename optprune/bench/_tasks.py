@@ -8,7 +8,7 @@ Verdicts of a max-margin query (margin ``m* = max_x y_t(x) - y_label(x)`` over t
 
 * ``sat``: a point with margin ``> 0`` was found and re-checked by a forward pass;
 * ``unsat``: ``m* < 0`` is proven for every target by a rule of
-  :mod:`optprune.verdicts` (negative linear bound, an infeasible model under
+  :mod:`optprune.verification.verdicts` (negative linear bound, an infeasible model under
   the decision cutoff, or a dual bound below ``-delta``); an optimum within
   ``delta`` of zero is not a proof, and an infeasible model without a cutoff
   (optimisation mode) is an error record, never a proof;
@@ -58,7 +58,7 @@ def _num(v) -> float | None:
 
 
 def margin_verdict(result, targets: list[int], mode: str) -> tuple[str, bool]:
-    """``(verdict, decided)`` of an :class:`~optprune.verify.AdversarialResult` (module doc)."""
+    """``(verdict, decided)`` of an :class:`~optprune.verification.AdversarialResult` (module doc)."""
     if result.x is not None and math.isfinite(result.objective) and result.objective > 0 and result.is_adversarial:
         verdict = "sat"
     elif sorted(result.targets) == sorted(targets) and result.proven_robust:
@@ -82,9 +82,9 @@ def _targets(task: dict, n_out: int) -> list[int]:
 
 
 def _max_margin(task: dict, net: Network) -> dict:
-    from optprune.bounds import compute_bounds
     from optprune.formulations.relu_milp import build_spec_milp
-    from optprune.verify import max_margin
+    from optprune.verification import max_margin
+    from optprune.verification.bounds import compute_bounds
 
     x0 = np.asarray(task["x0"], dtype=np.float64)
     label, eps, limit = int(task["label"]), float(task["eps"]), float(task["time_limit"])
@@ -95,7 +95,7 @@ def _max_margin(task: dict, net: Network) -> dict:
     bounds_s = time.perf_counter() - start
     res = max_margin(
         net, x0, label, eps, target=None if task["target"] == "all" else targets[0], solver=task["backend"],
-        time_limit=max(limit - bounds_s, 0.01), bound_method=task["bounds"], decision=task["mode"] == "decision",
+        time_limit=max(limit - bounds_s, 0.01), decision=task["mode"] == "decision",
         threads=task["threads"], precomputed_bounds=bounds,
     )
     total = time.perf_counter() - start
@@ -119,7 +119,7 @@ def _max_margin(task: dict, net: Network) -> dict:
 
 
 def _vnnlib(task: dict, net: Network) -> dict:
-    from optprune.verify import verify_vnnlib
+    from optprune.verification import verify_vnnlib
 
     start = time.perf_counter()
     res = verify_vnnlib(net, task["path"], solver=task["backend"], time_limit=float(task["time_limit"]),

@@ -10,14 +10,15 @@ import numpy as np
 import typer
 
 from optprune.bench._store import atomic_file as atomic_target
-from optprune.bounds import DEFAULT_BOUNDS
 from optprune.cli._app import app
 from optprune.cli._core_commands import JSON_OPTION, TRUST_PICKLE_OPTION
 from optprune.cli._output import emit, stderr_console, to_jsonable
 from optprune.cli._validate import FORCE_HELP, check_number, check_output_dir, check_output_files
+from optprune.verification.bounds import BOUND_METHODS, DEFAULT_BOUNDS
 
 MODEL_SUFFIXES = (".mps", ".lp")  # what --export-mps writes (optprune.solvers.write_model)
-BOUNDS_HELP = "Bound level: interval, linear (CROWN back-substitution) or obbt (LP tightening; the default)."
+BOUNDS_HELP = (f"Bound method: {', '.join(BOUND_METHODS.names())} (default: each engine's own; the MIP pipeline's "
+               f"is {DEFAULT_BOUNDS}, BaB's linear then its alpha-CROWN root).")
 
 
 @app.command("verify")
@@ -28,12 +29,12 @@ def verify_command(
     timeout: float = typer.Option(
         120.0, "--timeout", help="Seconds (> 0) for the whole query, loading the network and parsing included."
     ),
-    bounds: str = typer.Option(DEFAULT_BOUNDS, "--bounds", help=BOUNDS_HELP),
+    bounds: str = typer.Option(None, "--bounds", help=BOUNDS_HELP),
     no_attack: bool = typer.Option(False, "--no-attack", help="Skip the gradient attack before the MIP."),
     method: str = typer.Option(
         "auto", "--method",
-        help="mip (bounds, attack, decision MIPs), bab (branch and bound on alpha/beta-CROWN bounds) or auto "
-             "(BaB, then the MIP pipeline on the time left).",
+        help="A verification engine: auto (BaB, then the MIP pipeline on the time left; the default), mip (bounds, "
+             "attack, decision MIPs), bab (branch and bound on alpha/beta-CROWN bounds) or bounds (bounds only).",
     ),
     out: Path = typer.Option(None, "--out", help="Write the VNN-COMP result file here."),
     export_mps: Path = typer.Option(
@@ -49,15 +50,16 @@ def verify_command(
     the network and parsing the property is taken off the verification's share;
     when nothing is left the verdict is ``unknown`` and the message says why.
     """
-    from optprune.errors import InvalidParameterError
     from optprune.io import load_network
-    from optprune.verify import METHODS, VerificationResult, format_vnncomp_result, verify_property
-    from optprune.vnnlib import read_vnnlib
+    from optprune.verification import VerificationResult, format_vnncomp_result, verify_property
+    from optprune.verification.engine_registry import ENGINES
+    from optprune.verification.vnnlib import read_vnnlib
 
     start = time.perf_counter()
     check_number("--timeout", timeout, low=0, low_open=True)
-    if method not in METHODS:
-        raise InvalidParameterError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
+    ENGINES.check(method, "--method")
+    if bounds is not None:
+        BOUND_METHODS.check(bounds, "--bounds")
     check_output_files([("--out", out, None), ("--export-mps", export_mps, MODEL_SUFFIXES)], force=force)
     net = load_network(network, trust_pickle=trust_pickle)
     parsed = read_vnnlib(prop, net.input_size, net.output_size)
@@ -78,7 +80,7 @@ def verify_command(
             tmp.write_text(format_vnncomp_result(result))
     if export_mps is not None:
         with atomic_target(export_mps) as tmp:  # same suffix: the writer picks MPS or LP from it
-            _export_first_conjunction(net, parsed, bounds, tmp)
+            _export_first_conjunction(net, parsed, bounds or DEFAULT_BOUNDS, tmp)
     payload = {"network": str(network), "property": str(prop), "solver": solver, "load_s": round(load_s, 4),
                **result.to_dict()}
     decided_by = result.decided_by or "-"
@@ -90,8 +92,8 @@ def verify_command(
 
 def _export_first_conjunction(net, prop, bounds: str, path: Path) -> None:
     """The MILP of ``prop``'s first input box and first output conjunction, written as MPS to ``path``."""
-    from optprune.bounds import compute_bounds
     from optprune.formulations.relu_milp import build_spec_milp
+    from optprune.verification.bounds import compute_bounds
 
     case = prop.cases[0]
     b = compute_bounds(net, case.lower, case.upper, bounds)
@@ -112,7 +114,9 @@ def attack_command(
     out: Path = typer.Option(Path("attack_out"), "--out", help="Output folder (adversarial.npz/.png, summary.json)."),
     solver: str = typer.Option("highs", "--solver"),
     time_limit: float = typer.Option(60.0, "--time-limit", help="Seconds (> 0) per image (all targets)."),
-    bounds: str = typer.Option(DEFAULT_BOUNDS, "--bounds", help=BOUNDS_HELP),
+    bounds: str = typer.Option(
+        DEFAULT_BOUNDS, "--bounds", help=f"Bound method: {', '.join(BOUND_METHODS.names())} (default {DEFAULT_BOUNDS})."
+    ),
     data_dir: Path = typer.Option(
         None, "--data-dir", help="Folder holding mnist/ (default: $OPTPRUNE_DATA or ../shared/data)."
     ),
@@ -126,9 +130,10 @@ def attack_command(
     from optprune.data import load_dataset
     from optprune.errors import ShapeMismatchError
     from optprune.io import load_network
-    from optprune.verify import max_margin
+    from optprune.verification import max_margin
 
     check_number("--eps", eps, low=0, high=1)
+    BOUND_METHODS.check(bounds, "--bounds")
     check_number("--count", count, low=1)
     check_number("--time-limit", time_limit, low=0, low_open=True)
     check_output_dir("--out", out, force=force, files=ATTACK_FILES)

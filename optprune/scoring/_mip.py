@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from optprune._validation import InstanceOf, Interval, Options, Predicate
-from optprune.bounds import interval_bounds, linear_bounds, unstable_masks
 from optprune.errors import InvalidParameterError, UnsupportedLayerError
 from optprune.io import network_from_torch
 from optprune.scoring._base import Batches, Scorer, get_scorer, register_scorer
 from optprune.scoring._normalize import NORMALIZERS, normalize
 from optprune.structure import Group
+from optprune.verification.bounds import interval_bounds, linear_bounds, unstable_masks
 
 __all__ = ["MIPAwareScorer", "instability_frequency", "expected_unstable"]
 
@@ -44,8 +44,8 @@ def instability_frequency(
 
     For every input ``x_n`` the box ``[x_n - ε, x_n + ε]`` (clipped to
     ``input_range``) is pushed through the network with
-    :func:`optprune.bounds.linear_bounds` (the default: the back-substitution the
-    verifier's MIPs start from) or :func:`optprune.bounds.interval_bounds`;
+    :func:`optprune.verification.bounds.linear_bounds` (the default: the back-substitution the
+    verifier's MIPs start from) or :func:`optprune.verification.bounds.interval_bounds`;
     a ReLU neuron is unstable when its pre-activation bounds satisfy
     ``l < 0 < u`` (it needs a binary variable in the big-M encoding). Then
 
@@ -95,7 +95,7 @@ def expected_unstable(frequencies: Mapping[str, np.ndarray], kept: Mapping[str, 
     """``Σ_g Σ_{j kept} f_j``: first-order estimate of the unstable ReLUs left after pruning.
 
     Removing units also tightens later layers' bounds, so the true count is
-    usually lower; measure it with :func:`optprune.bounds.count_unstable`.
+    usually lower; measure it with :func:`optprune.verification.bounds.count_unstable`.
     """
     return float(sum(np.asarray(f)[list(kept[g])].sum() if g in kept else np.sum(f) for g, f in frequencies.items()))
 

@@ -30,11 +30,11 @@ Soundness: the optimiser may run in any precision, but every bound that can
 close a subdomain is evaluated once more, without gradients, in float64 by
 :func:`spec_bound` with the final (projected) ``alpha`` and ``beta``, then
 widened by :func:`pad_bound`: the rigorous error term of
-:mod:`optprune.rounding` over the magnitude of every term summed, including
+:mod:`optprune.verification.rounding` over the magnitude of every term summed, including
 the rounding of the back-substituted coefficients themselves (``|lam| @ |W|``
 times the largest ``|h|`` the earlier bounds allow, and the relaxation's
 elementwise products times the largest ``|z|``). The ReLU chord's intercept is
-raised by its own rounding (as in :mod:`optprune.bounds`). Intermediate bounds
+raised by its own rounding (as in :mod:`optprune.verification.bounds`). Intermediate bounds
 are computed the same way (rows ``±e_j`` on an earlier layer) and padded outward.
 """
 
@@ -45,11 +45,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from optprune.bounds import Bounds, linear_bounds
 from optprune.network import AffineLayer, Network
-from optprune.rounding import UNIT_ROUNDOFF, gamma
+from optprune.verification.bounds import BoundMethod, Bounds, linear_bounds
+from optprune.verification.rounding import UNIT_ROUNDOFF, gamma
 
 __all__ = [
+    "ALPHA_METHOD",
     "TorchNetwork",
     "SpecBound",
     "spec_bound",
@@ -98,7 +99,7 @@ class TorchNetwork:
 
     @property
     def chain_length(self) -> int:
-        """Operations in sequence in any bound (as :func:`optprune.bounds.chain_length`)."""
+        """Operations in sequence in any bound (as :func:`optprune.verification.bounds.chain_length`)."""
         return int(self.weights[0].shape[1]) + sum(int(w.shape[0]) for w in self.weights) + 4 * self.n_layers + 4
 
 
@@ -135,7 +136,7 @@ def _relaxation(lower: torch.Tensor, upper: torch.Tensor, split: torch.Tensor | 
     denom = torch.where(unstable, upper - lower, torch.ones_like(upper))
     up_slope = torch.where(active, 1.0, torch.where(unstable, upper / denom, 0.0)).to(lower.dtype)
     up_icpt = torch.where(unstable, -lower * upper / denom, 0.0).to(lower.dtype)
-    if lower.dtype == torch.float64:  # the chord above the ReLU in exact arithmetic (optprune.bounds)
+    if lower.dtype == torch.float64:  # the chord above the ReLU in exact arithmetic (optprune.verification.bounds)
         span = torch.maximum(lower.abs(), upper.abs())
         slack = 8.0 * UNIT_ROUNDOFF * (up_slope * span + up_icpt + span)
         up_icpt = torch.where(unstable, torch.nextafter(up_icpt + slack, torch.full_like(up_icpt, torch.inf)), 0.0)
@@ -217,7 +218,7 @@ def spec_bound(
 
 
 def pad_bound(sb: SpecBound) -> torch.Tensor:
-    """Sound float64 upper bound: ``upper`` plus :func:`optprune.rounding.error_bound` of its magnitude."""
+    """Sound float64 upper bound: ``upper`` plus :func:`optprune.verification.rounding.error_bound` of its magnitude."""
     if sb.upper.dtype != torch.float64:
         raise TypeError("pad_bound needs a float64 SpecBound: only float64 evaluations can close anything")
     n = sb.n_terms + 4
@@ -394,7 +395,7 @@ def alpha_intermediate_bounds(
 ) -> Bounds:
     """Tighten every hidden layer's bounds after the first by α-CROWN (one input box, layer by layer).
 
-    ``bounds`` (sound, e.g. :func:`optprune.bounds.linear_bounds`) are the
+    ``bounds`` (sound, e.g. :func:`optprune.verification.bounds.linear_bounds`) are the
     starting point and are intersected with every result; the output layer's
     bounds are kept. Each neuron's upper and lower bound gets its own slopes.
     """
@@ -423,7 +424,7 @@ def alpha_spec_upper_bound(
 ) -> tuple[np.ndarray, Bounds]:
     """Sound α-CROWN upper bounds of ``c_out @ y + d_out`` (one per row) over a box, and the bounds used.
 
-    Starts from ``bounds`` (default :func:`optprune.bounds.linear_bounds`),
+    Starts from ``bounds`` (default :func:`optprune.verification.bounds.linear_bounds`),
     optionally tightens the intermediate layers by α-CROWN, then optimises the
     slopes of the specification rows. Never looser than CROWN with the same
     intermediate bounds: the optimiser keeps the best slopes seen, starting
@@ -474,3 +475,19 @@ def _alpha_spec_upper_bound(net, x_lower, x_upper, c_out, d_out, bounds, iters, 
                            torch.as_tensor(c).unsqueeze(1), torch.as_tensor(d.copy()).unsqueeze(1),
                            iters=iters, use_beta=False, stop_below=None)
     return ub[:, 0].numpy().copy(), b
+
+
+def _alpha_method(net: Network, x_lower, x_upper, bounds: Bounds, *, deadline, solver) -> Bounds:
+    tn = TorchNetwork.from_network(net)
+    lo = torch.as_tensor(np.asarray(x_lower, dtype=np.float64).reshape(1, -1))
+    hi = torch.as_tensor(np.asarray(x_upper, dtype=np.float64).reshape(1, -1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return alpha_intermediate_bounds(tn, lo, hi, bounds, deadline=deadline.end)
+    finally:
+        torch.set_num_threads(threads)
+
+
+#: The bound method ``alpha`` (:data:`optprune.verification.bounds.BOUND_METHODS`): α-CROWN intermediate bounds.
+ALPHA_METHOD = BoundMethod("alpha", _alpha_method, "linear", "α-CROWN intermediate slopes")

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from optprune.network import Network
-from optprune.vnnlib import Conjunction
+from optprune.verification.vnnlib import Conjunction
 
 __all__ = ["AttackResult", "pgd_attack", "torch_forward"]
 

@@ -7,12 +7,12 @@ conjunction, ``unsat`` if none can.
 Algorithm (Wang et al. 2021, "Beta-CROWN"; Bunel et al. 2020, "Branch and
 bound for piecewise linear neural network verification"):
 
-1. Root: CROWN bounds of every layer (:func:`optprune.bounds.linear_bounds`),
+1. Root: CROWN bounds of every layer (:func:`optprune.verification.bounds.linear_bounds`),
    tightened by α-CROWN layer by layer
-   (:func:`optprune.alpha_crown.alpha_intermediate_bounds`); one subdomain
+   (:func:`optprune.verification.alpha_crown.alpha_intermediate_bounds`); one subdomain
    per conjunction, whose value is the α-optimised upper bound of its slack.
    A subdomain whose (sound, float64, padded) upper bound is below 0 is closed.
-2. A projected-gradient attack (:func:`optprune.attack.pgd_attack`) on the
+2. A projected-gradient attack (:func:`optprune.verification.attack.pgd_attack`) on the
    conjunctions still open; every candidate point goes through ``confirm``.
 3. Loop: take the ``batch`` open subdomains with the largest bound (worst
    first), split each in two on
@@ -31,13 +31,14 @@ bound for piecewise linear neural network verification"):
    warm-started from the parent. The maximising vertex of each open
    child's bound is tried as a counterexample.
 4. A subdomain with every ReLU fixed is a polytope on which the network is
-   affine: one LP over the input (HiGHS) gives its exact maximum; its point is
+   affine: one LP over the input (through the solver protocol, HiGHS by
+   default) gives its exact maximum; its point is
    tried as a counterexample, and its duals become the ``beta`` of a sound
    float64 bound (weak duality), so even leaves are closed by the same bound
    evaluation, never by the LP's word.
 
 Every closing bound is evaluated in float64 with outward padding
-(:func:`optprune.alpha_crown.pad_bound`). The result is ``unsat`` only when
+(:func:`optprune.verification.alpha_crown.pad_bound`). The result is ``unsat`` only when
 every subdomain of every conjunction is closed; ``sat`` only from a point that
 ``confirm`` accepts; ``unknown`` on time out or when more than
 ``max_domains`` subdomains are open (memory bound).
@@ -51,9 +52,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
-from optprune.alpha_crown import (
+from optprune.errors import InvalidParameterError
+from optprune.milp import MILP, Sense
+from optprune.network import Network
+from optprune.solvers import SolveOptions, Status, get_backend
+from optprune.verification.alpha_crown import (
     DTYPE,
     TorchNetwork,
     alpha_intermediate_bounds,
@@ -63,15 +69,14 @@ from optprune.alpha_crown import (
     spec_bound,
     with_linear_output,
 )
-from optprune.attack import pgd_attack
-from optprune.bounds import Bounds, linear_bounds
-from optprune.counterexample import case_confirm
-from optprune.errors import InvalidParameterError
-from optprune.network import Network
-from optprune.vnnlib import VNNLibCase
+from optprune.verification.attack import pgd_attack
+from optprune.verification.bounds import Bounds, linear_bounds
+from optprune.verification.counterexample import case_confirm
+from optprune.verification.vnnlib import VNNLibCase
 
 __all__ = ["BaBResult", "BaBSettings", "bab_verify_case", "INPUT_SPLIT_MAX", "SPLITS"]
 
+LEAF_LP_SOLVER = "highs"  # the backend of the leaves' LPs (any backend that reports row duals)
 INPUT_SPLIT_MAX = 10  # networks with at most this many inputs are split on inputs under split="auto"
 SPLITS = ("auto", "relu", "input")
 
@@ -550,8 +555,6 @@ def _close_leaves(tn, net, spec: _Spec, leaves: _Domains, confirm: Confirm, res:
 
     Returns ``(counterexample (x, y) or None, number of leaves left open)``.
     """
-    from scipy.optimize import linprog
-
     unresolved = []
     for i in range(len(leaves)):
         res.lp_leaves += 1
@@ -573,18 +576,16 @@ def _close_leaves(tn, net, spec: _Spec, leaves: _Domains, confirm: Confirm, res:
         closed = False
         for r in range(C.shape[0]):
             obj = C[r] @ G_out
-            lp = linprog(-obj, A_ub=A_ub, b_ub=b_ub, bounds=list(zip(lo, hi)), method="highs")
-            beta_vec = None
-            if lp.status == 0:
+            lp = _solve_lp(-obj, A_ub, b_ub, lo, hi)
+            if lp.status == Status.OPTIMAL and lp.x is not None and lp.row_dual is not None:
                 x = lp.x
                 y = net.forward(x)
                 if spec.disjuncts[int(leaves.spec[i])].holds(y):
                     ok, xc, yc = confirm(x)
                     if ok:
                         return (xc, yc), 0
-                beta_vec = np.maximum(-np.asarray(lp.ineqlin.marginals), 0.0)
-                candidates = [beta_vec]
-            elif lp.status == 2 and A_ub.shape[0]:
+                candidates = [np.maximum(-lp.row_dual, 0.0)]  # multipliers of A x <= b (<= 0 in a minimisation)
+            elif lp.status == Status.INFEASIBLE and A_ub.shape[0]:
                 candidates = _farkas_betas(A_ub, b_ub, lo, hi, obj, float(C[r] @ g_out + d[r]))
             else:
                 candidates = []
@@ -599,20 +600,26 @@ def _close_leaves(tn, net, spec: _Spec, leaves: _Domains, confirm: Confirm, res:
     return None, len(unresolved)
 
 
+def _solve_lp(cost, A_ub, b_ub, lo, hi, solver: str = LEAF_LP_SOLVER):
+    """``min cost @ x`` s.t. ``A_ub x <= b_ub``, ``lo <= x <= hi`` through the solver protocol (x and row duals)."""
+    model = MILP(np.asarray(cost, dtype=np.float64), sp.csr_matrix(A_ub), np.full(A_ub.shape[0], -np.inf),
+                 np.asarray(b_ub, dtype=np.float64), np.asarray(lo, dtype=np.float64),
+                 np.asarray(hi, dtype=np.float64), None, Sense.MINIMIZE)
+    return get_backend(solver).solve(model, SolveOptions(time_limit=30.0))
+
+
 def _farkas_betas(A_ub, b_ub, lo, hi, obj, const) -> list[np.ndarray]:
     """Multipliers proving an empty leaf: phase-1 LP ``min t`` s.t. ``A x - t <= b``; scaled duals, growing."""
-    from scipy.optimize import linprog
-
     n = A_ub.shape[1]
     A = np.hstack([A_ub, -np.ones((A_ub.shape[0], 1))])
     c = np.zeros(n + 1)
     c[-1] = 1.0
-    lp = linprog(c, A_ub=A, b_ub=b_ub, bounds=list(zip(lo, hi)) + [(None, None)], method="highs")
-    if lp.status != 0 or lp.fun <= 0:
+    lp = _solve_lp(c, A, b_ub, np.append(lo, -np.inf), np.append(hi, np.inf))
+    if lp.status != Status.OPTIMAL or lp.row_dual is None or not lp.objective > 0:
         return []
-    nu = np.maximum(-np.asarray(lp.ineqlin.marginals), 0.0)
+    nu = np.maximum(-lp.row_dual, 0.0)
     top = const + float(np.maximum(obj, 0) @ hi + np.minimum(obj, 0) @ lo)
-    gamma = max(top, 0.0) / lp.fun + 1.0
+    gamma = max(top, 0.0) / lp.objective + 1.0
     return [nu * gamma * f for f in (1.0, 4.0, 64.0)]
 
 

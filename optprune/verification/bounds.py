@@ -11,17 +11,24 @@ Three levels, in increasing strength and cost:
   ``a = 1 if u >= -l else 0``; the linear bound of a neuron is back-substituted
   through every earlier layer down to the input box, then intersected with the
   interval bound. Everything is dense/sparse NumPy matrix algebra.
+* ``alpha``: α-CROWN on top of ``linear``: the intermediate layers' lower
+  slopes optimised per neuron (:mod:`optprune.verification.alpha_crown`).
 * ``obbt``: optimisation-based bound tightening on top of ``linear``: each
   neuron still unstable is minimised and maximised over the LP relaxation of
   the big-M formulation of the layers before it (layer by layer, one
   warm-started LP session of the solver protocol per layer), within a time
-  budget. See :func:`obbt_bounds`.
+  budget. See :mod:`optprune.verification.obbt`.
+
+Bound methods are looked up by name in :data:`BOUND_METHODS` (a
+:class:`~optprune.registry.Registry` of :class:`BoundMethod`): adding one is
+a module with a ``BoundMethod`` and one registration line, and the CLI, bench
+configs and error messages list it.
 
 Bounds are returned as one ``(lower, upper)`` pair of arrays per layer, for the
 layer's pre-activation ``z = W h + b``.
 
 Soundness against rounding: every bound computed here carries the rigorous
-float64 error term of :mod:`optprune.rounding`, ``2 gamma_n`` times the sum of
+float64 error term of :mod:`optprune.verification.rounding`, ``2 gamma_n`` times the sum of
 the magnitudes of the terms summed (Higham, "Accuracy and Stability of Numerical
 Algorithms", 2nd ed., eq. 3.5), so the padding scales with what was summed, not
 with the result. Back-substitution also pays for the rounding of its own
@@ -32,24 +39,22 @@ The ReLU upper chord's intercept is raised by its own rounding error so the
 chord lies above the ReLU on ``[l, u]`` in exact arithmetic. OBBT bounds are
 Neumaier–Shcherbina safe bounds (:func:`safe_lp_lower_bound`) with the same
 error term. The bounds hold for the network evaluated in real arithmetic with
-the float64 weights as given (:mod:`optprune.rounding`).
+the float64 weights as given (:mod:`optprune.verification.rounding`).
 """
 
 from __future__ import annotations
 
-import time
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from optprune.errors import InvalidParameterError, ShapeMismatchError
-from optprune.formulations._builder import ModelBuilder
-from optprune.formulations.relu_milp import encode_network
-from optprune.milp import MILP, Sense
+from optprune.errors import ShapeMismatchError
 from optprune.network import Network
-from optprune.rounding import UNIT_ROUNDOFF, error_bound, pad_interval, round_down, round_up
-from optprune.solvers import Status, get_backend
+from optprune.registry import Registry
+from optprune.verification.deadline import Deadline
+from optprune.verification.rounding import UNIT_ROUNDOFF, error_bound, pad_interval, round_up
 
 __all__ = [
     "BOUND_METHODS",
@@ -57,8 +62,7 @@ __all__ = [
     "Bounds",
     "interval_bounds",
     "linear_bounds",
-    "obbt_bounds",
-    "safe_lp_lower_bound",
+    "BoundMethod",
     "compute_bounds",
     "linear_upper_bound",
     "count_unstable",
@@ -67,8 +71,26 @@ __all__ = [
 ]
 
 Bounds = list[tuple[np.ndarray, np.ndarray]]
-BOUND_METHODS = ("interval", "linear", "obbt")
-DEFAULT_BOUNDS = "obbt"  # fastest to a verdict on mnistfc 256x2 (benchmarks/vnncomp_mnistfc.py)
+DEFAULT_BOUNDS = "obbt"  # the MIP engine's default: fastest to a verdict on mnistfc 256x2 (vnncomp_mnistfc.py)
+
+
+@dataclass(frozen=True)
+class BoundMethod:
+    """A way to compute per-neuron bounds over a box, refining the bounds of another method (``base``).
+
+    ``refine(net, x_lower, x_upper, bounds, deadline, solver)`` returns bounds at
+    least as tight as ``bounds`` (those of ``base``; ``None`` for a method that
+    starts from nothing). The MIP engine computes ``base`` first and pays for
+    ``refine`` only when the attack and the cheap bounds leave MIPs to solve.
+    """
+
+    name: str
+    refine: Callable[..., Bounds]
+    base: str | None = None
+    doc: str = ""
+
+
+BOUND_METHODS: Registry[BoundMethod] = Registry("bound method")
 def _box(net: Network, x_lower, x_upper) -> tuple[np.ndarray, np.ndarray]:
     lo = np.asarray(x_lower, dtype=np.float64).reshape(-1)
     hi = np.asarray(x_upper, dtype=np.float64).reshape(-1)
@@ -159,7 +181,7 @@ def _back_substitute(net: Network, bounds: Bounds, lam: np.ndarray, const: np.nd
                      ) -> np.ndarray:
     """Sound upper bound of ``lam @ h_j + const`` where ``h_j`` is the output of layer ``j`` (-1: the input).
 
-    Computed in float64 and padded by :func:`optprune.rounding.error_bound` of
+    Computed in float64 and padded by :func:`optprune.verification.rounding.error_bound` of
     the magnitude of every term summed, including ``|lam| @ |W| @ max|h|`` for
     the rounding of each coefficient product and ``|pos * s| @ max|z|`` for the
     relaxation's products (module doc).
@@ -228,20 +250,39 @@ def compute_bounds(
     net: Network,
     x_lower,
     x_upper,
-    method: Literal["interval", "linear", "obbt"] = "linear",
+    method: str = "linear",
     *,
-    time_budget: float | None = None,
+    deadline: Deadline | None = None,
     solver: str = "highs",
+    time_budget: float | None = None,
 ) -> Bounds:
-    """Bounds at the chosen level (``interval`` < ``linear`` < ``obbt``; ``solver`` solves OBBT's LPs)."""
-    if method not in BOUND_METHODS:
-        raise InvalidParameterError(f"bounds method must be one of {BOUND_METHODS}, got {method!r}")
-    if method == "interval":
-        return interval_bounds(net, x_lower, x_upper)
-    bounds = linear_bounds(net, x_lower, x_upper)
-    if method == "obbt":
-        bounds = obbt_bounds(net, x_lower, x_upper, bounds, time_budget=time_budget, solver=solver)
-    return bounds
+    """Bounds by the registered method ``method`` (:data:`BOUND_METHODS`), its ``base`` methods first.
+
+    ``deadline`` bounds the time of the refining methods (OBBT, α-CROWN), which
+    keep the looser bounds they started from for what they could not reach;
+    ``time_budget`` (seconds) is the older way to say the same. ``solver``
+    solves OBBT's LPs.
+    """
+    entry = BOUND_METHODS.get(method, "bound_method")
+    if deadline is None:
+        deadline = Deadline(time_budget if time_budget is not None else float("inf"))
+    start = None if entry.base is None else compute_bounds(net, x_lower, x_upper, entry.base, deadline=deadline,
+                                                            solver=solver)
+    return entry.refine(net, x_lower, x_upper, start, deadline=deadline, solver=solver)
+
+
+def _interval_method(net, x_lower, x_upper, bounds, *, deadline, solver) -> Bounds:
+    return interval_bounds(net, x_lower, x_upper)
+
+
+def _linear_method(net, x_lower, x_upper, bounds, *, deadline, solver) -> Bounds:
+    return linear_bounds(net, x_lower, x_upper, start=bounds)
+
+
+BOUND_METHODS.register("interval", BoundMethod("interval", _interval_method, None, "interval arithmetic"))
+BOUND_METHODS.register("linear", BoundMethod("linear", _linear_method, None, "CROWN back-substitution"))
+BOUND_METHODS.register("alpha", "optprune.verification.alpha_crown:ALPHA_METHOD", "α-CROWN intermediate slopes")
+BOUND_METHODS.register("obbt", "optprune.verification.obbt:OBBT_METHOD", "LP bound tightening (safe duals)")
 
 
 def unstable_masks(net: Network, bounds: Bounds) -> list[np.ndarray]:
@@ -265,120 +306,3 @@ def count_unstable(net: Network, bounds: Bounds) -> int:
                       DeprecationWarning, stacklevel=2)
         net, bounds = bounds, net
     return int(sum(mask.sum() for mask in unstable_masks(net, bounds)))
-
-
-def safe_lp_lower_bound(model: MILP, cost: np.ndarray, row_dual: np.ndarray) -> float:
-    r"""A rigorous lower bound of ``min cost @ x`` over the LP ``model`` from *any* row multipliers.
-
-    Neumaier & Shcherbina (2004), "Safe bounds in linear and mixed-integer
-    linear programming", Math. Program. 99: for every ``y``,
-    ``cost @ x = y @ (A x) + r @ x`` with ``r = cost - A^T y``, so over
-    ``row_lower <= A x <= row_upper`` and ``col_lower <= x <= col_upper``
-
-    .. math:: c^\top x \ge \sum_i \min(y_i \ell_i, y_i u_i) + \sum_j \min(r_j l_j, r_j u_j).
-
-    Multipliers whose side is infinite are set to 0 first, so the bound holds
-    whatever the LP solver's accuracy: an inexact dual only loosens it. The
-    float64 evaluation is padded by :func:`optprune.rounding.error_bound` of
-    the magnitudes summed, and the rounding of the reduced costs ``r`` (at
-    most ``gamma_n (|c| + |A|^T |y|)`` entrywise) is paid for over the
-    columns' box. Returns ``-inf`` when a column with a non-zero (or
-    uncertain) reduced cost is unbounded in the direction that matters.
-    """
-    y = np.asarray(row_dual, dtype=np.float64).copy()
-    y[(y > 0) & ~np.isfinite(model.row_lower)] = 0.0
-    y[(y < 0) & ~np.isfinite(model.row_upper)] = 0.0
-    row_side = np.where(y > 0, model.row_lower, np.where(y < 0, model.row_upper, 0.0))
-    row_terms = np.where(y != 0, y * row_side, 0.0)
-    cost = np.asarray(cost, dtype=np.float64)
-    r = cost - model.A.T @ y
-    col_side = np.where(r > 0, model.col_lower, np.where(r < 0, model.col_upper, 0.0))
-    r_error = np.abs(cost) + abs(model.A).T @ np.abs(y)  # times gamma_n: how far r may be from exact
-    col_abs = np.maximum(np.abs(model.col_lower), np.abs(model.col_upper))
-    uncertain = r_error > 0
-    if not np.all(np.isfinite(col_side[r != 0])) or not np.all(np.isfinite(col_abs[uncertain])):
-        return -np.inf
-    col_terms = np.where(r != 0, r * col_side, 0.0)
-    total = float(row_terms.sum() + col_terms.sum())
-    magnitude = float(np.abs(row_terms).sum() + np.abs(col_terms).sum()
-                      + r_error[uncertain] @ col_abs[uncertain])
-    n_terms = model.n_rows + model.n_vars + int(model.A.getnnz(axis=0).max(initial=0)) + 2
-    return float(round_down(total - error_bound(magnitude, n_terms)))
-
-
-def obbt_bounds(
-    net: Network,
-    x_lower,
-    x_upper,
-    bounds: Bounds,
-    *,
-    time_budget: float | None = None,
-    layers: list[int] | None = None,
-    solver: str = "highs",
-) -> Bounds:
-    """Optimisation-based bound tightening of the neurons that are still unstable.
-
-    Layer by layer (so tightened bounds of layer ``k`` strengthen the LP of
-    layer ``k+1``), each unstable neuron's pre-activation ``w^T h_prev + b`` is
-    minimised and maximised over the LP relaxation of the big-M encoding of the
-    layers before it. One LP session of the solver protocol per layer
-    (:meth:`optprune.solvers.BackendBase.lp_session`) is re-solved with only
-    the objective changed; HiGHS' session warm-starts the simplex from the
-    previous basis, other backends re-solve. When ``time_budget`` seconds have
-    passed the remaining neurons keep their input bounds (still valid, only
-    looser).
-
-    The LP's optimum is never trusted as it comes: each new bound is the
-    Neumaier–Shcherbina safe bound of :func:`safe_lp_lower_bound` computed from
-    the session's row multipliers, which is valid whatever the simplex's
-    feasibility and optimality tolerances, then stepped one ulp outward after adding the
-    bias. A backend that reports no multipliers tightens nothing.
-    """
-    backend = get_backend(solver)
-    start = time.perf_counter()
-    out: Bounds = [(np.array(lo, dtype=float), np.array(hi, dtype=float)) for lo, hi in bounds]
-    todo = range(1, len(net.layers)) if layers is None else layers
-    for k in todo:
-        if k == 0:
-            continue  # the first layer's interval bounds are already exact
-        layer = net.layers[k]
-        if layer.activation != "relu":
-            continue
-        lo, hi = out[k]
-        unstable = np.flatnonzero((lo < 0) & (hi > 0))
-        if unstable.size == 0:
-            continue
-        if time_budget is not None and time.perf_counter() - start > time_budget:
-            break
-        builder = ModelBuilder()
-        enc = encode_network(builder, net, out, x_lower, x_upper, relax=True, n_layers=k)
-        prev = enc.neuron_idx[k - 1]
-        kept = np.flatnonzero(prev >= 0)
-        model = builder.build(np.zeros(builder.n_cols), Sense.MINIMIZE, name=f"obbt_layer_{k}")
-        session = backend.lp_session(model)
-        W = sp.csr_matrix(layer.weight)[:, kept]
-        cols = prev[kept]
-        cost = np.zeros(model.n_vars)
-        for i in unstable:
-            if time_budget is not None and time.perf_counter() - start > time_budget:
-                break
-            w = np.asarray(W[i].todense()).reshape(-1)
-            for sign, which in ((1.0, 0), (-1.0, 1)):
-                cost[cols] = sign * w
-                status, _, row_dual = session.minimize(cost)
-                if status != Status.OPTIMAL or row_dual is None:
-                    continue
-                safe = safe_lp_lower_bound(model, cost, row_dual)
-                if not np.isfinite(safe):
-                    continue
-                # One rounded addition each: a step of one ulp outward keeps the bound safe.
-                if which == 0:
-                    lo[i] = max(lo[i], float(round_down(safe + layer.bias[i])))
-                else:
-                    hi[i] = min(hi[i], float(round_up(-safe + layer.bias[i])))
-            if hi[i] < lo[i]:
-                hi[i] = lo[i]
-        out[k] = (lo, hi)
-        # Tighter bounds here tighten every later layer: re-run the cheap linear pass on top.
-        out = linear_bounds(net, x_lower, x_upper, start=out)
-    return out

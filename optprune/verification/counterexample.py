@@ -5,7 +5,7 @@ the reference network and, when the model came from ONNX, through onnxruntime
 in the model's own precision, the element type its graph input declares
 (float32 for most models, as VNN-COMP judges them; float64, float16); it must
 satisfy the output condition (strict VNN-LIB inequalities strictly) in both. Used by the MIP pipeline
-(:mod:`optprune.verify`) and by branch and bound (:mod:`optprune.bab`).
+(:mod:`optprune.verification`) and by branch and bound (:mod:`optprune.verification.bab`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from optprune.errors import FileFormatError
 from optprune.network import Network
-from optprune.vnnlib import VNNLibCase
+from optprune.verification.vnnlib import VNNLibCase
 
 __all__ = ["CHECK_TOL", "OnnxChecker", "check_counterexample", "confirm_point", "case_confirm"]
 
@@ -89,7 +89,7 @@ def confirm_point(
 
 def case_confirm(reference, onnx_check: OnnxChecker | None, case: VNNLibCase):
     """:func:`confirm_point` for one case without the reason, ``x -> (ok, x, y)``: the ``confirm`` of
-    :func:`optprune.bab.bab_verify_case` (whose default is this check on the network itself)."""
+    :func:`optprune.verification.bab.bab_verify_case` (whose default is this check on the network itself)."""
 
     def confirm(x: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
         ok, x, y, _ = confirm_point(reference, onnx_check, case, x)

@@ -18,11 +18,11 @@ covers both. Networks built to fool verifiers exploit exactly that cancellation
 Rinard, SAS 2021, "Exploiting verified neural networks via floating point
 numerical error").
 
-Every bound module (:mod:`optprune.bounds`, :mod:`optprune.alpha_crown`) carries
+Every bound module (:mod:`optprune.verification.bounds`, :mod:`optprune.verification.alpha_crown`) carries
 a magnitude next to each value: the sum of the absolute values of every term
 that went into it, including the terms by which the *rounded* coefficients of
 a back-substitution differ from the exact ones (see
-:func:`optprune.bounds.linear_upper_bound`). :func:`error_bound` turns a
+:func:`optprune.verification.bounds.linear_upper_bound`). :func:`error_bound` turns a
 magnitude into a padding; :func:`round_up` / :func:`round_down` step one ulp
 outward after the last operation.
 

@@ -16,7 +16,7 @@ same question of a MIP: is ``m* = max_x s(x)`` (a slack: a margin
     only from one of
 
     (a) sound bounds: a linear / interval upper bound of ``s`` that is
-        negative after outward rounding (:mod:`optprune.bounds`);
+        negative after outward rounding (:mod:`optprune.verification.bounds`);
     (b) a MIP proven INFEASIBLE *under an objective cutoff* ``s >= -delta``,
         after checking that the model without the cutoff accepts the forward
         pass of a point of the region (:func:`check_encoding`): a model that
@@ -58,7 +58,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-# Module-level imports: none of these modules imports optprune.verdicts (only verify.py and tests do), so
+# Module-level imports: none of these modules imports optprune.verification.verdicts (only verify.py and tests do), so
 # there is no cycle to avoid.
 from optprune.errors import OptpruneError
 from optprune.formulations.relu_milp import forward_assignment

@@ -1,0 +1,329 @@
+"""Verification engines behind one interface: each decides one VNN-LIB case before a deadline.
+
+An :class:`Engine` takes the network, one case (an input box and a
+disjunction of output conjunctions) and a :class:`CaseContext` (reference
+model, counterexample check, :class:`~optprune.verification.deadline.Deadline`,
+bound method, solver, tolerances) and returns a :class:`CaseOutcome`; it never
+edits shared state. Engines are looked up by name in :data:`ENGINES`:
+
+* ``bounds``: the chosen bound method and the specification's back-substituted
+  bound; ``unsat`` when it is negative, else ``unknown``;
+* ``mip``: bounds, attack, one decision MIP per open conjunction
+  (:class:`MipEngine`);
+* ``bab``: branch and bound on α/β-CROWN bounds (:mod:`optprune.verification.bab`);
+* ``auto``: ``bab`` for ``AUTO_BAB_SHARE`` of the time left, then ``mip``
+  (:class:`AutoEngine`, a composition).
+
+What may prove ``unsat`` is decided in :mod:`optprune.verification.verdicts`;
+every point is re-checked by :mod:`optprune.verification.counterexample`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+
+from optprune.errors import SolverError
+from optprune.formulations.relu_milp import build_spec_milp
+from optprune.network import Network
+from optprune.solvers import Status, get_backend
+from optprune.verification.attack import pgd_attack
+from optprune.verification.bab import BaBSettings, bab_verify_case
+from optprune.verification.bounds import (
+    BOUND_METHODS,
+    DEFAULT_BOUNDS,
+    Bounds,
+    compute_bounds,
+    count_unstable,
+    linear_upper_bound,
+)
+from optprune.verification.counterexample import OnnxChecker, case_confirm, confirm_point
+from optprune.verification.deadline import Deadline
+from optprune.verification.engine_registry import ENGINES
+from optprune.verification.verdicts import (
+    DECISION_TOLERANCES,
+    DecisionTolerances,
+    check_bounds_contain,
+    check_encoding,
+    decision_options,
+    slack_verdict,
+    solver_resolution,
+    widened,
+)
+from optprune.verification.vnnlib import VNNLibCase
+
+__all__ = [
+    "AUTO_BAB_SHARE",
+    "ATTACK_SHARE",
+    "OBBT_SHARE",
+    "CaseContext",
+    "CaseOutcome",
+    "Engine",
+    "ENGINES",
+    "BoundsEngine",
+    "MipEngine",
+    "BabEngine",
+    "AutoEngine",
+    "MIP_ENGINE",
+    "BAB_ENGINE",
+    "AUTO_ENGINE",
+    "BOUNDS_ENGINE",
+]
+
+AUTO_BAB_SHARE = 0.6  # engine "auto": BaB gets this share of the time left, the MIP pipeline the rest
+ATTACK_SHARE = 0.1  # the MIP engine's attack: this share of the time left, at least 1 s (never beyond the deadline)
+OBBT_SHARE = 0.25  # the MIP engine's refining bound method: this share of the time left
+
+
+@dataclass(frozen=True)
+class CaseContext:
+    """Everything an engine needs besides the network and the case; one per query.
+
+    ``bound_method`` None lets each engine use its own default (the MIP
+    engine's :data:`~optprune.verification.bounds.DEFAULT_BOUNDS`, BaB's
+    α-CROWN root); a name is used by every engine.
+    """
+
+    reference: Network | Callable
+    deadline: Deadline
+    onnx_check: OnnxChecker | None = None
+    bound_method: str | None = None
+    solver: str = "highs"
+    threads: int | None = None
+    attack: bool = True
+    tolerances: DecisionTolerances = DECISION_TOLERANCES
+    refine_seconds: float | None = None  # time for the refining bound method (default: OBBT_SHARE of the time left)
+
+    def with_deadline(self, deadline: Deadline) -> CaseContext:
+        return replace(self, deadline=deadline)
+
+
+@dataclass
+class CaseOutcome:
+    """What one engine found on one case; merged into a :class:`~optprune.verification.api.VerificationResult`."""
+
+    verdict: str = "unknown"
+    engine: str = ""
+    decided_by: str = ""
+    counterexample: np.ndarray | None = None
+    output: np.ndarray | None = None
+    stages: dict = field(default_factory=dict)
+    n_unstable: int = 0
+    n_binaries: int = 0
+    mips_solved: int = 0
+    bab_domains: int = 0
+    conjunctions: list = field(default_factory=list)
+    bab: list = field(default_factory=list)
+    message: str = ""
+
+    def add_stage(self, name: str, seconds: float) -> None:
+        self.stages[name] = self.stages.get(name, 0.0) + seconds
+
+
+class Engine(Protocol):
+    """Decides one case (module doc)."""
+
+    name: str
+
+    def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome: ...
+
+
+def _conjunction_upper_bounds(net: Network, case: VNNLibCase, bounds: Bounds) -> list[float]:
+    """Per conjunction, the smallest back-substituted upper bound of its rows (< 0: it cannot hold)."""
+    return [float(np.min(linear_upper_bound(net, bounds, c.C, c.d, case.lower, case.upper))) for c in case.disjuncts]
+
+
+class BoundsEngine:
+    """``unsat`` when the chosen bounds rule out every conjunction, else ``unknown`` (rule (a) alone)."""
+
+    name = "bounds"
+
+    def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
+        out = CaseOutcome(engine=self.name)
+        t = time.perf_counter()
+        bounds = compute_bounds(net, case.lower, case.upper, ctx.bound_method or "linear", deadline=ctx.deadline,
+                                solver=ctx.solver)
+        check_bounds_contain(net, bounds, (case.lower + case.upper) / 2.0)
+        upper = _conjunction_upper_bounds(net, case, bounds)
+        out.add_stage("bounds", time.perf_counter() - t)
+        out.n_unstable = count_unstable(net, bounds)
+        if all(u < 0 for u in upper):
+            out.verdict, out.decided_by = "unsat", "bounds"
+        else:
+            out.message = f"bounds leave {sum(u >= 0 for u in upper)} conjunction(s) open"
+        return out
+
+
+class MipEngine:
+    """Bounds, attack, then one decision MIP per open conjunction (the pipeline of :mod:`optprune.verification`).
+
+    1. the chosen bound method's ``base`` (cheap: linear or interval);
+    2. conjunctions whose back-substituted bound is negative are closed;
+    3. a projected-gradient attack (``ATTACK_SHARE`` of the time left, at least
+       1 s, never past the deadline); a point it finds is ``sat`` once re-checked;
+    4. the refining bound method (e.g. OBBT, within ``OBBT_SHARE``) only if
+       MIPs remain;
+    5. one max-slack MILP per open conjunction, most promising first, stopped
+       at an incumbent >= 0 (a candidate, re-checked) or a dual bound below
+       ``-delta`` widened by the solver's resolution (rules of
+       :mod:`optprune.verification.verdicts`).
+    """
+
+    name = "mip"
+
+    def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
+        out = CaseOutcome(engine=self.name)
+        tol, deadline = ctx.tolerances, ctx.deadline
+        method = BOUND_METHODS.get(ctx.bound_method or DEFAULT_BOUNDS, "bound_method")
+        t = time.perf_counter()
+        bounds = compute_bounds(net, case.lower, case.upper, method.base or method.name, deadline=deadline,
+                                solver=ctx.solver)
+        out.add_stage("bounds", time.perf_counter() - t)
+        centre = (case.lower + case.upper) / 2.0
+        check_bounds_contain(net, bounds, centre)  # every proof below rests on these bounds
+        upper = _conjunction_upper_bounds(net, case, bounds)
+        order = [i for i, u in enumerate(upper) if u >= 0]
+        if not order:
+            out.n_unstable = count_unstable(net, bounds)
+            out.verdict, out.decided_by = "unsat", "bounds"
+            return out
+
+        if ctx.attack:
+            t = time.perf_counter()
+            att = pgd_attack(net, case.lower, case.upper, [case.disjuncts[i] for i in order], start=centre,
+                             time_limit=deadline.seconds(ATTACK_SHARE, floor=1.0))
+            out.add_stage("attack", time.perf_counter() - t)
+            if att.found:
+                ok, x, y, _ = confirm_point(ctx.reference, ctx.onnx_check, case, att.x)
+                if ok:
+                    out.verdict, out.decided_by, out.counterexample, out.output = "sat", "attack", x, y
+                    return out
+            order = [order[j] for j in np.argsort(-att.best_slacks)]  # likeliest counterexample first
+
+        if method.base is not None:
+            t = time.perf_counter()
+            seconds = ctx.refine_seconds if ctx.refine_seconds is not None else deadline.seconds(OBBT_SHARE)
+            bounds = method.refine(net, case.lower, case.upper, bounds, deadline=deadline.share(1.0, cap=seconds),
+                                   solver=ctx.solver)
+            out.add_stage("bounds", time.perf_counter() - t)
+            check_bounds_contain(net, bounds, centre)
+            upper = _conjunction_upper_bounds(net, case, bounds)
+            order = [i for i in order if upper[i] >= 0]
+        out.n_unstable = count_unstable(net, bounds)
+
+        verdict = "unsat"
+        backend = get_backend(ctx.solver)
+        for i in order:
+            if deadline.expired():
+                return _unknown(out, "time limit before every conjunction was decided")
+            conj = case.disjuncts[i]
+            t = time.perf_counter()
+            model, enc = build_spec_milp(net, bounds, case.lower, case.upper, conj.C, conj.d, spec_upper=upper[i])
+            out.n_binaries = max(out.n_binaries, enc.n_binaries)
+            # The proof margin grows with what the solver cannot resolve on this network (verdicts module).
+            tol_i = widened(tol, solver_resolution(net, bounds, conj.C, tol))
+            sol = backend.solve(model, decision_options(deadline.left(), ctx.threads, tol_i))
+            out.add_stage("mip", time.perf_counter() - t)
+            out.mips_solved += 1
+            record = {"index": i, "linear_upper_bound": upper[i], "status": sol.status.value,
+                      "objective": sol.objective, "bound": sol.bound, "delta": tol_i.delta,
+                      "time_s": round(sol.time_s, 4), "message": sol.message}
+            out.conjunctions.append(record)
+            if sol.status == Status.ERROR:
+                raise SolverError(f"backend {ctx.solver!r} failed: {sol.message}")
+            if sol.x is not None and sol.objective >= 0:
+                ok, x, y, why = confirm_point(ctx.reference, ctx.onnx_check, case, model.group("input", sol.x))
+                if not ok and ctx.attack:
+                    # Numerical slack of the MIP: polish locally with the attack from its point.
+                    polish = pgd_attack(net, case.lower, case.upper, [conj], start=x, restarts=1, steps=50,
+                                        target_slack=tol.delta)
+                    if polish.found:
+                        ok, x, y, why = confirm_point(ctx.reference, ctx.onnx_check, case, polish.x)
+                if ok:
+                    out.verdict, out.decided_by, out.counterexample, out.output = "sat", "mip", x, y
+                    return out
+                out.message = f"conjunction {i}: MIP point failed the {why} (slack {conj.slack(y):.2e})"
+                verdict = "unknown"
+                continue
+            status = "infeasible" if cutoff_infeasible(sol) else sol.status.value
+            if status == "infeasible":
+                # Rule (b): trusted only if the model (without the cutoff) accepts a real forward pass.
+                check_encoding(net, bounds, model, enc, centre)
+            record["verdict"] = slack_verdict(status, sol.bound, cutoff=True, delta=tol_i.delta)
+            if record["verdict"] != "unsat":
+                verdict = "unknown"
+        out.verdict = verdict
+        if verdict == "unsat":
+            out.decided_by = "mip" if out.mips_solved else "bounds"
+        return out
+
+
+def _unknown(out: CaseOutcome, message: str) -> CaseOutcome:
+    out.verdict, out.message = "unknown", out.message or message
+    return out
+
+
+def cutoff_infeasible(sol) -> bool:
+    """INFEASIBLE, or stopped with a dual bound of ``-inf`` on ``max s``: every node pruned by the cutoff."""
+    return sol.status == Status.INFEASIBLE or sol.bound == -np.inf
+
+
+class BabEngine:
+    """Branch and bound on α/β-CROWN bounds (:func:`optprune.verification.bab.bab_verify_case`).
+
+    Its root bounds are the chosen bound method's (default: CROWN, then BaB's
+    own α-CROWN root); every point it finds is re-checked by
+    :func:`optprune.verification.counterexample.confirm_point`.
+    """
+
+    name = "bab"
+
+    def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
+        out = CaseOutcome(engine=self.name)
+        t = time.perf_counter()
+        bounds = compute_bounds(net, case.lower, case.upper, ctx.bound_method or "linear",
+                                deadline=ctx.deadline.share(OBBT_SHARE), solver=ctx.solver)
+        check_bounds_contain(net, bounds, (case.lower + case.upper) / 2.0)  # every proof below rests on these
+        res = bab_verify_case(net, case, deadline=ctx.deadline.end,
+                              confirm=case_confirm(ctx.reference, ctx.onnx_check, case),
+                              bounds=bounds, settings=BaBSettings(attack=ctx.attack))
+        out.add_stage("bab", time.perf_counter() - t)
+        out.bab_domains = res.domains
+        out.bab.append(res.to_dict())
+        out.n_unstable = res.n_unstable
+        out.verdict, out.decided_by = res.verdict, res.decided_by
+        if res.verdict == "sat":
+            out.counterexample, out.output = res.counterexample, res.output
+        elif res.verdict == "unknown" and res.message:
+            out.message = f"bab: {res.message}"
+        return out
+
+
+class AutoEngine:
+    """``bab`` for ``AUTO_BAB_SHARE`` of the time left, then ``mip`` with the rest (decides 30/30 on 256x2)."""
+
+    name = "auto"
+
+    def __init__(self, first: str = "bab", then: str = "mip", share: float = AUTO_BAB_SHARE) -> None:
+        self.first, self.then, self.share = first, then, share
+
+    def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
+        first = ENGINES.get(self.first).decide(net, case, ctx.with_deadline(ctx.deadline.share(self.share)))
+        if first.verdict != "unknown" or ctx.deadline.expired():
+            return first
+        second = ENGINES.get(self.then).decide(net, case, ctx)
+        second.stages = {**first.stages, **{k: second.stages.get(k, 0.0) + first.stages.get(k, 0.0)
+                                             for k in second.stages}}
+        second.bab_domains += first.bab_domains
+        second.bab = first.bab + second.bab
+        second.n_unstable = max(first.n_unstable, second.n_unstable)
+        if second.verdict == "unknown" and first.message and not second.message:
+            second.message = first.message
+        return second
+
+
+MIP_ENGINE, BAB_ENGINE, AUTO_ENGINE, BOUNDS_ENGINE = MipEngine(), BabEngine(), AutoEngine(), BoundsEngine()
