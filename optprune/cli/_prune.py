@@ -9,6 +9,8 @@ import typer
 
 from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_files
+from optprune.pruning import DECISIONS
+from optprune.scoring import NORMALIZERS, SCORERS, normalize_scorer_name
 
 #: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
 commands = typer.Typer()
@@ -97,13 +99,19 @@ def export_model(model, path: Path, input_shape: tuple[int, ...]) -> Path:
 @commands.command("prune")
 def prune_command(
     network: Annotated[Path, typer.Argument(help="An .onnx file or a torch model file (.pt, .pth).")],
-    scorer: Annotated[str, typer.Option("--scorer", help="Scorer name (optprune.scoring.available_scorers()).")] = "magnitude",
+    scorer: Annotated[str, typer.Option(
+        "--scorer", help="Scorer (decisions that take one): " + ", ".join(SCORERS.names()) + ".")] = "magnitude",
     ratio: Annotated[float, typer.Option("--ratio", help="Fraction of units (or parameters, for search) to remove.")] = 0.5,
     data: Annotated[str, typer.Option("--data", help="mnist or digits: calibration, fine-tuning and accuracy.")] = "mnist",
-    decision: Annotated[str, typer.Option("--decision", help="uniform, global or search.")] = "uniform",
-    method: Annotated[str, typer.Option("--method", help="scorer (Pruner), bmrs-n, bmrs-u or reconvene.")] = "scorer",
-    train_epochs: Annotated[int, typer.Option("--train-epochs", help="bmrs-n/bmrs-u/reconvene: training epochs.")] = 10,
-    normalizer: Annotated[str, typer.Option("--normalizer", help="auto, zscore, lamp, mean or none.")] = "auto",
+    decision: Annotated[str, typer.Option(
+        "--decision", help="Pruning decision: " + ", ".join(DECISIONS.names()) + ".")] = "uniform",
+    method: Annotated[str, typer.Option(
+        "--method", help="'scorer' (--scorer, then --decision), or a decision that prunes by itself (as --decision)."
+    )] = "scorer",
+    train_epochs: Annotated[int, typer.Option(
+        "--train-epochs", help="Decisions that train (bmrs-n, bmrs-u, reconvene): training epochs.")] = 10,
+    normalizer: Annotated[str, typer.Option(
+        "--normalizer", help="Scored decisions: " + ", ".join(("auto", *NORMALIZERS)) + ".")] = "auto",
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs of fine-tuning on the train fold.")] = 0,
     distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the unpruned network.")] = False,
     compensate: Annotated[bool, typer.Option("--compensate/--no-compensate", help="FLAP bias compensation.")] = False,
@@ -128,16 +136,20 @@ def prune_command(
 
     from optprune.errors import InvalidParameterError, OptpruneError
     from optprune.io import load_torch_model
-    from optprune.pruning import Pruner, count_parameters, finetune
+    from optprune.pruning import MethodDecision, Pruner, attach_masks, count_parameters, finetune, remove_masks
     from optprune.training import accuracy
 
     if data not in ("mnist", "digits"):
         raise InvalidParameterError(f"--data must be 'mnist' or 'digits'; got {data!r}")
     check_number("--ratio", ratio, low=0, high=1, high_open=True)
-    from optprune.pai import METHODS
-
-    if method not in ("scorer", *METHODS):
-        raise InvalidParameterError(f"--method must be one of scorer, {', '.join(METHODS)}; got {method!r}")
+    if method != "scorer":
+        if method not in DECISIONS or not isinstance(DECISIONS.get(method), MethodDecision):
+            allowed = [n for n in DECISIONS.names() if isinstance(DECISIONS.get(n), MethodDecision)]
+            raise InvalidParameterError(f"--method must be one of scorer, {', '.join(allowed)}; got {method!r}")
+        decision = method
+    rule = DECISIONS.get(decision, "--decision")
+    if rule.takes_scorer and normalize_scorer_name(scorer) not in SCORERS:
+        raise InvalidParameterError(f"--scorer must be one of {', '.join(SCORERS.names())}; got {scorer!r}")
     check_number("--train-epochs", train_epochs, low=1)
     check_number("--finetune-epochs", finetune_epochs, low=0)
     check_number("--calibration-size", calibration_size, low=1)
@@ -153,41 +165,49 @@ def prune_command(
         raise InvalidParameterError(
             "--rs-weight, --l1-weight and --sparsity act during fine-tuning: give --finetune-epochs >= 1"
         )
+    if save_decision is not None and not getattr(rule, "removes_units", True):
+        raise InvalidParameterError(
+            f"--save-decision: decision {decision!r} removes no units, so there is no decision to save; "
+            "leave --save-decision out"
+        )
     check_output_files([("--out", out, EXPORT_SUFFIXES), ("--save-decision", save_decision, None)], force=force)
     model = load_torch_model(network, trust_pickle=trust_pickle)
     X_train, y_train, X_test, y_test, shape, calib = folds_and_calibration(model, data, data_dir, calibration_size, seed)
 
     acc_before = accuracy(model, X_test, y_test)
     stderr_console.log(f"{network.name}: {count_parameters(model)} parameters, test-fold accuracy {acc_before:.4f}")
-    method_info = None
-    if method == "scorer":
+    method_info, masks = None, None
+    if rule.takes_scorer:
         pruner = Pruner(
             scorer=scorer, ratio=ratio, decision=decision, normalizer=normalizer, compensate=compensate,
             input_shape=shape,
         ).fit(model, (X_train[calib], y_train[calib]))
         pruned, pruning_decision = pruner.transform(), pruner.decision_
+        label = f"{scorer} ({decision}, ratio {ratio})"
     else:
-        from optprune.pai import prune_with_method
-
-        pruned, pruning_decision, method_info = prune_with_method(
-            method, model, (X_train, y_train), shape, ratio=ratio, epochs=train_epochs, seed=seed
-        )
+        options = {"epochs": train_epochs} if "epochs" in rule.options else {}
+        outcome = rule.prune(model, (X_train, y_train), shape, ratio, seed=seed, **options)
+        pruned, pruning_decision, method_info, masks = outcome.model, outcome.decision, outcome.info, outcome.masks
+        label = decision
     acc_pruned = accuracy(pruned, X_test, y_test)
-    label = f"{scorer} ({decision}, ratio {ratio})" if method == "scorer" else method
     stderr_console.log(f"pruned with {label}: accuracy {acc_pruned:.4f}")
     acc_finetuned = None
-    if finetune_epochs > 0 and stability.active:
-        stabilize(pruned, (X_train, y_train), finetune_epochs, stability, teacher=model if distill else None, lr=lr,
-                  seed=seed)
+    if finetune_epochs > 0:
+        if masks:  # weights zeroed one by one stay zero while fine-tuning
+            attach_masks(pruned, masks)
+        teacher = model if distill else None
+        if stability.active:
+            stabilize(pruned, (X_train, y_train), finetune_epochs, stability, teacher=teacher, lr=lr, seed=seed)
+        else:
+            finetune(pruned, (X_train, y_train), finetune_epochs, teacher=teacher, lr=lr, seed=seed)
+        if masks:
+            remove_masks(pruned)
         acc_finetuned = accuracy(pruned, X_test, y_test)
-        stderr_console.log(f"fine-tuned {finetune_epochs} epochs ({stability.key()}): accuracy {acc_finetuned:.4f}")
-    elif finetune_epochs > 0:
-        finetune(pruned, (X_train, y_train), finetune_epochs, teacher=model if distill else None, lr=lr, seed=seed)
-        acc_finetuned = accuracy(pruned, X_test, y_test)
-        stderr_console.log(f"fine-tuned {finetune_epochs} epochs: accuracy {acc_finetuned:.4f}")
+        how = f" ({stability.key()})" if stability.active else ""
+        stderr_console.log(f"fine-tuned {finetune_epochs} epochs{how}: accuracy {acc_finetuned:.4f}")
     if out is not None:
         export_model(pruned, out, shape)
-    if save_decision is not None:
+    if save_decision is not None and pruning_decision is not None:
         pruning_decision.save(save_decision)
 
     try:
@@ -212,7 +232,7 @@ def prune_command(
         "distill": distill,
         "stability": stability.key() if stability.active else None,
         "widths": widths,
-        "group_widths": pruning_decision.new_widths,
+        "group_widths": pruning_decision.new_widths if pruning_decision is not None else None,
         "data": data,
         "data_note": data_note(data),
         "out": str(out) if out is not None else None,

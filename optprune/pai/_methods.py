@@ -1,26 +1,78 @@
 """The threshold-free and at-initialisation methods as named decisions of the pruning engine.
 
-``prune_with_method(name, ...)`` runs ``"bmrs-n"``, ``"bmrs-u"`` (BMRS_U-8) or
-``"reconvene"`` (SNIP) on a torch model and returns the physically smaller
-model with its :class:`~optprune.pruning.PruningDecision`: what ``optprune prune
---method`` and ``[[pruning]]`` entries of ``optprune bench`` configs call.
+``bmrs-n``, ``bmrs-u`` (BMRS_U-8) and ``reconvene`` (SNIP) are
+:class:`~optprune.pruning.MethodDecision` instances registered (lazily, in
+:mod:`optprune.pruning._registry`) in :data:`optprune.pruning.DECISIONS`: what
+``optprune prune --decision`` (or ``--method``) and ``[[pruning]]`` entries of
+``optprune bench`` configs call. :func:`prune_with_method` runs one by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import nn
 
+from optprune._validation import Constraint, Interval
 from optprune.bayes import BMRS, precision_bounds
 from optprune.errors import InvalidParameterError
 from optprune.pai._reconvene import Reconvene
-from optprune.pruning import PruningDecision
+from optprune.pruning import DECISIONS, MethodDecision, MethodOutcome, PruningDecision
 
-__all__ = ["METHODS", "prune_with_method"]
+__all__ = ["BMRS_N", "BMRS_U", "RECONVENE", "BMRSDecision", "ReconveneDecision", "prune_with_method"]
 
-METHODS = ("bmrs-n", "bmrs-u", "reconvene")
+#: a method that trains 0 epochs decides nothing
+_EPOCHS: dict[str, tuple[Any, list[Constraint | None]]] = {"epochs": (10, [Interval(int, 1, None)])}
+
+
+class BMRSDecision(MethodDecision):
+    """BMRS (Bayesian model reduction): trains a copy ``epochs`` epochs with noise, removes units whose Delta F >= 0.
+
+    ``prior="normal"`` is BMRS_N (log-normal), ``"uniform"`` BMRS_U-8 (log-uniform, 8-bit precision bounds);
+    no threshold and no target: the ratio is ignored.
+    """
+
+    options: ClassVar[dict[str, tuple[Any, list[Constraint | None]]]] = _EPOCHS
+
+    def __init__(self, prior: str) -> None:
+        self.prior = prior
+
+    def prune(self, model: nn.Module, data: Any, input_shape: Sequence[int], ratio: float, *, seed: int = 0,
+              **options: Any) -> MethodOutcome:
+        epochs = self.check_options(options, f"decision 'bmrs' ({self.prior} prior)")["epochs"]
+        est = BMRS(prior=self.prior, reduced=None if self.prior == "normal" else precision_bounds(8), epochs=epochs,
+                   prune_every=max(1, epochs // 3) if epochs > 1 else 0, seed=seed,
+                   input_shape=tuple(int(d) for d in input_shape))
+        est.fit(model, data)
+        info = {"delta_f_nonnegative": int(sum(int((d >= 0).sum()) for d in est.delta_f_.values())),
+                "history": est.history_}
+        return MethodOutcome(est.transform(), est.decision_, info)
+
+    def __repr__(self) -> str:
+        return f"BMRSDecision(prior={self.prior!r})"
+
+
+class ReconveneDecision(MethodDecision):
+    """Reconvene: removes ``ratio`` of the parameters at initialisation, re-initialises, trains ``epochs`` epochs.
+
+    Warns with :class:`~optprune.pai.TrainedModelWarning` when the model looks trained.
+    """
+
+    options: ClassVar[dict[str, tuple[Any, list[Constraint | None]]]] = _EPOCHS
+
+    def prune(self, model: nn.Module, data: Any, input_shape: Sequence[int], ratio: float, *, seed: int = 0,
+              **options: Any) -> MethodOutcome:
+        epochs = self.check_options(options, "decision 'reconvene'")["epochs"]
+        rec = Reconvene(ratio=ratio, epochs=epochs, seed=seed, input_shape=tuple(int(d) for d in input_shape))
+        rec.fit(model, data)
+        return MethodOutcome(rec.transform(), rec.decision_, {"time_s": rec.time_, "sensitivity": rec.sensitivity_})
+
+
+BMRS_N = BMRSDecision("normal")
+BMRS_U = BMRSDecision("uniform")
+RECONVENE = ReconveneDecision()
 
 
 def prune_with_method(
@@ -31,8 +83,8 @@ def prune_with_method(
     ratio: float = 0.5,
     epochs: int = 10,
     seed: int = 0,
-) -> tuple[nn.Module, PruningDecision, dict]:
-    """``(smaller model, decision, info)`` of one of :data:`METHODS`.
+) -> tuple[nn.Module, PruningDecision | None, dict]:
+    """``(smaller model, decision, info)`` of a registered decision that prunes by itself (no scorer).
 
     BMRS trains ``model``'s copy ``epochs`` epochs with noise on ``data`` and
     ignores ``ratio`` (no threshold, no target); Reconvene removes ``ratio`` of
@@ -40,16 +92,11 @@ def prune_with_method(
     epochs (it warns with :class:`~optprune.pai.TrainedModelWarning` when
     ``model`` looks trained).
     """
-    if method not in METHODS:
-        raise InvalidParameterError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    shape = tuple(int(d) for d in input_shape)
-    if method.startswith("bmrs"):
-        prior = "normal" if method == "bmrs-n" else "uniform"
-        est = BMRS(prior=prior, reduced=None if prior == "normal" else precision_bounds(8), epochs=epochs,
-                   prune_every=max(1, epochs // 3) if epochs > 1 else 0, seed=seed, input_shape=shape)
-        est.fit(model, data)
-        info = {"delta_f_nonnegative": int(sum(int((d >= 0).sum()) for d in est.delta_f_.values())),
-                "history": est.history_}
-        return est.transform(), est.decision_, info
-    rec = Reconvene(ratio=ratio, epochs=epochs, seed=seed, input_shape=shape).fit(model, data)
-    return rec.transform(), rec.decision_, {"time_s": rec.time_, "sensitivity": rec.sensitivity_}
+    decision = DECISIONS.get(method, "method")
+    if not isinstance(decision, MethodDecision):
+        raise InvalidParameterError(
+            f"method {method!r} keeps units by a scorer's scores: use optprune.pruning.Pruner(decision={method!r})"
+        )
+    options = {"epochs": epochs} if "epochs" in decision.options else {}
+    outcome = decision.prune(model, data, input_shape, ratio, seed=seed, **options)
+    return outcome.model, outcome.decision, outcome.info

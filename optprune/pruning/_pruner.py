@@ -13,14 +13,13 @@ from optprune._validation import InstanceOf, Interval, IsCallable, Options, Shap
 from optprune.errors import InvalidParameterError
 from optprune.pruning._apply import apply_decision, count_parameters, parameters_after
 from optprune.pruning._decision import PruningDecision
-from optprune.pruning._select import global_keep, uniform_keep
-from optprune.scoring import NORMALIZERS, Scorer, as_batches, available_scorers, get_scorer, input_means, normalize
-from optprune.search._torch import search_decision  # the torch-facing part of the search (lazy in its package)
+from optprune.pruning._decisions import ScoredDecision
+from optprune.pruning._registry import DECISIONS
+from optprune.scoring import NORMALIZERS, SCORERS, Scorer, as_batches, get_scorer, input_means, normalize
+from optprune.scoring._registry import normalize_scorer_name
 from optprune.structure import Group, dependency_groups, infer_input_shape
 
-__all__ = ["Pruner", "DECISION_MODES"]
-
-DECISION_MODES = ("uniform", "global", "search")
+__all__ = ["Pruner"]
 
 DecisionFn = Callable[[Mapping[str, np.ndarray], Sequence[Group], float], Mapping[str, Sequence[int]] | PruningDecision]
 
@@ -31,10 +30,25 @@ class _ScorerLike:
     def accepts(self, value: Any) -> bool:
         if isinstance(value, Scorer):
             return True
-        return isinstance(value, str) and value.lower().replace("-", "_") in available_scorers()
+        return isinstance(value, str) and normalize_scorer_name(value) in SCORERS
 
     def describe(self) -> str:
-        return f"one of {', '.join(available_scorers())} or a Scorer instance"
+        return f"one of {', '.join(SCORERS.names())} or a Scorer instance"
+
+
+def scored_decisions() -> tuple[str, ...]:
+    """The registered decisions a :class:`Pruner` takes (those that keep units by their scores)."""
+    return tuple(n for n in DECISIONS.names() if getattr(DECISIONS.get(n), "takes_scorer", False))
+
+
+class _ScoredDecisionName:
+    """A registered decision that keeps units by their scores (a :class:`ScoredDecision`), read when checked."""
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str) and value in DECISIONS and isinstance(DECISIONS.get(value), ScoredDecision)
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(n) for n in scored_decisions())
 
 
 class Pruner(BaseEstimator):
@@ -48,16 +62,18 @@ class Pruner(BaseEstimator):
         Fraction of units to remove: per group (``uniform``), over all groups
         (``global``), or of the parameters (``search``: the budget keeps
         ``1 - ratio`` of the parameters unless ``search_kwargs`` gives ``budgets``).
-    decision : "uniform", "global", "search" or callable
+    decision : str or callable
+        A registered decision that keeps units by their scores
+        (:data:`optprune.pruning.DECISIONS`, a :class:`ScoredDecision`):
         ``uniform``: every group drops its ``ratio`` lowest-scoring units;
         ``global``: one threshold on the normalised scores of all groups;
         ``search``: the exact structure search of :func:`optprune.search.search_decision`;
-        a callable ``f(normalised scores, groups, ratio)`` returns kept indices per
+        or a callable ``f(normalised scores, groups, ratio)`` returns kept indices per
         group (or a :class:`PruningDecision`).
     normalizer : "auto", "zscore", "lamp", "mean" or "none"
         Applied to the scores before ``global``/``search``/callable decisions
         (``uniform`` ranks within a group, where all of them keep the order).
-        ``auto``: ``zscore`` (FLAP) for ``global`` and callables, ``mean`` for
+        ``auto``: the decision's ``auto_normalizer``: ``zscore`` (FLAP) for ``global`` and callables, ``mean`` for
         ``search`` (the search maximises the sum of kept scores, so negative
         z-scores would be dropped even when the budget allows keeping them).
     min_keep : int >= 1
@@ -81,7 +97,7 @@ class Pruner(BaseEstimator):
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "scorer": [_ScorerLike()],
         "ratio": [Interval(float, 0.0, 1.0, closed="left")],
-        "decision": [Options(DECISION_MODES), IsCallable()],
+        "decision": [_ScoredDecisionName(), IsCallable()],
         "normalizer": [Options(("auto", *NORMALIZERS))],
         "min_keep": [Interval(int, 1, None)],
         "scorer_kwargs": [InstanceOf((dict,)), None],
@@ -139,12 +155,16 @@ class Pruner(BaseEstimator):
             )
         scorer = get_scorer(self.scorer, **(self.scorer_kwargs or {}))
         self.scores_ = scorer(model, batches, groups=self.groups_)
+        decision_rule = DECISIONS.get(self.decision) if isinstance(self.decision, str) else None
         self.normalizer_ = self.normalizer
         if self.normalizer == "auto":
-            self.normalizer_ = "mean" if self.decision == "search" else "zscore"
+            self.normalizer_ = decision_rule.auto_normalizer if decision_rule is not None else "zscore"
         self.normalized_scores_ = normalize(self.scores_, self.normalizer_)
         self.search_result_ = None
-        kept = self._decide(model, prunable)
+        if decision_rule is None:
+            kept = self.decision(self.normalized_scores_, prunable, self.ratio)
+        else:
+            kept = decision_rule.keep(self, model, prunable)
         decision_name = self.decision if isinstance(self.decision, str) else getattr(self.decision, "__name__", "")
         meta = {
             "scorer": scorer.name if not isinstance(self.scorer, str) else self.scorer,
@@ -169,22 +189,6 @@ class Pruner(BaseEstimator):
         self.n_params_before_ = count_parameters(model)
         self.n_params_after_ = parameters_after(model, self.groups_, self.widths_, self.compensation_)
         return self
-
-    def _decide(self, model: nn.Module, prunable: list[Group]) -> Mapping | PruningDecision:
-        if callable(self.decision) and not isinstance(self.decision, str):
-            return self.decision(self.normalized_scores_, prunable, self.ratio)
-        if self.decision == "uniform":
-            return uniform_keep(self.scores_, prunable, self.ratio, self.min_keep)
-        if self.decision == "global":
-            return global_keep(self.normalized_scores_, prunable, self.ratio, self.min_keep)
-        kwargs = dict(self.search_kwargs or {})
-        budgets = kwargs.pop("budgets", {"params": 1.0 - self.ratio})
-        kwargs.setdefault("min_width", self.min_keep)
-        kept, result = search_decision(
-            model, self.normalized_scores_, budgets, input_shape=self.input_shape_, return_result=True, **kwargs
-        )
-        self.search_result_ = result
-        return kept
 
     def transform(self, model: nn.Module | None = None) -> nn.Module:
         """The physically smaller model (the fitted model, or another one of the same architecture)."""

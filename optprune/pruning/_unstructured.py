@@ -20,6 +20,7 @@ from torch.nn.utils import prune as tprune
 from optprune._validation import Interval, Options, ShapeLike, validate_params
 from optprune.pruning._apply import parameters_after
 from optprune.pruning._select import keep_count
+from optprune.scoring._weights import magnitude_importance, weight_layers
 from optprune.structure import dependency_groups, infer_input_shape
 
 __all__ = [
@@ -30,10 +31,6 @@ __all__ = [
 MATCHES = ("none", "uniform")
 
 _PRUNABLE = (nn.Linear, nn.Conv2d)
-
-
-def _weights(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, _PRUNABLE)]
 
 
 def unstructured_keep_count(
@@ -58,7 +55,7 @@ def unstructured_keep_count(
         {"ratio": [Interval(float, 0.0, 1.0, closed="left")], "match": [Options(MATCHES)],
          "input_shape": [ShapeLike(), None], "min_keep": [Interval(int, 1, None)]},
     )
-    layers = _weights(model)
+    layers = weight_layers(model)
     n_weights = sum(int(m.weight.numel()) for _, m in layers)
     if match == "none":
         return int(round((1.0 - ratio) * n_weights))
@@ -74,8 +71,8 @@ def magnitude_masks(model: nn.Module, keep: int) -> dict[str, torch.Tensor]:
 
     One global threshold; ties are broken by position (stable sort), so the masks are deterministic.
     """
-    layers = _weights(model)
-    flat = torch.cat([m.weight.detach().abs().reshape(-1) for _, m in layers])
+    layers = weight_layers(model)
+    flat = torch.cat([s.reshape(-1) for s in magnitude_importance(model).values()])  # the magnitude weight scorer
     validate_params("magnitude_masks", {"keep": keep}, {"keep": [Interval(int, 0, flat.numel())]})
     order = torch.argsort(flat, descending=True, stable=True)
     mask = torch.zeros_like(flat)

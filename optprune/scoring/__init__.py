@@ -18,7 +18,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from optprune.scoring._normalize import NORMALIZERS, normalize
-from optprune.scoring._registry import SCORERS, WEIGHT_SCORERS, available_scorers, register_scorer
+from optprune.scoring._registry import (
+    SCORERS,
+    WEIGHT_SCORERS,
+    available_scorers,
+    normalize_scorer_name,
+    register_scorer,
+)
 
 if TYPE_CHECKING:
     from optprune.scoring._activation import ActivationMeanScorer, APoZScorer
@@ -78,6 +84,7 @@ __all__ = [
     "instability_frequency",
     "mean_loss",
     "normalize",
+    "normalize_scorer_name",
     "register_scorer",
     "score_model",
     "weight_layers",
