@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from optprune._validation import InstanceOf, Interval, Options, validate_params
-from optprune.errors import InvalidParameterError, NotFittedError
+from optprune._estimator import BaseEstimator
+from optprune._validation import InstanceOf, Interval, Options
+from optprune.errors import InvalidParameterError
 from optprune.lm._data import ArithTask, lm_batch
 from optprune.lm._eval import exact_match, perplexity, task_loss
 from optprune.lm._lora import LoRALinear, add_lora, lora_parameters, merge_lora, prune_lora
@@ -182,20 +183,17 @@ def pruning_report(
     }
 
 
-class _LMPruner:
-    """Estimator plumbing shared by the LM pruners: validated parameters, fitted attributes, ``transform``."""
+class _LMPruner(BaseEstimator):
+    """What the LM pruners share: the ratio rule, checks of the model, fitted attributes, ``transform``."""
 
-    _parameter_constraints: dict[str, list] = {}
+    ratio: float
 
-    def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._parameter_constraints}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()) + ")"
+    def _validate_params(self) -> None:
+        _check_ratio(type(self).__name__, self.ratio)
+        super()._validate_params()
 
     def _validate(self, model: nn.Module) -> TinyLM:
-        _check_ratio(type(self).__name__, self.ratio)
-        validate_params(type(self).__name__, self.get_params(), self._parameter_constraints)
+        self._validate_params()
         model = _check_lm(model)
         for b in model.blocks:
             if any(isinstance(m, LoRALinear) for m in b.modules()):
@@ -214,8 +212,7 @@ class _LMPruner:
 
     def transform(self, model: nn.Module | None = None) -> TinyLM:
         """The pruned model from :meth:`fit` (the adapters were trained for that model only)."""
-        if not hasattr(self, "model_"):
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(model, task) first")
+        self._check_fitted()
         return self.model_
 
     def _finish(self, model: TinyLM, pruned: TinyLM, target: float) -> None:

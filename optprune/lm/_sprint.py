@@ -52,6 +52,7 @@ from optprune._checkpoint import (
     read_checkpoint,
     state_digest,
 )
+from optprune._estimator import BaseEstimator
 from optprune._files import atomic_file
 from optprune._validation import InstanceOf, Interval, Predicate, validate_params
 from optprune.errors import FileFormatError, InvalidParameterError, NotFittedError, ShapeMismatchError
@@ -390,7 +391,7 @@ def max_train_questions(task: ArithTask) -> int:
     return min(MAX_TRAIN_QUESTIONS, task.n_train_available)
 
 
-class Sprint:
+class Sprint(BaseEstimator):
     """SPRINT as an estimator: ``fit(model, task)`` collects head outcomes and trains the selector.
 
     Parameters (stored, validated by :meth:`fit`): ``n_train`` training questions
@@ -430,12 +431,10 @@ class Sprint:
         self.cache = cache
         self.overwrite_cache = overwrite_cache
 
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in (*self._parameter_constraints, "cache")}
+    _fitted_attribute = "selector_"
 
     def fit(self, model: TinyLM, task: ArithTask, progress: bool = False) -> Sprint:
-        validate_params("Sprint", {k: getattr(self, k) for k in self._parameter_constraints},
-                        self._parameter_constraints)
+        self._validate_params()
         validate_params("Sprint", {"n_train": self.n_train},
                         {"n_train": [Interval(int, 1, max_train_questions(task))]})
         model = _check_lm(model).eval()
@@ -451,8 +450,7 @@ class Sprint:
 
     def score(self, model: TinyLM, problems: Sequence[Problem], n: int, seed: int = 0) -> dict[str, float]:
         """Accuracy@``n`` (majority vote) of SPRINT, plain best-of-N, random head and the best fixed head."""
-        if not hasattr(self, "selector_"):
-            raise NotFittedError("This Sprint is not fitted yet; call fit(model, task) first")
+        self._check_fitted()
         return evaluate_modes(model, problems, n, self.selector_, self.best_fixed_head_, self.top_k,
                               self.temperature, seed)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from optprune.errors import InvalidParameterError
 from optprune.lm._data import ArithTask, lm_batch
 from optprune.lm._eval import task_loss
 from optprune.lm._model import LMConfig, TinyLM
+from optprune.training import fit_epochs
 
 __all__ = ["fit_lm", "train_reference"]
 
@@ -43,6 +45,13 @@ def fit_lm(
     gates there), ``extra_loss(step)`` is added to the task loss (Compresso's
     Lagrangian), ``after_step(step)`` runs after each update. Returns the task
     loss per step.
+
+    The loop is :func:`optprune.training.fit_epochs` with one fresh batch per
+    epoch (so its epochs are these steps): AdamW over the parameter groups,
+    the schedule as ``lr_lambda``, gradient norm clipped to 1, ``extra_loss`` as
+    its loss hook and ``after_step`` as its per-epoch callback; torch's global
+    generator and thread count are left alone (the batches come from a numpy
+    generator seeded with ``(seed, 7)``).
     """
     if steps < 0 or batch_size < 1 or not lr > 0:
         raise InvalidParameterError(
@@ -55,39 +64,40 @@ def fit_lm(
         raise InvalidParameterError("fit_lm: no trainable parameter (all have requires_grad=False)")
     lrs = param_lrs or {}
     plain = [p for p in params if id(p) not in lrs]
-    groups = [{"params": plain, "lr": lr}] if plain else []
+    groups: list[dict[str, Any]] = [{"params": plain, "lr": lr}] if plain else []
     groups += [{"params": [p], "lr": lrs[id(p)], "weight_decay": 0.0} for p in params if id(p) in lrs]
-    for g in groups:
-        g["base_lr"] = g["lr"]
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     rng = np.random.default_rng([seed, 7])
     block = model.config.block_size
-    losses = []
-    model.train()
+    losses: list[float] = []
     t0 = time.time()
-    for step in range(steps):
-        frac = (step + 1) / warmup if step < warmup else 0.5 * (
-            1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))
-        )
-        for g in opt.param_groups:
-            g["lr"] = g["base_lr"] * max(frac, 0.02)
+
+    def one_batch(step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if before_step is not None:
             before_step(step)
         problems = task.train_problems(batch_size, rng)
-        ids, tgt = lm_batch(problems, block, prefix, rng)
-        loss = task_loss(model(ids), tgt)
-        total = loss if extra_loss is None else loss + extra_loss(step)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        yield lm_batch(problems, block, prefix, rng)
+
+    def schedule(step: int) -> float:
+        frac = (step + 1) / warmup if step < warmup else 0.5 * (
+            1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))
+        )
+        return max(frac, 0.02)
+
+    def plus_extra(loss: torch.Tensor, step: int) -> torch.Tensor:
+        losses.append(float(loss.detach()))
+        return loss if extra_loss is None else loss + extra_loss(step)
+
+    def end_of_step(step: int, logs: dict) -> None:
         if after_step is not None:
             after_step(step)
-        losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
             print(f"step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.4f} ({time.time() - t0:.0f} s)",
                   flush=True)
-    model.eval()
+
+    fit_epochs(model, None, None, task_loss, epochs=int(steps), lr=lr, weight_decay=weight_decay,
+               batch_size=int(batch_size), seed=None, progress=False, num_threads=None, param_groups=groups,
+               optimizer="adamw", lr_lambda=schedule, clip_grad_norm=1.0, loss_hook=plus_extra,
+               on_epoch_end=end_of_step, batches=one_batch)
     return losses
 
 
