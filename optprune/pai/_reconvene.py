@@ -82,7 +82,7 @@ class _PaIBase(BaseEstimator):
     """What both PaI estimators share: saliency scores at initialisation, the global mask, training."""
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
-        "saliency": [Options(SALIENCIES)],
+        "saliency": [SALIENCIES.constraint()],
         "ratio": [Interval(float, 0.0, 1.0, closed="left")],
         "n_calibration": [Interval(int, 1, None)],
         "epochs": [Interval(int, 0, None)],
@@ -209,7 +209,8 @@ class UnstructuredPaI(_PaIBase):
 class Reconvene(_PaIBase):
     """Structured pruning at initialisation guided by the unstructured PaI mask's layer densities.
 
-    Parameters: ``saliency`` ("snip" or "synflow"), ``ratio`` (fraction of the
+    Parameters: ``saliency`` (a per-weight scorer of :data:`optprune.scoring.WEIGHT_SCORERS`:
+    "snip", "synflow", ...), ``ratio`` (fraction of the
     parameters to remove, in [0, 1)), ``layers`` ("all" prunable groups or only
     groups produced by convolutions, "conv"), ``min_keep`` (fewest channels a
     group keeps), ``n_calibration`` (training samples SNIP scores on),
