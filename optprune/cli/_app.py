@@ -31,7 +31,7 @@ import sys
 
 import typer
 
-from optprune.cli import _bench, _core_commands, _gohsp, _prune, _search, _systolic
+from optprune.cli import _bench, _core_commands, _gohsp, _lm, _prune, _search, _systolic, _verify
 from optprune.cli._output import emitted, reset_emitted
 from optprune.errors import OptpruneError
 
@@ -46,14 +46,10 @@ app = typer.Typer(
 )
 
 #: The command modules, in the order ``optprune --help`` lists their commands.
-COMMAND_MODULES = (_core_commands, _bench, _prune, _search, _gohsp, _systolic)
+COMMAND_MODULES = (_core_commands, _bench, _prune, _search, _verify, _gohsp, _systolic, _lm)
 for _module in COMMAND_MODULES:
     app.add_typer(_module.commands)  # nameless: its commands and groups join the app's own
 del _module
-
-# Still registering on ``app`` when imported (being converted to ``commands``).
-from optprune.cli import _verify  # noqa: E402,F401,I001
-from optprune.cli import _lm  # noqa: E402,F401
 
 USAGE_ERROR = "UsageError"
 INTERRUPTED_CODE = 130  # 128 + SIGINT, as shells report it

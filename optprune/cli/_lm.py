@@ -13,25 +13,27 @@ from typing import Annotated
 
 import typer
 
-from optprune.cli._app import app
 from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, _same_file_key, check_number, check_output_file, check_output_files
 from optprune.errors import InvalidParameterError
 
-__all__ = ["LM_METHODS", "lm_app", "sprint_app"]
+#: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
+commands = typer.Typer()
+
+__all__ = ["LM_METHODS", "commands", "lm_app", "sprint_app"]
 
 lm_app = typer.Typer(
     name="lm",
     help="The small character-level language model (arithmetic with steps): train, evaluate, prune with LoRA.",
     no_args_is_help=True,
 )
-app.add_typer(lm_app, name="lm")
+commands.add_typer(lm_app, name="lm")
 sprint_app = typer.Typer(
     name="sprint",
     help="SPRINT: learn per question which attention head to prune; diverse best-of-N sampling.",
     no_args_is_help=True,
 )
-app.add_typer(sprint_app, name="sprint")
+commands.add_typer(sprint_app, name="sprint")
 
 MODEL_HELP = "A language model written by optprune lm train / prune (.pt)."
 #: ``compresso-prompt``: with the collaborative prompt; ``compresso-hidden``: without hidden-dimension gates.

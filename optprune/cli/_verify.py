@@ -10,18 +10,20 @@ import numpy as np
 import typer
 
 from optprune.bench._store import atomic_file as atomic_target
-from optprune.cli._app import app
 from optprune.cli._core_commands import JSON_OPTION, TRUST_PICKLE_OPTION
 from optprune.cli._output import emit, stderr_console, to_jsonable
 from optprune.cli._validate import FORCE_HELP, check_number, check_output_dir, check_output_files
 from optprune.verification.bounds import BOUND_METHODS, DEFAULT_BOUNDS
+
+#: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
+commands = typer.Typer()
 
 MODEL_SUFFIXES = (".mps", ".lp")  # what --export-mps writes (optprune.solvers.write_model)
 BOUNDS_HELP = (f"Bound method: {', '.join(BOUND_METHODS.names())} (default: each engine's own; the MIP pipeline's "
                f"is {DEFAULT_BOUNDS}, BaB's linear then its alpha-CROWN root).")
 
 
-@app.command("verify")
+@commands.command("verify")
 def verify_command(
     network: Path = typer.Argument(..., help="Network: .onnx, or a torch model file (.pt, .pth)."),
     prop: Path = typer.Argument(..., help="A VNN-LIB property."),
@@ -105,7 +107,7 @@ def _export_first_conjunction(net, prop, bounds: str, path: Path) -> None:
 ATTACK_FILES = ("adversarial.npz", "adversarial.png", "summary.json")
 
 
-@app.command("attack")
+@commands.command("attack")
 def attack_command(
     network: Path = typer.Argument(..., help="Network: .onnx, .pt or .pth."),
     data: str = typer.Option("mnist", "--data", help="mnist or digits (test split)."),
