@@ -59,6 +59,7 @@ from optprune.errors import FileFormatError, InvalidParameterError, NotFittedErr
 from optprune.lm._data import ArithTask, Problem, encode
 from optprune.lm._eval import answer_of, generate
 from optprune.lm._model import TinyLM, _check_lm, layer_widths, unit_masks
+from optprune.training import fit_epochs
 
 __all__ = [
     "SELECTION_MODES",
@@ -254,15 +255,19 @@ class HeadSelector(nn.Module):
             self.history_ = []
             return self
         x, p = features[keep], pos[keep]
-        opt = torch.optim.Adam(self.parameters(), lr=lr)
         self.history_ = []
-        for _ in range(epochs):
-            logits = self(x)
-            loss = -(torch.logsumexp(logits.masked_fill(~p, float("-inf")), 1) - torch.logsumexp(logits, 1)).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+
+        def info_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+            return -(torch.logsumexp(logits.masked_fill(~positives, float("-inf")), 1)
+                     - torch.logsumexp(logits, 1)).mean()
+
+        def record(loss: torch.Tensor, epoch: int) -> torch.Tensor:
             self.history_.append(float(loss.detach()))
+            return loss
+
+        # the one training loop, full batch: every epoch is one Adam step on all kept questions
+        fit_epochs(self, None, None, info_nce, epochs=int(epochs), lr=lr, seed=seed, progress=False,
+                   num_threads=None, loss_hook=record, batches=lambda epoch: [(x, p)])
         return self
 
     def save(self, path: str | Path, best_fixed_head: tuple[int, int] | None = None) -> Path:
