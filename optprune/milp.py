@@ -10,16 +10,17 @@ A :class:`MILP` is the array form every backend accepts::
 It is frozen and built from whole arrays (never one Python call per
 coefficient), like highspy's ``passModel``. Named index ``groups`` let a
 formulation read its own variables back from a solution (e.g. ``"input"``).
+
+Files belong to the solver layer, built on this module: :func:`optprune.solvers.write_model`
+writes a MILP as MPS or CPLEX LP and :func:`optprune.solvers.read_model` reads one back.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from enum import Enum
-from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
@@ -27,7 +28,7 @@ import scipy.sparse as sp
 
 from optprune.errors import InvalidParameterError, ShapeMismatchError
 
-__all__ = ["Sense", "MILP", "read_model"]
+__all__ = ["Sense", "MILP"]
 
 INF = np.inf
 
@@ -226,17 +227,3 @@ class MILP:
         )
         return new, np.arange(self.n_vars, self.n_vars + k)
 
-    def write(self, path: str | os.PathLike) -> Path:
-        """Write the model as MPS (``.mps``) or CPLEX LP (``.lp``): :func:`optprune.solvers.write_model`."""
-        # Imported here: the solver layer is built on this module (solvers import MILP), not the other way round.
-        from optprune.solvers import write_model
-
-        return write_model(self, path)
-
-
-def read_model(path: str | os.PathLike) -> MILP:
-    """Read an MPS or LP file into a :class:`MILP`: :func:`optprune.solvers.read_model`."""
-    # Imported here: the solver layer is built on this module (solvers import MILP), not the other way round.
-    from optprune.solvers import read_model as read
-
-    return read(path)

@@ -8,9 +8,8 @@ import pytest
 
 from optprune.errors import FileFormatError, InvalidParameterError, OptpruneError, ShapeMismatchError
 from optprune.formulations import ModelBuilder, embed_network
-from optprune.milp import read_model
 from optprune.network import AffineLayer, Network
-from optprune.solvers import SolveOptions, Status, solve
+from optprune.solvers import SolveOptions, Status, read_model, solve
 
 
 def small_net(scale: float = 1.0) -> Network:

@@ -235,8 +235,7 @@ def test_spec_milp_exports_to_mps_and_pyomo_with_the_same_optimum(tmp_path):
     import pyomo.environ as pyo
 
     from optprune.formulations.relu_milp import build_spec_milp
-    from optprune.milp import read_model
-    from optprune.solvers import solve, to_pyomo
+    from optprune.solvers import read_model, solve, to_pyomo, write_model
     from optprune.verification.bounds import linear_bounds
 
     rng = np.random.default_rng(5)
@@ -247,7 +246,7 @@ def test_spec_milp_exports_to_mps_and_pyomo_with_the_same_optimum(tmp_path):
     lo, hi = np.zeros(3), np.ones(3)
     model, _ = build_spec_milp(net, linear_bounds(net, lo, hi), lo, hi, [[1.0, -1.0]], 0.0)
     expected = solve(model).objective
-    model.write(tmp_path / "m.mps")
+    write_model(model, tmp_path / "m.mps")
     assert solve(read_model(tmp_path / "m.mps")).objective == pytest.approx(expected, abs=1e-6)
     pyomo_model, _ = to_pyomo(model)
     from pyomo.contrib.appsi.solvers import Highs

@@ -95,13 +95,14 @@ def verify_command(
 def _export_first_conjunction(net, prop, bounds: str, path: Path) -> None:
     """The MILP of ``prop``'s first input box and first output conjunction, written as MPS to ``path``."""
     from optprune.formulations.relu_milp import build_spec_milp
+    from optprune.solvers import write_model
     from optprune.verification.bounds import compute_bounds
 
     case = prop.cases[0]
     b = compute_bounds(net, case.lower, case.upper, bounds)
     conj = case.disjuncts[0]
     model, _ = build_spec_milp(net, b, case.lower, case.upper, conj.C, conj.d)
-    model.write(path)
+    write_model(model, path)
 
 
 ATTACK_FILES = ("adversarial.npz", "adversarial.png", "summary.json")
