@@ -2,7 +2,7 @@
 
 Each command module registers its commands on its own nameless ``commands``
 (a ``typer.Typer()``); this module adds each of them to :data:`app` in
-:data:`COMMAND_MODULES` order, the order ``optprune --help`` lists them. A
+:data:`COMMANDS` order, the order ``optprune --help`` lists them. A
 command module never imports this one, so the CLI has no import cycle.
 
 Exit codes: 0 success, 2 for every usage error (unknown command or option,
@@ -31,8 +31,15 @@ import sys
 
 import typer
 
-from optprune.cli import _bench, _core_commands, _gohsp, _lm, _prune, _search, _systolic, _verify
+from optprune.cli._bench import commands as bench_commands
+from optprune.cli._core_commands import commands as core_commands
+from optprune.cli._gohsp import commands as gohsp_commands
+from optprune.cli._lm import commands as lm_commands
 from optprune.cli._output import emitted, reset_emitted
+from optprune.cli._prune import commands as prune_commands
+from optprune.cli._search import commands as search_commands
+from optprune.cli._systolic import commands as systolic_commands
+from optprune.cli._verify import commands as verify_commands
 from optprune.errors import OptpruneError
 
 __all__ = ["app", "main"]
@@ -45,11 +52,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-#: The command modules, in the order ``optprune --help`` lists their commands.
-COMMAND_MODULES = (_core_commands, _bench, _prune, _search, _verify, _gohsp, _systolic, _lm)
-for _module in COMMAND_MODULES:
-    app.add_typer(_module.commands)  # nameless: its commands and groups join the app's own
-del _module
+#: Every command module's ``commands``, in the order ``optprune --help`` lists them.
+COMMANDS = (core_commands, bench_commands, prune_commands, search_commands, verify_commands, gohsp_commands,
+            systolic_commands, lm_commands)
+for _commands in COMMANDS:
+    app.add_typer(_commands)  # nameless: its commands and groups join the app's own
+del _commands
 
 USAGE_ERROR = "UsageError"
 INTERRUPTED_CODE = 130  # 128 + SIGINT, as shells report it
