@@ -67,9 +67,12 @@ def test_message_names_owner_parameter_allowed_and_received() -> None:
         (lambda: get_scorer("taylor", members="rows"), r"TaylorScorer: parameter 'members' must be one of"),
     ],
 )
-def test_scorers_validate_their_parameters(make, message) -> None:
+def test_scorers_validate_their_parameters_when_scoring(make, message) -> None:
+    from torch import nn
+
+    scorer = make()  # the constructor only stores (estimator contract): the check comes at the point of use
     with pytest.raises(InvalidParameterError, match=message):
-        make()
+        scorer(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)), input_shape=(2,))
 
 
 def test_scorer_parameters_are_checked_again_before_scoring() -> None:

@@ -157,7 +157,6 @@ class MIPAwareScorer(Scorer):
         self.normalizer = normalizer
         self.input_range = input_range
         self.max_samples = max_samples
-        self._validate_params()
 
     def _score(self, model: nn.Module, groups: list[Group], batches: Batches) -> dict[str, np.ndarray]:
         X = torch.cat([x for x, _ in batches])[: self.max_samples]
