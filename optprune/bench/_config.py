@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from optprune.errors import InvalidParameterError
+from optprune.pruning import DECISIONS
+from optprune.scoring import NORMALIZERS as SCORE_NORMALIZERS
+from optprune.scoring import SCORERS, normalize_scorer_name
 from optprune.verification.bounds import BOUND_METHODS
 from optprune.verification.engine_registry import ENGINES
 
@@ -41,17 +44,15 @@ __all__ = [
     "stable_hash",
 ]
 
-# bmrs-n/bmrs-u/reconvene: optprune.pai.prune_with_method, trained on the calibration sample
-# for scorer_options.epochs epochs (default 5); BMRS ignores the ratio. (optprune.pai.METHODS, kept torch-free here)
-METHOD_DECISIONS = ("bmrs-n", "bmrs-u", "reconvene")
-DECISIONS = ("uniform", "global", "search", "unstructured", "none", *METHOD_DECISIONS)
+# decisions, scorers and normalisers are read from their registries (torch-free to import): a decision that prunes by
+# itself (bmrs-n, bmrs-u, reconvene) trains on the calibration sample for scorer_options.epochs epochs (default 5)
 QUERY_KINDS = ("max_margin", "vnnlib")
 TARGETS = ("runner_up", "all")
 MODES = ("optimize", "decision")
 NORMS = ("linf", "l1")
 DATASETS = ("mnist", "digits")
 SPLITS = ("train", "val", "test", "all")
-NORMALIZERS = ("auto", "zscore", "lamp", "mean", "none")
+NORMALIZERS = ("auto", *SCORE_NORMALIZERS)
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:
@@ -357,17 +358,12 @@ def _network(t: _Table, base: Path, allow_fallback: bool = True) -> NetworkSpec:
 
 
 def _pruning(t: _Table, default_ratios: tuple[float, ...] | None) -> PruningSpec:
-    from optprune.scoring import available_scorers
-
     scorer = t.get("scorer", str, "magnitude")
-    decision = t.get("decision", str, "uniform", allowed=DECISIONS)
-    if decision not in ("unstructured", *METHOD_DECISIONS) and scorer.lower().replace("-", "_") not in available_scorers():
+    decision = t.get("decision", str, "uniform", check=lambda v: v in DECISIONS,
+                     describe="one of " + ", ".join(map(repr, DECISIONS.names())))
+    if DECISIONS.get(decision).takes_scorer and normalize_scorer_name(scorer) not in SCORERS:
         raise InvalidParameterError(
-            f"config {t.where}.scorer: must be one of {', '.join(available_scorers())}; got {scorer!r}"
-        )
-    if decision == "unstructured" and scorer != "magnitude":
-        raise InvalidParameterError(
-            f"config {t.where}.scorer: unstructured pruning supports only 'magnitude' (weight magnitude); got {scorer!r}"
+            f"config {t.where}.scorer: must be one of {', '.join(SCORERS.names())}; got {scorer!r}"
         )
     ratio_check = (lambda v: v == 0) if decision == "none" else (lambda v: 0 < v < 1)  # noqa: E731
     ratio_describe = "[0] (decision 'none' prunes nothing)" if decision == "none" else "a list of fractions in (0, 1)"
@@ -398,10 +394,10 @@ def _pruning(t: _Table, default_ratios: tuple[float, ...] | None) -> PruningSpec
     return spec
 
 
-#: the options of a method decision (bmrs-n, bmrs-u, reconvene) that optprune.pai.prune_with_method takes, each
-#: checked against the constraint its estimator declares (BMRS / Reconvene ``_parameter_constraints``), and
-#: the smallest value a benchmark accepts (a method that trains 0 epochs decides nothing)
-METHOD_OPTIONS = {"epochs": 1}
+#: a benchmark's defaults for the options of a decision that prunes by itself (MethodDecision.options), where they
+#: differ from the decision's own; ``match`` is a key of the pruning entry itself, not of its scorer_options
+METHOD_OPTION_DEFAULTS = {"epochs": 5}
+_SET_BY_SPEC = ("match",)
 #: search_decision's keyword arguments the Pruner sets itself (not search_options)
 _SEARCH_SET_BY_PRUNER = ("model", "scores", "input_shape", "return_result")
 
@@ -414,44 +410,27 @@ def _unknown_keys(where: str, options: dict, allowed: list[str], what: str) -> N
         )
 
 
-def _at_least(constraints: list, low: int):
-    """What the estimator's ``constraints`` accept and is at least ``low`` (a :class:`Predicate`)."""
-    from optprune._validation import Predicate
-
-    checks = [c for c in constraints if c is not None]
-    return Predicate(lambda v: any(c.accepts(v) for c in checks) and v >= low,
-                     " or ".join(c.describe() for c in checks) + f", at least {low}")
-
-
 def _check_options(where: str, decision: str, scorer: str, scorer_given: bool, scorer_options: dict,
                    search_options: dict) -> None:
     """Every option of one pruning decision checked when the config is read, before any network is trained.
 
-    Names come from the registries (scorers, method decisions), types and ranges from the constraints the
-    estimators declare (:mod:`optprune._validation`): a scorer's ``_parameter_constraints`` for
-    ``scorer_options`` of structured decisions, BMRS's or Reconvene's for a method decision's ``epochs``.
+    Names come from the registries (scorers, decisions), types and ranges from the constraints the
+    estimators and decisions declare (:mod:`optprune._validation`): a scorer's ``_parameter_constraints`` for
+    ``scorer_options`` of decisions that take a scorer, the decision's ``options`` for one that prunes by
+    itself (``epochs`` of bmrs-n, bmrs-u, reconvene).
     """
     from optprune._validation import validate_params
 
-    if decision in METHOD_DECISIONS:
-        if scorer_given:
-            raise InvalidParameterError(
-                f"config {where}.scorer: decision {decision!r} scores units itself and takes no scorer; "
-                f"leave 'scorer' out; got {scorer!r}"
-            )
-        _unknown_keys(f"{where}.scorer_options", scorer_options, list(METHOD_OPTIONS), f"for decision {decision!r}")
-        from optprune.bayes import BMRS
-        from optprune.pai._reconvene import Reconvene
-
-        estimator = BMRS if decision.startswith("bmrs") else Reconvene
-        validate_params(f"config {where}.scorer_options ({estimator.__name__})", scorer_options,
-                        {k: [_at_least(estimator._parameter_constraints[k], METHOD_OPTIONS[k])] for k in scorer_options})
-    elif decision in ("unstructured", "none"):
-        if scorer_options:
-            raise InvalidParameterError(
-                f"config {where}.scorer_options: decision {decision!r} uses no scorer options; "
-                f"leave them out; got {scorer_options!r}"
-            )
+    rule = DECISIONS.get(decision)
+    if not rule.takes_scorer:
+        fixed = getattr(rule, "fixed_scorer", None)
+        if scorer_given and scorer != fixed:
+            uses = (f"{decision} pruning supports only {fixed!r} (it ranks by it itself)" if fixed else
+                    f"decision {decision!r} scores units itself and takes no scorer; leave 'scorer' out")
+            raise InvalidParameterError(f"config {where}.scorer: {uses}; got {scorer!r}")
+        allowed = [k for k in rule.options if k not in _SET_BY_SPEC]
+        _unknown_keys(f"{where}.scorer_options", scorer_options, allowed, f"for decision {decision!r}")
+        rule.check_options(scorer_options, f"config {where}.scorer_options ({rule!r})")
     else:
         from optprune.scoring import get_scorer
 

@@ -30,7 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from optprune.bench._config import BenchConfig, FinetuneSpec, NetworkSpec, PruningSpec, stable_hash
+from optprune.bench._config import (
+    METHOD_OPTION_DEFAULTS,
+    BenchConfig,
+    FinetuneSpec,
+    NetworkSpec,
+    PruningSpec,
+    stable_hash,
+)
 from optprune.bench._store import atomic_write
 from optprune.errors import DataNotFoundError, InvalidParameterError
 from optprune.network import Network
@@ -139,25 +146,24 @@ def _shape(model, n_features: int) -> tuple[int, ...]:
 
 
 def _prune(dense_model, spec: PruningSpec, ratio: float, calib, shape: tuple[int, ...]):
-    """A pruned copy of ``dense_model`` and its decision metadata."""
+    """A pruned copy of ``dense_model`` and its decision metadata (the decision looked up in the registry)."""
     import torch
 
-    from optprune.pruning import Pruner, prune_unstructured
+    from optprune.pruning import DECISIONS, Pruner
 
     torch.manual_seed(0)
-    if spec.decision == "none":
-        import copy
-
-        return copy.deepcopy(dense_model), {}
-    if spec.decision in ("bmrs-n", "bmrs-u", "reconvene"):
-        from optprune.pai import prune_with_method
-
-        model, decision, _ = prune_with_method(spec.decision, dense_model, calib, shape, ratio=ratio,
-                                               epochs=int(spec.scorer_options.get("epochs", 5)), seed=0)
-        return model, {"group_widths": dict(decision.new_widths), "decision": decision.to_dict()}
-    if spec.decision == "unstructured":
-        model, masks, keep = prune_unstructured(dense_model, ratio, spec.match, input_shape=shape)
-        return model, {"kept_weights": keep, "match": spec.match, "masks": masks}
+    rule = DECISIONS.get(spec.decision, "decision")
+    if not rule.takes_scorer:  # a decision that prunes by itself, trained on the calibration sample
+        options = {k: v for k, v in METHOD_OPTION_DEFAULTS.items() if k in rule.options}
+        options.update(spec.scorer_options)
+        if "match" in rule.options:
+            options["match"] = spec.match
+        outcome = rule.prune(dense_model, calib, shape, ratio, seed=0, **options)
+        info = (dict(outcome.info) if outcome.decision is None else
+                {"group_widths": dict(outcome.decision.new_widths), "decision": outcome.decision.to_dict()})
+        if outcome.masks is not None:
+            info["masks"] = outcome.masks
+        return outcome.model, info
 
     pruner = Pruner(
         scorer=spec.scorer, ratio=ratio, decision=spec.decision, normalizer=spec.normalizer,

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 from torch import nn
 
-from optprune._validation import Constraint, Interval
+from optprune._validation import Constraint
 from optprune.bayes import BMRS, precision_bounds
 from optprune.errors import InvalidParameterError
 from optprune.pai._reconvene import Reconvene
@@ -23,8 +23,25 @@ from optprune.pruning import DECISIONS, MethodDecision, MethodOutcome, PruningDe
 
 __all__ = ["BMRS_N", "BMRS_U", "RECONVENE", "BMRSDecision", "ReconveneDecision", "prune_with_method"]
 
-#: a method that trains 0 epochs decides nothing
-_EPOCHS: dict[str, tuple[Any, list[Constraint | None]]] = {"epochs": (10, [Interval(int, 1, None)])}
+class _EstimatorOption:
+    """Constraint: what ``estimator`` declares for its parameter ``name`` (read when checked), and at least ``low``."""
+
+    def __init__(self, estimator: type, name: str, low: int) -> None:
+        self.estimator, self.name, self.low = estimator, name, low
+
+    def _checks(self) -> list[Constraint]:
+        return [c for c in self.estimator._parameter_constraints[self.name] if c is not None]
+
+    def accepts(self, value: Any) -> bool:
+        return any(c.accepts(value) for c in self._checks()) and value >= self.low
+
+    def describe(self) -> str:
+        return " or ".join(c.describe() for c in self._checks()) + f", at least {self.low}"
+
+
+def _epochs(estimator: type) -> dict[str, tuple[Any, list[Constraint | None]]]:
+    """The ``epochs`` option: the estimator's constraint, at least 1 (a method that trains 0 epochs decides nothing)."""
+    return {"epochs": (10, [_EstimatorOption(estimator, "epochs", 1)])}
 
 
 class BMRSDecision(MethodDecision):
@@ -34,7 +51,7 @@ class BMRSDecision(MethodDecision):
     no threshold and no target: the ratio is ignored.
     """
 
-    options: ClassVar[dict[str, tuple[Any, list[Constraint | None]]]] = _EPOCHS
+    options: ClassVar[dict[str, tuple[Any, list[Constraint | None]]]] = _epochs(BMRS)
 
     def __init__(self, prior: str) -> None:
         self.prior = prior
@@ -60,7 +77,7 @@ class ReconveneDecision(MethodDecision):
     Warns with :class:`~optprune.pai.TrainedModelWarning` when the model looks trained.
     """
 
-    options: ClassVar[dict[str, tuple[Any, list[Constraint | None]]]] = _EPOCHS
+    options: ClassVar[dict[str, tuple[Any, list[Constraint | None]]]] = _epochs(Reconvene)
 
     def prune(self, model: nn.Module, data: Any, input_shape: Sequence[int], ratio: float, *, seed: int = 0,
               **options: Any) -> MethodOutcome:

@@ -136,10 +136,12 @@ class MethodDecision(abc.ABC):
     ``options``: the keyword options :meth:`prune` takes, ``{name: (default, constraints)}``;
     :meth:`check_options` validates a mapping of them. ``removes_units``: whether
     :meth:`prune` removes whole units (and returns a :class:`PruningDecision`).
+    ``fixed_scorer``: the scorer it ranks by itself, the only one a bench entry may name with it (None: none).
     """
 
     takes_scorer: ClassVar[bool] = False
     removes_units: ClassVar[bool] = True
+    fixed_scorer: ClassVar[str | None] = None
     options: ClassVar[dict[str, tuple[Any, list[Constraint | None]]]] = {}
 
     @abc.abstractmethod
@@ -170,6 +172,7 @@ class UnstructuredDecision(MethodDecision):
 
     options: ClassVar[dict[str, tuple[Any, list[Constraint | None]]]] = {"match": ("none", [Options(MATCHES)])}
     removes_units = False
+    fixed_scorer = "magnitude"
 
     def prune(self, model: nn.Module, data: Any, input_shape: Sequence[int], ratio: float, *, seed: int = 0,
               **options: Any) -> MethodOutcome:
