@@ -112,19 +112,21 @@ def _layers(model: nn.Module) -> list[nn.Module]:
 def interval_preactivation_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) -> list[tuple]:
     """Interval bounds of every pre-activation that feeds a ReLU, for a batch of boxes (differentiable).
 
-    The same arithmetic as :func:`optprune.verification.bounds.interval_bounds`:
+    The interval pass of the bound code itself
+    (:func:`optprune.verification.crown.affine_interval`, which
+    :func:`optprune.verification.bounds.interval_bounds` runs too):
     ``l' = W (l + u)/2 - |W| (u - l)/2 + b`` and ``u' = ... + |W| (u - l)/2``,
-    batched over the first axis.
+    batched over the first axis, differentiable in the weights (no rounding
+    padding here: this is a training objective, not a proof).
     """
+    from optprune.verification.crown import affine_interval
+
     lo, hi = lower.flatten(1), upper.flatten(1)
     out = []
     pending = None
     for m in _layers(model):
         if isinstance(m, nn.Linear):
-            centre, radius = (lo + hi) / 2, (hi - lo) / 2
-            mid = centre @ m.weight.T + (m.bias if m.bias is not None else 0.0)
-            rad = radius @ m.weight.abs().T
-            lo, hi = mid - rad, mid + rad
+            lo, hi = affine_interval(lo, hi, m.weight, m.bias, pad=False)
             pending = (lo, hi)
         elif isinstance(m, nn.ReLU):
             if pending is not None:

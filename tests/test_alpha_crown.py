@@ -9,14 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_relu_milp import tiny_net
 
-from optprune.verification.alpha_crown import (
-    TorchNetwork,
-    alpha_intermediate_bounds,
-    alpha_spec_upper_bound,
-    intermediate_bounds,
-    optimise_spec,
-)
+from optprune.verification.alpha_crown import alpha_intermediate_bounds, alpha_spec_upper_bound, optimise_spec
 from optprune.verification.bounds import linear_bounds, linear_upper_bound
+from optprune.verification.crown import TorchNetwork, intermediate_bounds
 
 
 def _samples(net, lo, hi, n=4000, seed=0):

@@ -112,9 +112,9 @@ def test_prune_mnist_onnx_and_verify(capsys, tmp_path) -> None:
     assert r["widths"] == [784, 64, 64, 10]
     assert "MNIST" in r["data_note"] and "not on the official test set" in r["data_note"]
     assert r["accuracy_before"] > 0.95 and r["accuracy_after_prune"] > 0.5
-    from optprune import verify
+    from optprune import verification
 
-    result = verify.verify_vnnlib(out, folder / "vnncomp2021-mnistfc" / "prop_0_0.03.vnnlib", time_limit=60)
+    result = verification.verify_vnnlib(out, folder / "vnncomp2021-mnistfc" / "prop_0_0.03.vnnlib", time_limit=60)
     assert result.verdict in ("sat", "unsat"), result.to_dict()  # a 64x64 net is decided well within the minute
     if result.verdict == "sat":  # a counterexample must really violate the property on the pruned net
         net = network_from_onnx(out)

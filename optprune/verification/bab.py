@@ -59,19 +59,19 @@ from optprune.errors import InvalidParameterError
 from optprune.milp import MILP, Sense
 from optprune.network import Network
 from optprune.solvers import SolveOptions, Status, get_backend
-from optprune.verification.alpha_crown import (
+from optprune.verification.alpha_crown import alpha_intermediate_bounds, optimise_spec
+from optprune.verification.attack import pgd_attack
+from optprune.verification.bounds import Bounds, linear_bounds
+from optprune.verification.counterexample import case_confirm
+from optprune.verification.crown import (
     DTYPE,
     TorchNetwork,
-    alpha_intermediate_bounds,
     intermediate_bounds,
-    optimise_spec,
+    one_thread,
     pad_bound,
     spec_bound,
     with_linear_output,
 )
-from optprune.verification.attack import pgd_attack
-from optprune.verification.bounds import Bounds, linear_bounds
-from optprune.verification.counterexample import case_confirm
 from optprune.verification.vnnlib import VNNLibCase
 
 __all__ = ["BaBResult", "BaBSettings", "bab_verify_case", "INPUT_SPLIT_MAX", "SPLITS"]
@@ -219,12 +219,8 @@ def bab_verify_case(
     start = time.perf_counter()
     confirm = confirm or case_confirm(net, None, case)
     net, bounds = with_linear_output(net, bounds)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small batched products: one thread, and far faster on a shared, busy machine
-    try:
+    with one_thread():  # small batched products: one thread, and far faster on a shared, busy machine
         return _bab(net, case, deadline, confirm, bounds, settings, start)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start) -> BaBResult:

@@ -1,0 +1,380 @@
+r"""The one CROWN core: interval and linear (back-substitution) bounds of a ReLU network, in torch, batched.
+
+Every bound of the package is computed here: :mod:`optprune.verification.bounds`
+(interval, CROWN) calls it for one box, :mod:`optprune.verification.alpha_crown`
+optimises its slopes (α-CROWN), :mod:`optprune.verification.bab` evaluates it on
+batches of subdomains, and the stability loss of :mod:`optprune.stability` uses
+its interval pass on live weights.
+
+A *subdomain* is an input box ``[x_lo, x_hi]`` together with split constraints
+on some ReLU neurons (``s_j = +1``: ``z_j >= 0``, ``s_j = -1``: ``z_j <= 0``)
+and sound pre-activation bounds ``l <= z <= u`` valid on it. For a row ``c``
+of a specification, :func:`spec_bound` computes an upper bound of
+``c^T z_L + d`` over the subdomain by back-substitution (CROWN, Zhang et al.
+2018, "Efficient Neural Network Robustness Certification with General
+Activation Functions") through the ReLU relaxation
+
+.. math::
+
+    \alpha_j z_j \le \mathrm{relu}(z_j) \le \frac{u_j}{u_j - l_j}(z_j - l_j), \qquad 0 \le \alpha_j \le 1
+
+for an unstable neuron (``l_j < 0 < u_j``, not split); a neuron split active
+is the identity and one split inactive is zero. CROWN's adaptive slope is
+``alpha = 1 if u >= -l else 0``. Split constraints enter by Lagrangian
+relaxation (β-CROWN, Wang et al. 2021): on the subdomain ``s_j z_j >= 0``, so
+for any ``beta_j >= 0``, ``c^T z_L + d <= c^T z_L + d + sum_j beta_j s_j z_j``,
+and the right-hand side is bounded by the same back-substitution.
+
+Soundness: every bound that can close anything is evaluated in float64 and
+widened by :func:`pad_bound`: the rigorous error term of
+:mod:`optprune.verification.rounding` over the magnitude of every term summed,
+including the rounding of the back-substituted coefficients themselves
+(``|lam| @ |W|`` times the largest ``|h|`` the earlier bounds allow, and the
+relaxation's elementwise products times the largest ``|z|``). The ReLU chord's
+intercept is raised by its own rounding. The interval pass
+(:func:`affine_interval`) is padded by the error of its sums the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from optprune.network import AffineLayer, Network
+from optprune.verification.rounding import UNIT_ROUNDOFF, gamma
+
+__all__ = [
+    "DTYPE",
+    "TorchNetwork",
+    "SpecBound",
+    "affine_interval",
+    "spec_bound",
+    "pad_bound",
+    "default_alpha",
+    "intermediate_bounds",
+    "layer_bounds",
+    "with_linear_output",
+    "one_thread",
+]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside: these products are small, and on a shared, busy machine one thread is
+    far faster than torch's default pool (0.5 s against 12 s for CROWN on mnistfc 256x4 at a load of 6)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+DTYPE = torch.float64
+
+
+@dataclass(frozen=True)
+class TorchNetwork:
+    """Dense float64 tensors of a :class:`~optprune.network.Network` (weights, biases, ReLU flags)."""
+
+    weights: tuple[torch.Tensor, ...]
+    biases: tuple[torch.Tensor, ...]
+    relu: tuple[bool, ...]
+
+    weights32: tuple[torch.Tensor, ...] = ()
+    biases32: tuple[torch.Tensor, ...] = ()
+
+    @classmethod
+    def from_network(cls, net: Network) -> TorchNetwork:
+        weights = tuple(torch.as_tensor(layer.dense_weight(), dtype=DTYPE) for layer in net.layers)
+        biases = tuple(torch.as_tensor(layer.bias, dtype=DTYPE) for layer in net.layers)
+        return cls(weights, biases, tuple(layer.activation == "relu" for layer in net.layers),
+                   tuple(w.float() for w in weights), tuple(b.float() for b in biases))
+
+    def params(self, dtype: torch.dtype) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Weights and biases in ``dtype`` (float32 copies serve the optimiser only, never a closing bound)."""
+        if dtype == torch.float32 and self.weights32:
+            return self.weights32, self.biases32
+        return self.weights, self.biases
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    @property
+    def hidden_widths(self) -> list[int]:
+        return [int(w.shape[0]) for w in self.weights[:-1]]
+
+    @property
+    def chain_length(self) -> int:
+        """Operations in sequence in any bound (as :func:`optprune.verification.bounds.chain_length`)."""
+        return int(self.weights[0].shape[1]) + sum(int(w.shape[0]) for w in self.weights) + 4 * self.n_layers + 4
+
+
+@dataclass
+class SpecBound:
+    """Result of :func:`spec_bound`: ``upper`` (B, m) plus what branching heuristics need.
+
+    ``mu[j]`` (B, m, n_j) is the coefficient of ``relu(z_j)`` met during the
+    back-substitution (BaBSR's score uses it); ``lam0`` (B, m, n_in) the final
+    coefficient of the input, whose sign gives the maximising vertex of the box;
+    ``magnitude`` (B, m) the sum of the magnitudes of the terms (for padding),
+    ``n_terms`` the longest chain of operations they were summed in.
+    """
+
+    upper: torch.Tensor
+    mu: list[torch.Tensor | None]
+    lam0: torch.Tensor
+    magnitude: torch.Tensor
+    n_terms: int = 0
+
+
+def _relaxation(lower: torch.Tensor, upper: torch.Tensor, split: torch.Tensor | None):
+    """Per neuron (B, n): upper slope, upper intercept, fixed lower slope, unstable mask.
+
+    Active (``l >= 0`` or split ``+1``): slope 1; inactive (``u <= 0`` or split
+    ``-1``): slope 0; unstable: the upper chord, lower slope left to ``alpha``.
+    """
+    active = lower >= 0
+    inactive = upper <= 0
+    if split is not None:
+        active = active | (split > 0)
+        inactive = (inactive | (split < 0)) & ~active
+    unstable = ~active & ~inactive
+    denom = torch.where(unstable, upper - lower, torch.ones_like(upper))
+    up_slope = torch.where(active, 1.0, torch.where(unstable, upper / denom, 0.0)).to(lower.dtype)
+    up_icpt = torch.where(unstable, -lower * upper / denom, 0.0).to(lower.dtype)
+    if lower.dtype == torch.float64:  # the chord above the ReLU in exact arithmetic (optprune.verification.bounds)
+        span = torch.maximum(lower.abs(), upper.abs())
+        slack = 8.0 * UNIT_ROUNDOFF * (up_slope * span + up_icpt + span)
+        up_icpt = torch.where(unstable, torch.nextafter(up_icpt + slack, torch.full_like(up_icpt, torch.inf)), 0.0)
+    return up_slope, up_icpt, active.to(lower.dtype), unstable
+
+
+def default_alpha(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """CROWN's adaptive lower slope ``1 if u >= -l else 0`` (B, n)."""
+    return (upper >= -lower).to(lower.dtype)
+
+
+def spec_bound(
+    tn: TorchNetwork,
+    x_lo: torch.Tensor,
+    x_hi: torch.Tensor,
+    lowers: list[torch.Tensor],
+    uppers: list[torch.Tensor],
+    splits: list[torch.Tensor] | None,
+    C: torch.Tensor,
+    d: torch.Tensor,
+    alpha: list[torch.Tensor | None] | None = None,
+    beta: list[torch.Tensor | None] | None = None,
+    n_layers: int | None = None,
+    magnitude: bool = True,
+) -> SpecBound:
+    """Upper bound of ``C z_{K-1} + d`` per subdomain and row (module doc), differentiable in alpha and beta.
+
+    Shapes: ``x_lo``/``x_hi`` (B, n_in); ``lowers[j]``/``uppers[j]``/``splits[j]``
+    (B, n_j) for hidden layer ``j``; ``C`` (B, m, n_{K-1}) on the pre-activation of
+    layer ``K-1`` where ``K = n_layers`` (default: every layer, so ``C`` acts on
+    the output); ``d`` (B, m); ``alpha[j]``/``beta[j]`` (B, m, n_j) or None
+    (CROWN's adaptive slopes; no Lagrangian term). The arithmetic runs in
+    ``C``'s dtype; ``magnitude=False`` skips the padding's term sum (optimiser steps).
+    """
+    K = tn.n_layers if n_layers is None else n_layers
+    weights, biases = tn.params(C.dtype)
+    dt = C.dtype
+    lam, const = C, d
+    mag = d.abs() if magnitude else None
+    mus: list[torch.Tensor | None] = [None] * (K - 1)
+    for k in range(K - 1, -1, -1):
+        b = biases[k]
+        const = const + lam @ b
+        if magnitude:
+            # |lam| @ (|b| + |W_k| @ max|h_{k-1}|): the bias terms and the rounding of lam @ W_k (module doc).
+            h_prev = (torch.maximum(x_hi.abs(), x_lo.abs()) if k == 0 else
+                      uppers[k - 1].clamp(min=0.0) if tn.relu[k - 1] else
+                      torch.maximum(lowers[k - 1].abs(), uppers[k - 1].abs()))
+            spread = b.abs() + h_prev @ weights[k].abs().T
+            mag = mag + (lam.abs() * spread.unsqueeze(1)).sum(-1)
+        lam = lam @ weights[k]
+        if k == 0:
+            break
+        j = k - 1
+        if not tn.relu[j]:
+            continue
+        split = None if splits is None else splits[j]
+        up_slope, up_icpt, act, unstable = _relaxation(lowers[j], uppers[j], split)
+        mus[j] = lam
+        pos, neg = lam.clamp(min=0.0), lam.clamp(max=0.0)
+        a = alpha[j] if alpha is not None and alpha[j] is not None else default_alpha(lowers[j], uppers[j]).unsqueeze(1)
+        low_slope = act.unsqueeze(1) + unstable.unsqueeze(1).to(dt) * a
+        icpt = (pos * up_icpt.unsqueeze(1)).sum(-1)
+        const = const + icpt
+        terms = pos * up_slope.unsqueeze(1) - neg * low_slope  # |pos s| + |neg a|: the products' magnitudes
+        lam = pos * up_slope.unsqueeze(1) + neg * low_slope
+        if beta is not None and beta[j] is not None and split is not None:
+            lam = lam + beta[j] * split.unsqueeze(1).to(dt)
+            terms = terms + beta[j].abs()
+        if magnitude:
+            z_abs = torch.maximum(lowers[j].abs(), uppers[j].abs()).unsqueeze(1)
+            mag = mag + icpt.abs() + (terms * z_abs).sum(-1)
+    hi, lo = x_hi.unsqueeze(1), x_lo.unsqueeze(1)
+    box = (lam.clamp(min=0.0) * hi + lam.clamp(max=0.0) * lo).sum(-1)
+    upper = const + box
+    if magnitude:
+        mag = mag + (lam.abs() * torch.maximum(hi.abs(), lo.abs())).sum(-1) + const.abs()
+    return SpecBound(upper, mus, lam, mag if magnitude else torch.zeros_like(box), tn.chain_length)
+
+
+def pad_bound(sb: SpecBound) -> torch.Tensor:
+    """Sound float64 upper bound: ``upper`` plus :func:`optprune.verification.rounding.error_bound` of its magnitude."""
+    if sb.upper.dtype != torch.float64:
+        raise TypeError("pad_bound needs a float64 SpecBound: only float64 evaluations can close anything")
+    n = sb.n_terms + 4
+    u = sb.upper.detach()
+    pad = 2.0 * gamma(n) * sb.magnitude.detach() + n * 2.0**-1074
+    up = u + torch.nextafter(pad, torch.full_like(pad, torch.inf))
+    return torch.nextafter(up, torch.full_like(up, torch.inf))
+
+
+def affine_interval(lo: torch.Tensor, hi: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    pad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interval of ``W x + b`` over ``lo <= x <= hi`` (batched over rows of ``lo``; differentiable in W, b, lo, hi).
+
+    ``W c + b -/+ |W| r`` with ``c = (lo + hi)/2``, ``r = (hi - lo)/2``. With
+    ``pad`` (and float64) the result is widened by ``2 gamma_{2n+6}`` times
+    ``|W| max(|lo|, |hi|) + |b|``, which covers the rounding of the sums and of
+    ``c`` and ``r`` (the box ``[c - r, c + r]`` may miss ``[lo, hi]`` by a few
+    ulps of ``max(|lo|, |hi|)``); the padding carries no gradient.
+    """
+    centre, radius = (lo + hi) / 2, (hi - lo) / 2
+    mid = centre @ weight.T
+    if bias is not None:
+        mid = mid + bias
+    rad = radius @ weight.abs().T
+    lower, upper = mid - rad, mid + rad
+    if pad and lower.dtype == torch.float64:
+        with torch.no_grad():
+            mag = torch.maximum(lo.abs(), hi.abs()) @ weight.abs().T
+            if bias is not None:
+                mag = mag + bias.abs()
+            widen = 2.0 * gamma(2 * weight.shape[1] + 6) * mag + 2.0**-1060
+            inf = torch.full_like(widen, torch.inf)
+        lower = torch.nextafter(lower - widen, -inf)
+        upper = torch.nextafter(upper + widen, inf)
+    return lower, upper
+
+
+def _neuron_rows(n: int, idx: torch.Tensor, B: int) -> torch.Tensor:
+    """Rows ``[e_idx; -e_idx]`` (B, 2|idx|, n)."""
+    eye = torch.zeros(idx.numel(), n, dtype=DTYPE)
+    eye[torch.arange(idx.numel()), idx] = 1.0
+    return torch.cat([eye, -eye]).unsqueeze(0).expand(B, -1, -1)
+
+
+def _intersect_rows(lower: torch.Tensor, upper: torch.Tensor, idx: torch.Tensor, ub: torch.Tensor):
+    """``(lower, upper)`` (B, n) intersected at neurons ``idx`` with the padded bounds ``ub`` of the rows of
+    :func:`_neuron_rows` (B, 2|idx|): ``z <= ub[:, :r]`` and ``z >= -ub[:, r:]``. New tensors; the inputs are kept."""
+    r = idx.numel()
+    lo_new, hi_new = lower.clone(), upper.clone()
+    hi_new[:, idx] = torch.minimum(hi_new[:, idx], ub[:, :r])
+    lo_new[:, idx] = torch.maximum(lo_new[:, idx], -ub[:, r:])
+    return lo_new, hi_new
+
+
+def intermediate_bounds(
+    tn: TorchNetwork,
+    x_lo: torch.Tensor,
+    x_hi: torch.Tensor,
+    lowers: list[torch.Tensor],
+    uppers: list[torch.Tensor],
+    splits: list[torch.Tensor] | None,
+    start: int = 1,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Recompute (CROWN, batched) the bounds of hidden layers ``start..K-2`` and intersect them with the given ones.
+
+    Layer ``j``'s bounds use the (already updated) bounds and splits of the
+    layers before it. Only neurons unstable in some subdomain of the batch are
+    recomputed. The result is padded outward; a subdomain whose lower bound
+    exceeds its upper bound somewhere is empty.
+    """
+    lowers, uppers = list(lowers), list(uppers)
+    B = x_lo.shape[0]
+    with torch.no_grad():
+        if start <= 0:
+            bottom, top = affine_interval(x_lo, x_hi, tn.weights[0], tn.biases[0])
+            lowers[0] = torch.maximum(lowers[0], bottom)
+            uppers[0] = torch.minimum(uppers[0], top)
+            start = 1
+        for j in range(start, tn.n_layers - 1):
+            open_ = (lowers[j] < 0) & (uppers[j] > 0)
+            if splits is not None:
+                open_ &= splits[j] == 0
+            idx = torch.nonzero(open_.any(0)).flatten()
+            if idx.numel() == 0:
+                continue
+            n = lowers[j].shape[1]
+            C = _neuron_rows(n, idx, B)
+            d = torch.zeros(B, C.shape[1], dtype=DTYPE)
+            sb = spec_bound(tn, x_lo, x_hi, lowers, uppers, splits, C, d, None, None, n_layers=j + 1)
+            lowers[j], uppers[j] = _intersect_rows(lowers[j], uppers[j], idx, pad_bound(sb))
+    return lowers, uppers
+
+
+def layer_bounds(tn: TorchNetwork, x_lo: torch.Tensor, x_hi: torch.Tensor,
+                 start: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """CROWN bounds of every layer's pre-activation, every neuron (rows ``±e_i``), for a batch of boxes.
+
+    Layer 0 is the interval pass (exact up to rounding); layer ``k`` back-
+    substitutes ``±e_i`` through the bounds of the layers before it; each
+    result is intersected with ``start[k]`` (default: the interval pass) and
+    padded outward. Shapes (B, n_k).
+    """
+    B = x_lo.shape[0]
+    lo, hi = x_lo, x_hi
+    interval: list[tuple[torch.Tensor, torch.Tensor]] = []
+    if start is None:
+        for k in range(tn.n_layers):
+            zl, zu = affine_interval(lo, hi, tn.weights[k], tn.biases[k])
+            interval.append((zl, zu))
+            lo, hi = (zl.clamp(min=0.0), zu.clamp(min=0.0)) if tn.relu[k] else (zl, zu)
+    else:
+        interval = list(start)
+    lowers, uppers = [interval[0][0]], [interval[0][1]]
+    with torch.no_grad():
+        for k in range(1, tn.n_layers):
+            n = tn.weights[k].shape[0]
+            C = _neuron_rows(n, torch.arange(n), B)
+            d = torch.zeros(B, 2 * n, dtype=DTYPE)
+            # spec_bound back-substitutes from the pre-activation of layer k through the bounds of layers < k.
+            ub = pad_bound(spec_bound(tn, x_lo, x_hi, lowers + [interval[k][0]], uppers + [interval[k][1]], None,
+                                      C, d, n_layers=k + 1))
+            il, iu = interval[k]
+            lower = torch.maximum(-ub[:, n:], il)
+            upper = torch.minimum(ub[:, :n], iu)
+            lowers.append(lower)
+            uppers.append(torch.maximum(upper, lower))
+    return list(zip(lowers, uppers))
+
+
+def with_linear_output(net: Network, bounds: list | None) -> tuple[Network, list | None]:
+    """``net``, followed by an identity layer ``y = h`` when its last layer ends in a ReLU.
+
+    The spec bounds act on the last layer's pre-activation (``C z + d``); after a
+    final ReLU that would bound ``C z`` instead of ``C relu(z)``, unsound for a
+    positive coefficient (``relu(z) >= z``). The appended layer's bounds are the
+    ReLU of the last layer's, and the former output ReLUs become splittable.
+    """
+    if net.layers[-1].activation != "relu":
+        return net, bounds
+    n = net.output_size
+    ident = AffineLayer(np.eye(n), np.zeros(n), "identity", name="output")
+    out = Network((*net.layers, ident), name=net.name, metadata=net.metadata)
+    if bounds is not None:
+        lo, hi = bounds[-1]
+        bounds = [*bounds, (np.maximum(lo, 0.0), np.maximum(hi, 0.0))]
+    return out, bounds
