@@ -8,7 +8,7 @@ same number of optimizer steps (``--steps``, batch 64):
 * ``compresso``: L0 gates on heads, neurons and hidden dimensions + LoRA,
   Lagrangian size constraint, ``steps - steps//5`` gate steps then ``steps//5``
   LoRA recovery steps after the cut;
-* ``compresso+prompt``: the same with the fixed instruction prefix
+* ``compresso-prompt``: the same with the fixed instruction prefix
   ``COMPRESSO_PROMPT`` in training and evaluation;
 * ``compresso-hidden``: Compresso without hidden-dimension gates (heads and
   neurons only), an ablation;
@@ -18,6 +18,10 @@ same number of optimizer steps (``--steps``, batch 64):
 * ``magnitude+full``: one-shot group magnitude, then full fine-tuning (``steps``);
 * ``magnitude``, ``wanda_sp``, ``flap``, ``bonsai``: one-shot, no training
   (the engine's scorers on the model's trunk, 128 calibration problems).
+
+A run is ``METHOD`` or ``METHOD+RECOVERY``: a name of
+:data:`optprune.lm.LM_METHODS` (as ``optprune lm prune --method``) and, for
+one-shot methods, the recovery (``none`` when not given).
 
 Exact match (greedy) and perplexity per completion token on the 400 test
 problems. Writes ``records.jsonl`` and ``summary.md`` (provenance header first)
@@ -37,31 +41,30 @@ from pathlib import Path
 import torch
 
 from optprune.bench._provenance import script_command, start_run
-from optprune.lm import exact_match, get_task, load_lm, perplexity
-from optprune.lm._prune import COMPRESSO_PROMPT, Compresso, LoRAShear, OneShot, pruning_report
+from optprune.lm import LM_METHODS, exact_match, get_task, load_lm, perplexity
+from optprune.lm._prune import COMPRESSO_PROMPT, RECOVERIES, OneShot, pruning_report
 from optprune.pruning import count_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = ("compresso", "compresso+prompt", "compresso-hidden", "lorashear", "magnitude+lora", "magnitude+full",
-           "magnitude", "wanda_sp", "flap", "bonsai")
+#: the runs by default: every registered method (one-shot ones without recovery), and magnitude with each recovery
+RUNS = (*LM_METHODS.names(), "magnitude+lora", "magnitude+full")
+
+
+def run_name(text: str) -> str:
+    """``METHOD`` or ``METHOD+RECOVERY`` (argparse type): the method from the registry, the recovery from RECOVERIES."""
+    method, _, recovery = text.partition("+")
+    if method not in LM_METHODS or (recovery and recovery not in RECOVERIES):
+        raise argparse.ArgumentTypeError(f"must be METHOD or METHOD+RECOVERY with METHOD one of "
+                                         f"{', '.join(LM_METHODS.names())} and RECOVERY one of "
+                                         f"{', '.join(RECOVERIES)}; got {text!r}")
+    return text
 
 
 def run_method(name: str, model, task, ratio: float, steps: int, seed: int) -> tuple[object, str]:
-    if name == "compresso":
-        return Compresso(ratio=ratio, steps=steps, recovery_steps=steps // 5, seed=seed).fit(model, task), ""
-    if name == "compresso-hidden":
-        est = Compresso(ratio=ratio, steps=steps, recovery_steps=steps // 5, prune_hidden=False, seed=seed)
-        return est.fit(model, task), ""
-    if name == "compresso+prompt":
-        est = Compresso(ratio=ratio, steps=steps, recovery_steps=steps // 5, prompt=COMPRESSO_PROMPT, seed=seed)
-        return est.fit(model, task), COMPRESSO_PROMPT
-    if name == "lorashear":
-        return LoRAShear(ratio=ratio, steps=steps, stages=4, seed=seed).fit(model, task), ""
-    if name == "magnitude+lora":
-        return OneShot("magnitude", ratio=ratio, recovery="lora", steps=steps, seed=seed).fit(model, task), ""
-    if name == "magnitude+full":
-        return OneShot("magnitude", ratio=ratio, recovery="full", steps=steps, seed=seed).fit(model, task), ""
-    return OneShot(name, ratio=ratio, recovery="none", steps=0, seed=seed).fit(model, task), ""
+    """Fit the run ``name`` (``METHOD[+RECOVERY]``); the pruner and the prefix it is evaluated with."""
+    method, _, recovery = name.partition("+")
+    est = LM_METHODS.get(method)(ratio, steps=steps, seed=seed, recovery=recovery or "none")
+    return est.fit(model, task), getattr(est, "prompt", None) or ""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "instances/lm/arith_tiny.pt")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.2, 0.35, 0.5])
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(RUNS), type=run_name,
+                        help="runs METHOD or METHOD+RECOVERY (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "results/lm_pruning")
     parser.add_argument("--allow-dirty", action="store_true",
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             est, prefix = run_method(name, model, task, ratio, args.steps, args.seed)
             train_s = time.time() - t
             rep = pruning_report(model, est.model_, task, prefix=prefix, dense_report=dense)
-            trained = name.startswith(("compresso", "lorashear")) or "+" in name
+            trained = not isinstance(est, OneShot) or est.recovery != "none"
             rec = {"method": name, "ratio": ratio, "steps": args.steps if trained else 0,
                    "seconds": round(train_s, 1), "target_params": est.target_params_, **rep}
             if hasattr(est, "expected_fraction_"):
@@ -133,8 +137,8 @@ def write_summary(args, header: str, dense: dict, dense_prompt: dict, records: l
         gap = (dense["exact_match"] - r20["exact_match_after"]) * 100
         lines.append(f"- LoRAShear at 20% within 1 point of dense exact match: gap {gap:+.1f} points -> "
                      f"{'met' if gap <= 1.0 else 'MISSED'}.")
-    one_shot = ("magnitude", "wanda_sp", "flap", "bonsai")
-    for variant in ("compresso", "compresso+prompt"):
+    one_shot = [m for m in LM_METHODS.names() if isinstance(LM_METHODS.get(m)(0.35), OneShot)]
+    for variant in ("compresso", "compresso-prompt"):
         c = by.get((0.35, variant))
         if c:
             others = {m: by[(0.35, m)]["exact_match_after"] for m in one_shot if (0.35, m) in by}

@@ -16,11 +16,12 @@ import typer
 from optprune.cli._output import JSON_HELP, emit, stderr_console
 from optprune.cli._validate import FORCE_HELP, _same_file_key, check_number, check_output_file, check_output_files
 from optprune.errors import InvalidParameterError
+from optprune.lm import LM_METHODS
 
 #: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
 commands = typer.Typer()
 
-__all__ = ["LM_METHODS", "commands", "lm_app", "sprint_app"]
+__all__ = ["commands", "lm_app", "sprint_app"]
 
 lm_app = typer.Typer(
     name="lm",
@@ -36,11 +37,6 @@ sprint_app = typer.Typer(
 commands.add_typer(sprint_app, name="sprint")
 
 MODEL_HELP = "A language model written by optprune lm train / prune (.pt)."
-#: ``compresso-prompt``: with the collaborative prompt; ``compresso-hidden``: without hidden-dimension gates.
-LM_METHODS = ("compresso", "compresso-prompt", "compresso-hidden", "lorashear", "magnitude", "wanda_sp", "flap",
-              "bonsai")
-
-
 def _distinct_paths(paths: dict[str, Path | None]) -> None:
     """Refuse one file given for two roles (``--out X --cache X`` would write the selector over its cache)."""
     seen: dict[str, str] = {}
@@ -143,10 +139,12 @@ def generate_command(
 @lm_app.command("prune")
 def prune_command(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
-    method: Annotated[str, typer.Option("--method", help=", ".join(LM_METHODS) + ".")] = "compresso",
+    method: Annotated[str, typer.Option("--method", help=", ".join(LM_METHODS.names()) + ".")] = "compresso",
     ratio: Annotated[float, typer.Option("--ratio", help="Fraction of parameters removed, in (0, 1).")] = 0.35,
     data: Annotated[str, typer.Option("--data", help="Dataset: arith.")] = "arith",
     steps: Annotated[int, typer.Option("--steps", help="Training steps (gates + recovery, or recovery).")] = 300,
+    recovery: Annotated[str, typer.Option(
+        "--recovery", help="One-shot methods: none, lora or full fine-tuning for --steps after the cut.")] = "lora",
     lora_rank: Annotated[int, typer.Option("--lora-rank", help="LoRA rank.")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="Seed of gates, calibration and fine-tuning.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Write the pruned model (.pt or .onnx).")] = None,
@@ -154,8 +152,7 @@ def prune_command(
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Prune heads, MLP neurons (and, Compresso, hidden dimensions) training only LoRA adapters."""
-    if method not in LM_METHODS:
-        raise InvalidParameterError(f"--method must be one of {', '.join(LM_METHODS)}; got {method!r}")
+    LM_METHODS.check(method, "--method")
     check_number("--ratio", ratio, low=0, high=1, low_open=True, high_open=True)
     check_number("--steps", steps, low=1)
     check_number("--lora-rank", lora_rank, low=1)
@@ -164,17 +161,13 @@ def prune_command(
     task = _data(data)
     _threads()
     from optprune.lm import export_onnx, load_lm, save_lm
-    from optprune.lm._prune import COMPRESSO_PROMPT, Compresso, LoRAShear, OneShot, pruning_report
+    from optprune.lm._prune import RECOVERIES, pruning_report
 
+    if recovery not in RECOVERIES:
+        raise InvalidParameterError(f"--recovery must be one of {', '.join(RECOVERIES)}; got {recovery!r}")
     model = load_lm(model_path)
-    prefix = COMPRESSO_PROMPT if method == "compresso-prompt" else ""
-    if method.startswith("compresso"):
-        est = Compresso(ratio=ratio, steps=steps, recovery_steps=steps // 5, lora_rank=lora_rank,
-                        prompt=prefix or None, prune_hidden=method != "compresso-hidden", seed=seed)
-    elif method == "lorashear":
-        est = LoRAShear(ratio=ratio, steps=steps, lora_rank=lora_rank, seed=seed)
-    else:
-        est = OneShot(method, ratio=ratio, steps=steps, lora_rank=lora_rank, seed=seed)
+    est = LM_METHODS.get(method)(ratio, steps=steps, lora_rank=lora_rank, seed=seed, recovery=recovery)
+    prefix = getattr(est, "prompt", None) or ""
     if not as_json:
         stderr_console.print(f"pruning {model_path} with {method} at ratio {ratio} ({steps} steps)")
     t0 = time.time()

@@ -46,6 +46,7 @@ from optprune.structure import Group
 __all__ = [
     "COMPRESSO_PROMPT",
     "ONE_SHOT_SCORERS",
+    "RECOVERIES",
     "Compresso",
     "LoRAShear",
     "OneShot",
@@ -56,6 +57,8 @@ __all__ = [
 
 #: Compresso's collaborative prompt, in miniature: a fixed instruction prefix telling the model it is pruned.
 COMPRESSO_PROMPT = "pruned model carry:"
+#: what follows a one-shot cut: nothing, LoRA adapters or full fine-tuning
+RECOVERIES = ("none", "lora", "full")
 #: Engine scorers usable for one-shot pruning of the LM (name -> constructor keyword arguments).
 ONE_SHOT_SCORERS: dict[str, dict] = {"magnitude": {}, "wanda_sp": {}, "flap": {}, "bonsai": {"n_masks": 100}}
 
@@ -237,7 +240,7 @@ class OneShot(_LMPruner):
 
     _parameter_constraints = {
         "scorer": [Options(tuple(ONE_SHOT_SCORERS))],
-        "recovery": [Options(("none", "lora", "full"))],
+        "recovery": [Options(RECOVERIES)],
         "steps": [Interval(int, 0, None)],
         "lora_rank": [Interval(int, 1, None)],
         "lr": [Interval(float, 0.0, None, closed="neither")],
