@@ -119,8 +119,9 @@ class TorchNetwork:
 class SpecBound:
     """Result of :func:`spec_bound`: ``upper`` (B, m) plus what branching heuristics need.
 
-    ``mu[j]`` (B, m, n_j) is the coefficient of ``relu(z_j)`` met during the
-    back-substitution (BaBSR's score uses it); ``lam0`` (B, m, n_in) the final
+    ``mu[j]`` (B, m, n_j) is the coefficient of layer ``j``'s output (``relu(z_j)``
+    or ``z_j``) met during the back-substitution (BaBSR's score uses it; so does
+    :func:`optprune.verification.verdicts.solver_resolution`); ``lam0`` (B, m, n_in) the final
     coefficient of the input, whose sign gives the maximising vertex of the box;
     ``magnitude`` (B, m) the sum of the magnitudes of the terms (for padding),
     ``n_terms`` the longest chain of operations they were summed in.
@@ -203,11 +204,11 @@ def spec_bound(
         if k == 0:
             break
         j = k - 1
+        mus[j] = lam
         if not tn.relu[j]:
             continue
         split = None if splits is None else splits[j]
         up_slope, up_icpt, act, unstable = _relaxation(lowers[j], uppers[j], split)
-        mus[j] = lam
         pos, neg = lam.clamp(min=0.0), lam.clamp(max=0.0)
         a = alpha[j] if alpha is not None and alpha[j] is not None else default_alpha(lowers[j], uppers[j]).unsqueeze(1)
         low_slope = act.unsqueeze(1) + unstable.unsqueeze(1).to(dt) * a
