@@ -196,7 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--methods", nargs="+", default=["exact", "global", "uniform"])
-    parser.add_argument("--scorers", nargs="+", default=["magnitude", "flap"])
+    from optprune.scoring import SCORERS
+
+    parser.add_argument("--scorers", nargs="+", default=["magnitude", "flap"], choices=SCORERS.names())
     parser.add_argument("--normalize", default="mean")
     parser.add_argument("--round-to", type=int, default=1)
     parser.add_argument("--calibration-samples", type=int, default=512)

@@ -12,7 +12,7 @@ from torch import nn
 from optprune._validation import InstanceOf, Interval, Options, Predicate
 from optprune.errors import InvalidParameterError, UnsupportedLayerError
 from optprune.io import network_from_torch
-from optprune.scoring._base import Batches, Scorer, get_scorer, register_scorer
+from optprune.scoring._base import Batches, Scorer, get_scorer
 from optprune.scoring._normalize import NORMALIZERS, normalize
 from optprune.structure import Group
 from optprune.verification.bounds import interval_bounds, linear_bounds, unstable_masks
@@ -170,5 +170,3 @@ class MIPAwareScorer(Scorer):
         f = normalize(freq, self.normalizer)
         return {g.name: a[g.name] - self.weight * f[g.name] for g in groups}
 
-
-register_scorer(MIPAwareScorer, "mip_aware")
