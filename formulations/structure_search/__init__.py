@@ -22,6 +22,13 @@ ones and keeping width ``k`` is worth the prefix sum of the sorted scores
 
 .. math::  v_g(k) = \sum_{i \le k} s_{g,(i)},\qquad s_{g,(1)} \ge s_{g,(2)} \ge \dots
 
+A group may instead be given its value at every width directly, ``v_g(k) =
+values_g[k]`` (:meth:`WidthGroup.from_curve`): any per-width objective, e.g.
+minus the error of re-fitting the consumer layer when ``k`` units stay
+(:func:`optprune.search.allocate_widths`), which models the interactions
+between kept units that no sum of per-unit scores can. Nothing below depends on
+where ``v_g`` comes from: the MILP reads it at the allowed widths only.
+
 A resource ``r`` (parameters, FLOPs, latency, ...) is a sum over *layers*
 ``l``, each reading an input width and writing an output width, where each end
 is a group's width or a fixed width (the network input, the classes):

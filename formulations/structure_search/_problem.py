@@ -42,11 +42,23 @@ def width_grid(size: int, round_to: int = 1, min_width: int | float = 1, *, incl
 
 @dataclass(frozen=True, eq=False)
 class WidthGroup:
-    """A prunable group: one score per unit and the allowed kept widths (default 1..n)."""
+    """A prunable group: one score per unit, the allowed kept widths (default 1..n), optionally a value curve.
+
+    By default keeping width ``k`` is worth the sum of the ``k`` largest scores
+    (``v_g(k)`` of the package docstring). With ``values`` (length ``n + 1``)
+    keeping width ``k`` is worth ``values[k]`` instead, given directly: any
+    per-width objective, e.g. minus a reconstruction error curve
+    (:func:`optprune.search.allocate_widths`); the scores then only rank the
+    units (the ``k`` kept are still the ``k`` highest-scoring ones, see
+    :meth:`from_curve`). Interactions between kept units that no sum of
+    per-unit scores expresses are in the curve, and the MILP is unchanged: it
+    only ever reads ``v_g`` at the allowed widths.
+    """
 
     name: str
     scores: np.ndarray
     widths: np.ndarray | None = None
+    values: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
@@ -56,6 +68,17 @@ class WidthGroup:
             raise ShapeMismatchError(f"group {self.name!r}: scores must be finite")
         scores.setflags(write=False)
         object.__setattr__(self, "scores", scores)
+        if self.values is not None:
+            values = np.array(self.values, dtype=np.float64).reshape(-1)
+            if values.size != scores.size + 1:
+                raise ShapeMismatchError(
+                    f"group {self.name!r}: values must give one value per width 0..{scores.size} "
+                    f"({scores.size + 1} entries), got {values.size}"
+                )
+            if not np.all(np.isfinite(values)):
+                raise ShapeMismatchError(f"group {self.name!r}: values must be finite")
+            values.setflags(write=False)
+            object.__setattr__(self, "values", values)
         widths = width_grid(scores.size) if self.widths is None else np.asarray(self.widths, dtype=np.int64).reshape(-1)
         widths = np.unique(widths)
         if widths.size == 0 or widths[0] < 0 or widths[-1] > scores.size:
@@ -77,15 +100,58 @@ class WidthGroup:
 
     @cached_property
     def prefix(self) -> np.ndarray:
-        """``prefix[k]`` = sum of the ``k`` largest scores (``v_g(k)``)."""
+        """``prefix[k]`` = ``v_g(k)``: the sum of the ``k`` largest scores, or ``values[k]`` when given."""
+        if self.values is not None:
+            return self.values
         return np.concatenate([[0.0], np.cumsum(self.scores[self.order])])
+
+    @property
+    def unit_scores(self) -> np.ndarray:
+        """Per-unit scores a threshold can compare: the scores, or for a value curve its marginal gains.
+
+        For a group given by ``values``, the unit at rank ``i`` (0-based, by
+        decreasing score) is credited ``values[i + 1] - values[i]``, what adding
+        it to the ``i`` better-ranked units gains along the curve.
+        """
+        if self.values is None:
+            return self.scores
+        gains = np.empty(self.size)
+        gains[self.order] = np.diff(self.values)
+        return gains
 
     def kept(self, width: int) -> np.ndarray:
         """Indices of the ``width`` highest-scoring units, ascending."""
         return np.sort(self.order[: int(width)])
 
+    @classmethod
+    def from_curve(
+        cls, name: str, values: np.ndarray, order: np.ndarray | None = None, widths: np.ndarray | None = None
+    ) -> WidthGroup:
+        """A group worth ``values[k]`` at width ``k`` that keeps ``order[:k]`` (default: units ``0..k-1``).
+
+        ``order`` is a permutation of the units, the one kept longest first
+        (the reverse of a backward-elimination order), so the kept sets are
+        nested; the scores are the ranks it implies (``n - position``).
+        """
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        n = values.size - 1
+        if n < 1:
+            raise ShapeMismatchError(f"group {name!r}: a value curve needs widths 0..n with n >= 1, got {values.size}")
+        order = np.arange(n) if order is None else np.asarray(order, dtype=np.int64).reshape(-1)
+        if order.size != n or not np.array_equal(np.sort(order), np.arange(n)):
+            raise ShapeMismatchError(
+                f"group {name!r}: order must be a permutation of its {n} units (the value curve has {n + 1} entries); "
+                f"got {order.size} entries"
+            )
+        scores = np.empty(n)
+        scores[order] = np.arange(n, 0, -1, dtype=np.float64)
+        return cls(name, scores, widths, values)
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "scores": self.scores.tolist(), "widths": self.widths.tolist()}
+        out = {"name": self.name, "scores": self.scores.tolist(), "widths": self.widths.tolist()}
+        if self.values is not None:
+            out["values"] = self.values.tolist()
+        return out
 
 
 @dataclass

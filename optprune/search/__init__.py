@@ -4,7 +4,8 @@ The problem and its MILP live in :mod:`optprune.formulations.structure_search`
 (torch-free); this package solves it with any backend or a baseline
 (:func:`solve_search`, :func:`search_widths`), reads and writes instances, builds
 problems from torch models (:func:`problem_from_model`), measures latency
-tables, and gives the pruner its ``decision="search"`` (:func:`search_decision`).
+tables, gives the pruner its ``decision="search"`` (:func:`search_decision`),
+and allocates widths from per-group error curves (:func:`allocate_widths`).
 Torch is imported only by the model-facing functions.
 """
 
@@ -20,6 +21,7 @@ from optprune.formulations.structure_search import (
     linear_costs,
     width_grid,
 )
+from optprune.search._allocate import allocate_widths, error_values
 from optprune.search._baselines import global_threshold_widths, standardize, uniform_widths
 from optprune.search._core import METHODS, SearchResult, chain_layers, search_widths, solve_search
 from optprune.search._instances import load_instance, problem_from_dict, problem_to_dict, save_instance
@@ -35,11 +37,13 @@ __all__ = [
     "SearchResult",
     "Table",
     "WidthGroup",
+    "allocate_widths",
     "build_search_milp",
     "expected_unstable_of_widths",
     "chain_layers",
     "check_budgets",
     "conv_costs",
+    "error_values",
     "global_threshold_widths",
     "latency_layers",
     "linear_costs",

@@ -9,7 +9,9 @@
   standardised within each group, ``z = (s - mean_g) / std_g``, every unit
   with ``z >= tau`` is kept (the count snapped down to the group's grid), and
   ``tau`` is the lowest threshold whose plan meets every budget (bisection over
-  the sorted standardised scores).
+  the sorted standardised scores). A group given by a value curve
+  (:meth:`~optprune.search.WidthGroup.from_curve`) takes part with its
+  marginal gains as unit scores (:attr:`~optprune.search.WidthGroup.unit_scores`).
 
 Both return plans on the allowed grid that respect ties (a tie class keeps the
 smallest of its members' counts). They assume the resources grow with the
@@ -98,7 +100,8 @@ def global_threshold_widths(
         raise InvalidParameterError(f"normalize must be 'zscore' or 'none', got {normalize!r}")
     check_budgets(problem, budgets)
     comp = problem.compiled
-    z = [standardize(g.scores) if normalize == "zscore" else g.scores.astype(np.float64) for g in problem.groups]
+    unit = [g.unit_scores for g in problem.groups]
+    z = [standardize(s) if normalize == "zscore" else s.astype(np.float64) for s in unit]
     z_sorted = [np.sort(v) for v in z]
     # thresholds from high (keep little) to low (keep a lot): the plan grows along the candidates
     candidates = np.concatenate([[np.inf], np.unique(np.concatenate(z))[::-1]])

@@ -3,7 +3,7 @@
 ::
 
     {"format": "optprune-structure-search", "version": 1, "name": "...",
-     "groups": [{"name": "fc1", "scores": [...], "widths": [8, 16, ...]}, ...],
+     "groups": [{"name": "fc1", "scores": [...], "widths": [8, 16, ...], "values": [...]}, ...],
      "layers": [{"name": "fc1", "input": 784, "output": "fc1",
                  "costs": {"params": {"type": "bilinear", "in_out": 1, "in": 0, "out": 1, "const": 0},
                            "latency": {"type": "table", "in_widths": [...], "out_widths": [...],
@@ -11,7 +11,9 @@
      "ties": [["a", "b"]], "budgets": {"params": 0.5}, "relative": true, "source": {...}}
 
 A layer end is a group name or a fixed width (int). ``budgets``, ``relative``
-and ``source`` (how the instance was made) are optional.
+and ``source`` (how the instance was made) are optional; so is a group's
+``values`` (its value at every width 0..n, in place of the sum of its kept
+scores, which then only rank the units).
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ def problem_from_dict(data: Mapping, *, where: str = "instance") -> tuple[Search
     if data.get("format") != FORMAT:
         raise FileFormatError(f"{where}: 'format' must be {FORMAT!r}, got {data.get('format')!r}")
     try:
-        groups = tuple(WidthGroup(str(g["name"]), g["scores"], g.get("widths")) for g in data["groups"])
+        groups = tuple(
+            WidthGroup(str(g["name"]), g["scores"], g.get("widths"), g.get("values")) for g in data["groups"]
+        )
         layers = tuple(
             LayerCost(str(layer["name"]), layer["input"], layer["output"], layer.get("costs", {}))
             for layer in data["layers"]

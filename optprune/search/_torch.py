@@ -156,6 +156,7 @@ def problem_from_model(
     widths: Mapping[str, Sequence[int]] | None = None,
     latency=None,
     name: str = "",
+    values: Mapping[str, np.ndarray] | None = None,
 ) -> SearchProblem:
     """The structure-search problem of ``model`` with the given per-group ``scores``.
 
@@ -164,7 +165,9 @@ def problem_from_model(
     the keys are not group names but there are as many as prunable groups,
     they are matched in forward order (sizes checked). ``latency``: None, a
     mapping ``module name -> LayerCost`` (from :func:`optprune.search.latency_layers`),
-    or True to measure (cached) with the default settings.
+    or True to measure (cached) with the default settings. ``values``: per
+    group, its value at every width ``0..n`` in place of the sum of kept
+    scores (:class:`~optprune.search.WidthGroup`; the scores then rank the units).
     """
     groups, specs = module_specs(model, input_shape)
     scores = _match_scores(groups, scores)
@@ -177,7 +180,7 @@ def problem_from_model(
             grid = np.asarray(widths[g.name], dtype=np.int64)
         else:
             grid = width_grid(g.width, int(_per_group(round_to, g.name)), _per_group(min_width, g.name))
-        wgroups.append(WidthGroup(g.name, sc, grid))
+        wgroups.append(WidthGroup(g.name, sc, grid, None if values is None else values.get(g.name)))
     searched = {g.name for g in wgroups}
     # groups without scores are fixed at full width: fold them into the fixed features
     full = {g.name: g.width for g in groups}
