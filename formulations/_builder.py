@@ -137,6 +137,7 @@ class ModelBuilder:
         self.n_rows = 0
         self._objective: list[tuple[np.ndarray, np.ndarray]] = []
         self._offset = 0.0
+        self._quadratic: sp.coo_matrix | None = None  # 1/2 x^T Q x in global columns
         self._sense: Sense | None = None
         self.groups: dict[str, np.ndarray] = {}
         self.encodings: dict = {}  # name -> ReluEncoding, filled by embed_network
@@ -267,6 +268,27 @@ class ModelBuilder:
         self._offset = float(offset)
         self._sense = _sense(sense)
 
+    def set_quadratic_objective(self, matrix, columns) -> None:
+        """Add ``1/2 x[columns]^T Q x[columns]`` to the objective (replacing any earlier quadratic term).
+
+        ``matrix``: a ``len(columns) x len(columns)`` dense array or SciPy sparse matrix (its symmetric part is
+        what counts); the linear part and the sense stay those of :meth:`set_objective`. Which backends solve the
+        result, and that it must be convex (``Q`` PSD to minimise), is checked when solving
+        (:attr:`~optprune.solvers.BackendBase.supports_quadratic`).
+        """
+        cols = self.check_columns("set_quadratic_objective: columns", columns)
+        if sp.issparse(matrix):
+            block = sp.coo_matrix(matrix)
+            _finite_array("set_quadratic_objective: matrix", block.data, allow_inf=False)
+        else:
+            block = sp.coo_matrix(_finite_array("set_quadratic_objective: matrix", matrix, allow_inf=False))
+        if block.shape != (cols.size, cols.size):
+            raise ShapeMismatchError(
+                f"set_quadratic_objective: matrix has shape {block.shape} but {cols.size} column indices were given; "
+                f"expected ({cols.size}, {cols.size})"
+            )
+        self._quadratic = sp.coo_matrix((block.data, (cols[block.row], cols[block.col])))
+
     def objective_vector(self) -> np.ndarray:
         c = np.zeros(self.n_cols)
         for cols, coef in self._objective:
@@ -288,9 +310,13 @@ class ModelBuilder:
         chosen_sense = _sense(sense) if sense is not None else (self._sense or Sense.MINIMIZE)
         all_groups = {k: np.asarray(v) for k, v in self.groups.items()}
         all_groups.update({k: np.asarray(v) for k, v in (groups or {}).items()})
+        Q = None
+        if self._quadratic is not None:
+            q = self._quadratic
+            Q = sp.csr_matrix((q.data, (q.row, q.col)), shape=(self.n_cols, self.n_cols))
         return MILP(
             c=c, A=A, row_lower=cat(self._row_lower, float), row_upper=cat(self._row_upper, float),
             col_lower=cat(self._col_lower, float), col_upper=cat(self._col_upper, float),
             integrality=cat(self._integer, bool), sense=chosen_sense,
-            offset=self._offset if offset is None else offset, groups=all_groups, name=name,
+            offset=self._offset if offset is None else offset, groups=all_groups, name=name, Q=Q,
         )

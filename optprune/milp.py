@@ -2,7 +2,7 @@
 
 A :class:`MILP` is the array form every backend accepts::
 
-    min/max  c @ x + offset
+    min/max  c @ x + offset  [+ 1/2 x^T Q x]
     s.t.     row_lower <= A @ x <= row_upper       (A: scipy.sparse CSR)
              col_lower <= x <= col_upper
              x[j] integer where integrality[j]
@@ -10,6 +10,13 @@ A :class:`MILP` is the array form every backend accepts::
 It is frozen and built from whole arrays (never one Python call per
 coefficient), like highspy's ``passModel``. Named index ``groups`` let a
 formulation read its own variables back from a solution (e.g. ``"input"``).
+
+An optional sparse ``Q`` (n x n, stored as its symmetric part ``(Q + Q^T) / 2``,
+which has the same ``x^T Q x``) adds the quadratic term ``1/2 x^T Q x`` to the
+objective, as in HiGHS and OSQP; ``Q=None`` (the default) leaves every MILP as it
+was. Which backends take it, and that it must be convex (``Q`` positive semidefinite
+when minimising, negative semidefinite when maximising), is the solver layer's
+business (:attr:`~optprune.solvers.BackendBase.supports_quadratic`).
 
 Files belong to the solver layer, built on this module: :func:`optprune.solvers.write_model`
 writes a MILP as MPS or CPLEX LP and :func:`optprune.solvers.read_model` reads one back.
@@ -48,6 +55,29 @@ def _refuse_nonfinite(name: str, values: np.ndarray, *, allow_inf: bool, allowed
         )
 
 
+def _quadratic(Q, n: int) -> sp.csr_matrix | None:
+    """``Q`` as a finite, symmetric n x n CSR matrix (its symmetric part), or None."""
+    if Q is None:
+        return None
+    Q = sp.csr_matrix(Q, dtype=np.float64)
+    if Q.shape != (n, n):
+        raise ShapeMismatchError(f"quadratic objective Q has shape {Q.shape}, expected ({n}, {n}) (one row and "
+                                 "one column per variable)")
+    Q.sum_duplicates()
+    bad = ~np.isfinite(Q.data)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        row = int(np.searchsorted(Q.indptr, k, side="right") - 1)
+        raise InvalidParameterError(
+            f"MILP quadratic objective Q[{row}, {int(Q.indices[k])}] is {float(Q.data[k])} ({int(bad.sum())} such "
+            "entries); coefficients must be finite numbers"
+        )
+    Q = sp.csr_matrix((Q + Q.T) * 0.5)
+    Q.eliminate_zeros()
+    Q.sort_indices()
+    return Q
+
+
 def _vector(name: str, values, n: int, default: float) -> np.ndarray:
     if values is None:
         return np.full(n, default, dtype=np.float64)
@@ -77,6 +107,7 @@ class MILP:
     names: tuple[str, ...] | None = None
     groups: Mapping[str, np.ndarray] = field(default_factory=dict)
     name: str = "optprune"
+    Q: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         c = np.asarray(self.c, dtype=np.float64).reshape(-1)
@@ -137,6 +168,7 @@ class MILP:
                 raise ShapeMismatchError(f"group {key!r} indexes outside 0..{n - 1}")
             groups[key] = idx
         set_("groups", MappingProxyType(groups))
+        set_("Q", _quadratic(self.Q, n))
         for label, lo, hi in (("row", self.row_lower, self.row_upper), ("column", self.col_lower, self.col_upper)):
             bad = np.flatnonzero(lo > hi)
             if bad.size:
@@ -161,6 +193,11 @@ class MILP:
     def is_mip(self) -> bool:
         return bool(self.integrality.any())
 
+    @property
+    def is_quadratic(self) -> bool:
+        """True when the objective has a quadratic term ``1/2 x^T Q x`` (a nonzero ``Q``)."""
+        return self.Q is not None and self.Q.nnz > 0
+
     def group(self, key: str, x: np.ndarray) -> np.ndarray:
         """The entries of solution ``x`` that belong to group ``key``."""
         if key not in self.groups:
@@ -168,7 +205,12 @@ class MILP:
         return np.asarray(x)[self.groups[key]]
 
     def objective_value(self, x: np.ndarray) -> float:
-        return float(self.c @ x + self.offset)
+        """``c @ x + offset``, plus ``1/2 x^T Q x`` for a quadratic objective."""
+        value = float(self.c @ x + self.offset)
+        if self.is_quadratic:
+            x = np.asarray(x, dtype=np.float64)
+            value += 0.5 * float(x @ (self.Q @ x))
+        return value
 
     def max_violation(self, x: np.ndarray) -> float:
         """Largest violation of rows, bounds and integrality by ``x`` (0 when feasible)."""
@@ -191,6 +233,7 @@ class MILP:
             "constraints": self.n_rows,
             "nonzeros": int(self.A.nnz),
             "integers": self.n_integer,
+            **({"quadratic_nonzeros": int(self.Q.nnz)} if self.is_quadratic else {}),
         }
 
     def relaxed(self) -> MILP:
@@ -217,7 +260,9 @@ class MILP:
         """A new model with columns appended (in no row yet) and their indices; ``c`` is their objective."""
         lo = np.asarray(lower, dtype=np.float64).reshape(-1)
         k = lo.size
+        Q = None if self.Q is None else sp.block_diag([self.Q, sp.csr_matrix((k, k))], format="csr")
         new = self.replace(
+            Q=Q,
             c=np.concatenate([self.c, _vector("c", c, k, 0.0)]),
             A=sp.hstack([self.A, sp.csr_matrix((self.n_rows, k))], format="csr"),
             col_lower=np.concatenate([self.col_lower, lo]),

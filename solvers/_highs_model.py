@@ -1,7 +1,9 @@
 """Conversion between :class:`~optprune.milp.MILP` and a ``highspy.Highs`` object.
 
 The whole model goes to HiGHS in one ``passModel`` call with CSR arrays (integrality in one
-``changeColsIntegrality`` call).
+``changeColsIntegrality`` call); a quadratic objective ``1/2 x^T Q x`` in one ``passHessian`` call with the lower
+triangle of ``Q`` in compressed-column form (HiGHS' ``HessianFormat.kTriangular``; its objective is
+``c^T x + 1/2 x^T Q x`` too).
 """
 
 from __future__ import annotations
@@ -74,11 +76,34 @@ def to_highs(model: MILP, *, verbose: bool = False):
     if model.names is not None:
         lp.col_names_ = list(model.names)
     h.passModel(lp)
+    if model.is_quadratic:
+        lower = sp.csc_matrix(sp.tril(model.Q, format="csc"))
+        lower.sort_indices()
+        status = h.passHessian(model.n_vars, int(lower.nnz), int(highspy.HessianFormat.kTriangular),
+                               lower.indptr.astype(np.int32), lower.indices.astype(np.int32),
+                               lower.data.astype(np.float64))
+        if status == highspy.HighsStatus.kError:
+            from optprune.errors import SolverError
+
+            raise SolverError("HiGHS refused the Hessian of the quadratic objective (passHessian)")
     if model.is_mip:  # one array call (HighsLp.integrality_ takes only a list of HighsVarType)
         cols = np.flatnonzero(model.integrality).astype(np.int32)
         kinds = np.full(cols.size, int(highspy.HighsVarType.kInteger), dtype=np.uint8)
         h.changeColsIntegrality(int(cols.size), cols, kinds)
     return h
+
+
+def _hessian(hessian, n: int) -> sp.csr_matrix | None:
+    """The symmetric ``Q`` of a HiGHS Hessian (triangular or square, compressed columns), or None when empty."""
+    import highspy
+
+    if hessian.dim_ == 0 or not len(hessian.value_):
+        return None
+    start, index = np.asarray(hessian.start_), np.asarray(hessian.index_)
+    H = sp.csc_matrix((np.asarray(hessian.value_, dtype=float), index, start), shape=(n, n))
+    if hessian.format_ == highspy.HessianFormat.kTriangular:
+        H = H + sp.tril(H, k=-1).T
+    return sp.csr_matrix(H)
 
 
 def _read_log(h, path: Path):
@@ -162,13 +187,14 @@ def from_highs_file(path: Path) -> MILP:
     if len(lp.integrality_):  # any HighsVarType but kContinuous counts as integer
         integrality = np.asarray(lp.integrality_, dtype=np.int64) != int(highspy.HighsVarType.kContinuous)
     names = tuple(lp.col_names_) if len(lp.col_names_) == n and n else None
+    Q = _hessian(h.getModel().hessian_, n)
     try:
         return MILP(
             c=np.asarray(lp.col_cost_), A=A, row_lower=np.asarray(lp.row_lower_),
             row_upper=np.asarray(lp.row_upper_), col_lower=np.asarray(lp.col_lower_),
             col_upper=np.asarray(lp.col_upper_), integrality=integrality,
             sense=Sense.MAXIMIZE if lp.sense_ == highspy.ObjSense.kMaximize else Sense.MINIMIZE,
-            offset=float(lp.offset_), names=names, name=Path(path).stem,
+            offset=float(lp.offset_), names=names, name=Path(path).stem, Q=Q,
         )
     except InvalidParameterError as exc:
         line = _nonfinite_line(path, "nan" if " nan " in f" {exc} " or "is nan" in str(exc) else "inf")

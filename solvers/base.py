@@ -104,7 +104,19 @@ __all__ = [
     "compute_gap",
     "fill_unused_columns",
     "TOLERANCES",
+    "QuadraticObjectiveError",
+    "NonConvexObjectiveError",
+    "check_convex",
+    "quadratic_backends",
 ]
+
+class QuadraticObjectiveError(CapabilityError):
+    """A model with a quadratic objective (``MILP.Q``) given to a backend that cannot take it (or not with integers)."""
+
+
+class NonConvexObjectiveError(CapabilityError):
+    """A quadratic objective that is not convex (``Q`` not PSD when minimising, not NSD when maximising)."""
+
 
 TOLERANCES = ("mip_gap", "mip_abs_gap", "feasibility_tol", "integrality_tol")
 """The :class:`SolveOptions` fields that are solver tolerances (see the module doc)."""
@@ -342,6 +354,10 @@ class BackendBase:
     supports_incumbent_callback: ClassVar[bool] = False
     supports_start: ClassVar[bool] = False
     native_cutoff: ClassVar[bool] = False
+    supports_quadratic: ClassVar[bool] = False
+    """A convex quadratic objective ``1/2 x^T Q x`` (``MILP.Q``) on continuous variables (a QP)."""
+    supports_miqp: ClassVar[bool] = False
+    """A convex quadratic objective together with integer variables (a MIQP)."""
     """The backend applies ``cutoff`` itself; otherwise :meth:`cutoff_model` adds the cutoff row."""
     redirect_native_stdout: ClassVar[bool] = True
     supported_tolerances: ClassVar[frozenset[str]] = frozenset()
@@ -419,6 +435,8 @@ class BackendBase:
             "integer": self.supports_integer,
             "continuous": self.supports_continuous,
             "callbacks": self.supports_callbacks,
+            "quadratic": self.supports_quadratic,
+            "miqp": self.supports_miqp,
             "tolerances": sorted(self.supported_tolerances),
         }
 
@@ -459,7 +477,13 @@ class BackendBase:
         return None
 
     def cutoff_model(self, model: MILP, cutoff: float) -> MILP:
-        """``model`` with the cutoff as a row, for solvers without a native cutoff."""
+        """``model`` with the cutoff as a row, for solvers without a native cutoff (a linear objective only)."""
+        if model.is_quadratic:
+            raise QuadraticObjectiveError(
+                f"backend {self.name!r} has no native objective cutoff, and a quadratic objective cannot be written "
+                "as a linear cutoff row; solve without 'cutoff', or with a backend that has a native cutoff: "
+                f"{', '.join(b for b in quadratic_backends(miqp=model.is_mip) if _has_native_cutoff(b))}"
+            )
         return with_cutoff_row(model, cutoff)
 
     def check_options(self, model: MILP, options: SolveOptions) -> None:
@@ -557,6 +581,8 @@ class BackendBase:
             raise SolverNotAvailableError(problem)
 
     def check_model(self, model: MILP) -> None:
+        if model.is_quadratic:
+            self.check_quadratic(model)
         if model.is_mip and not self.supports_integer:
             raise CapabilityError(f"backend {self.name!r} solves LPs only; this model has {model.n_integer} integer variables")
         if not self.supports_continuous and not model.integrality.all():
@@ -564,6 +590,20 @@ class BackendBase:
                 f"backend {self.name!r} needs every variable integer; "
                 f"{model.n_vars - model.n_integer} of {model.n_vars} are continuous"
             )
+
+    def check_quadratic(self, model: MILP) -> None:
+        """Raise unless this backend takes ``model``'s quadratic objective: capability first, then convexity."""
+        if not self.supports_quadratic or (model.is_mip and not self.supports_miqp):
+            kind = "a mixed-integer quadratic program (MIQP)" if model.is_mip else "a quadratic program (QP)"
+            able = quadratic_backends(miqp=model.is_mip)
+            what = "continuous QPs only" if self.supports_quadratic else "linear objectives only"
+            raise QuadraticObjectiveError(
+                f"backend {self.name!r} solves {what}; this model is {kind} ({model.Q.nnz} nonzeros in Q"
+                f"{f', {model.n_integer} integer variables' if model.is_mip else ''}). Backends that take it: "
+                f"{', '.join(able) or 'none registered'} (e.g. solver='scip'; install it with: "
+                "pip install 'optprune[scip]')"
+            )
+        check_convex(model)
 
     def solve_empty(self, model: MILP, options: SolveOptions) -> SolveResult:
         """The answer every backend gives a model with no columns (solvers disagree, so none is asked).
@@ -615,6 +655,76 @@ class BackendBase:
             status=status, objective=objective, bound=bound, gap=compute_gap(objective, bound), x=x,
             backend=self.name, version=self.version() or "", **kw,
         )
+
+
+def quadratic_backends(*, miqp: bool = False) -> list[str]:
+    """Names of the backend classes that take a quadratic objective (with integer variables when ``miqp``)."""
+    names: list[str] = []
+    for cls in _all_backend_classes():
+        name = getattr(cls, "name", None)
+        if isinstance(name, str) and cls.supports_quadratic and (cls.supports_miqp or not miqp) and name not in names:
+            names.append(name)
+    return names
+
+
+def _has_native_cutoff(name: str) -> bool:
+    return any(getattr(cls, "name", None) == name and cls.native_cutoff for cls in _all_backend_classes())
+
+
+def _all_backend_classes() -> list[type[BackendBase]]:
+    out, stack = [], list(BackendBase.__subclasses__())
+    while stack:
+        cls = stack.pop(0)
+        out.append(cls)
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+_CONVEX_TOL = 1e-9
+
+
+def check_convex(model: MILP) -> None:
+    """Raise :class:`NonConvexObjectiveError` unless ``1/2 x^T Q x`` is convex in the model's sense.
+
+    Minimising needs ``Q`` positive semidefinite, maximising negative semidefinite. ``Q`` is split into the
+    blocks of its sparsity graph's connected components (a Kronecker product ``I_m (x) A`` has ``m`` blocks), and
+    each block's smallest eigenvalue must be ``>= -1e-9 * max(1, largest |eigenvalue|)``. The answer is cached on
+    the (frozen) model.
+    """
+    cached = model.__dict__.get("_convexity")
+    if cached is None:
+        cached = _convexity(model)
+        object.__setattr__(model, "_convexity", cached)
+    if cached:
+        want = "negative semidefinite (a concave objective to maximise)" if model.sense == Sense.MAXIMIZE else \
+            "positive semidefinite (a convex objective to minimise)"
+        raise NonConvexObjectiveError(
+            f"the quadratic objective 1/2 x^T Q x must be convex: Q {want}; {cached}. Backends solve convex "
+            "QPs and MIQPs only"
+        )
+
+
+def _convexity(model: MILP) -> str:
+    """'' when convex, else what is wrong (the offending eigenvalue and its block of columns)."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    Q = model.Q if model.sense == Sense.MINIMIZE else -model.Q
+    used = np.flatnonzero(np.diff(Q.indptr) > 0)
+    sub = sp.csr_matrix(Q[used][:, used])
+    count, labels = connected_components(sub, directed=False)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(count + 1))
+    for b in range(count):
+        cols = order[bounds[b]:bounds[b + 1]]
+        block = sub[cols][:, cols].toarray()
+        eig = np.linalg.eigvalsh(block)
+        scale = max(1.0, float(np.max(np.abs(eig))))
+        if eig[0] < -_CONVEX_TOL * scale:
+            first = used[cols[:5]].tolist()
+            return (f"its block of {cols.size} columns {first}{'...' if cols.size > 5 else ''} has eigenvalue "
+                    f"{eig[0]:.6g} of {'-Q' if model.sense == Sense.MAXIMIZE else 'Q'}")
+    return ""
 
 
 def fill_unused_columns(model: MILP, x: np.ndarray) -> np.ndarray:

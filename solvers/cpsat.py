@@ -178,6 +178,8 @@ class CpsatBackend(BackendBase):
                   "UNKNOWN": Status.TIME_LIMIT}
 
     def check_model(self, model: MILP) -> None:
+        if model.is_quadratic:
+            self.check_quadratic(model)  # CP-SAT takes linear objectives only: the named capability error
         check_pure_integer(model)
 
     def cutoff_model(self, model: MILP, cutoff: float) -> MILP:

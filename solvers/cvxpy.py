@@ -8,10 +8,13 @@ constraints, split by row kind (see :func:`optprune.solvers._common.split_rows`)
     A_le x <= u        (other rows with a finite upper side)
     A_ge x >= l        (other rows with a finite lower side)
 
-with objective ``min/max c @ x + offset``. The cvxpy solver is chosen by
+with objective ``min/max c @ x + offset`` (plus ``1/2 quad_form(x, Q)`` for a quadratic objective, ``Q``
+wrapped in ``psd_wrap`` once the lifecycle has checked it is convex). The cvxpy solver is chosen by
 ``SolveOptions(extra={"cvxpy_solver": "SCIP"})``; by default the first
 installed of :data:`MIP_SOLVERS` for a MIP and of :data:`LP_SOLVERS` for an
-LP. ``extra["cvxpy_options"]`` (a dict) goes to ``Problem.solve`` unchanged.
+LP (:data:`MIQP_SOLVERS` and :data:`QP_SOLVERS` for a quadratic objective; with no
+MIQP-capable solver installed a MIQP raises
+:class:`~optprune.solvers.base.QuadraticObjectiveError`). ``extra["cvxpy_options"]`` (a dict) goes to ``Problem.solve`` unchanged.
 ``time_limit``, ``mip_gap``, ``threads`` and the tolerances (``mip_abs_gap``,
 ``feasibility_tol``, ``integrality_tol``) are translated for HiGHS, SCIP,
 CBC, SciPy and Gurobi where they have a native option (:func:`solver_kwargs`)
@@ -35,11 +38,21 @@ import numpy as np
 from optprune.errors import CapabilityError, SolverNotAvailableError
 from optprune.milp import MILP, Sense
 from optprune.solvers._common import split_rows, warn_unsupported
-from optprune.solvers.base import TOLERANCES, BackendBase, NativeRun, Outcome, SolveOptions, Status
+from optprune.solvers.base import (
+    TOLERANCES,
+    BackendBase,
+    NativeRun,
+    Outcome,
+    QuadraticObjectiveError,
+    SolveOptions,
+    Status,
+)
 
-__all__ = ["CvxpyBackend", "to_cvxpy", "solver_kwargs", "MIP_SOLVERS", "LP_SOLVERS"]
+__all__ = ["CvxpyBackend", "to_cvxpy", "solver_kwargs", "MIP_SOLVERS", "LP_SOLVERS", "QP_SOLVERS", "MIQP_SOLVERS"]
 
 MIP_SOLVERS = ("HIGHS", "SCIP", "CBC", "GLPK_MI", "GUROBI", "CPLEX", "MOSEK", "XPRESS", "COPT", "SCIPY")
+QP_SOLVERS = ("HIGHS", "CLARABEL", "OSQP", "SCIP", "GUROBI", "CPLEX", "MOSEK", "XPRESS", "COPT", "SCS")
+MIQP_SOLVERS = ("SCIP", "GUROBI", "CPLEX", "MOSEK", "XPRESS", "COPT")
 LP_SOLVERS = ("HIGHS", "CLARABEL", "SCIPY", "SCIP", "CBC", "GLPK", "GUROBI", "CPLEX", "MOSEK", "ECOS", "SCS")
 
 
@@ -109,6 +122,11 @@ def to_cvxpy(model: MILP):
         else:
             constraints.append(A @ x >= rhs)
     expr = np.asarray(model.c, dtype=float) @ x + float(model.offset)
+    if model.is_quadratic:  # convex in the model's sense (checked by the lifecycle before this is built)
+        if model.sense == Sense.MAXIMIZE:
+            expr = expr - 0.5 * cp.quad_form(x, cp.psd_wrap(-model.Q))
+        else:
+            expr = expr + 0.5 * cp.quad_form(x, cp.psd_wrap(model.Q))
     objective = cp.Maximize(expr) if model.sense == Sense.MAXIMIZE else cp.Minimize(expr)
     return cp.Problem(objective, constraints), x
 
@@ -117,6 +135,8 @@ class CvxpyBackend(BackendBase):
     name = "cvxpy"
     package = "cvxpy"
     extra = "cvxpy"
+    supports_quadratic = True  # quad_form; a MIQP needs a MIQP-capable cvxpy solver (MIQP_SOLVERS)
+    supports_miqp = True
     supported_tolerances = frozenset(TOLERANCES)  # with HiGHS, the first choice when installed
     STATUS_MAP = {
         "optimal": Status.OPTIMAL,
@@ -144,16 +164,30 @@ class CvxpyBackend(BackendBase):
                 raise SolverNotAvailableError(
                     f"cvxpy solver {solver!r} (extra['cvxpy_solver']) is not installed; installed: {', '.join(installed)}"
                 )
+            if model.is_quadratic and solver not in (MIQP_SOLVERS if model.is_mip else QP_SOLVERS):
+                raise QuadraticObjectiveError(
+                    f"cvxpy solver {solver} (extra['cvxpy_solver']) does not take a quadratic objective"
+                    f"{' with integer variables' if model.is_mip else ''}; cvxpy solvers that do: "
+                    f"{', '.join(MIQP_SOLVERS if model.is_mip else QP_SOLVERS)}"
+                )
             if model.is_mip and solver not in MIP_SOLVERS:
                 raise CapabilityError(
                     f"cvxpy solver {solver} does not take integer variables and this model has {model.n_integer}; "
                     f"MIP solvers: {', '.join(MIP_SOLVERS)}"
                 )
             return solver
-        preferred = MIP_SOLVERS if model.is_mip else LP_SOLVERS
+        if model.is_quadratic:
+            preferred = MIQP_SOLVERS if model.is_mip else QP_SOLVERS
+        else:
+            preferred = MIP_SOLVERS if model.is_mip else LP_SOLVERS
         for solver in preferred:
             if solver in installed:
                 return solver
+        if model.is_quadratic and model.is_mip:
+            raise QuadraticObjectiveError(
+                f"backend 'cvxpy' has no MIQP-capable solver installed (looked for {', '.join(preferred)}; installed: "
+                f"{', '.join(installed)}); install one, e.g.: pip install 'optprune[scip]', or use solver='scip'"
+            )
         raise SolverNotAvailableError(
             f"no {'MIP' if model.is_mip else 'LP'} solver is installed for cvxpy (looked for {', '.join(preferred)}; "
             f"installed: {', '.join(installed)}); install one, e.g.: pip install highspy"

@@ -9,6 +9,8 @@ Options: ``time_limit`` -> ``TimeLimit``, ``mip_gap`` -> ``MIPGap``,
 ``mip_abs_gap`` -> ``MIPGapAbs``, ``feasibility_tol`` -> ``FeasibilityTol``,
 ``integrality_tol`` -> ``IntFeasTol``, ``threads`` -> ``Threads``, ``cutoff``
 -> ``Cutoff`` (native), ``start`` -> the variables' ``Start`` attribute;
+a quadratic objective ``1/2 x^T Q x`` goes in with one ``setMObjective(Q / 2, c, offset)`` call (Gurobi's
+objective is ``x^T Q x + c x``, without the half);
 ``extra`` takes Gurobi parameter names. ``stop_rule`` / ``target`` are checked
 in the MIP and MIPSOL callbacks (``terminate()``), which also pass improving
 solutions to ``on_incumbent``. LP sessions (:class:`GurobiLPSession`) change
@@ -97,8 +99,12 @@ def to_gurobi(model: MILP, *, verbose: bool = False):
     lb = np.where(np.isfinite(model.col_lower), model.col_lower, -GRB.INFINITY)
     ub = np.where(np.isfinite(model.col_upper), model.col_upper, GRB.INFINITY)
     x = m.addMVar(model.n_vars, lb=lb, ub=ub, vtype=vtype, obj=np.asarray(model.c, dtype=np.float64), name="x")
-    m.ModelSense = GRB.MAXIMIZE if model.sense == Sense.MAXIMIZE else GRB.MINIMIZE
+    sense = GRB.MAXIMIZE if model.sense == Sense.MAXIMIZE else GRB.MINIMIZE
+    m.ModelSense = sense
     m.ObjCon = float(model.offset)
+    if model.is_quadratic:
+        m.setMObjective(0.5 * model.Q, np.asarray(model.c, dtype=np.float64), float(model.offset), xQ_L=x, xQ_R=x, xc=x,
+                        sense=sense)
     blocks = {}
     for kind, (A, rhs) in split_rows(model).items():
         if A.shape[0]:
@@ -168,6 +174,8 @@ class GurobiBackend(BackendBase):
     supports_incumbent_callback = True
     supports_start = True
     native_cutoff = True
+    supports_quadratic = True  # setMObjective with Q / 2
+    supports_miqp = True
     supported_tolerances = frozenset(TOLERANCES)
     STATUS_MAP = {
         "OPTIMAL": Status.OPTIMAL,
@@ -255,7 +263,8 @@ class GurobiBackend(BackendBase):
             time_s=elapsed,
             nodes=int(m.NodeCount) if model.is_mip else 0,
             stopped=state["stopped"],
-            row_dual=_row_dual(model, blocks) if has_sol and not model.is_mip and not options.cutoff else None,
+            row_dual=(_row_dual(model, blocks) if has_sol and not model.is_mip and not model.is_quadratic
+                      and not options.cutoff else None),
         )
 
     def probe(self, model: MILP, options: SolveOptions) -> Status:

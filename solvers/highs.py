@@ -156,6 +156,7 @@ class HighsBackend(BackendBase):
     supports_callbacks = True
     supports_incumbent_callback = True
     supports_start = True
+    supports_quadratic = True  # continuous QPs (passHessian); HiGHS' MIP solver takes no Hessian
     supported_tolerances = frozenset(TOLERANCES)
     STATUS_MAP = {
         "kOptimal": Status.OPTIMAL,
