@@ -65,7 +65,7 @@ def test_constructor_only_stores_parameters() -> None:
         ({"ratio": 1.0}, r"parameter 'ratio' must be a float in \[0.0, 1.0\); got 1.0"),
         ({"ratio": -0.1}, r"parameter 'ratio' must be a float in \[0.0, 1.0\); got -0.1"),
         ({"ratio": "half"}, r"parameter 'ratio' must be .*; got 'half'"),
-        ({"decision": "sideways"}, r"parameter 'decision' must be one of 'uniform', 'global', 'search' or a callable"),
+        ({"decision": "sideways"}, r"parameter 'decision' must be one of 'uniform', 'global', .* or a callable"),
         ({"normalizer": "max"}, r"parameter 'normalizer' must be one of 'auto', 'zscore'.*; got 'max'"),
         ({"min_keep": 0}, r"parameter 'min_keep' must be an int in \[1, inf\]; got 0"),
         ({"min_keep": 1.5}, r"parameter 'min_keep' must be an int"),

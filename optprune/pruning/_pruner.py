@@ -68,6 +68,8 @@ class Pruner(BaseEstimator):
         ``uniform``: every group drops its ``ratio`` lowest-scoring units;
         ``global``: one threshold on the normalised scores of all groups;
         ``search``: the exact structure search of :func:`optprune.search.search_decision`;
+        ``adaptive``: FLAP's adaptive structure, one threshold on the per-group
+        z-scores cut at ``1 - ratio`` of the parameters (:mod:`optprune.pruning._adaptive`);
         or a callable ``f(normalised scores, groups, ratio)`` returns kept indices per
         group (or a :class:`PruningDecision`).
     normalizer : "auto", "zscore", "lamp", "mean" or "none"
@@ -91,7 +93,7 @@ class Pruner(BaseEstimator):
     ``normalizer_``, ``normalized_scores_``, ``decision_`` (:class:`PruningDecision`), ``widths_``
     (kept width per group), ``compensation_``, ``n_params_before_``,
     ``n_params_after_``, ``input_shape_``, ``model_`` (the fitted model, unchanged)
-    and ``search_result_`` (``decision="search"`` only).
+    and ``search_result_`` (``decision="search"`` and ``"adaptive"`` only).
     """
 
     _parameter_constraints: ClassVar[dict[str, list]] = {

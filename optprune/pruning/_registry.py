@@ -27,6 +27,8 @@ _D = "optprune.pruning._decisions:"
 DECISIONS.register("uniform", _D + "UNIFORM", "every group drops the ratio of its lowest-scoring units")
 DECISIONS.register("global", _D + "GLOBAL", "one threshold over all groups' normalised scores")
 DECISIONS.register("search", _D + "SEARCH", "exact structure search under a parameter budget (1 - ratio)")
+DECISIONS.register("adaptive", "optprune.pruning._adaptive:ADAPTIVE",
+                   "FLAP adaptive structure: one threshold on standardised scores, cut at 1 - ratio of the parameters")
 DECISIONS.register("unstructured", _D + "UNSTRUCTURED", "global magnitude pruning of individual weights")
 DECISIONS.register("none", _D + "NO_PRUNING", "no pruning: the dense network (for fine-tuning only)")
 DECISIONS.register("bmrs-n", "optprune.pai._methods:BMRS_N", "BMRS, log-normal prior (trains; ignores the ratio)")
