@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from optprune.errors import InfeasibleBudgetError, ShapeMismatchError
+from optprune.errors import InfeasibleBudgetError, InvalidParameterError, ShapeMismatchError
 from optprune.pruning import PruningDecision, apply_decision, count_parameters, dependency_groups
 from optprune.search import (
     Bilinear,
@@ -23,6 +23,7 @@ from optprune.search import (
     linear_costs,
     problem_from_dict,
     problem_to_dict,
+    search_allocation,
     solve_search,
 )
 from optprune.search._unstable import expected_unstable_of_widths
@@ -291,3 +292,20 @@ def test_budget_holds_on_a_pruned_torch_model(frac: float) -> None:
 
 def _mlp_params(sizes) -> int:
     return int(sum((a + 1) * b for a, b in zip(sizes, sizes[1:])))
+
+
+def test_search_allocation_is_the_reconstruct_hook() -> None:
+    """``f(curves, groups, ratio, min_keep, model=...)``: params <= 1 - ratio, min_keep held, = allocate_widths."""
+    torch.manual_seed(0)
+    shape = (12,)
+    model = make_mlp([12, 10, 8, 6, 3])
+    curves, _ = _curves_by_least_squares(model, shape)
+    groups = [g for g in dependency_groups(model, shape)[0] if g.prunable]
+    widths = search_allocation(curves, groups, 0.6, 2, model=model, input_shape=shape)
+    assert widths == allocate_widths(curves, model, {"params": 0.4}, min_width=2, input_shape=shape)
+    assert min(widths.values()) >= 2
+    full = {g.name: g.width for g in groups}
+    pruned = apply_decision(model, PruningDecision({n: list(range(w)) for n, w in widths.items()}, full, shape))
+    assert count_parameters(pruned) <= 0.4 * count_parameters(model)
+    with pytest.raises(InvalidParameterError, match="no error curve"):
+        search_allocation({}, groups, 0.6, model=model, input_shape=shape)

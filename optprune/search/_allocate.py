@@ -44,7 +44,7 @@ reconstruction package computes curves and the pruner composes the two.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -53,7 +53,7 @@ from optprune.formulations.structure_search import LayerCost, SearchProblem, Wid
 from optprune.search._core import SearchResult, chain_layers, solve_search
 from optprune.search._unstable import unstable_layers
 
-__all__ = ["allocate_widths", "error_values"]
+__all__ = ["allocate_widths", "error_values", "search_allocation"]
 
 
 def error_values(
@@ -205,3 +205,38 @@ def allocate_widths(
     result = solve_search(problem, budgets, solver, relative=relative, method=method, time_limit=time_limit,
                           mip_gap=mip_gap)
     return (dict(result.widths), result) if return_result else dict(result.widths)
+
+
+def search_allocation(
+    curves: Mapping[str, np.ndarray],
+    groups: Sequence[Any],
+    ratio: float,
+    min_keep: int = 1,
+    *,
+    model: Any,
+    input_shape: Sequence[int] | None = None,
+    budgets: Mapping[str, float] | None = None,
+    **options: Any,
+) -> dict[str, int]:
+    """The ``reconstruct`` decision's ``allocation="search"``: :func:`allocate_widths` on ``model``'s exact costs.
+
+    ``curves[g]``: the error of group ``g`` at ``0..n`` kept units
+    (:func:`optprune.reconstruction.elimination_path` ``.errors``, whose entry 0
+    is the consumer's output energy about its mean when the bias is re-fitted:
+    the normaliser of :func:`error_values`). ``groups``: the prunable
+    :class:`~optprune.structure.Group` objects to allocate (others keep their
+    width). The budget is ``params <= (1 - ratio)`` of the model's parameters
+    unless ``budgets`` is given; no group keeps fewer than ``min_keep`` units.
+    ``options`` go to :func:`allocate_widths` (``normalize``, ``solver``, ``latency``, ...).
+    """
+    names = [g.name for g in groups]
+    missing = [n for n in names if n not in curves]
+    if missing:
+        raise InvalidParameterError(
+            f"search allocation: no error curve for group(s) {missing}; curves were given for {sorted(curves)}"
+        )
+    chosen = {n: curves[n] for n in names}
+    floor = {n: min(int(min_keep), np.asarray(c).size - 1) for n, c in chosen.items()}
+    widths = allocate_widths(chosen, model, budgets if budgets is not None else {"params": 1.0 - float(ratio)},
+                             min_width=floor, input_shape=input_shape, **options)
+    return cast(dict[str, int], widths)
