@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -96,6 +97,21 @@ def export_model(model, path: Path, input_shape: tuple[int, ...]) -> Path:
     return path
 
 
+def _log_group(report: dict) -> None:
+    """Per-group progress of a decision that reports it (layer, budget, objective, gap, seconds) on stderr."""
+    gap = "n/a" if report.get("gap") is None else f"{report['gap']:.2%}"
+    stderr_console.log(
+        f"group {report['group']}: keep {report['kept']}/{report['width']}, objective {report['objective']:.6g} "
+        f"({report['relative']:.2%} of the output energy), gap {gap}, {report['status']}, {report['seconds']:.2f} s"
+    )
+
+
+def _log_refit(report: dict) -> None:
+    stderr_console.log(
+        f"re-fit {report['layer']}: error {report['before']:.6g} -> {report['objective']:.6g}, {report['seconds']:.2f} s"
+    )
+
+
 @commands.command("prune")
 def prune_command(
     network: Annotated[Path, typer.Argument(help="An .onnx file or a torch model file (.pt, .pth).")],
@@ -115,6 +131,9 @@ def prune_command(
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs of fine-tuning on the train fold.")] = 0,
     distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the unpruned network.")] = False,
     compensate: Annotated[bool, typer.Option("--compensate/--no-compensate", help="FLAP bias compensation.")] = False,
+    refit: Annotated[bool, typer.Option(
+        "--refit/--no-refit", help="After the selection, re-fit the consumer layers (weights and bias) by least "
+        "squares to the dense outputs on the calibration sample (any scorer or decision that removes units).")] = False,
     calibration_size: Annotated[int, typer.Option("--calibration-size", help="Train-fold images used for scoring.")] = 512,
     lr: Annotated[float, typer.Option("--lr", help="Fine-tuning learning rate (Adam).")] = 1e-4,
     rs_weight: Annotated[float, typer.Option(
@@ -186,9 +205,21 @@ def prune_command(
         label = f"{scorer} ({decision}, ratio {ratio})"
     else:
         options = {"epochs": train_epochs} if "epochs" in rule.options else {}
+        if "calibration_size" in rule.options:
+            options["calibration_size"] = calibration_size
+        if "progress" in inspect.signature(rule.prune).parameters:
+            options["progress"] = _log_group
         outcome = rule.prune(model, (X_train, y_train), shape, ratio, seed=seed, **options)
         pruned, pruning_decision, method_info, masks = outcome.model, outcome.decision, outcome.info, outcome.masks
         label = decision
+    if refit:
+        if pruning_decision is None:
+            raise InvalidParameterError(f"--refit: decision {decision!r} removes no units, so no layer lost inputs; "
+                                        "leave --refit out")
+        from optprune.pruning._reconstruct import refit_consumers
+
+        pruned, refits = refit_consumers(pruned, model, (X_train[calib], None), pruning_decision, progress=_log_refit)
+        method_info = {**(method_info or {}), "refit": refits}
     acc_pruned = accuracy(pruned, X_test, y_test)
     stderr_console.log(f"pruned with {label}: accuracy {acc_pruned:.4f}")
     acc_finetuned = None

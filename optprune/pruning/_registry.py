@@ -34,3 +34,5 @@ DECISIONS.register("none", _D + "NO_PRUNING", "no pruning: the dense network (fo
 DECISIONS.register("bmrs-n", "optprune.pai._methods:BMRS_N", "BMRS, log-normal prior (trains; ignores the ratio)")
 DECISIONS.register("bmrs-u", "optprune.pai._methods:BMRS_U", "BMRS_U-8, log-uniform prior (trains; ignores the ratio)")
 DECISIONS.register("reconvene", "optprune.pai._methods:RECONVENE", "Reconvene at initialisation (SNIP), then trains")
+DECISIONS.register("reconstruct", "optprune.pruning._reconstruct:RECONSTRUCT",
+                   "reconstruction-optimal units per group (local search), consumers re-fitted (weights and bias)")
