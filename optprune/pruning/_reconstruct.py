@@ -157,6 +157,13 @@ def _member_columns(module: nn.Module, member: Member, units: Sequence[int] | to
 
 
 # ---------------------------------------------------------------------------------------------- statistics
+def _model_batches(model: nn.Module, calibration: Any) -> list:
+    """Calibration batches in the dtype of the model's parameters."""
+    batches = as_batches(calibration)
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    return [(X.to(dtype), y) for X, y in batches]
+
+
 def _collect(
     dense: nn.Module, work: nn.Module, batches: list, consumers: Sequence[str], columns: Mapping[str, torch.Tensor],
     rows: Mapping[str, torch.Tensor | None], center: Mapping[str, bool],
@@ -292,7 +299,7 @@ def reconstruct(
     """Prune every prunable group of ``model`` (unchanged) by reconstruction; returns the smaller model, its
     decision and one report per group (``group``, ``width``, ``kept``, ``objective``, ``relative``,
     ``lower_bound``, ``gap``, ``status``, ``seconds``). ``widths`` overrides the allocation."""
-    batches = as_batches(calibration)
+    batches = _model_batches(model, calibration)
     if not batches:
         raise InvalidParameterError("reconstruct: calibration data is needed; got none")
     shape = tuple(input_shape or getattr(model, "input_shape", None) or batches[0][0].shape[1:])
@@ -364,7 +371,7 @@ def refit_consumers(
     ``W', b' = argmin ||Y_dense - X_pruned W' - 1 b'^T||^2 + λ||W'||^2`` (bias re-fitted where the layer has
     one). Works after any selection (scores, search, reconstruction); ``pruned`` and ``dense`` share module names.
     """
-    batches = as_batches(calibration)
+    batches = _model_batches(dense, calibration)
     if not batches:
         raise InvalidParameterError("refit_consumers: calibration data is needed; got none")
     groups, _ = dependency_groups(dense, decision.input_shape)

@@ -23,8 +23,9 @@ recomputed from a Cholesky factor every ``refresh`` moves against drift; every r
 
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,9 +33,11 @@ from scipy import linalg
 
 from optprune.errors import InvalidParameterError, SolverNotAvailableError
 from optprune.reconstruction._problem import ReconstructionProblem, ReconstructionResult
+from optprune.registry import Registry
 
 __all__ = [
     "METHODS",
+    "RECONSTRUCTION_METHODS",
     "EliminationPath",
     "elimination_path",
     "greedy_backward",
@@ -224,8 +227,8 @@ def _result(problem: ReconstructionProblem, blocks: Sequence[int], status: str, 
 
 def _lower_bound(problem: ReconstructionProblem, k_blocks: int) -> float | None:
     """The relaxation's bound from :mod:`optprune.reconstruction._bound` when that module exists, else None."""
-    try:
-        from optprune.reconstruction._bound import lower_bound  # written separately (issue 24); optional here
+    try:  # an optional module (issue 24), looked up by name like every optional method
+        lower_bound = importlib.import_module("optprune.reconstruction._bound").lower_bound
     except ModuleNotFoundError as exc:
         if exc.name != "optprune.reconstruction._bound":
             raise
@@ -364,17 +367,15 @@ def local_search(
     return _result(problem, sorted(state.blocks), status, started, "local", bound, k, info)
 
 
-def _exact(problem: ReconstructionProblem, k_blocks: int, **options: object) -> ReconstructionResult:
+def _solver(method: str) -> Callable[..., ReconstructionResult]:
+    """The registered solver ``method``; a missing optional module (``exact``) is a named error."""
     try:
-        from optprune.reconstruction._exact import solve_exact  # the MIQP (issue 24), written separately
+        return RECONSTRUCTION_METHODS.get(method, "solve_reconstruction: method")
     except ModuleNotFoundError as exc:
-        if exc.name != "optprune.reconstruction._exact":
-            raise
         raise SolverNotAvailableError(
-            "solve_reconstruction: method 'exact' needs optprune.reconstruction._exact (the MIQP through the "
-            "solver protocol), which this installation does not have; use method 'local' or 'greedy'"
+            f"solve_reconstruction: method {method!r} needs {exc.name}, which this installation does not have; "
+            "use method 'local' or 'greedy'"
         ) from None
-    return solve_exact(problem, k_blocks, **options)
 
 
 def solve_reconstruction(
@@ -383,17 +384,20 @@ def solve_reconstruction(
     """Keep ``k_blocks`` blocks minimising E: ``local`` (:func:`local_search`), ``greedy``
     (:func:`greedy_backward`), ``exact`` (the MIQP of :mod:`optprune.reconstruction._exact`) or ``auto`` (exact up
     to ``AUTO_EXACT_BLOCKS`` blocks when installed, else local). ``options`` go to the chosen solver."""
-    if method not in METHODS:
-        raise InvalidParameterError(f"solve_reconstruction: method must be one of {', '.join(METHODS)}; got {method!r}")
-    if method == "auto":
-        method = "local"
-        if problem.n_blocks <= AUTO_EXACT_BLOCKS:
-            try:
-                return _exact(problem, k_blocks, **options)
-            except SolverNotAvailableError:
-                pass
-    if method == "exact":
-        return _exact(problem, k_blocks, **options)
-    if method == "greedy":
-        return greedy_backward(problem, k_blocks, **options)  # type: ignore[arg-type]
+    if method != "auto":
+        return _solver(RECONSTRUCTION_METHODS.check(method, "solve_reconstruction: method"))(problem, k_blocks,
+                                                                                          **options)
+    if problem.n_blocks <= AUTO_EXACT_BLOCKS:
+        try:
+            return _solver("exact")(problem, k_blocks, **options)
+        except SolverNotAvailableError:
+            pass
     return local_search(problem, k_blocks, **options)  # type: ignore[arg-type]
+
+
+#: solvers by name (``exact`` loads lazily: it is an optional module that itself starts from :func:`local_search`)
+RECONSTRUCTION_METHODS: Registry[Callable[..., ReconstructionResult]] = Registry("reconstruction method")
+RECONSTRUCTION_METHODS.register("local", local_search, "swap local search from the best of greedy and a heuristic")
+RECONSTRUCTION_METHODS.register("greedy", greedy_backward, "greedy backward elimination (OBS)")
+RECONSTRUCTION_METHODS.register("exact", "optprune.reconstruction._exact:solve_exact",
+                                "the MIQP through the solver protocol, with its proven gap")
