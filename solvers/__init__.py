@@ -11,11 +11,14 @@ from optprune.solvers.base import (
     BackendBase,
     LPSession,
     NativeRun,
+    NonConvexObjectiveError,
     Outcome,
     Progress,
+    QuadraticObjectiveError,
     SolveOptions,
     SolveResult,
     Status,
+    quadratic_backends,
 )
 from optprune.solvers.cpsat import CpsatBackend
 from optprune.solvers.cvxpy import CvxpyBackend
@@ -41,6 +44,9 @@ __all__ = [
     "SolveOptions",
     "SolveResult",
     "Status",
+    "QuadraticObjectiveError",
+    "NonConvexObjectiveError",
+    "quadratic_backends",
     "HighsBackend",
     "ScipBackend",
     "OrtoolsBackend",

@@ -7,11 +7,12 @@ expression is made from its CSR slice in a single ``Expr`` constructor call
 (no per-coefficient Python arithmetic), and all rows are added in one
 ``addConss`` call.
 
-A quadratic objective ``1/2 x^T Q x`` (convex, checked by the lifecycle) goes in through an epigraph
-variable ``t`` with objective coefficient 1 and one quadratic constraint ``1/2 x^T Q x - t <= 0``
-(``>= 0`` when maximising), its expression made in one ``Expr`` constructor call from the upper triangle
-of ``Q``; SCIP's nonlinear handler recognises it as convex and separates gradient cuts. A MIP start then
-sets ``t = 1/2 s^T Q s``.
+A quadratic objective ``1/2 x^T Q x`` (convex, checked by the lifecycle) goes in through epigraph
+variables with objective coefficient 1, one per connected block of ``Q`` (a separable objective gets one
+per block), each with one quadratic constraint ``1/2 x_b^T Q_b x_b - t_b <= 0`` (``>= 0`` when
+maximising) made in one ``Expr`` constructor call from the upper triangle of ``Q``; SCIP's nonlinear
+handler recognises them as convex and separates gradient cuts. A MIP start sets each ``t_b`` to its
+block's value.
 
 Early stop (``target``, ``stop_rule``) uses an event handler on
 BESTSOLFOUND and DUALBOUNDIMPROVED that calls ``interruptSolve``; the same
@@ -99,25 +100,40 @@ def to_scip(model: MILP, *, verbose: bool = False):
         conss.append(ExprCons(expr, lo, hi))
     if conss:
         scip.addConss(conss)
-    scip.data = {"epigraph": _add_quadratic_objective(scip, model, variables) if model.is_quadratic else None}
+    scip.data = {"epigraph": _add_quadratic_objective(scip, model, variables) if model.is_quadratic else []}
     return scip, np.asarray(variables, dtype=object)
 
 
-def _add_quadratic_objective(scip, model: MILP, variables: list):
-    """The epigraph variable ``t`` (objective coefficient 1) of ``1/2 x^T Q x`` and its quadratic constraint."""
+def _add_quadratic_objective(scip, model: MILP, variables: list) -> list:
+    """Epigraph variables (objective coefficient 1) of ``1/2 x^T Q x``, one per connected block of ``Q``.
+
+    A separable objective gets one epigraph per block (``Q = kron(I_m, A)`` gets ``m``), so each of SCIP's
+    gradient cuts tightens one block instead of the whole sum.
+    """
     import scipy.sparse as sp
     from pyscipopt.scip import Expr, ExprCons, Term
+    from scipy.sparse.csgraph import connected_components
 
+    _, labels = connected_components(model.Q, directed=False)
     upper = sp.coo_matrix(sp.triu(model.Q))
     coef = np.where(upper.row == upper.col, 0.5, 1.0) * upper.data  # 1/2 Q_ii x_i^2 + Q_ij x_i x_j (i < j)
-    t = scip.addVar(name="quadratic_objective", vtype="C", lb=None, ub=None, obj=1.0)
-    keys = [Term(variables[i], variables[j]) for i, j in zip(upper.row.tolist(), upper.col.tolist(), strict=True)]
-    terms = dict(zip(keys, coef.tolist(), strict=True))
-    terms[Term(t)] = -1.0
-    expr = Expr(terms)
-    scip.addCons(ExprCons(expr, 0.0, None) if model.sense == Sense.MAXIMIZE else ExprCons(expr, None, 0.0),
-                 name="quadratic_objective")
-    return t
+    block = labels[upper.row]
+    order = np.argsort(block, kind="stable")
+    rows, cols, coef, block = upper.row[order].tolist(), upper.col[order].tolist(), coef[order].tolist(), block[order]
+    edges = np.flatnonzero(np.diff(block)) + 1
+    starts, ends = [0, *edges.tolist()], [*edges.tolist(), len(rows)]
+    epigraphs, conss = [], []
+    maximise = model.sense == Sense.MAXIMIZE
+    for number, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        t = scip.addVar(name=f"quadratic_objective_{number}", vtype="C", lb=None, ub=None, obj=1.0)
+        terms = dict(zip([Term(variables[i], variables[j]) for i, j in zip(rows[s:e], cols[s:e], strict=True)],
+                         coef[s:e], strict=True))
+        terms[Term(t)] = -1.0
+        expr = Expr(terms)
+        conss.append(ExprCons(expr, 0.0, None) if maximise else ExprCons(expr, None, 0.0))
+        epigraphs.append(t)
+    scip.addConss(conss)
+    return epigraphs
 
 
 def scip_params(options: SolveOptions) -> dict[str, float]:
@@ -177,8 +193,8 @@ class ScipBackend(BackendBase):
             sol = scip.createSol()
             for var, value in zip(variables.tolist(), options.start.tolist(), strict=True):
                 scip.setSolVal(sol, var, value)
-            if scip.data["epigraph"] is not None:
-                scip.setSolVal(sol, scip.data["epigraph"], 0.5 * float(options.start @ (model.Q @ options.start)))
+            if scip.data["epigraph"]:
+                _set_epigraph_start(scip, sol, model, options.start)
             scip.addSol(sol, free=True)  # SCIP checks it; an infeasible start is dropped
 
         rules = stop_rules(options, model.sense)
@@ -217,6 +233,18 @@ class ScipBackend(BackendBase):
         if scip.getStatus() == "infeasible":
             return Status.INFEASIBLE
         return Status.FEASIBLE if scip.getNSols() > 0 else Status.ERROR
+
+
+def _set_epigraph_start(scip, sol, model: MILP, start: np.ndarray) -> None:
+    """Each epigraph variable of a MIP start at its block's ``1/2 s^T Q_block s``."""
+    from scipy.sparse.csgraph import connected_components
+
+    _, labels = connected_components(model.Q, directed=False)
+    per_column = start * (model.Q @ start) * 0.5
+    used = np.unique(labels[np.flatnonzero(np.diff(model.Q.indptr) > 0)])
+    values = np.bincount(labels, weights=per_column)[used]  # components in the order epigraphs were made
+    for t, value in zip(scip.data["epigraph"], values.tolist(), strict=True):
+        scip.setSolVal(sol, t, value)
 
 
 def _presolve_off():
