@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from optprune.errors import InfeasibleBudgetError, InvalidParameterError, ShapeMismatchError
+from optprune.errors import InfeasibleBudgetError, ShapeMismatchError
 from optprune.pruning import PruningDecision, apply_decision, count_parameters, dependency_groups
 from optprune.search import (
     Bilinear,
@@ -23,7 +23,6 @@ from optprune.search import (
     linear_costs,
     problem_from_dict,
     problem_to_dict,
-    search_allocation,
     solve_search,
 )
 from optprune.search._unstable import expected_unstable_of_widths
@@ -294,18 +293,38 @@ def _mlp_params(sizes) -> int:
     return int(sum((a + 1) * b for a, b in zip(sizes, sizes[1:])))
 
 
-def test_search_allocation_is_the_reconstruct_hook() -> None:
-    """``f(curves, groups, ratio, min_keep, model=...)``: params <= 1 - ratio, min_keep held, = allocate_widths."""
+
+def test_min_width_above_a_group_size_keeps_the_group() -> None:
+    """As the reconstruct decision's ``min_keep``: a floor above a group's size keeps that group whole."""
+    torch.manual_seed(0)
+    shape = (12,)
+    model = make_mlp([12, 10, 8, 3, 3])
+    curves, _ = _curves_by_least_squares(model, shape)
+    widths = allocate_widths(curves, model, {"params": 0.8}, min_width=4, input_shape=shape)
+    sizes = {n: c.size - 1 for n, c in curves.items()}
+    assert all(w >= min(4, sizes[n]) for n, w in widths.items())
+    assert widths[[n for n in sizes if sizes[n] == 3][0]] == 3
+    chain = allocate_widths(curves_for((5, 2), 0), {"input": 6, "output": 2}, 0.9, min_width={"g0": 2, "g1": 3})
+    assert chain["g1"] == 2 and chain["g0"] >= 2
+
+
+def test_reconstruct_decision_with_search_allocation() -> None:
+    """``allocation="search"`` in the reconstruct decision: no more parameters than uniform at the same ratio,
+    widths = allocate_widths on the dense model's elimination curves."""
+    from optprune.pruning._reconstruct import consumer_problem, reconstruct
+    from optprune.reconstruction import elimination_path
+    from optprune.scoring import as_batches
+
     torch.manual_seed(0)
     shape = (12,)
     model = make_mlp([12, 10, 8, 6, 3])
-    curves, _ = _curves_by_least_squares(model, shape)
+    calibration = (torch.randn(96, 12), torch.zeros(96, dtype=torch.long))
+    uniform, _, _ = reconstruct(model, calibration, 0.5, shape, solver="greedy")
+    searched, decision, _ = reconstruct(model, calibration, 0.5, shape, solver="greedy", allocation="search")
+    assert count_parameters(searched) <= count_parameters(uniform)
     groups = [g for g in dependency_groups(model, shape)[0] if g.prunable]
-    widths = search_allocation(curves, groups, 0.6, 2, model=model, input_shape=shape)
-    assert widths == allocate_widths(curves, model, {"params": 0.4}, min_width=2, input_shape=shape)
-    assert min(widths.values()) >= 2
-    full = {g.name: g.width for g in groups}
-    pruned = apply_decision(model, PruningDecision({n: list(range(w)) for n, w in widths.items()}, full, shape))
-    assert count_parameters(pruned) <= 0.4 * count_parameters(model)
-    with pytest.raises(InvalidParameterError, match="no error curve"):
-        search_allocation({}, groups, 0.6, model=model, input_shape=shape)
+    batches = as_batches(calibration)
+    curves = {g.name: elimination_path(consumer_problem(model, model, g, batches, "auto")[0]).errors for g in groups}
+    expect = allocate_widths(curves, model, {"params": count_parameters(uniform) / count_parameters(model)},
+                             input_shape=shape)
+    assert decision.new_widths == expect

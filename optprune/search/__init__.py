@@ -21,7 +21,7 @@ from optprune.formulations.structure_search import (
     linear_costs,
     width_grid,
 )
-from optprune.search._allocate import allocate_widths, error_values, search_allocation
+from optprune.search._allocate import allocate_widths, error_values
 from optprune.search._baselines import global_threshold_widths, standardize, uniform_widths
 from optprune.search._core import METHODS, SearchResult, chain_layers, search_widths, solve_search
 from optprune.search._instances import load_instance, problem_from_dict, problem_to_dict, save_instance
@@ -58,7 +58,6 @@ __all__ = [
     "problem_to_dict",
     "save_instance",
     "save_latency_tables",
-    "search_allocation",
     "search_decision",
     "search_widths",
     "solve_search",

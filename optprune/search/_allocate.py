@@ -44,7 +44,7 @@ reconstruction package computes curves and the pruner composes the two.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +53,7 @@ from optprune.formulations.structure_search import LayerCost, SearchProblem, Wid
 from optprune.search._core import SearchResult, chain_layers, solve_search
 from optprune.search._unstable import unstable_layers
 
-__all__ = ["allocate_widths", "error_values", "search_allocation"]
+__all__ = ["allocate_widths", "error_values"]
 
 
 def error_values(
@@ -104,6 +104,16 @@ def _rank_scores(order: np.ndarray) -> np.ndarray:
     scores = np.empty(order.size)
     scores[order] = np.arange(order.size, 0, -1, dtype=np.float64)
     return scores
+
+
+def _clamped(min_width: Any, sizes: Mapping[str, int]) -> Any:
+    """Per group: a whole-unit ``min_width`` above the group's size is its size (it keeps every unit)."""
+    def one(value: Any, n: int) -> Any:
+        return min(int(value), n) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+
+    if isinstance(min_width, Mapping):
+        return {name: one(v, sizes[name]) if name in sizes else v for name, v in min_width.items()}
+    return {name: one(min_width, n) for name, n in sizes.items()}
 
 
 def _per_group(value: Any, name: str, what: str) -> Any:
@@ -158,7 +168,8 @@ def allocate_widths(
     ``method``: ``exact`` (the MILP on backend ``solver``), ``uniform`` or
     ``global`` (the baselines: a threshold on the curves' standardised marginal
     gains). ``widths``, ``round_to``, ``min_width``, ``ties``, ``time_limit``
-    and ``mip_gap`` are those of :func:`optprune.search.search_widths`.
+    and ``mip_gap`` are those of :func:`optprune.search.search_widths`; a
+    whole-unit ``min_width`` above a group's size keeps the whole group.
 
     Returns ``{group: width}``, and the :class:`SearchResult` with ``return_result``
     (its ``objective`` is ``sum_g v_g(k_g)``).
@@ -169,6 +180,7 @@ def allocate_widths(
         budgets = {"params": float(budgets)}
     values = error_values(curves, energy=energy, normalize=normalize)
     order = _orders(curves, orders)
+    min_width = _clamped(min_width, {name: v.size - 1 for name, v in values.items()})
     scores = {name: _rank_scores(o) for name, o in order.items()}
     extra: list[LayerCost] = unstable_layers(scores, frequencies) if frequencies is not None else []
     if hasattr(structure, "named_modules"):  # a torch model: its exact costs, torch-facing half of the search
@@ -206,37 +218,3 @@ def allocate_widths(
                           mip_gap=mip_gap)
     return (dict(result.widths), result) if return_result else dict(result.widths)
 
-
-def search_allocation(
-    curves: Mapping[str, np.ndarray],
-    groups: Sequence[Any],
-    ratio: float,
-    min_keep: int = 1,
-    *,
-    model: Any,
-    input_shape: Sequence[int] | None = None,
-    budgets: Mapping[str, float] | None = None,
-    **options: Any,
-) -> dict[str, int]:
-    """The ``reconstruct`` decision's ``allocation="search"``: :func:`allocate_widths` on ``model``'s exact costs.
-
-    ``curves[g]``: the error of group ``g`` at ``0..n`` kept units
-    (:func:`optprune.reconstruction.elimination_path` ``.errors``, whose entry 0
-    is the consumer's output energy about its mean when the bias is re-fitted:
-    the normaliser of :func:`error_values`). ``groups``: the prunable
-    :class:`~optprune.structure.Group` objects to allocate (others keep their
-    width). The budget is ``params <= (1 - ratio)`` of the model's parameters
-    unless ``budgets`` is given; no group keeps fewer than ``min_keep`` units.
-    ``options`` go to :func:`allocate_widths` (``normalize``, ``solver``, ``latency``, ...).
-    """
-    names = [g.name for g in groups]
-    missing = [n for n in names if n not in curves]
-    if missing:
-        raise InvalidParameterError(
-            f"search allocation: no error curve for group(s) {missing}; curves were given for {sorted(curves)}"
-        )
-    chosen = {n: curves[n] for n in names}
-    floor = {n: min(int(min_keep), np.asarray(c).size - 1) for n, c in chosen.items()}
-    widths = allocate_widths(chosen, model, budgets if budgets is not None else {"params": 1.0 - float(ratio)},
-                             min_width=floor, input_shape=input_shape, **options)
-    return cast(dict[str, int], widths)
