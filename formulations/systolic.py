@@ -58,6 +58,23 @@ class SelectionModel:
         """The kept blocks (bool per block) of a solution ``x``."""
         return np.asarray(x)[self.keep] > 0.5
 
+    def start_from(self, keep: np.ndarray, group) -> np.ndarray:
+        """A full column vector (a MIP start) for the kept blocks ``keep``: a group is open when it keeps a block.
+
+        ``group``: the group of every block (-1 for none), as given to :func:`build_block_selection`.
+        """
+        keep = np.asarray(keep, dtype=bool).reshape(-1)
+        if keep.size != self.keep.size:
+            raise ShapeMismatchError(f"start_from: keep has {keep.size} entries; the model has {self.keep.size} blocks")
+        x = np.zeros(self.model.n_vars)
+        x[self.keep] = keep
+        if self.open.size:
+            grp = np.asarray(group, dtype=np.int64).reshape(-1)
+            opened = np.zeros(self.open.size, dtype=bool)
+            opened[grp[keep & (grp >= 0)]] = True
+            x[self.open] = opened
+        return x
+
 
 @dataclass(frozen=True)
 class AssignmentModel:

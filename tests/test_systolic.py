@@ -404,3 +404,39 @@ def test_cycle_model_and_formulations_do_not_import_torch() -> None:
     code = "import sys, optprune.systolic, optprune.formulations.systolic; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+class _NoIncumbent:
+    """A backend that hits its time limit without any selection (as HiGHS did on a ViT-Base-sized os layout)."""
+
+    name = "no-incumbent"
+    package = "numpy"
+    extra = "none"
+    supports_integer = supports_continuous = True
+
+    def require(self) -> None:
+        return None
+
+    def solve(self, model, options):
+        from optprune.solvers import SolveResult, Status
+
+        return SolveResult(Status.TIME_LIMIT, objective=math.nan, bound=math.nan, x=None, backend=self.name)
+
+
+def test_select_blocks_never_returns_less_than_greedy_and_reports_its_gap(monkeypatch) -> None:
+    from optprune.solvers import registry
+
+    monkeypatch.setitem(registry._BACKENDS, "no-incumbent", _NoIncumbent())
+    for _df, layout, scores in tiny_instances():
+        g = greedy_blocks(layout, scores, 0.45)
+        sel = select_blocks(layout, scores, 0.45, solver="no-incumbent", time_limit=1)
+        assert sel.method == "greedy (mip:no-incumbent found none)" and sel.score == pytest.approx(g.score)
+        best = brute_force(layout, scores, budget_cycles(layout, 0.45))
+        # the LP relaxation's bound stands in for the missing MIP bound: valid, so the gap covers the optimum
+        assert sel.bound >= best - 1e-9 and sel.extra["gap"] >= (best - g.score) / g.score - 1e-9
+        exact = select_blocks(layout, scores, 0.45)
+        assert exact.score >= g.score - 1e-9 and exact.extra["gap"] == pytest.approx(0.0, abs=1e-6)
+        if best - g.score <= 1e-12:
+            continue
+        loose = select_blocks(layout, scores, 0.45, mip_gap=1.0)  # greedy within 100% of the LP bound: no MIP
+        assert loose.method == "greedy (within mip_gap of the LP bound)" and loose.score == pytest.approx(g.score)
