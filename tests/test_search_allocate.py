@@ -26,6 +26,7 @@ from optprune.search import (
     solve_search,
 )
 from optprune.search._unstable import expected_unstable_of_widths
+from optprune.solvers import backend_names, get_backend
 from optprune.training import make_mlp
 
 
@@ -328,3 +329,20 @@ def test_reconstruct_decision_with_search_allocation() -> None:
     expect = allocate_widths(curves, model, {"params": count_parameters(uniform) / count_parameters(model)},
                              input_shape=shape)
     assert decision.new_widths == expect
+
+
+@pytest.mark.parametrize("solver", backend_names())
+def test_every_backend_allocates_the_brute_force_optimum(solver: str) -> None:
+    backend = get_backend(solver)
+    if not backend.is_available():
+        pytest.skip(f"backend {solver!r} is not installed: {backend.install_hint}")
+    curves = curves_for((5, 6, 4), 7)
+    layers = conv_layers(list(curves))
+    widths, result = allocate_widths(curves, layers, {"params": 0.5, "flops": 0.45}, solver, mip_gap=1e-9,
+                                     return_result=True)
+    _, best = brute(curves, layers, {"params": 0.5, "flops": 0.45})
+    assert result.resources["params"] <= 0.5 * result.full_resources["params"] + 1e-9
+    assert result.resources["flops"] <= 0.45 * result.full_resources["flops"] + 1e-9
+    # integer-only backends solve a scaled model: optimal up to its reported rounding of the values
+    tolerance = 1e-9 if backend.supports_continuous else 1e-5 * len(curves)
+    assert relative_error(curves, widths) == pytest.approx(best, abs=tolerance)
