@@ -236,3 +236,29 @@ def test_cli_prune_reconstruct_json_keys(capsys, tmp_path) -> None:
     main(["prune", str(path), "--scorer", "l1", "--ratio", "0.5", "--data", "digits", "--refit", "--json"])
     refit = json.loads(capsys.readouterr().out)
     assert refit["method_info"]["refit"][0]["layer"] and set(refit) == set(plain)
+
+
+def test_cli_option_reaches_the_decision_and_is_checked_before_any_work(capsys, tmp_path) -> None:
+    from optprune.cli import main
+    from optprune.io import save_torch_model
+    from optprune.training import digits_mlp
+
+    path = tmp_path / "digits_24x16.pt"
+    save_torch_model(digits_mlp([24, 16], seed=0, epochs=3), path)
+    base = ["prune", str(path), "--method", "reconstruct", "--ratio", "0.5", "--data", "digits", "--json"]
+    main([*base, "--option", "allocation=search"])
+    searched = json.loads(capsys.readouterr().out)
+    assert searched["method_info"]["allocation"] == "search"
+    main(base)
+    uniform = json.loads(capsys.readouterr().out)
+    assert searched["params_after"] <= uniform["params_after"]  # the search keeps the uniform widths' budget
+    for bad, says in (("bogus=1", "unknown option 'bogus'; allowed: solver, allocation"),
+                      ("allocation=nope", "'allocation' must be one of 'uniform', 'search'; got 'nope'"),
+                      ("noequals", "--option must read KEY=VALUE")):
+        with pytest.raises(SystemExit) as exc:
+            main([*base, "--option", bad])
+        err = json.loads(capsys.readouterr().out)
+        assert exc.value.code == 2 and says in err["error"], err
+    with pytest.raises(SystemExit):
+        main(["prune", str(path), "--scorer", "l1", "--ratio", "0.5", "--data", "digits", "--option", "a=1", "--json"])
+    assert "takes a scorer" in json.loads(capsys.readouterr().out)["error"]

@@ -97,6 +97,32 @@ def export_model(model, path: Path, input_shape: tuple[int, ...]) -> Path:
     return path
 
 
+def _parse_options(pairs: list[str] | None) -> dict:
+    """``["k=v", ...]`` as a dict; values read as int, float, true/false or none where they look like one."""
+    from optprune.errors import InvalidParameterError
+
+    out: dict = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidParameterError(f"--option must read KEY=VALUE; got {pair!r}")
+        value: object = text
+        low = text.strip().lower()
+        if low in ("true", "false"):
+            value = low == "true"
+        elif low == "none":
+            value = None
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(text)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip()] = value
+    return out
+
+
 def _log_group(report: dict) -> None:
     """Per-group progress of a decision that reports it (layer, budget, objective, gap, seconds) on stderr."""
     gap = "n/a" if report.get("gap") is None else f"{report['gap']:.2%}"
@@ -135,6 +161,9 @@ def prune_command(
         "--refit/--no-refit", help="After the selection, re-fit the consumer layers (weights and bias) by least "
         "squares to the dense outputs on the calibration sample (any scorer or decision that removes units).")] = False,
     calibration_size: Annotated[int, typer.Option("--calibration-size", help="Train-fold images used for scoring.")] = 512,
+    decision_options: Annotated[list[str] | None, typer.Option(
+        "--option", help="KEY=VALUE passed to a decision that prunes by itself (repeatable), e.g. "
+                         "--option allocation=search for reconstruct; the decision checks names and values.")] = None,
     lr: Annotated[float, typer.Option("--lr", help="Fine-tuning learning rate (Adam).")] = 1e-4,
     rs_weight: Annotated[float, typer.Option(
         "--rs-weight", help="Fine-tuning: weight of the ReLU-stability loss (Xiao et al. 2019); 0 = off.")] = 0.0,
@@ -167,6 +196,12 @@ def prune_command(
             raise InvalidParameterError(f"--method must be one of scorer, {', '.join(allowed)}; got {method!r}")
         decision = method
     rule = DECISIONS.get(decision, "--decision")
+    extra_options = _parse_options(decision_options)
+    if extra_options:
+        if rule.takes_scorer:
+            raise InvalidParameterError(f"--option applies to decisions that prune by themselves; {decision!r} takes "
+                                        "a scorer (its settings are --scorer, --normalizer, --compensate)")
+        rule.check_options(extra_options, f"--option for decision {decision!r}")
     if rule.takes_scorer and normalize_scorer_name(scorer) not in SCORERS:
         raise InvalidParameterError(f"--scorer must be one of {', '.join(SCORERS.names())}; got {scorer!r}")
     check_number("--train-epochs", train_epochs, low=1)
@@ -209,6 +244,7 @@ def prune_command(
             options["calibration_size"] = calibration_size
         if "progress" in inspect.signature(rule.prune).parameters:
             options["progress"] = _log_group
+        options.update(extra_options)
         outcome = rule.prune(model, (X_train, y_train), shape, ratio, seed=seed, **options)
         pruned, pruning_decision, method_info, masks = outcome.model, outcome.decision, outcome.info, outcome.masks
         label = decision

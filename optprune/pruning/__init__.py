@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from optprune.pruning._decision import PruningDecision
     from optprune.pruning._decisions import MethodDecision, MethodOutcome, ScoredDecision
     from optprune.pruning._pruner import Pruner, scored_decisions
+    from optprune.pruning._reconstruct import reconstruct, refit_consumers
     from optprune.pruning._recovery import distillation_loss, finetune, teacher_outputs
     from optprune.pruning._select import global_keep, keep_count, uniform_keep
     from optprune.pruning._unstructured import (
@@ -55,6 +56,7 @@ _LAZY = {
     "PruningDecision": "optprune.pruning._decision",
     **dict.fromkeys(("MethodDecision", "MethodOutcome", "ScoredDecision"), "optprune.pruning._decisions"),
     **dict.fromkeys(("Pruner", "scored_decisions"), "optprune.pruning._pruner"),
+    **dict.fromkeys(("reconstruct", "refit_consumers"), "optprune.pruning._reconstruct"),
     **dict.fromkeys(("distillation_loss", "finetune", "teacher_outputs"), "optprune.pruning._recovery"),
     **dict.fromkeys(("global_keep", "keep_count", "uniform_keep"), "optprune.pruning._select"),
     **dict.fromkeys(("MATCHES", "attach_masks", "magnitude_masks", "prune_unstructured", "remove_masks",
@@ -98,6 +100,8 @@ __all__ = [
     "masked",
     "parameters_after",
     "prune_unstructured",
+    "reconstruct",
+    "refit_consumers",
     "remove_masks",
     "scored_decisions",
     "uniform_keep",
