@@ -8,6 +8,10 @@ LoRA recovery after the cut (``compresso-prompt``: with
 stages with LoRA recovery; the one-shot methods score with an engine scorer
 and then recover (``recovery``: ``none``, ``lora`` or ``full`` fine-tuning,
 ``steps`` steps). Compresso and LoRAShear always recover with LoRA.
+``reconstruct`` prunes by reconstruction with re-fit of ``out_proj``/``fc2``
+(:class:`optprune.lm._reconstruct.Reconstruct`), widths from the exact width
+search on the groups' error curves; ``reconstruct-uniform`` at the one-shot
+heuristics' uniform widths; the same recoveries as the one-shot methods.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from functools import partial
 from typing import Any
 
 from optprune.lm._prune import COMPRESSO_PROMPT, Compresso, LoRAShear, OneShot
+from optprune.lm._reconstruct import Reconstruct
 
 __all__ = ["bonsai", "compresso", "compresso_hidden", "compresso_prompt", "flap", "lorashear", "magnitude",
-           "wanda_sp"]
+           "reconstruct", "reconstruct_uniform", "wanda_sp"]
 
 
 def compresso(ratio: float, *, steps: int = 300, lora_rank: int = 8, seed: int = 0, recovery: str = "lora",
@@ -44,3 +49,12 @@ magnitude = partial(_one_shot, "magnitude")
 wanda_sp = partial(_one_shot, "wanda_sp")
 flap = partial(_one_shot, "flap")
 bonsai = partial(_one_shot, "bonsai")
+
+
+def reconstruct(ratio: float, *, steps: int = 300, lora_rank: int = 8, seed: int = 0, recovery: str = "lora",
+                allocation: str = "search") -> Any:
+    return Reconstruct(ratio=ratio, allocation=allocation, recovery=recovery, steps=steps, lora_rank=lora_rank,
+                       seed=seed)
+
+
+reconstruct_uniform = partial(reconstruct, allocation="uniform")

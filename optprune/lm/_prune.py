@@ -53,6 +53,7 @@ __all__ = [
     "lm_parameters",
     "max_ratio",
     "pruning_report",
+    "uniform_widths",
 ]
 
 #: Compresso's collaborative prompt, in miniature: a fixed instruction prefix telling the model it is pruned.
@@ -153,6 +154,19 @@ def _fill_budget(
             kept[kind][layer].append(unit)
             used += cost
     return [sorted(k) for k in kept[0]], [sorted(k) for k in kept[1]]
+
+
+def uniform_widths(model: TinyLM, groups: Sequence[Group], ratio: float) -> dict[str, int]:
+    """Kept width per group at ``(1 - ratio)`` of the parameters, the same in every layer: heads lose ``ratio``
+    of each layer (whole heads, at least one kept), then every MLP keeps the same number of neurons, as many as
+    the budget allows (at least one)."""
+    heads, neurons = _prunable(groups)
+    target = (1 - ratio) * count_parameters(model)
+    kh = {g.name: keep_count(g.width, ratio, 1) for g in heads}
+    _, c_neuron = _unit_costs(model)
+    spare = target - lm_parameters(model, list(kh.values()), [0] * len(neurons))
+    per_layer = int(min(max(1, spare // (c_neuron * len(neurons))), min(g.width for g in neurons)))
+    return {**kh, **{g.name: per_layer for g in neurons}}
 
 
 def _kept_dict(heads: list[Group], neurons: list[Group], kh: list[list[int]], kn: list[list[int]]) -> dict:
@@ -261,26 +275,8 @@ class OneShot(_LMPruner):
 
     def fit(self, model: TinyLM, task: ArithTask) -> OneShot:
         model = self._validate(model)
-        groups = lm_groups(model)
-        heads, neurons = _prunable(groups)
-        ids, tgt = _calibration(model, task, self.n_calibration, self.seed)
-        with torch.no_grad():
-            X = model.embed(ids)
-        kwargs = dict(ONE_SHOT_SCORERS[self.scorer])
-        if self.scorer == "bonsai":
-            kwargs.update(loss_fn=task_loss, seed=self.seed)
-        scorer = get_scorer(self.scorer, **kwargs)
-        scores = scorer(model.trunk().eval(), (X, tgt), groups=groups, batch_size=64)
         target = (1 - self.ratio) * count_parameters(model)
-        kh = [sorted(np.argsort(-scores[g.name], kind="stable")[: keep_count(g.width, self.ratio, 1)].tolist())
-              for g in heads]
-        c_head, c_neuron = _unit_costs(model)
-        spare = target - lm_parameters(model, [len(k) for k in kh], [0] * len(neurons))
-        per_layer = int(min(max(1, spare // (c_neuron * len(neurons))), neurons[0].width))
-        kn = [sorted(np.argsort(-scores[g.name], kind="stable")[:per_layer].tolist()) for g in neurons]
-        self.scores_ = scores
-        self.kept_ = _kept_dict(heads, neurons, kh, kn)
-        pruned = prune_lm(model, self.kept_, groups)
+        pruned = self._cut(model, task, lm_groups(model))
         self.one_shot_model_ = copy.deepcopy(pruned).eval()
         if self.recovery == "lora" and self.steps:
             add_lora(pruned, rank=self.lora_rank)
@@ -290,6 +286,24 @@ class OneShot(_LMPruner):
             fit_lm(pruned, task, self.steps, lr=self.lr / 2, seed=self.seed, prefix="")
         self._finish(model, pruned, target)
         return self
+
+    def _cut(self, model: TinyLM, task: ArithTask, groups: list[Group]) -> TinyLM:
+        """The one-shot cut (before recovery): the scorer's top units at :func:`uniform_widths`."""
+        heads, neurons = _prunable(groups)
+        ids, tgt = _calibration(model, task, self.n_calibration, self.seed)
+        with torch.no_grad():
+            X = model.embed(ids)
+        kwargs = dict(ONE_SHOT_SCORERS[self.scorer])
+        if self.scorer == "bonsai":
+            kwargs.update(loss_fn=task_loss, seed=self.seed)
+        scorer = get_scorer(self.scorer, **kwargs)
+        scores = scorer(model.trunk().eval(), (X, tgt), groups=groups, batch_size=64)
+        widths = uniform_widths(model, groups, self.ratio)
+        kh, kn = ([sorted(np.argsort(-scores[g.name], kind="stable")[: widths[g.name]].tolist()) for g in gs]
+                  for gs in (heads, neurons))
+        self.scores_ = scores
+        self.kept_ = _kept_dict(heads, neurons, kh, kn)
+        return prune_lm(model, self.kept_, groups)
 
 
 class _HardConcrete(nn.Module):

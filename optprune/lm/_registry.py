@@ -27,3 +27,7 @@ LM_METHODS.register("magnitude", _M + "magnitude", "one shot, group magnitude; t
 LM_METHODS.register("wanda_sp", _M + "wanda_sp", "one shot, structured Wanda; then the recovery")
 LM_METHODS.register("flap", _M + "flap", "one shot, FLAP fluctuation; then the recovery")
 LM_METHODS.register("bonsai", _M + "bonsai", "one shot, Bonsai; then the recovery")
+LM_METHODS.register("reconstruct", _M + "reconstruct",
+                    "one shot, reconstruction with re-fit (OSSCAR), widths searched on error curves; then the recovery")
+LM_METHODS.register("reconstruct-uniform", _M + "reconstruct_uniform",
+                    "one shot, reconstruction with re-fit at uniform widths; then the recovery")
