@@ -125,3 +125,17 @@ def test_bad_allocation_is_refused(model: TinyLM, task: ArithTask) -> None:
 def test_engine_groups_are_heads_and_neurons(model: TinyLM) -> None:
     kinds = sorted(g.kind for g in lm_groups(model) if g.prunable)
     assert kinds == ["heads", "heads", "neurons", "neurons"]
+
+
+def test_cli_prunes_by_reconstruction_then_recovers(model: TinyLM, tmp_path, capsys) -> None:
+    import json
+
+    from optprune.cli._app import main
+    from optprune.lm import save_lm
+
+    path = save_lm(model, tmp_path / "tiny.pt")
+    main(["lm", "prune", str(path), "--method", "reconstruct-uniform", "--ratio", "0.3", "--recovery", "lora",
+          "--steps", "2", "--lora-rank", "2", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "reconstruct-uniform"
+    assert out["params_after"] <= 0.7 * out["params_before"]
