@@ -39,6 +39,17 @@ bound is computed in closed form by :func:`optprune.reconstruction.lower_bound`.
 
 Formulations never solve: the model goes to a backend with ``supports_miqp`` (SCIP, Gurobi, cvxpy with a MIQP
 solver); its continuous relaxation (``model.relaxed()``) is a convex QP that HiGHS solves.
+
+Outer approximation. :func:`build_outer_master` is the master MILP of Bertsimas & Van Parys' cutting-plane
+method (Ann. Statist. 2020) over the block indicators only: for a convex ``f`` on ``[0, 1]^B`` with cuts
+``(z_t, f_t, g_t)`` (a point, ``f(z_t)`` and a (sub)gradient there)::
+
+    min   θ
+    s.t.  θ >= (f_t + g_t^T (z - z_t)) / scale      for every cut t
+          sum_b z_b = k,   z in {0, 1}^B,   θ >= θ_lower / scale,
+
+whose optimum is a lower bound on ``min f`` over the binary points with ``k`` ones (each cut underestimates
+``f``). :mod:`optprune.reconstruction._outer` supplies ``f`` (the ridge-perspective reconstruction error).
 """
 
 from __future__ import annotations
@@ -51,7 +62,7 @@ from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.formulations._builder import ModelBuilder
 from optprune.milp import MILP
 
-__all__ = ["build_reconstruction_miqp", "big_m", "compress_cross", "block_index"]
+__all__ = ["build_reconstruction_miqp", "build_outer_master", "big_m", "compress_cross", "block_index"]
 
 _M_SLACK = 1e-7  # relative widening of every M_ij against rounding in A^{-1}
 
@@ -147,4 +158,38 @@ def build_reconstruction_miqp(
     b.set_objective(np.concatenate([-2.0 * C.reshape(-1, order="F"), np.zeros(B)]), np.concatenate([w, z]),
                     offset=float(total))
     b.set_quadratic_objective(sp.kron(sp.eye(m, format="csr"), sp.csr_matrix(2.0 * A), format="csr"), w)
+    return b.build(name=name)
+
+
+def build_outer_master(
+    n_blocks: int, k: int, points: np.ndarray, values: np.ndarray, gradients: np.ndarray, *,
+    theta_lower: float = 0.0, scale: float = 1.0, name: str = "reconstruction_master",
+) -> MILP:
+    """The outer-approximation master MILP of the module doc; groups ``"keep"`` (z, B binaries) and ``"theta"``.
+
+    ``points`` (T x B), ``values`` (T), ``gradients`` (T x B): the cuts, all rows added in one call. ``θ`` is
+    stored divided by ``scale`` (> 0) so that the solver's tolerances act relative to it; the objective is the
+    scaled ``θ`` (multiply a solver's objective and bound by ``scale``).
+    """
+    B, k = int(n_blocks), int(k)
+    if not 0 <= k <= B:
+        raise InvalidParameterError(f"k (blocks kept) must be in 0..{B}; got {k}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise InvalidParameterError(f"scale must be a finite number > 0; got {scale}")
+    Z = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    f = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    g = np.atleast_2d(np.asarray(gradients, dtype=np.float64))
+    if Z.shape != g.shape or Z.shape[1] != B or f.shape != (Z.shape[0],):
+        raise ShapeMismatchError(
+            f"cuts need points and gradients of shape (T, {B}) and values of shape (T,); got {Z.shape}, "
+            f"{g.shape} and {f.shape}"
+        )
+    b = ModelBuilder()
+    z = b.add_vars(B, lower=0.0, upper=1.0, integer=True, name="keep")
+    theta = b.add_vars(1, lower=float(theta_lower) / scale, upper=np.inf, name="theta")
+    b.add_rows(np.ones((1, B)), z, lower=float(k), upper=float(k))
+    if f.size:  # θ - g_t^T z / scale >= (f_t - g_t^T z_t) / scale
+        rhs = (f - np.sum(g * Z, axis=1)) / scale
+        b.add_rows(np.hstack([-g / scale, np.ones((f.size, 1))]), np.concatenate([z, theta]), lower=rhs)
+    b.set_objective(np.ones(1), theta)
     return b.build(name=name)
