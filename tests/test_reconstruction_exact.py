@@ -10,7 +10,7 @@ import pytest
 from optprune.errors import InvalidParameterError
 from optprune.formulations.reconstruction import big_m, build_reconstruction_miqp, compress_cross
 from optprune.reconstruction._bound import bound_details, lower_bound
-from optprune.reconstruction._exact import solve_exact
+from optprune.reconstruction._exact import solve_miqp
 from optprune.reconstruction._problem import ReconstructionProblem
 from optprune.solvers import QuadraticObjectiveError, get_backend
 
@@ -57,7 +57,7 @@ def test_exact_equals_brute_force(solver: str, case) -> None:
     seed, n, m, blocks, k = case
     problem = _problem(seed, n, m, blocks, relu=seed % 2 == 1)
     best, keep = _brute_force(problem, k)
-    result = solve_exact(problem, k, solver=solver, time_limit=10.0)
+    result = solve_miqp(problem, k, solver=solver, time_limit=10.0)
     assert result.objective == pytest.approx(best, rel=1e-9, abs=1e-12)
     assert result.status == "optimal"
     assert result.gap is not None and 0.0 <= result.gap <= 1e-6
@@ -138,16 +138,16 @@ def test_gap_is_never_negative_and_k_edges() -> None:
     _available("scip")
     problem = _problem(9, 6, 3)
     for k in (0, 6):
-        result = solve_exact(problem, k)
+        result = solve_miqp(problem, k)
         assert result.status == "optimal" and result.gap == pytest.approx(0.0, abs=1e-12)
         assert result.objective == pytest.approx(problem.error(np.full(6, k == 6)))
     with pytest.raises(InvalidParameterError, match="k_blocks"):
-        solve_exact(problem, 7)
+        solve_miqp(problem, 7)
 
 
 def test_a_backend_without_miqp_is_refused_by_name() -> None:
     with pytest.raises(QuadraticObjectiveError, match="scip"):
-        solve_exact(_problem(10, 5, 2), 2, solver="highs")
+        solve_miqp(_problem(10, 5, 2), 2, solver="highs")
 
 
 def test_relaxation_is_a_convex_qp_for_highs() -> None:

@@ -1,6 +1,9 @@
-r"""The exact selection: the reconstruction MIQP through the formulations layer and the solver protocol.
+r"""The exact selection: :func:`solve_exact` (outer approximation, the best exact method) and :func:`solve_miqp`.
 
-:func:`solve_exact` keeps ``k_blocks`` blocks minimising ``E(S)``:
+:func:`solve_exact` is :func:`optprune.reconstruction._outer.solve_outer`: Bertsimas & Van Parys' cutting planes over
+the block indicators with a master MILP on any MILP backend (HiGHS by default); see that module.
+
+:func:`solve_miqp` (method ``"miqp"``) keeps ``k_blocks`` blocks minimising ``E(S)`` by one MIQP:
 
 1. a start from :func:`~optprune.reconstruction._search.local_search` (or the caller's ``start``);
 2. the MIQP of :func:`optprune.formulations.reconstruction.build_reconstruction_miqp` (binary ``z`` per block,
@@ -33,14 +36,12 @@ from scipy import linalg
 from optprune.errors import InvalidParameterError
 from optprune.formulations.reconstruction import build_reconstruction_miqp, compress_cross
 from optprune.reconstruction._bound import bound_details
+from optprune.reconstruction._outer import RTOL, solve_outer
 from optprune.reconstruction._problem import ReconstructionProblem, ReconstructionResult
 from optprune.reconstruction._search import local_search
 from optprune.solvers import QuadraticObjectiveError, SolveOptions, get_backend, quadratic_backends
 
-__all__ = ["solve_exact", "RTOL"]
-
-RTOL = 1e-6
-"""Relative gap at which a selection counts as proven optimal (and the MIQP's relative gap tolerance)."""
+__all__ = ["solve_exact", "solve_miqp", "RTOL"]
 
 
 def _start_vector(problem: ReconstructionProblem, cross: np.ndarray, keep_blocks: np.ndarray, M: np.ndarray,
@@ -57,9 +58,15 @@ def _start_vector(problem: ReconstructionProblem, cross: np.ndarray, keep_blocks
     return np.concatenate([W.reshape(-1, order="F"), keep_blocks.astype(np.float64)])
 
 
-def solve_exact(problem: ReconstructionProblem, k_blocks: int, solver: str = "scip", time_limit: float = 10.0,
-                start=None, *, rtol: float = RTOL) -> ReconstructionResult:
-    """Keep ``k_blocks`` blocks by the MIQP, with its proven gap (module doc).
+def solve_exact(problem: ReconstructionProblem, k_blocks: int, solver: str = "highs", time_limit: float = 10.0,
+                start=None, *, rtol: float = RTOL, max_rounds: int = 1000) -> ReconstructionResult:
+    """Keep ``k_blocks`` blocks by outer approximation, with the certified gap (:func:`solve_outer`)."""
+    return solve_outer(problem, k_blocks, solver, time_limit, start, rtol=rtol, max_rounds=max_rounds)
+
+
+def solve_miqp(problem: ReconstructionProblem, k_blocks: int, solver: str = "scip", time_limit: float = 10.0,
+               start=None, *, rtol: float = RTOL) -> ReconstructionResult:
+    """Keep ``k_blocks`` blocks by the MIQP, with its proven gap (module doc; relative gap tolerance ``rtol``).
 
     ``start``: a mask over units or blocks, or block ids, passed to the local search that makes the MIP start.
     """
@@ -67,14 +74,14 @@ def solve_exact(problem: ReconstructionProblem, k_blocks: int, solver: str = "sc
     B = problem.n_blocks
     k = int(k_blocks)
     if not 0 <= k <= B:
-        raise InvalidParameterError(f"solve_exact: k_blocks must be in 0..{B}; got {k_blocks}")
+        raise InvalidParameterError(f"solve_miqp: k_blocks must be in 0..{B}; got {k_blocks}")
     if not (time_limit > 0 and math.isfinite(time_limit)):
-        raise InvalidParameterError(f"solve_exact: time_limit must be a positive number of seconds; got {time_limit}")
+        raise InvalidParameterError(f"solve_miqp: time_limit must be a positive number of seconds; got {time_limit}")
     backend = get_backend(solver)
     backend.require()
     if not backend.supports_miqp:
         raise QuadraticObjectiveError(
-            f"solve_exact: backend {solver!r} solves no MIQP; backends that do: "
+            f"solve_miqp: backend {solver!r} solves no MIQP; backends that do: "
             f"{', '.join(quadratic_backends(miqp=True))}"
         )
     heuristic = local_search(problem, k, start, time_limit=max(0.1 * time_limit, 0.5), bound=False)
@@ -125,5 +132,5 @@ def solve_exact(problem: ReconstructionProblem, k_blocks: int, solver: str = "sc
     else:
         status = "feasible"
     weights = problem.refit(keep)
-    return ReconstructionResult(keep, weights, objective, lower, status, time.perf_counter() - started, "exact",
+    return ReconstructionResult(keep, weights, objective, lower, status, time.perf_counter() - started, "miqp",
                                 problem.refit_bias(keep, weights), info)

@@ -291,13 +291,13 @@ def _refine_split(problem: ReconstructionProblem, A: np.ndarray, gamma: np.ndarr
 
 
 def solve_outer(problem: ReconstructionProblem, k_blocks: int, solver: str = "highs", time_limit: float = 10.0,
-                start=None, *, rtol: float = RTOL, lazy: bool = True) -> ReconstructionResult:
+                start=None, *, rtol: float = RTOL, lazy: bool = True, max_rounds: int = 1000) -> ReconstructionResult:
     """Keep ``k_blocks`` blocks by outer approximation, with the certified gap (module doc).
 
     ``solver``: any backend that solves MILPs (``highs`` by default). ``start``: a mask over units or blocks, or
-    block ids, for the local search that makes the first incumbent. ``lazy``: stop each master solve at its first
-    point below the incumbent (``False``: solve every master to optimality). The dense linear algebra runs on one
-    BLAS thread (threadpoolctl; the matrices are small, and threads only contend).
+    block ids, for the local search that makes the first incumbent (at most ``max_rounds`` swaps). ``lazy``: stop
+    each master solve at its first point below the incumbent (``False``: solve every master to optimality). The
+    dense linear algebra runs on one BLAS thread (threadpoolctl; the matrices are small, and threads only contend).
     """
     started = time.perf_counter()
     B = problem.n_blocks
@@ -313,7 +313,7 @@ def solve_outer(problem: ReconstructionProblem, k_blocks: int, solver: str = "hi
     if not backend.supports_integer:
         raise InvalidParameterError(f"solve_outer: backend {solver!r} solves no MILP; use 'highs', 'scip' or 'gurobi'")
     with _one_blas_thread():
-        return _solve(problem, k, backend, started, started + time_limit, start, rtol, lazy)
+        return _solve(problem, k, backend, started, started + time_limit, start, rtol, lazy, max_rounds)
 
 
 def _one_blas_thread() -> contextlib.AbstractContextManager:
@@ -325,9 +325,10 @@ def _one_blas_thread() -> contextlib.AbstractContextManager:
 
 
 def _solve(problem: ReconstructionProblem, k: int, backend, started: float, deadline: float, start, rtol: float,
-           lazy: bool) -> ReconstructionResult:
+           lazy: bool, max_rounds: int) -> ReconstructionResult:
     B = problem.n_blocks
-    heuristic = local_search(problem, k, start, time_limit=max(0.1 * (deadline - started), 0.2), bound=False)
+    heuristic = local_search(problem, k, start, time_limit=max(0.1 * (deadline - started), 0.2), bound=False,
+                             max_rounds=max_rounds)
     best_keep = np.zeros(B, dtype=bool)
     best_keep[np.unique(problem.block_ids[heuristic.keep])] = True
     info: dict = {"solver": backend.name, "start_objective": heuristic.objective, "master_solves": 0}

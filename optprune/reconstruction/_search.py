@@ -47,7 +47,7 @@ __all__ = [
 
 #: the methods :func:`solve_reconstruction` dispatches to
 METHODS = ("local", "greedy", "exact", "auto")
-#: ``method="auto"`` uses the exact MIQP up to this many blocks (when it is installed), local search above
+#: ``method="auto"`` uses the exact method up to this many blocks (when it is installed), local search above
 AUTO_EXACT_BLOCKS = 16
 _REFRESH = 50
 _CHUNK_ENTRIES = 1 << 21
@@ -382,7 +382,8 @@ def solve_reconstruction(
     problem: ReconstructionProblem, k_blocks: int, method: str = "local", **options: object
 ) -> ReconstructionResult:
     """Keep ``k_blocks`` blocks minimising E: ``local`` (:func:`local_search`), ``greedy``
-    (:func:`greedy_backward`), ``exact`` (the MIQP of :mod:`optprune.reconstruction._exact`) or ``auto`` (exact up
+    (:func:`greedy_backward`), ``exact`` (outer approximation, :mod:`optprune.reconstruction._outer`), ``miqp``
+    (the MIQP of :mod:`optprune.reconstruction._exact`) or ``auto`` (exact up
     to ``AUTO_EXACT_BLOCKS`` blocks when installed, else local). ``options`` go to the chosen solver."""
     if method != "auto":
         return _solver(RECONSTRUCTION_METHODS.check(method, "solve_reconstruction: method"))(problem, k_blocks,
@@ -399,5 +400,7 @@ def solve_reconstruction(
 RECONSTRUCTION_METHODS: Registry[Callable[..., ReconstructionResult]] = Registry("reconstruction method")
 RECONSTRUCTION_METHODS.register("local", local_search, "swap local search from the best of greedy and a heuristic")
 RECONSTRUCTION_METHODS.register("greedy", greedy_backward, "greedy backward elimination (OBS)")
-RECONSTRUCTION_METHODS.register("exact", "optprune.reconstruction._exact:solve_exact",
-                                "the MIQP through the solver protocol, with its proven gap")
+RECONSTRUCTION_METHODS.register("exact", "optprune.reconstruction._outer:solve_outer",
+                                "outer approximation (Bertsimas & Van Parys) on a MILP backend, with its certified gap")
+RECONSTRUCTION_METHODS.register("miqp", "optprune.reconstruction._exact:solve_miqp",
+                                "the big-M MIQP on a MIQP backend (SCIP, Gurobi), with its proven gap")
