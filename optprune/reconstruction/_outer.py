@@ -186,21 +186,34 @@ class PerspectiveOracle:
 
     def binary(self, keep_blocks: np.ndarray) -> tuple[float, np.ndarray]:
         """``(E(S), ∇f)`` at the indicator of the kept blocks, in closed form (one Cholesky factor of size |S|)."""
+        value, kept, residual = self.binary_parts(keep_blocks)
+        return value, self.gradient(kept, residual)
+
+    def binary_parts(self, keep_blocks: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """``(E(S), ||W'_i||^2 on S, ||R_i||^2 off S)`` (per unit, 0 elsewhere): what the gradient at a binary point
+        is made of, for any split (:meth:`gradient`)."""
         P = self.problem
         keep = np.asarray(keep_blocks, dtype=bool)[self.ids]
         S, T = np.flatnonzero(keep), np.flatnonzero(~keep)
-        grad = np.zeros(P.n_units)
+        kept, residual = np.zeros(P.n_units), np.zeros(P.n_units)
         if S.size == 0:
-            grad[T] = -np.sum(P.cross[T] ** 2, axis=1) * self._inv_gamma[T]
-            return max(P.total, 0.0), self._blocks(grad)
+            residual[T] = np.sum(P.cross[T] ** 2, axis=1)
+            return max(P.total, 0.0), kept, residual
         L = linalg.cholesky(P.gram[np.ix_(S, S)] + P.ridge * np.eye(S.size), lower=True, check_finite=False)
         Z = linalg.solve_triangular(L, P.cross[S], lower=True, check_finite=False)
         value = max(P.total - float(np.sum(Z * Z)), 0.0)  # as ReconstructionProblem.error computes it
         W = linalg.solve_triangular(L, Z, lower=True, trans="T", check_finite=False)
         R = P.cross[T] - P.gram[np.ix_(T, S)] @ W
-        grad[S] = -self.gamma[S] * np.sum(W * W, axis=1)
-        grad[T] = -np.sum(R * R, axis=1) * self._inv_gamma[T]
-        return value, self._blocks(grad)
+        kept[S] = np.sum(W * W, axis=1)
+        residual[T] = np.sum(R * R, axis=1)
+        return value, kept, residual
+
+    def gradient(self, kept: np.ndarray, residual: np.ndarray, gamma: np.ndarray | None = None) -> np.ndarray:
+        """``∇f`` over the blocks at a binary point from :meth:`binary_parts`, for this oracle's split or ``gamma``
+        (any valid split: ``-γ_i ||W'_i||^2`` on S, ``-||R_i||^2 / γ_i`` off S)."""
+        g = self.gamma if gamma is None else gamma
+        inv = self._inv_gamma if gamma is None else np.divide(1.0, g, out=np.zeros_like(g), where=g > 0)
+        return self._blocks(-g * kept - residual * inv)
 
     def fractional(self, z_blocks: np.ndarray) -> tuple[float, np.ndarray]:
         """``(f(z), ∇f)`` at any ``z`` in ``[0, 1]^B`` (one LU solve with ``m`` right-hand sides)."""
