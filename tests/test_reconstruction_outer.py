@@ -1,4 +1,4 @@
-"""The exact selection by outer approximation (the default "exact" method) against brute force over subsets."""
+"""The exact selections (branch and bound, the "exact" method; outer approximation, "outer") against brute force."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from optprune.errors import InvalidParameterError
 from optprune.formulations.reconstruction import build_outer_master
+from optprune.reconstruction._bnb import _project_box, solve_bnb
 from optprune.reconstruction._outer import PerspectiveOracle, perspective_split, solve_outer
 from optprune.reconstruction._problem import ReconstructionProblem
 from optprune.reconstruction._search import RECONSTRUCTION_METHODS, local_search, solve_reconstruction
@@ -25,8 +27,9 @@ def _problem(seed: int, n: int, m: int, blocks=None, ridge="auto", relu: bool = 
 
 
 def _brute_force(problem: ReconstructionProblem, k: int) -> float:
-    return min(problem.error(np.isin(problem.block_ids, chosen))
-               for chosen in itertools.combinations(range(problem.n_blocks), k))
+    with threadpool_limits(1, user_api="blas"):  # thousands of tiny factorisations: threads only contend
+        return min(problem.error(np.isin(problem.block_ids, chosen))
+                   for chosen in itertools.combinations(range(problem.n_blocks), k))
 
 
 CASES = [  # seed, n, m, blocks, ridge
@@ -40,14 +43,15 @@ CASES = [  # seed, n, m, blocks, ridge
 ]
 
 
+@pytest.mark.parametrize("method", [solve_bnb, solve_outer], ids=["bnb", "outer"])
 @pytest.mark.parametrize("case", CASES, ids=[f"seed{c[0]}_n{c[1]}_{'blocks' if c[3] else 'units'}" for c in CASES])
-def test_outer_equals_brute_force(case) -> None:
+def test_exact_equals_brute_force(case, method) -> None:
     seed, n, m, blocks, ridge = case
     problem = _problem(seed, n, m, blocks, ridge, relu=seed % 2 == 0)
     B = problem.n_blocks
     for k in sorted({0, 1, B // 2, B - 1, B}):
         best = _brute_force(problem, k)
-        result = solve_outer(problem, k, time_limit=10.0)
+        result = method(problem, k, time_limit=10.0)
         assert result.objective == pytest.approx(best, rel=1e-9, abs=1e-12 * problem.total)
         assert result.objective == problem.error(result.keep)  # the package's objective, with its ridge
         assert result.status == "optimal" and result.method == "exact"
@@ -84,15 +88,39 @@ def test_perspective_value_is_the_error_at_binary_points_and_the_cuts_underestim
             assert value_t + grad_t @ (z - z_t) <= value + 1e-9 * problem.total
 
 
-def test_gap_is_never_negative_and_a_time_limit_reports_a_valid_bound() -> None:
-    problem = _problem(8, 24, 6)
-    result = solve_outer(problem, 12, time_limit=0.5)
+@pytest.mark.parametrize("method", [solve_bnb, solve_outer], ids=["bnb", "outer"])
+def test_gap_is_never_negative_and_a_time_limit_reports_a_valid_bound(method) -> None:
+    problem = _problem(8, 40, 6)
+    result = method(problem, 20, time_limit=0.3)
     assert result.status in ("optimal", "time_limit")
     assert result.gap is not None and result.gap >= 0.0
     assert result.lower_bound <= result.objective
-    assert result.objective <= local_search(problem, 12, bound=False).objective * (1 + 1e-12)
+    assert result.objective <= local_search(problem, 20, bound=False).objective * (1 + 1e-12)
     if result.status == "time_limit":
         assert result.gap > 1e-6
+
+
+def test_branch_and_bound_proves_a_group_of_sixteen_with_a_weak_root() -> None:
+    problem = _problem(12, 16, 12)
+    best = _brute_force(problem, 8)
+    result = solve_bnb(problem, 8, time_limit=20.0)
+    assert result.status == "optimal" and result.objective == pytest.approx(best, rel=1e-9)
+    assert result.info["bound_root"] < best * (1 - 1e-3)  # the root alone did not prove it: the search did
+
+
+def test_projection_onto_the_capped_box() -> None:
+    rng = np.random.default_rng(3)
+    for size in (5, 300):  # the exact kink search and the bisection
+        for _ in range(10):
+            y = rng.normal(size=size) * 2.0
+            lo = (rng.uniform(size=size) < 0.2).astype(float)
+            hi = np.maximum(lo, (rng.uniform(size=size) > 0.2).astype(float))
+            k = int(lo.sum()) + int(rng.integers(0, int((hi - lo).sum()) + 1))
+            z = _project_box(y, k, lo, hi)
+            assert np.all(z >= lo) and np.all(z <= hi) and z.sum() == pytest.approx(k, abs=1e-9)
+            for _ in range(5):  # the projection is closer to y than other feasible points
+                other = _project_box(rng.normal(size=size), k, lo, hi)
+                assert np.sum((z - y) ** 2) <= np.sum((other - y) ** 2) + 1e-9
 
 
 def test_master_milp_is_the_cut_model() -> None:
@@ -111,14 +139,17 @@ def test_master_milp_is_the_cut_model() -> None:
 
 def test_registry_and_errors() -> None:
     problem = _problem(9, 6, 3)
-    assert RECONSTRUCTION_METHODS.get("exact", "test") is solve_outer
-    assert solve_reconstruction(problem, 3, "exact").status == "optimal"
+    assert RECONSTRUCTION_METHODS.get("exact", "test") is solve_bnb
+    assert RECONSTRUCTION_METHODS.get("outer", "test") is solve_outer
+    for method in ("exact", "outer"):
+        assert solve_reconstruction(problem, 3, method).status == "optimal"
     assert solve_reconstruction(problem, 3, "auto", time_limit=5.0, max_rounds=100).objective == pytest.approx(
         _brute_force(problem, 3), rel=1e-9)
-    with pytest.raises(InvalidParameterError, match="k_blocks"):
-        solve_outer(problem, 7)
-    with pytest.raises(InvalidParameterError, match="time_limit"):
-        solve_outer(problem, 3, time_limit=0.0)
+    for method in (solve_bnb, solve_outer):
+        with pytest.raises(InvalidParameterError, match="k_blocks"):
+            method(problem, 7)
+        with pytest.raises(InvalidParameterError, match="time_limit"):
+            method(problem, 3, time_limit=0.0)
 
 
 def test_other_milp_backends_agree() -> None:

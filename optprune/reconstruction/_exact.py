@@ -1,7 +1,9 @@
-r"""The exact selection: :func:`solve_exact` (outer approximation, the best exact method) and :func:`solve_miqp`.
+r"""The exact selection: :func:`solve_exact` (the best exact method) and :func:`solve_miqp`.
 
-:func:`solve_exact` is :func:`optprune.reconstruction._outer.solve_outer`: Bertsimas & Van Parys' cutting planes over
-the block indicators with a master MILP on any MILP backend (HiGHS by default); see that module.
+:func:`solve_exact` is :func:`optprune.reconstruction._bnb.solve_bnb`: branch and bound on the perspective relaxation
+(the ``"exact"`` method); :func:`optprune.reconstruction._outer.solve_outer` (``"outer"``) is Bertsimas & Van Parys'
+outer approximation with a master MILP on any MILP backend. Both certify ``E_λ(S)``, the objective of
+:meth:`ReconstructionProblem.error`.
 
 :func:`solve_miqp` (method ``"miqp"``) keeps ``k_blocks`` blocks minimising ``E(S)`` by one MIQP:
 
@@ -35,8 +37,9 @@ from scipy import linalg
 
 from optprune.errors import InvalidParameterError
 from optprune.formulations.reconstruction import build_reconstruction_miqp, compress_cross
+from optprune.reconstruction._bnb import solve_bnb
 from optprune.reconstruction._bound import bound_details
-from optprune.reconstruction._outer import RTOL, solve_outer
+from optprune.reconstruction._outer import RTOL
 from optprune.reconstruction._problem import ReconstructionProblem, ReconstructionResult
 from optprune.reconstruction._search import local_search
 from optprune.solvers import QuadraticObjectiveError, SolveOptions, get_backend, quadratic_backends
@@ -58,10 +61,10 @@ def _start_vector(problem: ReconstructionProblem, cross: np.ndarray, keep_blocks
     return np.concatenate([W.reshape(-1, order="F"), keep_blocks.astype(np.float64)])
 
 
-def solve_exact(problem: ReconstructionProblem, k_blocks: int, solver: str = "highs", time_limit: float = 10.0,
-                start=None, *, rtol: float = RTOL, max_rounds: int = 1000) -> ReconstructionResult:
-    """Keep ``k_blocks`` blocks by outer approximation, with the certified gap (:func:`solve_outer`)."""
-    return solve_outer(problem, k_blocks, solver, time_limit, start, rtol=rtol, max_rounds=max_rounds)
+def solve_exact(problem: ReconstructionProblem, k_blocks: int, time_limit: float = 10.0, start=None, *,
+                rtol: float = RTOL, max_rounds: int = 1000) -> ReconstructionResult:
+    """Keep ``k_blocks`` blocks by branch and bound, with the certified gap (:func:`solve_bnb`)."""
+    return solve_bnb(problem, k_blocks, time_limit, start, rtol=rtol, max_rounds=max_rounds)
 
 
 def solve_miqp(problem: ReconstructionProblem, k_blocks: int, solver: str = "scip", time_limit: float = 10.0,

@@ -137,7 +137,12 @@ def perspective_split(A: np.ndarray, weights: np.ndarray | None = None, *, start
             Sinv = linalg.inv(S0 - np.diag(x), check_finite=False)
             grad = w - mu * np.diag(Sinv) + mu / x
             hess = mu * (Sinv * Sinv) + np.diag(mu / x**2)  # minus the Hessian (positive definite)
-            step = linalg.solve(hess, grad, assume_a="pos", check_finite=False)
+            hess[np.diag_indices_from(hess)] += 1e-14 * float(np.trace(hess)) / live.size  # near the boundary
+            try:
+                step = linalg.cho_solve(linalg.cho_factor(hess, lower=True, check_finite=False), grad,
+                                        check_finite=False)
+            except linalg.LinAlgError:
+                break
             decrement = float(grad @ step)
             current = barrier(x)
             t = 1.0

@@ -382,8 +382,9 @@ def solve_reconstruction(
     problem: ReconstructionProblem, k_blocks: int, method: str = "local", **options: object
 ) -> ReconstructionResult:
     """Keep ``k_blocks`` blocks minimising E: ``local`` (:func:`local_search`), ``greedy``
-    (:func:`greedy_backward`), ``exact`` (outer approximation, :mod:`optprune.reconstruction._outer`), ``miqp``
-    (the MIQP of :mod:`optprune.reconstruction._exact`) or ``auto`` (exact up
+    (:func:`greedy_backward`), ``exact`` (branch and bound, :mod:`optprune.reconstruction._bnb`), ``outer`` (outer
+    approximation, :mod:`optprune.reconstruction._outer`), ``miqp`` (the MIQP of
+    :mod:`optprune.reconstruction._exact`) or ``auto`` (exact up
     to ``AUTO_EXACT_BLOCKS`` blocks when installed, else local). ``options`` go to the chosen solver."""
     if method != "auto":
         return _solver(RECONSTRUCTION_METHODS.check(method, "solve_reconstruction: method"))(problem, k_blocks,
@@ -400,7 +401,9 @@ def solve_reconstruction(
 RECONSTRUCTION_METHODS: Registry[Callable[..., ReconstructionResult]] = Registry("reconstruction method")
 RECONSTRUCTION_METHODS.register("local", local_search, "swap local search from the best of greedy and a heuristic")
 RECONSTRUCTION_METHODS.register("greedy", greedy_backward, "greedy backward elimination (OBS)")
-RECONSTRUCTION_METHODS.register("exact", "optprune.reconstruction._outer:solve_outer",
+RECONSTRUCTION_METHODS.register("exact", "optprune.reconstruction._bnb:solve_bnb",
+                                "branch and bound on the perspective relaxation, with its certified gap")
+RECONSTRUCTION_METHODS.register("outer", "optprune.reconstruction._outer:solve_outer",
                                 "outer approximation (Bertsimas & Van Parys) on a MILP backend, with its certified gap")
 RECONSTRUCTION_METHODS.register("miqp", "optprune.reconstruction._exact:solve_miqp",
                                 "the big-M MIQP on a MIQP backend (SCIP, Gurobi), with its proven gap")
