@@ -73,9 +73,10 @@ def _project_box(y: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray) -> np.nd
     return np.clip(y - tau, lo, hi)
 
 
-def _node_bound(oracle: PerspectiveOracle, k: int, lo: np.ndarray, hi: np.ndarray, z: np.ndarray, steps: int
-                ) -> tuple[float, np.ndarray]:
-    """The node's certificate (module doc) after at most ``steps`` projected-gradient steps from ``z``."""
+def _node_bound(oracle: PerspectiveOracle, k: int, lo: np.ndarray, hi: np.ndarray, z: np.ndarray, steps: int,
+                cutoff: float = math.inf) -> tuple[float, np.ndarray]:
+    """The node's certificate (module doc) after at most ``steps`` projected-gradient steps from ``z``, stopping
+    early once it reaches ``cutoff`` (the node is pruned)."""
     fixed_in, free = lo > 0, hi > lo
     need = k - int(fixed_in.sum())
 
@@ -87,7 +88,7 @@ def _node_bound(oracle: PerspectiveOracle, k: int, lo: np.ndarray, hi: np.ndarra
     best = certificate(value, z, grad)
     step = 1.0 / max(float(np.max(np.abs(grad))), 1e-300)
     for _ in range(steps):
-        if value - best <= 1e-7 * max(abs(value), 1e-300):
+        if value - best <= 1e-7 * max(abs(value), 1e-300) or best >= cutoff:
             break
         z_new = _project_box(z - step * grad, k, lo, hi)
         v_new, g_new = oracle.fractional(z_new)
@@ -173,7 +174,8 @@ def _solve(problem: ReconstructionProblem, k: int, started: float, deadline: flo
                 if kept == k or kept + open_ == k:  # a leaf: the completion is forced
                     evaluate((child_lo if kept == k else child_hi) > 0)
                     continue
-                child_bound, child_z = _node_bound(oracle, k, child_lo, child_hi, z, _NODE_STEPS)
+                child_bound, child_z = _node_bound(oracle, k, child_lo, child_hi, z, _NODE_STEPS,
+                                                   upper - rtol * upper + margin)
                 order = np.argsort(-(child_z + 2.0 * child_lo), kind="stable")  # fixed-in first, then largest z
                 rounded = np.zeros(B, dtype=bool)
                 rounded[order[:k]] = True

@@ -181,6 +181,7 @@ class PerspectiveOracle:
         self.problem = problem
         self.gamma = np.asarray(gamma, dtype=np.float64)
         self.M = problem.gram + problem.ridge * np.eye(problem.n_units) - np.diag(self.gamma)
+        self._eye = np.eye(problem.n_units)
         self.ids = problem.block_ids
         self.n_blocks = problem.n_blocks
         # a unit with γ_i = 0 (only a dead unit: zero row of G with λ = 0) contributes no gradient
@@ -231,7 +232,7 @@ class PerspectiveOracle:
         P = self.problem
         z = np.asarray(z_blocks, dtype=np.float64)[self.ids]
         scaled = z * self._inv_gamma  # z_i / γ_i
-        V = linalg.solve(self.M * scaled[None, :] + np.eye(P.n_units), P.cross, check_finite=False)
+        V = np.linalg.solve(self.M * scaled[None, :] + self._eye, P.cross)  # LU; lighter than scipy's per call
         value = P.total - float(np.sum(P.cross * (scaled[:, None] * V)))
         norms = np.sum(V * V, axis=1)
         return value, self._blocks(-norms * self._inv_gamma), z * (1.0 - z) * norms * self._inv_gamma**2
@@ -386,7 +387,7 @@ def _solve(problem: ReconstructionProblem, k: int, backend, started: float, dead
     lower = min(lower, objective)
     status = "optimal" if objective - lower <= rtol * max(objective, 1e-300) or objective <= 0.0 else "time_limit"
     weights = problem.refit(keep)
-    return ReconstructionResult(keep, weights, objective, lower, status, time.perf_counter() - started, "exact",
+    return ReconstructionResult(keep, weights, objective, lower, status, time.perf_counter() - started, "outer",
                                 problem.refit_bias(keep, weights), info)
 
 
