@@ -2,11 +2,12 @@
 
 Synthetic groups: ReLU activations ``X`` (N = 2048 samples) of the last hidden layer (n units) of a random MLP
 (32 Gaussian inputs, one hidden ReLU layer of 64, then n ReLU units with small random biases), consumer weight
-``W`` (n x m) Gaussian / sqrt(n), ridge ``auto``, keep k = n/2. For each method (``exact``: outer approximation on
-HiGHS; ``miqp``: the big-M MIQP on SCIP) prints one JSON line: seconds, status, objective, lower bound, certified
-gap, and the method's own counters. One BLAS thread.
+``W`` (n x m) Gaussian / sqrt(n), ridge ``auto``, keep k = n/2. For each method (``exact``: branch and bound on the
+perspective relaxation; ``outer``: outer approximation with its master MILP on HiGHS; ``miqp``: the big-M MIQP on
+SCIP) prints one JSON line: seconds, status, objective, lower bound, certified gap, and the method's own counters.
+One BLAS thread.
 
-    nice python benchmarks/reconstruction_exact.py --sizes 16,32,64 --outputs 10,64 --time-limit 10
+    nice python benchmarks/reconstruction_exact.py --sizes 16,32,64 --outputs 10,64 --seeds 0,1,2 --methods exact,outer
 """
 
 from __future__ import annotations
