@@ -12,14 +12,14 @@ Models with Combinatorial Optimization", ICML 2024; Benbaki et al., "Fast as CHI
 ``C`` are kept, so memory does not grow with the calibration set. Heads are blocks of units.
 
 Modules: ``_problem`` (the problem, its objective and the re-fit), ``_search`` (greedy elimination with rank-one
-updates, local search by swaps, the error-vs-width path), ``_exact`` (the MIQP through the formulations layer and
-the solver protocol) and ``_bound`` (the convex relaxation's lower bound).
+updates, local search by swaps, the error-vs-width path), the exact methods (``_bnb``: branch and bound on the
+perspective relaxation, the default; ``_outer``: outer approximation; ``_exact``: the MIQP through the
+formulations layer and the solver protocol) and ``_bound`` (the convex relaxation's lower bound).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from optprune._lazy import lazy_exports
 
 _PUBLIC = {
     "ReconstructionProblem": "_problem",
@@ -29,19 +29,13 @@ _PUBLIC = {
     "elimination_path": "_search",
     "solve_reconstruction": "_search",
     "solve_exact": "_exact",
+    "solve_miqp": "_exact",
+    "solve_outer": "_outer",
+    "solve_bnb": "_bnb",
     "lower_bound": "_bound",
 }
 
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'optprune.reconstruction' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"optprune.reconstruction.{_PUBLIC[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = lazy_exports("optprune.reconstruction", _PUBLIC)

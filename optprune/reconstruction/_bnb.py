@@ -39,6 +39,7 @@ from optprune.reconstruction._outer import (
     PerspectiveOracle,
     _one_blas_thread,
     _refine_split,
+    check_exact_arguments,
     perspective_split,
 )
 from optprune.reconstruction._problem import ReconstructionProblem, ReconstructionResult
@@ -109,14 +110,7 @@ def solve_bnb(problem: ReconstructionProblem, k_blocks: int, time_limit: float =
     incumbent (at most ``max_rounds`` swaps). ``solver`` is accepted for the exact methods' common signature and
     unused (no MILP is solved)."""
     started = time.perf_counter()
-    B = problem.n_blocks
-    k = int(k_blocks)
-    if k != k_blocks or not 0 <= k <= B:
-        raise InvalidParameterError(f"solve_bnb: k_blocks must be an integer in 0..{B}; got {k_blocks!r}")
-    if not (time_limit > 0 and math.isfinite(time_limit)):
-        raise InvalidParameterError(f"solve_bnb: time_limit must be a positive number of seconds; got {time_limit}")
-    if not (0 < rtol < 1):
-        raise InvalidParameterError(f"solve_bnb: rtol must be in (0, 1); got {rtol}")
+    k = check_exact_arguments("solve_bnb", problem, k_blocks, time_limit, rtol)
     with _one_blas_thread():
         return _solve(problem, k, started, started + time_limit, start, rtol, max_rounds)
 

@@ -309,6 +309,20 @@ def _refine_split(problem: ReconstructionProblem, A: np.ndarray, gamma: np.ndarr
     return gamma, certificate, z
 
 
+def check_exact_arguments(owner: str, problem: ReconstructionProblem, k_blocks, time_limit: float, rtol: float
+                          ) -> int:
+    """The exact methods' common checks; returns ``k_blocks`` as an int (named errors for what is out of range)."""
+    B = problem.n_blocks
+    k = int(k_blocks)
+    if k != k_blocks or not 0 <= k <= B:
+        raise InvalidParameterError(f"{owner}: k_blocks must be an integer in 0..{B}; got {k_blocks!r}")
+    if not (time_limit > 0 and math.isfinite(time_limit)):
+        raise InvalidParameterError(f"{owner}: time_limit must be a positive number of seconds; got {time_limit}")
+    if not (0 < rtol < 1):
+        raise InvalidParameterError(f"{owner}: rtol must be in (0, 1); got {rtol}")
+    return k
+
+
 def solve_outer(problem: ReconstructionProblem, k_blocks: int, solver: str = "highs", time_limit: float = 10.0,
                 start=None, *, rtol: float = RTOL, lazy: bool = True, max_rounds: int = 1000) -> ReconstructionResult:
     """Keep ``k_blocks`` blocks by outer approximation, with the certified gap (module doc).
@@ -319,14 +333,7 @@ def solve_outer(problem: ReconstructionProblem, k_blocks: int, solver: str = "hi
     dense linear algebra runs on one BLAS thread (threadpoolctl; the matrices are small, and threads only contend).
     """
     started = time.perf_counter()
-    B = problem.n_blocks
-    k = int(k_blocks)
-    if k != k_blocks or not 0 <= k <= B:
-        raise InvalidParameterError(f"solve_outer: k_blocks must be an integer in 0..{B}; got {k_blocks!r}")
-    if not (time_limit > 0 and math.isfinite(time_limit)):
-        raise InvalidParameterError(f"solve_outer: time_limit must be a positive number of seconds; got {time_limit}")
-    if not (0 < rtol < 1):
-        raise InvalidParameterError(f"solve_outer: rtol must be in (0, 1); got {rtol}")
+    k = check_exact_arguments("solve_outer", problem, k_blocks, time_limit, rtol)
     backend = get_backend(solver)
     backend.require()
     if not backend.supports_integer:

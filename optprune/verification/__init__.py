@@ -23,8 +23,7 @@ verdict), ``vnnlib``, ``deadline``, ``engines`` (bounds, MIP, BaB, auto),
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from optprune._lazy import lazy_exports
 
 _PUBLIC = {
     "verify_property": "api",
@@ -49,13 +48,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'optprune.verification' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"optprune.verification.{_PUBLIC[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = lazy_exports("optprune.verification", _PUBLIC)
