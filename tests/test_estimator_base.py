@@ -14,12 +14,13 @@ from optprune.bayes import BMRS
 from optprune.errors import InvalidParameterError, NotFittedError
 from optprune.gohsp import GOHSP
 from optprune.lm._prune import Compresso, LoRAShear, OneShot
+from optprune.lm._reconstruct import Reconstruct
 from optprune.lm._sprint import Sprint
 from optprune.pai import Reconvene, UnstructuredPaI
 from optprune.pruning import Pruner
 from optprune.scoring import SCORERS, MagnitudeScorer, Scorer
 
-ESTIMATORS = [Pruner, BMRS, GOHSP, Reconvene, UnstructuredPaI, OneShot, Compresso, LoRAShear, Sprint]
+ESTIMATORS = [Pruner, BMRS, GOHSP, Reconvene, UnstructuredPaI, OneShot, Reconstruct, Compresso, LoRAShear, Sprint]
 SCORER_CLASSES = sorted({SCORERS.get(name) for name in SCORERS.names()}, key=lambda c: c.__name__)
 ALL = ESTIMATORS + SCORER_CLASSES
 
