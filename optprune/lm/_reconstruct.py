@@ -26,7 +26,7 @@ import torch
 from optprune._validation import Interval, Options
 from optprune.lm._data import ArithTask
 from optprune.lm._model import TinyLM, prune_lm
-from optprune.lm._prune import RECOVERIES, OneShot, _calibration, uniform_widths
+from optprune.lm._prune import OneShot, _calibration, uniform_widths
 from optprune.pruning import count_parameters
 from optprune.pruning._reconstruct import WIDTH_ALLOCATIONS, reconstruct
 from optprune.reconstruction._search import METHODS
@@ -51,12 +51,8 @@ class Reconstruct(OneShot):
         "ridge": [Options(("auto",)), Interval(float, 0.0, None)],
         "time_limit": [Interval(float, 0.0, None, closed="neither")],
         "max_rounds": [Interval(int, 0, None)],
-        "recovery": [Options(RECOVERIES)],
-        "steps": [Interval(int, 0, None)],
-        "lora_rank": [Interval(int, 1, None)],
-        "lr": [Interval(float, 0.0, None, closed="neither")],
-        "n_calibration": [Interval(int, 1, None)],
-        "seed": [Interval(int, 0, None)],
+        # OneShot's own parameters but its scorer (the reconstruction objective stands in for it)
+        **{k: v for k, v in OneShot._parameter_constraints.items() if k != "scorer"},
     }
 
     def __init__(self, ratio: float = 0.35, allocation: str = "search", solver: str = "local",
