@@ -55,6 +55,19 @@ def _refuse_nonfinite(name: str, values: np.ndarray, *, allow_inf: bool, allowed
         )
 
 
+def _check_finite(M: sp.csr_matrix, label: str) -> None:
+    """Sum duplicate entries of ``M`` in place; a NaN/inf entry is an error naming its row and column."""
+    M.sum_duplicates()
+    bad = ~np.isfinite(M.data)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        row = int(np.searchsorted(M.indptr, k, side="right") - 1)
+        name, _, symbol = label.rpartition(" ")
+        raise InvalidParameterError(
+            f"MILP {name} {symbol}[{row}, {int(M.indices[k])}] is {float(M.data[k])} ({int(bad.sum())} such "
+            "entries); coefficients must be finite numbers"
+        )
+
 def _quadratic(Q, n: int) -> sp.csr_matrix | None:
     """``Q`` as a finite, symmetric n x n CSR matrix (its symmetric part), or None."""
     if Q is None:
@@ -63,15 +76,7 @@ def _quadratic(Q, n: int) -> sp.csr_matrix | None:
     if Q.shape != (n, n):
         raise ShapeMismatchError(f"quadratic objective Q has shape {Q.shape}, expected ({n}, {n}) (one row and "
                                  "one column per variable)")
-    Q.sum_duplicates()
-    bad = ~np.isfinite(Q.data)
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        row = int(np.searchsorted(Q.indptr, k, side="right") - 1)
-        raise InvalidParameterError(
-            f"MILP quadratic objective Q[{row}, {int(Q.indices[k])}] is {float(Q.data[k])} ({int(bad.sum())} such "
-            "entries); coefficients must be finite numbers"
-        )
+    _check_finite(Q, "quadratic objective Q")
     Q = sp.csr_matrix((Q + Q.T) * 0.5)
     Q.eliminate_zeros()
     Q.sort_indices()
@@ -116,15 +121,7 @@ class MILP:
         if A.shape[1] != n:
             raise ShapeMismatchError(f"constraint matrix has {A.shape[1]} columns, objective has {n} entries")
         m = A.shape[0]
-        A.sum_duplicates()
-        bad = ~np.isfinite(A.data)
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            row = int(np.searchsorted(A.indptr, k, side="right") - 1)
-            raise InvalidParameterError(
-                f"MILP constraint matrix A[{row}, {int(A.indices[k])}] is {float(A.data[k])} ({int(bad.sum())} such "
-                "entries); coefficients must be finite numbers"
-            )
+        _check_finite(A, "constraint matrix A")
         set_ = lambda k, v: object.__setattr__(self, k, v)
         set_("c", _vector("c", c, n, 0.0))
         set_("A", A)

@@ -33,14 +33,13 @@ import time
 
 import numpy as np
 
-from optprune.errors import InvalidParameterError
 from optprune.reconstruction._outer import (
     RTOL,
     PerspectiveOracle,
     _one_blas_thread,
     _refine_split,
     check_exact_arguments,
-    perspective_split,
+    checked_split,
 )
 from optprune.reconstruction._problem import ReconstructionProblem, ReconstructionResult
 from optprune.reconstruction._search import local_search
@@ -126,14 +125,7 @@ def _solve(problem: ReconstructionProblem, k: int, started: float, deadline: flo
     lower = upper
     info: dict = {"start_objective": upper, "nodes": 0}
     if 0 < k < B and upper > 0:
-        A = problem.gram + problem.ridge * np.eye(problem.n_units)
-        dead = (np.diag(problem.gram) <= 0) & ~np.any(problem.cross != 0, axis=1)
-        gamma = perspective_split(A)
-        if np.any((gamma <= 0) & ~dead):
-            raise InvalidParameterError(
-                f"solve_bnb: G + ridge*I must be positive definite on the live units for the perspective split; "
-                f"with ridge = {problem.ridge} it is singular; use ridge > 0 (e.g. ridge='auto')"
-            )
+        A, gamma = checked_split(problem, "solve_bnb")
         margin = _SAFETY * upper
         z = _project_box(0.5 * best_keep + 0.5 * k / B, k, np.zeros(B), np.ones(B))
         now = time.perf_counter()

@@ -309,6 +309,19 @@ def _refine_split(problem: ReconstructionProblem, A: np.ndarray, gamma: np.ndarr
     return gamma, certificate, z
 
 
+def checked_split(problem: ReconstructionProblem, owner: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(G + ridge I, its perspective split)``; an error when the split leaves a live unit without curvature."""
+    A = problem.gram + problem.ridge * np.eye(problem.n_units)
+    dead = (np.diag(problem.gram) <= 0) & ~np.any(problem.cross != 0, axis=1)
+    gamma = perspective_split(A)
+    if np.any((gamma <= 0) & ~dead):
+        raise InvalidParameterError(
+            f"{owner}: G + ridge*I must be positive definite on the live units for the perspective split; "
+            f"with ridge = {problem.ridge} it is singular; use ridge > 0 (e.g. ridge='auto')"
+        )
+    return A, gamma
+
+
 def check_exact_arguments(owner: str, problem: ReconstructionProblem, k_blocks, time_limit: float, rtol: float
                           ) -> int:
     """The exact methods' common checks; returns ``k_blocks`` as an int (named errors for what is out of range)."""
@@ -360,14 +373,7 @@ def _solve(problem: ReconstructionProblem, k: int, backend, started: float, dead
     info: dict = {"solver": backend.name, "start_objective": heuristic.objective, "master_solves": 0}
     lower = heuristic.objective
     if 0 < k < B and heuristic.objective > 0:
-        A = problem.gram + problem.ridge * np.eye(problem.n_units)
-        dead = (np.diag(problem.gram) <= 0) & ~np.any(problem.cross != 0, axis=1)
-        gamma = perspective_split(A)
-        if np.any((gamma <= 0) & ~dead):
-            raise InvalidParameterError(
-                f"solve_outer: G + ridge*I must be positive definite on the live units for the perspective split; "
-                f"with ridge = {problem.ridge} it is singular; use ridge > 0 (e.g. ridge='auto')"
-            )
+        A, gamma = checked_split(problem, "solve_outer")
         cuts = _CutPool(problem, k, best_keep, heuristic.objective, rtol)
         monotone = problem.error(np.ones(problem.n_units, dtype=bool))
         spectral = _spectral(problem, k)
