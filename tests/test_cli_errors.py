@@ -16,11 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
+from _tiny_onnx import tiny_onnx_and_property
 
 from optprune.cli import main
-from optprune.io import network_from_torch, network_to_onnx
 
 COMMANDS = ("solvers", "solve", "info", "bench", "prune", "search", "latency-table", "verify", "attack")
 # (command, positional arguments it needs, a numeric option)
@@ -66,15 +64,7 @@ def assert_error(capsys, *args: str, error_type: str = "InvalidParameterError", 
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """A 4 -> 5 -> 3 ONNX network and a VNN-LIB property on it."""
     folder = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
-    onnx_path = folder / "tiny.onnx"
-    network_to_onnx(network_from_torch(model, (4,), name="tiny"), onnx_path)
-    lines = [f"(declare-const X_{i} Real)" for i in range(4)] + [f"(declare-const Y_{j} Real)" for j in range(3)]
-    lines += [f"(assert (>= X_{i} 0.0))\n(assert (<= X_{i} 0.1))" for i in range(4)]
-    lines += ["(assert (or (and (>= Y_1 Y_0)) (and (>= Y_2 Y_0))))"]
-    prop = folder / "prop.vnnlib"
-    prop.write_text("\n".join(lines) + "\n")
+    onnx_path, prop = tiny_onnx_and_property(folder, 4, 5, 3, "(assert (or (and (>= Y_1 Y_0)) (and (>= Y_2 Y_0))))")
     mps = folder / "tiny.mps"
     mps.write_text("NAME TINY\nROWS\n N obj\n L c1\nCOLUMNS\n    x obj 1 c1 1\nRHS\n    rhs c1 4\n"
                    "BOUNDS\n UP BND x 4\nENDATA\n")

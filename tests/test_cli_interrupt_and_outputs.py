@@ -10,13 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
+from _tiny_onnx import tiny_onnx_and_property
 
 from optprune.cli import main
 from optprune.cli._validate import check_output_files
 from optprune.errors import InvalidParameterError
-from optprune.io import network_from_torch, network_to_onnx
 
 
 def _cli(capsys, *args: str) -> tuple[int, list[str], str]:
@@ -32,15 +30,7 @@ def _cli(capsys, *args: str) -> tuple[int, list[str], str]:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
-    onnx_path = folder / "tiny.onnx"
-    network_to_onnx(network_from_torch(model, (2,), name="tiny"), onnx_path)
-    lines = [f"(declare-const X_{i} Real)" for i in range(2)] + [f"(declare-const Y_{j} Real)" for j in range(2)]
-    lines += [f"(assert (>= X_{i} 0.0))\n(assert (<= X_{i} 0.1))" for i in range(2)]
-    lines += ["(assert (>= Y_1 Y_0))"]
-    prop = folder / "prop.vnnlib"
-    prop.write_text("\n".join(lines) + "\n")
+    onnx_path, prop = tiny_onnx_and_property(folder, 2, 3, 2, "(assert (>= Y_1 Y_0))")
     gemms = folder / "g.json"
     gemms.write_text("[[4, 4, 4]]")
     return {"onnx": onnx_path, "prop": prop, "gemms": gemms}
