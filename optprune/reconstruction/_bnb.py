@@ -38,6 +38,7 @@ from optprune.reconstruction._outer import (
     PerspectiveOracle,
     _one_blas_thread,
     _refine_split,
+    certified_result,
     check_exact_arguments,
     checked_split,
 )
@@ -171,10 +172,4 @@ def _solve(problem: ReconstructionProblem, k: int, started: float, deadline: flo
                     count += 1
         lower = (min(heap[0][0], upper) if heap else upper) - margin
         info["open_nodes"] = len(heap)
-    keep = best_keep[problem.block_ids]
-    objective = problem.error(keep)
-    lower = min(lower, objective)
-    status = "optimal" if objective - lower <= rtol * max(objective, 1e-300) or objective <= 0.0 else "time_limit"
-    weights = problem.refit(keep)
-    return ReconstructionResult(keep, weights, objective, lower, status, time.perf_counter() - started, "exact",
-                                problem.refit_bias(keep, weights), info)
+    return certified_result(problem, best_keep, lower, rtol, started, "exact", info)

@@ -322,6 +322,19 @@ def checked_split(problem: ReconstructionProblem, owner: str) -> tuple[np.ndarra
     return A, gamma
 
 
+def certified_result(problem: ReconstructionProblem, best_keep: np.ndarray, lower: float, rtol: float,
+                     started: float, method: str, info: dict) -> ReconstructionResult:
+    """The exact methods' result: the kept blocks re-fitted, their objective, the certified bound (never above
+    the objective) and ``optimal`` only when the relative gap is within ``rtol``."""
+    keep = best_keep[problem.block_ids]
+    objective = problem.error(keep)
+    lower = min(lower, objective)
+    status = "optimal" if objective - lower <= rtol * max(objective, 1e-300) or objective <= 0.0 else "time_limit"
+    weights = problem.refit(keep)
+    return ReconstructionResult(keep, weights, objective, lower, status, time.perf_counter() - started, method,
+                                problem.refit_bias(keep, weights), info)
+
+
 def check_exact_arguments(owner: str, problem: ReconstructionProblem, k_blocks, time_limit: float, rtol: float
                           ) -> int:
     """The exact methods' common checks; returns ``k_blocks`` as an int (named errors for what is out of range)."""
@@ -395,13 +408,7 @@ def _solve(problem: ReconstructionProblem, k: int, backend, started: float, dead
         info.update(bound_certificate=certificate, cuts=len(cuts.values),
                     split_mean=float(np.mean(gamma / np.maximum(np.diag(A), 1e-300))))
         best_keep, lower = cuts.best_keep, cuts.lower
-    keep = best_keep[problem.block_ids]
-    objective = problem.error(keep)
-    lower = min(lower, objective)
-    status = "optimal" if objective - lower <= rtol * max(objective, 1e-300) or objective <= 0.0 else "time_limit"
-    weights = problem.refit(keep)
-    return ReconstructionResult(keep, weights, objective, lower, status, time.perf_counter() - started, "outer",
-                                problem.refit_bias(keep, weights), info)
+    return certified_result(problem, best_keep, lower, rtol, started, "outer", info)
 
 
 def _collect(found: list, n_blocks: int, x: np.ndarray, objective: float, seconds: float) -> None:
