@@ -33,6 +33,7 @@ from optprune.errors import (
 )
 
 __all__ = [
+    "build_model",
     "KNOWN_FORMATS",
     "NONEMPTY_POSITIVE_INTS",
     "POSITIVE_INT",
@@ -154,6 +155,21 @@ def load_weights(path: str | os.PathLike, module: Any, state_dict: Any, field: s
                 f"{path}: tensor {name!r} holds {bad} NaN or Inf value(s); weights must be finite"
             )
     module.load_state_dict(state_dict)
+
+
+def build_model(path: str | os.PathLike, make: Any, config: dict, payload: Mapping) -> Any:
+    """``make(config)`` with the checked weights of ``payload["state_dict"]`` and its metadata, in eval mode.
+
+    A config the model's own constructor refuses is a :class:`FileFormatError` naming the file.
+    """
+    try:
+        model = make(config)
+    except InvalidParameterError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None
+    load_weights(path, model, payload.get("state_dict"))
+    metadata = payload.get("metadata", {})
+    model.metadata = dict(metadata) if isinstance(metadata, dict) else {}
+    return model.eval()
 
 
 def state_digest(module: Any) -> str:

@@ -45,10 +45,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from optprune._checkpoint import POSITIVE_INT, POSITIVE_INTS, check_config, load_weights, read_checkpoint
+from optprune._checkpoint import POSITIVE_INT, POSITIVE_INTS, build_model, check_config, read_checkpoint
 from optprune._files import atomic_file
 from optprune.errors import (
-    FileFormatError,
     InvalidParameterError,
     ShapeMismatchError,
     UnsupportedLayerError,
@@ -320,14 +319,7 @@ def load_vit(path: str | os.PathLike) -> ViT:
     payload = read_checkpoint(path, VIT_FORMAT, VIT_TAKES)
     config = check_config(path, payload.get("config"), CONFIG_CONSTRAINTS,
                           required=[k for k in CONFIG_CONSTRAINTS if k != "classes"])
-    try:
-        model = ViT(ViTConfig(**config))
-    except InvalidParameterError as exc:
-        raise FileFormatError(f"{path}: {exc}") from None
-    load_weights(path, model, payload.get("state_dict"))
-    metadata = payload.get("metadata", {})
-    model.metadata = dict(metadata) if isinstance(metadata, dict) else {}
-    return model.eval()
+    return build_model(path, lambda c: ViT(ViTConfig(**c)), config, payload)
 
 
 def export_vit_onnx(model: ViT, path: str | os.PathLike, opset: int = 17) -> Path:

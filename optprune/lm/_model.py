@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optprune._checkpoint import POSITIVE_INT, POSITIVE_INTS, check_config, load_weights, read_checkpoint
+from optprune._checkpoint import POSITIVE_INT, POSITIVE_INTS, build_model, check_config, read_checkpoint
 from optprune._files import atomic_file
 from optprune.errors import FileFormatError, InvalidParameterError, UnsupportedLayerError
 from optprune.lm._data import VOCAB
@@ -414,14 +414,7 @@ def load_lm(path: str | Path) -> TinyLM:
     if config["vocab_size"] != len(VOCAB):
         raise FileFormatError(f"{path}: config vocab_size is {config['vocab_size']}; the character vocabulary "
                               f"has {len(VOCAB)} tokens")
-    try:
-        model = TinyLM(LMConfig(**config))
-    except InvalidParameterError as exc:
-        raise FileFormatError(f"{path}: {exc}") from None
-    load_weights(path, model, data.get("state_dict"))
-    metadata = data.get("metadata", {})
-    model.metadata = dict(metadata) if isinstance(metadata, dict) else {}
-    return model.eval()
+    return build_model(path, lambda c: TinyLM(LMConfig(**c)), config, data)
 
 
 def export_onnx(model: TinyLM, path: str | Path) -> Path:
