@@ -67,6 +67,8 @@ WEIGHT_SCORERS.register("wanda", _W + "wanda_importance", "|w_ij| ||x_j||_2")
 WEIGHT_SCORERS.register("flap", _W + "flap_importance", "w_ij^2 Var(x_j)")
 WEIGHT_SCORERS.register("snip", _W + "snip_importance", "SNIP |w dL/dw| on the calibration set as one batch")
 WEIGHT_SCORERS.register("synflow", _W + "synflow_importance", "single-shot SynFlow |w| dR/d|w| (data-free)")
+WEIGHT_SCORERS.register("synflow_iterative", "optprune.pai._synflow:iterative_synflow_importance",
+                        "iterative SynFlow (Tanaka et al. 2020, Algorithm 1: 100 rounds, exponential schedule)")
 
 
 def normalize_scorer_name(name: Any) -> Any:
