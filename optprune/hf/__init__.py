@@ -1,13 +1,34 @@
 """Hugging Face ``transformers`` models as first-class inputs and outputs of the pruning suite (issue 26).
 
-Causal language models (LlamaForCausalLM, GPT2LMHeadModel, OPTForCausalLM) are trained here on the
-project's arithmetic task, analysed for their structural dependency groups, pruned by every LM method
-and saved again so that ``from_pretrained`` reads the pruned, heterogeneous model back. The vision side
-(ViT/DeiT) lives in ``optprune.hf.vit*``; SPRINT on a larger LLaMA in ``optprune.hf.sprint*``.
+Causal language models (LlamaForCausalLM, GPT2LMHeadModel, OPTForCausalLM) are built from configs
+(:func:`tiny_config`, nothing downloaded), trained here on the project's arithmetic task
+(:func:`train_hf`), analysed for their structural dependency groups (:func:`hf_groups`), pruned by every
+LM method and saved again so that ``from_pretrained`` reads the pruned, heterogeneous model back
+(:mod:`optprune.hf._pruned`). The vision side (ViT/DeiT) lives in ``optprune.hf.vit*``; SPRINT on a
+larger LLaMA in ``optprune.hf.sprint*``.
 
-``transformers`` is imported lazily by the submodules, so importing this package is cheap.
+``transformers`` and torch are imported lazily: names load their module when first asked for.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import importlib
+from typing import Any
+
+#: module -> the names it defines (loaded on first access)
+_MODULES = {
+    "optprune.hf._models": ("ARCHS", "CausalLMAdapter", "adapt", "build_model", "is_hf_folder", "load_hf",
+                            "tiny_config"),
+    "optprune.hf._train": ("save_hf", "train_hf"),
+}
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """Names load their module (and torch, transformers) only when asked for."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'optprune.hf' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)
