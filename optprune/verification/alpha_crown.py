@@ -42,6 +42,35 @@ def _relu_layers(tn: TorchNetwork, K: int) -> list[int]:
     return [j for j in range(K - 1) if tn.relu[j]]
 
 
+class _Adam:
+    """Adam (Kingma & Ba 2015, Algorithm 1: ``beta1 = 0.9``, ``beta2 = 0.999``, ``eps = 1e-8``) on lists of tensors.
+
+    The same update as ``torch.optim.Adam`` with its defaults, written out because constructing a
+    ``torch.optim`` optimiser imports ``torch._dynamo`` (about 1 s, more than the whole bound computation of an
+    instance the root bounds decide); it only moves the heuristic parameters, never a closing bound.
+    """
+
+    def __init__(self, groups: list[tuple[list[torch.Tensor], float]], b1: float = 0.9, b2: float = 0.999,
+                 eps: float = 1e-8) -> None:
+        self.params = [p for ps, _ in groups for p in ps]
+        self.lrs = [lr for ps, lr in groups for _ in ps]
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.b1, self.b2, self.eps, self.t = b1, b2, eps, 0
+
+    def step(self, grads) -> None:
+        """One step ``p -= lr m_hat / (sqrt(v_hat) + eps)``; a parameter without a gradient is left as it is."""
+        self.t += 1
+        c1, c2 = 1.0 - self.b1 ** self.t, 1.0 - self.b2 ** self.t
+        with torch.no_grad():
+            for p, g, m, v, lr in zip(self.params, grads, self.m, self.v, self.lrs):
+                if g is None:
+                    continue
+                m.mul_(self.b1).add_(g, alpha=1.0 - self.b1)
+                v.mul_(self.b2).addcmul_(g, g, value=1.0 - self.b2)
+                p.addcdiv_(m, (v / c2).sqrt_().add_(self.eps), value=-lr / c1)
+
+
 def optimise_spec(
     tn: TorchNetwork,
     x_lo: torch.Tensor,
@@ -97,10 +126,7 @@ def optimise_spec(
     best_a = [None if a is None else a.detach().clone() for a in alpha]
     best_b = [None if b is None else b.detach().clone() for b in beta]
     if iters > 0 and a_params:
-        groups = [{"params": a_params, "lr": lr_alpha}]
-        if b_params:
-            groups.append({"params": b_params, "lr": lr_beta})
-        opt = torch.optim.Adam(groups)
+        opt = _Adam([(a_params, lr_alpha), (b_params, lr_beta)])
         for _ in range(iters):
             sb = spec_bound(tn, o_lo, o_hi, o_lowers, o_uppers, splits, o_C, o_d, alpha, beta, K, magnitude=False)
             u = sb.upper.detach()
@@ -112,9 +138,7 @@ def optimise_spec(
                     best_b[j] = torch.where(better.unsqueeze(-1), beta[j].detach(), best_b[j])
             if stop_below is not None and bool((best_u < stop_below).all()):
                 break
-            opt.zero_grad()
-            sb.upper.sum().backward()
-            opt.step()
+            opt.step(torch.autograd.grad(sb.upper.sum(), opt.params, allow_unused=True))
             with torch.no_grad():
                 for a in a_params:
                     a.clamp_(0.0, 1.0)

@@ -45,23 +45,45 @@ class OnnxChecker:
     """
 
     def __init__(self, model) -> None:
-        import onnx
+        # Built on first use (a counterexample to check, or ``dtype``): importing onnxruntime and building the
+        # session cost a fraction of a second that a run decided by its bounds never needs.
+        self._model = model
+        self._session = None
+
+    def _open(self):
+        if self._session is not None:
+            return self._session
         import onnxruntime as ort
 
-        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+        model = self._model
+        # A ModelProto (``onnx`` is then imported already) goes in serialised; a path is read by onnxruntime.
+        source = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        first = self.session.get_inputs()[0]
-        self.input_name = first.name
-        self.input_shape = [d if isinstance(d, int) and d > 0 else 1 for d in first.shape]
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        first = session.get_inputs()[0]
         if first.type not in _ORT_INPUT_DTYPES:
             raise FileFormatError(
                 f"ONNX input {first.name!r} has type {first.type}; the counterexample check runs onnxruntime on "
                 f"inputs of type {', '.join(_ORT_INPUT_DTYPES)}"
             )
-        self.dtype = np.dtype(_ORT_INPUT_DTYPES[first.type])
+        self.input_name = first.name
+        self.input_shape = [d if isinstance(d, int) and d > 0 else 1 for d in first.shape]
+        self._dtype = np.dtype(_ORT_INPUT_DTYPES[first.type])
+        self._session = session
+        return session
+
+    @property
+    def session(self):
+        """The onnxruntime session (built on first use)."""
+        return self._open()
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The element type the graph input declares, in which points are fed."""
+        self._open()
+        return self._dtype
 
     @property
     def precision(self) -> str:
@@ -69,8 +91,9 @@ class OnnxChecker:
         return self.dtype.name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        feed = np.asarray(x, dtype=np.float64).astype(self.dtype).reshape(self.input_shape)
-        return np.asarray(self.session.run(None, {self.input_name: feed})[0], dtype=np.float64).reshape(-1)
+        session = self._open()
+        feed = np.asarray(x, dtype=np.float64).astype(self._dtype).reshape(self.input_shape)
+        return np.asarray(session.run(None, {self.input_name: feed})[0], dtype=np.float64).reshape(-1)
 
 
 def confirm_point(
