@@ -5,9 +5,11 @@ unstructured pruning-at-initialisation masks concentrate their sparsity in a
 few layers, and those layers tolerate *structured* pruning. At
 initialisation, before any training:
 
-1. score every weight (:mod:`optprune.pai._saliency`: SNIP or SynFlow) and take
-   the unstructured PaI mask that keeps the top :math:`(1-r)` fraction of the
-   weights globally (:class:`UnstructuredPaI` trains exactly this mask);
+1. score every weight (:mod:`optprune.pai._saliency`: SNIP, single-shot or
+   iterative SynFlow) and take the unstructured PaI mask that keeps the top
+   :math:`(1-r)` fraction of the weights globally (:class:`UnstructuredPaI`
+   trains exactly this mask; iterative SynFlow is told that fraction, its
+   schedule's end);
 2. the layer sensitivity of group :math:`g` is the density :math:`d_g` that
    mask leaves in its producing layer(s) (low density = insensitive);
 3. group :math:`g` keeps :math:`k_g(c) = \min(w_g, \max(k_{min}, \lceil c\, d_g
@@ -93,7 +95,8 @@ class _PaIBase(BaseEstimator):
         "input_shape": [ShapeLike(), None],
     }
 
-    def _prepare(self, model: nn.Module, data, data_dir) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def _prepare(self, model: nn.Module, data, data_dir, keep: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """``(X, y, scores)``; ``keep`` weights survive the mask (its fraction reaches scorers with a target)."""
         self._validate_params()
         if self.check_init:
             ratio = init_bound_ratio(model)
@@ -115,7 +118,9 @@ class _PaIBase(BaseEstimator):
         Xt = Xt.reshape(Xt.shape[0], *self.input_shape_)
         gen = torch.Generator().manual_seed(int(self.seed))
         calib = torch.randperm(Xt.shape[0], generator=gen)[: int(self.n_calibration)]
-        scores = weight_saliency(model, self.saliency, Xt[calib], yt[calib], self.input_shape_)
+        n_weights = sum(m.weight.numel() for _, m in scored_layers(model))
+        scores = weight_saliency(model, self.saliency, Xt[calib], yt[calib], self.input_shape_,
+                                 density=min(1.0, max(1, keep) / max(1, n_weights)))
         if not scores:
             raise InvalidParameterError(
                 f"{type(self).__name__}: the model has no Linear or Conv2d layer to score (supported: Linear, Conv2d)"
@@ -182,8 +187,8 @@ class UnstructuredPaI(_PaIBase):
 
     def fit(self, model: nn.Module, data, data_dir: str | os.PathLike | None = None) -> UnstructuredPaI:
         start = time.perf_counter()
-        Xt, yt, scores = self._prepare(model, data, data_dir)
-        n_weights = sum(s.numel() for s in scores.values())
+        self._validate_params()
+        n_weights = sum(m.weight.numel() for _, m in scored_layers(model))
         other = count_parameters(model) - n_weights
         if self.n_params is not None:
             keep = int(self.n_params) - other
@@ -195,6 +200,7 @@ class UnstructuredPaI(_PaIBase):
                 )
         else:
             keep = round((1.0 - float(self.ratio)) * n_weights)
+        Xt, yt, scores = self._prepare(model, data, data_dir, keep)
         self.masks_ = self._unstructured_masks(scores, keep)
         model_ = copy.deepcopy(model)  # PaI keeps the initial weights under the mask
         attach_masks(model_, self.masks_)
@@ -253,7 +259,10 @@ class Reconvene(_PaIBase):
 
     def fit(self, model: nn.Module, data, data_dir: str | os.PathLike | None = None) -> Reconvene:
         start = time.perf_counter()
-        Xt, yt, scores = self._prepare(model, data, data_dir)
+        self._validate_params()
+        n_weights = sum(m.weight.numel() for _, m in scored_layers(model))
+        keep = round((1.0 - float(self.ratio)) * n_weights)
+        Xt, yt, scores = self._prepare(model, data, data_dir, keep)
         self.scores_ = scores
         self.groups_, _ = dependency_groups(model, self.input_shape_)
         eligible = [g for g in self.groups_ if self._eligible(model, g)]
@@ -264,8 +273,7 @@ class Reconvene(_PaIBase):
                 + ("; ".join(f"{g.name} ({g.kind}, prunable={g.prunable})" for g in self.groups_) or "none")
             )
         n_dense = count_parameters(model)
-        n_weights = sum(s.numel() for s in scores.values())
-        masks = self._unstructured_masks(scores, round((1.0 - float(self.ratio)) * n_weights))
+        masks = self._unstructured_masks(scores, keep)
         self.sensitivity_ = {}
         for g in eligible:
             outs = [m.module for m in g.members if m.role == "out"]

@@ -11,6 +11,10 @@ The saliencies are the registered per-weight scorers
   weight replaced by its absolute value and an all-ones input,
   :math:`R = \mathbf 1^\top f_{|W|}(\mathbf 1)` and
   :math:`s_w = |w|\,\partial R/\partial |w|` (data-free; BatchNorm in eval mode).
+* **iterative SynFlow** (``synflow_iterative``, the paper's Algorithm 1: 100
+  rounds of re-scoring the masked network on an exponential schedule to the
+  target density; :mod:`optprune.pai._synflow`): the PaI estimators pass their
+  target density, so the top of its scores is the algorithm's mask.
 
 :func:`channel_saliency` sums the saliencies of the weights a unit of a
 dependency group produces (its rows in every ``out`` member): the channel-level
@@ -19,6 +23,7 @@ saliency of Reconvene.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,10 +53,17 @@ def synflow_scores(model: nn.Module, input_shape: Sequence[int]) -> dict[str, to
 
 
 def weight_saliency(model: nn.Module, saliency: str, X: torch.Tensor, y: torch.Tensor,
-                    input_shape: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Per-weight saliency of the named per-weight scorer (``"snip"``, ``"synflow"``, ...) on the batch ``(X, y)``."""
+                    input_shape: Sequence[int], density: float | None = None) -> dict[str, torch.Tensor]:
+    """Per-weight saliency of the named per-weight scorer (``"snip"``, ``"synflow"``, ...) on the batch ``(X, y)``.
+
+    ``density`` (fraction of the weights the caller keeps) reaches scorers that
+    prune towards a target (``synflow_iterative``: its schedule ends there);
+    the others ignore it.
+    """
     importance = WEIGHT_SCORERS.get(saliency, "saliency")
-    return importance(model, (X, y), input_shape=input_shape, batch_size=max(1, len(X)))
+    takes_density = density is not None and "density" in inspect.signature(importance).parameters
+    extra = {"density": density} if takes_density else {}
+    return importance(model, (X, y), input_shape=input_shape, batch_size=max(1, len(X)), **extra)
 
 
 def channel_saliency(scores: dict[str, torch.Tensor], groups: Sequence[Group]) -> dict[str, np.ndarray]:
