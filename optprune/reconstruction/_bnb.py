@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 
+from optprune.reconstruction._bound import _project_box
 from optprune.reconstruction._outer import (
     RTOL,
     PerspectiveOracle,
@@ -51,27 +52,6 @@ _SAFETY = 1e-9  # relative to the start's objective: taken off the lower bound a
 _SPLIT_SHARE = 0.3  # of the time left after the local search: at most this much refining the split
 _ROOT_STEPS = 80  # projected-gradient steps at the root
 _NODE_STEPS = 30  # and at every other node (warm-started)
-
-
-def _project_box(y: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Euclidean projection of ``y`` onto ``{lo <= z <= hi, Σ z = k}``: ``clip(y - τ, lo, hi)`` with ``τ`` where the
-    nonincreasing, piecewise-linear ``Σ clip(y - τ, lo, hi)`` meets ``k`` (between two of its kinks ``y - hi``,
-    ``y - lo``, all evaluated at once; bisection on ``τ`` above 256 blocks). Certificates stay valid at any ``z`` in
-    ``[0, 1]^B``, so rounding here only costs accuracy."""
-    if y.size > 256:
-        a, b = float(np.min(y - hi)) - 1.0, float(np.max(y - lo)) + 1.0
-        for _ in range(60):
-            mid = 0.5 * (a + b)
-            a, b = (mid, b) if np.clip(y - mid, lo, hi).sum() > k else (a, mid)
-        return np.clip(y - 0.5 * (a + b), lo, hi)
-    kinks = np.sort(np.concatenate([y - hi, y - lo]))
-    sums = np.clip(y[None, :] - kinks[:, None], lo, hi).sum(axis=1)
-    j = int(np.argmax(sums <= k))  # the first kink at or below k (sums[-1] = Σ lo <= k)
-    if j == 0 or sums[j - 1] == sums[j]:
-        tau = float(kinks[j])
-    else:
-        tau = float(kinks[j - 1] + (sums[j - 1] - k) / (sums[j - 1] - sums[j]) * (kinks[j] - kinks[j - 1]))
-    return np.clip(y - tau, lo, hi)
 
 
 def _node_bound(oracle: PerspectiveOracle, k: int, lo: np.ndarray, hi: np.ndarray, z: np.ndarray, steps: int,

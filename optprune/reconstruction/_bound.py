@@ -93,7 +93,8 @@ def bound_details(problem: ReconstructionProblem, k_blocks: int, *, iterations: 
     margin = _SAFETY * max(total, 0.0)
     monotone = problem.error(np.ones(n, dtype=bool))
     spectral = _spectral(problem, k)
-    perspective, steps = _perspective(problem, k, iterations, time_limit, started, start)
+    others = max(b for b in (monotone, spectral) if np.isfinite(b))
+    perspective, steps = _perspective(problem, k, iterations, time_limit, started, start, others)
     candidates = [b for b in (monotone, spectral, perspective) if np.isfinite(b)]
     value = max(0.0, max(candidates) - margin)
     return BoundDetails(value, monotone, spectral, perspective, steps, time.perf_counter() - started)
@@ -116,25 +117,43 @@ def _spectral(problem: ReconstructionProblem, k: int) -> float:
     except linalg.LinAlgError:
         return np.nan
     Z = linalg.solve_triangular(L, problem.cross, lower=True, check_finite=False)  # C^T A^{-1} C = Z^T Z
-    sv = linalg.svdvals(Z, check_finite=False)
-    return float(problem.total - np.sum(np.sort(sv**2)[::-1][:d]))
+    small = Z.T @ Z if m <= n else Z @ Z.T  # the squared singular values of Z, from the smaller Gram
+    eig = linalg.eigvalsh(small, check_finite=False)
+    return float(problem.total - np.sum(np.clip(eig, 0.0, None)[::-1][:d]))
+
+
+def _project_box(y: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Euclidean projection of ``y`` onto ``{lo <= z <= hi, Σ z = k}``: ``clip(y - τ, lo, hi)`` with ``τ`` where the
+    nonincreasing, piecewise-linear ``Σ clip(y - τ, lo, hi)`` meets ``k`` (between two of its kinks ``y - hi``,
+    ``y - lo``, all evaluated at once; bisection on ``τ`` above 256 blocks). Certificates stay valid at any ``z`` in
+    ``[0, 1]^B``, so rounding here only costs accuracy."""
+    if y.size > 256:
+        a, b = float(np.min(y - hi)) - 1.0, float(np.max(y - lo)) + 1.0
+        for _ in range(60):
+            mid = 0.5 * (a + b)
+            a, b = (mid, b) if np.clip(y - mid, lo, hi).sum() > k else (a, mid)
+        return np.clip(y - 0.5 * (a + b), lo, hi)
+    kinks = np.sort(np.concatenate([y - hi, y - lo]))
+    sums = np.clip(y[None, :] - kinks[:, None], lo, hi).sum(axis=1)
+    j = int(np.argmax(sums <= k))  # the first kink at or below k (sums[-1] = Σ lo <= k)
+    if j == 0 or sums[j - 1] == sums[j]:
+        tau = float(kinks[j])
+    else:
+        tau = float(kinks[j - 1] + (sums[j - 1] - k) / (sums[j - 1] - sums[j]) * (kinks[j] - kinks[j - 1]))
+    return np.clip(y - tau, lo, hi)
 
 
 def _project(y: np.ndarray, k: float) -> np.ndarray:
-    """Euclidean projection of ``y`` onto ``{0 <= z <= 1, sum z = k}`` (bisection on the shift)."""
-    lo, hi = float(np.min(y)) - 1.0, float(np.max(y))
-    for _ in range(100):
-        mid = 0.5 * (lo + hi)
-        if np.clip(y - mid, 0.0, 1.0).sum() > k:
-            lo = mid
-        else:
-            hi = mid
-    return np.clip(y - 0.5 * (lo + hi), 0.0, 1.0)
+    """Euclidean projection of ``y`` onto ``{0 <= z <= 1, sum z = k}``."""
+    return _project_box(y, k, np.zeros(y.size), np.ones(y.size))
 
 
 def _perspective(problem: ReconstructionProblem, k: int, iterations: int, time_limit: float | None,
-                 started: float, start: np.ndarray | None) -> tuple[float, int]:
-    """The best Frank-Wolfe certificate of the perspective relaxation (bound 3) and the steps taken."""
+                 started: float, start: np.ndarray | None, others: float = -np.inf) -> tuple[float, int]:
+    """The best Frank-Wolfe certificate of the perspective relaxation (bound 3) and the steps taken.
+
+    Every certificate is at most ``min_P g <= g(z)`` at any evaluated ``z``: once ``g(z)`` is at or below
+    ``others`` (the best of the other bounds) the relaxation cannot improve on them and the steps stop there."""
     G, C, total = problem.gram, problem.cross, float(problem.total)
     n, B = problem.n_units, problem.n_blocks
     eig = linalg.eigvalsh(G, check_finite=False)
@@ -164,8 +183,9 @@ def _perspective(problem: ReconstructionProblem, k: int, iterations: int, time_l
     best = certificate(g, zb, grad)
     step = 1.0 / max(float(np.max(np.abs(grad))), 1e-300)
     steps = 0
+    ceiling = g  # the smallest g(z) seen: no certificate exceeds it
     while steps < iterations:
-        if g - best <= _CONVERGED * total:
+        if g - best <= _CONVERGED * total or ceiling <= others:
             break
         if time_limit is not None and time.perf_counter() - started > time_limit:
             break
@@ -173,6 +193,7 @@ def _perspective(problem: ReconstructionProblem, k: int, iterations: int, time_l
         z_new = _project(zb - step * grad, k)
         g_new, grad_new = evaluate(z_new)
         best = max(best, certificate(g_new, z_new, grad_new))
+        ceiling = min(ceiling, g_new)
         s, y = z_new - zb, grad_new - grad
         sy = float(s @ y)
         step = float(s @ s) / sy if sy > 1e-300 else 2.0 * step  # Barzilai-Borwein (g convex: s.y >= 0)

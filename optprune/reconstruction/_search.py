@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg.blas import dger as _ger
 
 from optprune.errors import InvalidParameterError, SolverNotAvailableError
 from optprune.reconstruction._problem import ReconstructionProblem, ReconstructionResult
@@ -238,27 +239,90 @@ def _lower_bound(problem: ReconstructionProblem, k_blocks: int) -> float | None:
     return None if value is None else float(value)
 
 
-def _eliminate(problem: ReconstructionProblem, stop_at: int, refresh: int = _REFRESH) -> tuple[list[int], list[float]]:
-    """Greedy backward elimination down to ``stop_at`` blocks: removal order and E after each removal."""
+@dataclass
+class _Elimination:
+    """What one greedy pass gives: removal ``order``, ``errors`` (E after each removal; empty unless asked),
+    ``first_costs`` (every block's removal cost from the full set: the one-step OBS heuristic), ``full`` (E with
+    every block kept) and ``state`` (the kept blocks' inverse and re-fit, recomputed exactly)."""
+
+    order: list[int]
+    errors: list[float]
+    first_costs: np.ndarray
+    full: float
+    state: _Active
+
+
+def _eliminate(problem: ReconstructionProblem, stop_at: int, refresh: int = _REFRESH, *,
+               track: bool = False) -> _Elimination:
+    """Greedy backward elimination down to ``stop_at`` blocks, O(n^2 + nm) per removed block of one unit.
+
+    ``H`` and ``W'`` stay at their size while blocks are removed: the removed block's rows and columns are zeroed
+    (the downdate already makes them zero in exact arithmetic) and masked out of the costs, so a step is one
+    in-place rank-``b`` update (BLAS ``ger`` for one unit), no copy. After ``max(refresh, half the blocks)``
+    removals the state is compacted to the remaining blocks and recomputed from a Cholesky factor (no drift),
+    and once more at the end. ``track``: record E after every removal (the path's curve)."""
     bu = _block_units(problem)
-    state = _Active(problem, bu, range(problem.n_blocks))
+    B, b = bu.shape
+    state = _Active(problem, bu, range(B))
+    full = state.objective() if B else problem.total
     order: list[int] = []
     errors: list[float] = []
+    first_costs = state.removal_costs() if B else np.zeros(0)
     while len(state.blocks) > stop_at:
-        pos = int(np.argmin(state.removal_costs()))
-        order.append(state.blocks[pos])
-        state.remove(pos)
-        if len(order) % refresh == 0:
-            state.refresh()
-        errors.append(state.objective())
-    return order, errors
+        blocks = np.asarray(state.blocks)
+        H, Wp = state.H, state.Wp
+        C = problem.cross[state.units()].reshape(-1) if track else None
+        alive = np.ones(blocks.size, dtype=bool)
+        n = H.shape[0]
+        diag = H.reshape(-1)[:: n + 1]  # a view of H's diagonal
+        eye = np.eye(b)
+        for _ in range(min(max(refresh, blocks.size // 2), blocks.size - stop_at)):
+            if b == 1:
+                costs = np.einsum("ij,ij->i", Wp, Wp) / diag
+            else:
+                K = blocks.size
+                ar = np.arange(K)
+                Hd = H.reshape(K, b, K, b)[ar, :, ar, :]
+                Wb = Wp.reshape(K, b, -1)
+                costs = np.einsum("kac,kcm,kam->k", np.linalg.inv(Hd), Wb, Wb)
+            costs[~alive] = np.inf
+            pos = int(np.argmin(costs))
+            alive[pos] = False
+            order.append(int(blocks[pos]))
+            rows = slice(pos * b, (pos + 1) * b)
+            if b == 1:  # BLAS rank-one updates in place (H is symmetric; .T views are Fortran-ordered)
+                hc = H[:, pos].copy()
+                h = hc / hc[pos]
+                w = Wp[pos].copy()
+                _ger(-1.0, hc, h, a=H.T, overwrite_a=1)
+                _ger(-1.0, w, h, a=Wp.T, overwrite_a=1)
+                H[pos, :] = 0.0
+                H[:, pos] = 0.0
+                H[pos, pos] = 1.0  # keeps the masked unit's cost finite (its W' row is 0)
+                Wp[pos] = 0.0
+            else:
+                Hc = H[:, rows].copy()
+                F = np.linalg.solve(Hc[rows], np.hstack([Hc.T, Wp[rows]]))
+                H -= Hc @ F[:, :n]
+                Wp -= Hc @ F[:, n:]
+                H[rows, :] = 0.0
+                H[:, rows] = 0.0
+                H[rows, rows] = eye
+                Wp[rows] = 0.0
+            if C is not None:
+                errors.append(float(problem.total - np.dot(C, Wp.reshape(-1))))
+        state.blocks = [int(i) for i in blocks[alive]]
+        state.refresh()
+        if errors:
+            errors[-1] = state.objective()
+    return _Elimination(order, errors, first_costs, full, state)
 
 
 def greedy_backward(problem: ReconstructionProblem, k_blocks: int, *, bound: bool = True) -> ReconstructionResult:
     """Backward elimination: from all blocks, repeatedly remove the block whose removal raises E least (OBS)."""
     started = time.perf_counter()
     k = _check_k(problem, k_blocks)
-    order, _ = _eliminate(problem, k)
+    order = _eliminate(problem, k).order
     kept = sorted(set(range(problem.n_blocks)) - set(order))
     return _result(problem, kept, "greedy", started, "greedy", bound, k)
 
@@ -288,19 +352,14 @@ class EliminationPath:
 def elimination_path(problem: ReconstructionProblem) -> EliminationPath:
     """The whole greedy curve in one pass (what a width allocation reads as cost per (group, width))."""
     started = time.perf_counter()
-    order, errors = _eliminate(problem, 0)
+    path = _eliminate(problem, 0, track=True)
+    order, errors = path.order, path.errors
     B = problem.n_blocks
     curve = np.empty(B + 1)
-    curve[B] = _Active(problem, _block_units(problem), range(B)).objective() if B else problem.total
+    curve[B] = path.full
     curve[:B] = np.asarray(errors[::-1]) if B else []
     curve[0] = problem.total
     return EliminationPath(np.asarray(order, dtype=np.int64), np.maximum(curve, 0.0), time.perf_counter() - started)
-
-
-def _heuristic_start(problem: ReconstructionProblem, bu: np.ndarray, k: int) -> list[int]:
-    """The ``k`` blocks whose removal from the full set costs most (one OBS step, no further updates)."""
-    costs = _Active(problem, bu, range(problem.n_blocks)).removal_costs()
-    return sorted(int(i) for i in np.argsort(-costs, kind="stable")[:k])
 
 
 def _start_blocks(problem: ReconstructionProblem, start: np.ndarray | Sequence[bool] | Sequence[int]) -> list[int]:
@@ -325,17 +384,19 @@ def local_search(
     if strategy not in ("best", "first"):
         raise InvalidParameterError(f"local_search: strategy must be 'best' or 'first'; got {strategy!r}")
     bu = _block_units(problem)
-    order, _ = _eliminate(problem, k)
-    candidates = {"greedy": sorted(set(range(problem.n_blocks)) - set(order)),
-                  "heuristic": _heuristic_start(problem, bu, k)}
+    path = _eliminate(problem, k)
+    candidates = {"greedy": sorted(set(range(problem.n_blocks)) - set(path.order)),
+                  "heuristic": sorted(int(i) for i in np.argsort(-path.first_costs, kind="stable")[:k])}
     if start is not None:
         given = _start_blocks(problem, start)
         if len(given) != k:
             raise InvalidParameterError(f"local_search: start keeps {len(given)} blocks; k_blocks is {k}")
         candidates["start"] = given
-    scores = {name: problem.error(np.isin(np.arange(problem.n_blocks), blocks)) for name, blocks in candidates.items()}
+    scores = {name: (path.state.objective() if name == "greedy" else
+                     problem.error(np.isin(np.arange(problem.n_blocks), blocks)))
+              for name, blocks in candidates.items()}
     origin = min(scores, key=lambda name: scores[name])
-    state = _Active(problem, bu, candidates[origin])
+    state = path.state if origin == "greedy" else _Active(problem, bu, candidates[origin])
     tol = _tolerance(problem)
     E = state.objective()
     status, swaps = "local_optimum", 0
