@@ -20,6 +20,9 @@ _MODULES = {
     "optprune.hf._models": ("ARCHS", "CausalLMAdapter", "adapt", "build_model", "is_hf_folder", "load_hf",
                             "tiny_config"),
     "optprune.hf._train": ("save_hf", "train_hf"),
+    "optprune.hf.vit": ("PrunedDeiTForImageClassification", "PrunedViTForImageClassification", "analyse_hf_vit",
+                        "export_hf_vit_onnx", "from_optprune_vit", "gohsp_hf_vit", "mask_hf_vit", "prune_hf_vit",
+                        "to_optprune_vit", "train_hf_vit"),
 }
 _LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
