@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -38,6 +39,11 @@ def verify_command(
         help="A verification engine: auto (BaB, then the MIP pipeline on the time left; the default), mip (bounds, "
              "attack, decision MIPs), bab (branch and bound on alpha/beta-CROWN bounds) or bounds (bounds only).",
     ),
+    threads: int = typer.Option(
+        None, "--threads",
+        help="CPU cores to use (>= 1; default: all). With 2 or more, --method auto runs BaB and the MIP pipeline "
+             "side by side in two processes (first verdict wins); --method mip gives them to the MIP solver.",
+    ),
     out: Path = typer.Option(None, "--out", help="Write the VNN-COMP result file here."),
     export_mps: Path = typer.Option(
         None, "--export-mps", help="Also write the first output conjunction's MILP as MPS (.mps) or CPLEX LP (.lp)."
@@ -59,6 +65,9 @@ def verify_command(
 
     start = time.perf_counter()
     check_number("--timeout", timeout, low=0, low_open=True)
+    if threads is None:
+        threads = os.cpu_count() or 1
+    check_number("--threads", threads, low=1)
     ENGINES.check(method, "--method")
     if bounds is not None:
         BOUND_METHODS.check(bounds, "--bounds")
@@ -70,7 +79,7 @@ def verify_command(
     if remaining > 0:
         onnx_model = network if network.suffix.lower() == ".onnx" else None  # float32 re-check of counterexamples
         result = verify_property(net, parsed, solver=solver, time_limit=remaining, bound_method=bounds,
-                                 attack=not no_attack, onnx_model=onnx_model, method=method)
+                                 attack=not no_attack, onnx_model=onnx_model, method=method, threads=threads)
     else:
         result = VerificationResult(
             verdict="unknown", time_s=0.0,

@@ -50,7 +50,7 @@ class _Adam:
     instance the root bounds decide); it only moves the heuristic parameters, never a closing bound.
     """
 
-    def __init__(self, groups: list[tuple[list[torch.Tensor], float]], b1: float = 0.9, b2: float = 0.999,
+    def __init__(self, groups: list[tuple[list, float]], b1: float = 0.9, b2: float = 0.999,
                  eps: float = 1e-8) -> None:
         self.params = [p for ps, _ in groups for p in ps]
         self.lrs = [lr for ps, lr in groups for _ in ps]
@@ -126,7 +126,7 @@ def optimise_spec(
     best_a = [None if a is None else a.detach().clone() for a in alpha]
     best_b = [None if b is None else b.detach().clone() for b in beta]
     if iters > 0 and a_params:
-        opt = _Adam([(a_params, lr_alpha), (b_params, lr_beta)])
+        opt = _Adam([(list(a_params), lr_alpha), (list(b_params), lr_beta)])
         for _ in range(iters):
             sb = spec_bound(tn, o_lo, o_hi, o_lowers, o_uppers, splits, o_C, o_d, alpha, beta, K, magnitude=False)
             u = sb.upper.detach()

@@ -157,6 +157,11 @@ def verify_property(
     seconds of the refining bound method. The record's ``method`` says which
     engine decided, ``bab_domains`` how many subdomains BaB bounded.
 
+    ``threads``: CPU cores the query may use. None (the default) or 1: one process, the MIP solver with its
+    own default; ``>= 2``: engine ``auto`` runs BaB and the MIP pipeline side by side in two processes, each
+    with the whole time limit, the first verdict winning (:mod:`optprune.verification.race`); engine ``mip``
+    gives them to the MIP solver.
+
     ``reference`` is the model counterexamples are checked on (default: ``net``);
     when it is another model (``net`` a pruned surrogate), only ``sat`` carries
     over: ``unsat`` on the surrogate says nothing about the reference and is
@@ -170,6 +175,8 @@ def verify_property(
     no_more_keywords(renamed, "verify_property")
     if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
         raise InvalidParameterError(f"time_limit must be a finite number of seconds > 0, got {time_limit!r}")
+    if threads is not None and not (isinstance(threads, (int, np.integer)) and threads >= 1):
+        raise InvalidParameterError(f"threads must be an integer >= 1 or None, got {threads!r}")
     if bound_method is not None:
         BOUND_METHODS.check(bound_method, "bound_method")
     engine = ENGINES.get(method, "method")

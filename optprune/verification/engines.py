@@ -304,7 +304,13 @@ class BabEngine:
 
 
 class AutoEngine:
-    """``bab`` for ``AUTO_BAB_SHARE`` of the time left, then ``mip`` with the rest (decides 30/30 on 256x2)."""
+    """``bab`` and ``mip``: side by side on two cores, else ``bab`` for ``AUTO_BAB_SHARE`` of the time, then ``mip``.
+
+    With ``ctx.threads >= 2`` (``optprune verify``'s default: all cores) the two engines run in two processes
+    (:func:`optprune.verification.race.race`), each with the whole deadline, the MIP solver with
+    ``threads - 1`` threads; the first verdict wins and the other process is stopped. With one thread (the
+    API's default, ``threads=None``), or where processes cannot be forked, they run one after the other.
+    """
 
     name = "auto"
 
@@ -312,10 +318,39 @@ class AutoEngine:
         self.first, self.then, self.share = first, then, share
 
     def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
+        if ctx.threads is not None and ctx.threads >= 2:
+            raced = self._race(net, case, ctx)
+            if raced is not None:
+                return raced
         first = ENGINES.get(self.first).decide(net, case, ctx.with_deadline(ctx.deadline.share(self.share)))
         if first.verdict != "unknown" or ctx.deadline.expired():
             return first
         second = ENGINES.get(self.then).decide(net, case, ctx)
+        return self._merge(first, second)
+
+    def _race(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome | None:
+        from optprune.verification.race import race
+
+        jobs = [(ENGINES.get(self.first), replace(ctx, threads=1)),
+                (ENGINES.get(self.then), replace(ctx, threads=max(1, int(ctx.threads or 2) - 1)))]
+        t = time.perf_counter()
+        outcomes = race(jobs, net, case, ctx.deadline.end)
+        if outcomes is None:
+            return None
+        for outcome in outcomes:
+            if outcome is not None and outcome.verdict != "unknown":
+                return outcome
+        first, second = outcomes
+        if first is None or second is None:
+            out = second or first or CaseOutcome(engine=self.name)
+            out.message = out.message or "time limit (an engine did not report before the deadline)"
+            out.add_stage("race", time.perf_counter() - t)
+            return out
+        return self._merge(first, second)
+
+    @staticmethod
+    def _merge(first: CaseOutcome, second: CaseOutcome) -> CaseOutcome:
+        """Both engines undecided: ``second``'s outcome with ``first``'s stages, subdomains and records added."""
         second.stages = {**first.stages, **{k: second.stages.get(k, 0.0) + first.stages.get(k, 0.0)
                                              for k in second.stages}}
         second.bab_domains += first.bab_domains
