@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/vnncomp_mnistfc.py [--nets 256x2 256x4] [--method mip bab auto] [--solver highs]
-        [--bounds obbt] [--scale 1.0] [--limit N] [--out results/vnncomp_mnistfc]
+        [--bounds obbt] [--scale 1.0] [--limit N] [--props prop_0_0.03 ...] [--threads 1]
+        [--out results/vnncomp_mnistfc]
         [--bound-report N] [--cactus] [--allow-dirty]
 
 Time limits come from ``instances.csv`` (120 s for 256x2, 300 s for 256x4),
@@ -61,10 +62,13 @@ def _median(values: list[float]) -> str:
     return f"{statistics.median(values):.2f}" if values else "-"
 
 
-def record_id(onnx_name: str, prop: str, solver: str, bounds: str, limit_s: float, method: str) -> str:
-    """The store key; ``mip`` records keep the key they had before methods existed."""
+def record_id(onnx_name: str, prop: str, solver: str, bounds: str, limit_s: float, method: str,
+              threads: int = 1) -> str:
+    """The store key; ``mip`` records keep the key they had before methods existed, one-thread records the key
+    they had before ``--threads``."""
     rid = f"{onnx_name}|{prop}|{solver}|{bounds}|{limit_s:g}"
-    return rid if method == "mip" else f"{rid}|{method}"
+    rid = rid if method == "mip" else f"{rid}|{method}"
+    return rid if threads == 1 else f"{rid}|threads={threads}"
 
 
 def summary_markdown(selected: list[list[str]], done: dict, truth: dict, header: str, fastest: dict | None = None,
@@ -193,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bounds", default=None, help=f"bound method (default: each engine's own; MIP: {DEFAULT_BOUNDS})")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the competition's time limits")
     ap.add_argument("--limit", type=int, default=None, help="only the first N instances per network")
+    ap.add_argument("--props", nargs="+", default=None, metavar="NAME",
+                    help="only these properties (file names with or without .vnnlib), on every net of --nets")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="cores per instance (verify_property's threads; >= 2: auto races BaB and the MIP in two "
+                         "processes; default 1, as the earlier records)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", type=Path, default=Path("results/vnncomp_mnistfc"))
     ap.add_argument("--cactus", action="store_true", help="also write OUT/cactus.png from every record in the store")
@@ -216,6 +225,14 @@ def main(argv: list[str] | None = None) -> int:
                                                               if r.get("fastest_tool") else "")
     store = RecordStore(args.out / "records.jsonl")  # resumable: a rerun skips recorded instances
     selected = [r for r in instances if any(f"_{n}." in r[0] for n in args.nets)]
+    if args.threads < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
+    if args.props:
+        wanted = {p if p.endswith(".vnnlib") else f"{p}.vnnlib" for p in args.props}
+        unknown = wanted - {row[1] for row in selected}
+        if unknown:
+            ap.error(f"--props: no such property on {', '.join(args.nets)}: {', '.join(sorted(unknown))}")
+        selected = [row for row in selected if row[1] in wanted]
     if args.limit:
         seen: dict[str, int] = {}
         kept = []
@@ -232,14 +249,16 @@ def main(argv: list[str] | None = None) -> int:
         for method in args.method:
             for onnx_name, prop, limit in selected:
                 limit_s = float(limit) * args.scale
-                rid = record_id(onnx_name, prop, args.solver, args.bounds, limit_s, method)
+                rid = record_id(onnx_name, prop, args.solver, args.bounds, limit_s, method, args.threads)
                 done_before += rid in store
                 if rid not in store:
                     net = nets.setdefault(onnx_name, network_from_onnx(folder / onnx_name))
                     res = verify_vnnlib(net, folder / prop, solver=args.solver, time_limit=limit_s,
-                                        bound_method=args.bounds, method=method, onnx_model=folder / onnx_name)
+                                        bound_method=args.bounds, method=method, onnx_model=folder / onnx_name,
+                                        threads=None if args.threads == 1 else args.threads)
                     rec = {"id": rid, "network": onnx_name, "property": prop, "solver": args.solver,
-                           "bounds": args.bounds, "limit_s": limit_s, "method_asked": method, **res.to_dict()}
+                           "bounds": args.bounds, "limit_s": limit_s, "method_asked": method,
+                           "threads": args.threads, **res.to_dict()}
                     rec.pop("counterexample", None), rec.pop("output", None)
                     store.append(rec)
                 rec = done[method][(onnx_name, prop)] = store.records[rid]
