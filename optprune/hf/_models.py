@@ -65,7 +65,7 @@ def tiny_config(
         cfg = transformers.OPTConfig(
             hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=n_heads, ffn_dim=d_ff or 4 * d_model,
             max_position_embeddings=block_size, word_embed_proj_dim=d_model, dropout=0.0, attention_dropout=0.0,
-            activation_dropout=0.0, enable_bias=True, do_layer_norm_before=True, **common)
+            enable_bias=True, do_layer_norm_before=True, **common)
     cfg._attn_implementation = "sdpa"
     return cfg
 
