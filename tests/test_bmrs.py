@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.integrate import quad
 from scipy.special import xlogy
-from scipy.stats import norm
+from scipy.stats import norm, truncnorm
 from torch import nn
 
 from optprune.bayes import (
@@ -62,7 +62,7 @@ def test_delta_f_normal_matches_quadrature_and_needs_the_log_2pi_term(reduced):
     assert checked >= 15
 
 
-@pytest.mark.parametrize("reduced", [precision_bounds(8, A), precision_bounds(4, A), (-15.0, -2.0)])
+@pytest.mark.parametrize("reduced", [precision_bounds(8), precision_bounds(4), (A, -8 * math.log(2)), (-15.0, -2.0)])
 def test_delta_f_uniform_matches_quadrature(reduced):
     ar, br = reduced
     checked = 0
@@ -222,3 +222,105 @@ def test_bmrs_named_errors():
         BMRS(prior="laplace").fit(make_mlp([64, 8, 10], (1, 8, 8)), data)
     with pytest.raises(NotFittedError):
         BMRS().transform()
+
+
+def test_precision_bounds_are_the_authors_reduced_range():
+    # BMRS_U-p compares posterior and prior mass on [log 2^-23, log 2^-p] (authors' LogUniformCDFBMRPruningLayer)
+    assert precision_bounds(8) == pytest.approx((-23 * math.log(2), -8 * math.log(2)))
+    assert precision_bounds(4) == pytest.approx((-15.9424, -2.7726), abs=1e-4)
+    assert BMRS(prior="uniform")._reduced() == pytest.approx(precision_bounds(8))
+    assert BMRS(prior="normal")._reduced() == (A, 1e-6)
+
+
+def _savage_dickey(mu: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """log((b - a) q(a)): BMRS_N's Delta F in the limit of a spike at a, from scipy's truncated normal density."""
+    return np.log((B - A) * truncnorm.pdf(A, (A - mu) / s, (B - mu) / s, loc=mu, scale=s))
+
+
+def test_bmrs_n_with_the_default_spike_prunes_the_units_whose_delta_f_is_non_negative(monkeypatch):
+    # BMRS_N's default reduced prior N(a, 1e-6^2): Delta F -> log((b-a) q(a)) (Savage-Dickey). Posteriors near a
+    # (q(a) > 1/20) have Delta F > 0; near 0, or spread like the prior, Delta F < 0. The fit must prune exactly
+    # the former: if it pruned nothing here, this test fails.
+    mu = np.array([-19.5, -1.0, -18.0, -3.0, -20.0, -10.0, -14.0])
+    sigma = np.array([0.5, 0.8, 2.0, 1.0, 4.0, 30.0, 8.0])
+    sd = _savage_dickey(mu, sigma)
+    assert np.all(sd[[0, 2, 4, 6]] > 0.02) and np.all(sd[[1, 3, 5]] < -0.01)  # (-10, 30): nearly flat, just below 0
+    _with_posteriors(monkeypatch, {"1": (mu, sigma)})
+    torch.manual_seed(0)
+    est = BMRS(prior="normal", epochs=0).fit(make_mlp([64, 7, 5, 10], (1, 8, 8)), _digits())
+    np.testing.assert_allclose(est.delta_f_["1"], sd, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(est.delta_f_["1"], delta_f_normal(mu, sigma, A, B, A, 1e-6), rtol=1e-6, atol=1e-6)
+    assert est.kept_["1"] == (1, 3, 5)
+    assert est.history_[-1]["pruned"] == 4
+    assert est.transform()[1].out_features == 3
+
+
+def _captured_loss_hook(monkeypatch, est: BMRS, model: nn.Module, posteriors) -> tuple:
+    """Run ``est.fit`` with training replaced by a capture of its loss hook; returns (hook, wrappers' posteriors)."""
+    import optprune.bayes._bmrs as bmrs_module
+
+    seen: dict = {}
+
+    def capture(model, Xt, yt, batch_loss, **kw):
+        seen["hook"] = kw["loss_hook"]
+        seen["post"] = [(m.posterior(), m.width) for m in model.modules() if isinstance(m, LogNormalNoise)]
+        return model
+
+    _with_posteriors(monkeypatch, posteriors)
+    monkeypatch.setattr(bmrs_module, "fit_epochs", capture)
+    est.fit(model, _digits())
+    return seen["hook"], seen["post"]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "elbo", "sum"])
+def test_kl_reduction_is_the_authors_mean_or_the_elbo(monkeypatch, reduction):
+    rng = np.random.default_rng(1)
+    post = {name: (rng.uniform(-15, 0, n), rng.uniform(0.1, 5, n)) for name, n in (("1", 6), ("3", 4))}
+    est = BMRS(epochs=1, kl_reduction=reduction, kl_weight=0.5)
+    hook, seen = _captured_loss_hook(monkeypatch, est, make_mlp([64, 6, 4, 10], (1, 8, 8)), post)
+    kls = [kl_truncnorm_uniform(mu, s, A, B) for (mu, s), _ in seen]
+    assert [w for _, w in seen] == [6, 4]
+    expected = {"mean": (kls[0].mean() + kls[1].mean()) / 2, "elbo": (kls[0].sum() + kls[1].sum()) / 400,
+                "sum": kls[0].sum() + kls[1].sum()}[reduction]
+    assert float(hook(torch.tensor(1.0), 0).detach()) == pytest.approx(1.0 + 0.5 * expected, rel=1e-5)
+
+
+def test_bmrs_defaults_are_the_authors_settings():
+    est = BMRS()
+    assert (est.a, est.b, est.mu_init, est.log_sigma_init, est.kl_reduction, est.noise_lr) == (
+        -20.0, 0.0, 0.0, -5.0, "mean", None)
+    with pytest.raises(InvalidParameterError, match="kl_reduction"):
+        BMRS(kl_reduction="batch").fit(make_mlp([64, 8, 10], (1, 8, 8)), _digits())
+
+
+def test_monitor_sees_the_plain_pruned_model_after_every_pruning_step():
+    seen = []
+
+    def monitor(model):
+        assert not any(isinstance(m, LogNormalNoise) for m in model.modules()) and not model.training
+        seen.append(int((model[1].weight.abs().sum(dim=1) == 0).sum()))
+        return {"zero_rows": seen[-1]}
+
+    torch.manual_seed(0)
+    est = BMRS(prior="uniform", reduced=(A, -1.0), mu_init=-3.0, epochs=2, prune_every=1, monitor=monitor)
+    est.fit(make_mlp([64, 12, 10], (1, 8, 8)), _digits())
+    assert [h["epoch"] for h in est.history_] == [1, 2] and len(seen) == 2
+    assert [h["zero_rows"] for h in est.history_] == seen
+    assert seen[-1] == 12 - len(est.kept_["1"]) > 0  # pruned rows are zero in the monitored model
+
+
+def test_published_delta_f_is_the_exact_one_plus_half_log_2pi_and_prunes_prior_like_units(monkeypatch):
+    # a posterior spread like the prior (Delta F just below 0) stays under the exact rule and goes under the
+    # authors' released formula, which lacks the -1/2 log 2pi normaliser; BMRS_U is the same in both forms
+    mu, sigma = np.array([-10.0, -1.0]), np.array([30.0, 0.8])
+    exact = delta_f_normal(mu, sigma, A, B, A, 1e-6)
+    assert -0.1 < exact[0] < 0 and exact[1] < -100
+    for form, kept in (("exact", (0, 1)), ("published", (1,))):
+        _with_posteriors(monkeypatch, {"1": (mu, sigma)})
+        est = BMRS(prior="normal", epochs=0, delta_f=form).fit(make_mlp([64, 2, 10], (1, 8, 8)), _digits())
+        shift = 0.5 * math.log(2 * math.pi) if form == "published" else 0.0
+        np.testing.assert_allclose(est.delta_f_["1"], exact + shift, rtol=1e-6)
+        assert est.kept_["1"] == kept and est.decision_.metadata["delta_f"] == form
+        est_u = BMRS(prior="uniform", epochs=0, delta_f=form).fit(make_mlp([64, 2, 10], (1, 8, 8)), _digits())
+        np.testing.assert_allclose(est_u.delta_f_["1"], delta_f_uniform(mu, sigma, A, B, *precision_bounds(8)),
+                                   rtol=1e-6)

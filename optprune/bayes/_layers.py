@@ -51,7 +51,9 @@ class LogNormalNoise(nn.Module):
     posterior. ``mask`` (a buffer of 0/1 per unit) switches units off once pruned.
     """
 
-    def __init__(self, layer: nn.Module, a: float, b: float, mu_init: float = 0.0, log_sigma_init: float = -3.0):
+    mask: torch.Tensor
+
+    def __init__(self, layer: nn.Module, a: float, b: float, mu_init: float = 0.0, log_sigma_init: float = -5.0):
         super().__init__()
         if not isinstance(layer, (nn.Linear, nn.Conv2d)):
             raise UnsupportedLayerError("layer", type(layer).__name__, ["Linear", "Conv2d"])
@@ -127,7 +129,7 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def wrap_modules(model: nn.Module, names: list[str], a: float, b: float, mu_init: float = 0.0,
-                 log_sigma_init: float = -3.0) -> dict[str, LogNormalNoise]:
+                 log_sigma_init: float = -5.0) -> dict[str, LogNormalNoise]:
     """Replace the named Linear/Conv2d submodules of ``model`` (in place) by :class:`LogNormalNoise` wrappers."""
     wrappers = {}
     for name in names:
@@ -141,5 +143,7 @@ def unwrap_model(model: nn.Module, wrappers: dict[str, LogNormalNoise]) -> nn.Mo
     """A copy of ``model`` with every wrapper replaced by its folded plain layer (original module names)."""
     new = copy.deepcopy(model)
     for name in wrappers:
-        _set_submodule(new, name, new.get_submodule(name).fold())
+        wrapper = new.get_submodule(name)
+        assert isinstance(wrapper, LogNormalNoise)
+        _set_submodule(new, name, wrapper.fold())
     return new
