@@ -136,6 +136,12 @@ def test_cli_prunes_by_reconstruction_then_recovers(model: TinyLM, tmp_path, cap
     path = save_lm(model, tmp_path / "tiny.pt")
     main(["lm", "prune", str(path), "--method", "reconstruct-uniform", "--ratio", "0.3", "--recovery", "lora",
           "--steps", "2", "--lora-rank", "2", "--json"])
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)  # stdout is one JSON object: the per-group progress went to stderr
     assert out["method"] == "reconstruct-uniform"
     assert out["params_after"] <= 0.7 * out["params_before"]
+    groups = [g.name for g in lm_groups(model) if g.prunable]
+    err = " ".join(captured.err.split())
+    for name in groups:  # one progress line per group: layer, budget, objective, gap, seconds
+        assert f"group {name}: keep" in err, err
+    assert err.count("gap ") >= len(groups) and err.count(" s") >= len(groups)

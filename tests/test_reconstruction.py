@@ -124,6 +124,54 @@ def test_searches_against_brute_force(block_size: int) -> None:
     assert hits >= cases - 2, (hits, cases)  # local search finds the optimum on (almost) every small case
 
 
+def _naive_greedy(problem: ReconstructionProblem, k: int) -> list[int]:
+    """Backward elimination by recomputing E for every candidate removal (the definition, no updates)."""
+    kept = list(range(problem.n_blocks))
+    order = []
+    while len(kept) > k:
+        costs = [problem.error(np.isin(np.arange(problem.n_blocks), [b for b in kept if b != c])) for c in kept]
+        order.append(kept.pop(int(np.argmin(costs))))
+    return order
+
+
+@pytest.mark.parametrize("block_size", [1, 3])
+def test_in_place_elimination_removes_what_the_definition_removes(block_size: int) -> None:
+    from optprune.reconstruction._search import _eliminate
+
+    rng = np.random.default_rng(40 + block_size)
+    n = 24 if block_size == 1 else 18
+    X, W = _data(rng, N=60, n=n, m=7)
+    P = ReconstructionProblem.from_activations(X, W, blocks=np.repeat(np.arange(n // block_size), block_size),
+                                               ridge=0.05)
+    for refresh in (3, 50):  # compaction and exact refresh inside the run, or only at half
+        path = _eliminate(P, 2, refresh=refresh, track=True)
+        assert path.order == _naive_greedy(P, 2)
+        for t in range(len(path.order)):
+            kept = np.isin(np.arange(P.n_blocks), path.order[: t + 1], invert=True)
+            assert path.errors[t] == pytest.approx(P.error(kept), rel=1e-8)
+        assert sorted(path.state.blocks) == sorted(set(range(P.n_blocks)) - set(path.order))
+
+
+@pytest.mark.parametrize("ridge", [0.0, 0.3])
+def test_cheap_bound_is_valid_and_equals_the_monotone_and_spectral_bounds(ridge: float) -> None:
+    from optprune.reconstruction._bound import bound_details
+
+    rng = np.random.default_rng(9)
+    X, W = _data(rng, N=40, n=9, m=12)  # outputs outnumber units: the spectral bound is informative
+    P = ReconstructionProblem.from_activations(X, W, ridge=ridge)
+    for k in range(1, P.n_blocks):
+        best = _brute(P, k)
+        for solve in (greedy_backward, local_search):
+            r = solve(P, k, bound="cheap")
+            d = bound_details(P, k, iterations=0)
+            assert r.lower_bound <= best + 1e-12 * P.total and r.gap >= 0
+            assert r.lower_bound == pytest.approx(max(d.monotone, np.nan_to_num(d.spectral, nan=0.0)) - 1e-9 * P.total,
+                                                  rel=1e-6, abs=1e-9 * P.total)
+            assert solve(P, k, bound="none").lower_bound is None
+    with pytest.raises(InvalidParameterError, match="bound must be one of full, cheap, none"):
+        local_search(P, 2, bound="tight")
+
+
 def test_local_search_from_a_bad_start_never_goes_up() -> None:
     rng = np.random.default_rng(5)
     X, W = _data(rng, n=10)
@@ -233,6 +281,9 @@ def test_cli_prune_reconstruct_json_keys(capsys, tmp_path) -> None:
     rec = json.loads(captured.out)
     assert set(rec) == set(plain) and rec["group_widths"] == plain["group_widths"]
     assert rec["method_info"]["groups"][0]["kept"] == 12 and "objective" in captured.err
+    err = " ".join(captured.err.split())  # per-group progress on stderr: layer, budget, objective, gap, seconds
+    for g in rec["method_info"]["groups"]:
+        assert f"group {g['group']}: keep {g['kept']}/{g['width']}" in err and "gap" in err
     main(["prune", str(path), "--scorer", "l1", "--ratio", "0.5", "--data", "digits", "--refit", "--json"])
     refit = json.loads(capsys.readouterr().out)
     assert refit["method_info"]["refit"][0]["layer"] and set(refit) == set(plain)

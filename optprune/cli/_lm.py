@@ -7,6 +7,7 @@ best-of-N (SPRINT) on the same model.
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 from typing import Annotated
@@ -171,7 +172,12 @@ def prune_command(
     if not as_json:
         stderr_console.print(f"pruning {model_path} with {method} at ratio {ratio} ({steps} steps)")
     t0 = time.time()
-    est.fit(model, task)
+    if "progress" in inspect.signature(est.fit).parameters:  # per-group progress on stderr (reconstruct)
+        from optprune.cli._prune import _log_group
+
+        est.fit(model, task, progress=_log_group)
+    else:
+        est.fit(model, task)
     seconds = time.time() - t0
     report = pruning_report(model, est.model_, task, prefix=prefix)
     achieved = 1.0 - report["params_after"] / report["params_before"]

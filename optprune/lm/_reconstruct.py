@@ -19,6 +19,7 @@ recovery follows as for the other one-shot methods.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -72,6 +73,17 @@ class Reconstruct(OneShot):
         self.n_calibration = n_calibration
         self.seed = seed
 
+    def fit(self, model: TinyLM, task: ArithTask, progress: Callable[[dict], None] | None = None) -> Reconstruct:
+        """As :meth:`OneShot.fit`; ``progress`` is called with each group's report as soon as it is pruned
+        (``group``, ``width``, ``kept``, ``objective``, ``relative``, ``gap``, ``status``, ``seconds``), e.g. to log
+        it on stderr."""
+        self._progress = progress
+        try:
+            super().fit(model, task)
+        finally:
+            self._progress = None
+        return self
+
     def _cut(self, model: TinyLM, task: ArithTask, groups: list[Group]) -> TinyLM:
         ids, tgt = _calibration(model, task, self.n_calibration, self.seed)
         with torch.no_grad():
@@ -88,7 +100,7 @@ class Reconstruct(OneShot):
             options.update(time_limit=self.time_limit, max_rounds=self.max_rounds)
         cut, decision, reports = reconstruct(
             trunk, (X, tgt), self.ratio, (model.config.block_size, model.config.d_model), solver=self.solver,
-            ridge=self.ridge, **options,
+            ridge=self.ridge, progress=getattr(self, "_progress", None), **options,
         )
         self.kept_ = {name: list(units) for name, units in decision.kept.items()}
         self.reports_ = reports

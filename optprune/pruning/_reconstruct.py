@@ -43,7 +43,7 @@ from optprune.pruning._decision import PruningDecision
 from optprune.pruning._decisions import MethodDecision, MethodOutcome
 from optprune.pruning._select import keep_count
 from optprune.reconstruction._problem import GramAccumulator, ReconstructionProblem, ReconstructionResult
-from optprune.reconstruction._search import METHODS, elimination_path, solve_reconstruction
+from optprune.reconstruction._search import BOUNDS, METHODS, elimination_path, solve_reconstruction
 from optprune.registry import Registry
 from optprune.scoring import as_batches
 from optprune.search import allocate_widths
@@ -164,30 +164,84 @@ def _model_batches(model: nn.Module, calibration: Any) -> list:
     return [(X.to(dtype), y) for X, y in batches]
 
 
+class _Captured(Exception):
+    """Raised by the last consumer's input hook: the rest of the forward pass is not needed."""
+
+
+#: at most this many bytes of dense consumer outputs are cached for the whole run (else recomputed per group)
+TARGET_CACHE_BYTES = 256 * 2**20
+
+
+def _dense_targets(dense: nn.Module, batches: list, consumers: Sequence[str]) -> dict[str, list[torch.Tensor]] | None:
+    """Every consumer's output in ``dense``, per batch, from one forward pass per batch (the targets do not change
+    while the model is pruned); None when they would take more than :data:`TARGET_CACHE_BYTES`."""
+    out: dict[str, list[torch.Tensor]] = {n: [] for n in consumers}
+    size = 0
+
+    def hook(mod: nn.Module, args: tuple, y: torch.Tensor, n: str) -> None:
+        nonlocal size
+        rows = _output_rows(mod, y.detach())
+        size += rows.numel() * rows.element_size()
+        if size > TARGET_CACHE_BYTES:
+            raise _Captured
+        out[n].append(rows)
+
+    handles = [dense.get_submodule(n).register_forward_hook(lambda m, a, y, n=n: hook(m, a, y, n))
+               for n in dict.fromkeys(consumers)]
+    try:
+        with torch.no_grad():
+            for i, (X, _) in enumerate(batches):
+                dense(X)
+                if any(len(v) != i + 1 for v in out.values()):  # a consumer called twice (or never): no cache
+                    return None
+    except _Captured:
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
 def _collect(
     dense: nn.Module, work: nn.Module, batches: list, consumers: Sequence[str], columns: Mapping[str, torch.Tensor],
     rows: Mapping[str, torch.Tensor | None], center: Mapping[str, bool],
+    targets: Mapping[str, list[torch.Tensor]] | None = None,
 ) -> dict[str, GramAccumulator]:
     """Per consumer: Gram statistics of ``work``'s inputs on ``columns`` against ``dense``'s outputs on ``rows``,
-    minus what the consumer's other columns (held fixed) contribute in ``work``."""
+    minus what the consumer's other columns (held fixed) contribute in ``work``. ``targets``: the dense outputs
+    per batch (:func:`_dense_targets`); then ``dense`` is not run and ``work``'s forward pass stops once every
+    consumer has its input."""
     acc = {n: GramAccumulator() for n in consumers}
     inputs: dict[str, torch.Tensor] = {}
     outputs: dict[str, torch.Tensor] = {}
     handles = []
+    cached = targets is not None and all(n in targets for n in consumers)
     for n in consumers:
         def pre_hook(mod: nn.Module, args: tuple, n: str = n) -> None:
             inputs[n] = _input_columns(mod, args[0].detach()).double()
+            if cached and len(inputs) == len(consumers):
+                raise _Captured
 
         def out_hook(mod: nn.Module, args: tuple, out: torch.Tensor, n: str = n) -> None:
             outputs[n] = _output_rows(mod, out.detach()).double()
 
         handles.append(work.get_submodule(n).register_forward_pre_hook(pre_hook))
-        handles.append(dense.get_submodule(n).register_forward_hook(out_hook))
+        if not cached:
+            handles.append(dense.get_submodule(n).register_forward_hook(out_hook))
     try:
         with torch.no_grad():
-            for X, _ in batches:
-                dense(X)
-                work(X)
+            for i, (X, _) in enumerate(batches):
+                if cached:
+                    assert targets is not None
+                    for n in consumers:
+                        outputs[n] = targets[n][i].double()
+                    try:
+                        work(X)
+                    except _Captured:
+                        pass
+                else:
+                    dense(X)
+                    work(X)
                 for n in consumers:
                     module = work.get_submodule(n)
                     cols_in = inputs.pop(n)
@@ -255,10 +309,12 @@ def _plan(model: nn.Module, group: Group, kept_rows: Mapping[str, torch.Tensor |
 def consumer_problem(
     dense: nn.Module, work: nn.Module, group: Group, batches: list, ridge: float | str = "auto",
     kept_rows: Mapping[str, torch.Tensor | None] | None = None,
+    targets: Mapping[str, list[torch.Tensor]] | None = None,
 ) -> tuple[ReconstructionProblem, _Plan]:
-    """The reconstruction problem of ``group``: ``work``'s consumer inputs against ``dense``'s consumer outputs."""
+    """The reconstruction problem of ``group``: ``work``'s consumer inputs against ``dense``'s consumer outputs
+    (``targets``: those outputs cached by :func:`_dense_targets`)."""
     plan = _plan(work, group, kept_rows or {})
-    acc = _collect(dense, work, batches, plan.consumers, plan.columns, plan.rows, plan.center)
+    acc = _collect(dense, work, batches, plan.consumers, plan.columns, plan.rows, plan.center, targets)
     problems, blocks = [], []
     for n in plan.consumers:
         per_unit = plan.columns[n].numel() // group.width
@@ -312,19 +368,21 @@ def reconstruct(
     dense = model.eval()
     work = copy.deepcopy(model).eval()
     try:
+        targets = _dense_targets(dense, batches, [m.module for g in prunable for m in g.members if m.role == "in"])
         if widths is None:
             rule = WIDTH_ALLOCATIONS.get(allocation, "allocation") if isinstance(allocation, str) else allocation
             curves: dict[str, np.ndarray] = {}
             if rule is not uniform_widths:
                 for g in prunable:
-                    curves[g.name] = elimination_path(consumer_problem(dense, dense, g, batches, ridge)[0]).errors
+                    problem = consumer_problem(dense, dense, g, batches, ridge, targets=targets)[0]
+                    curves[g.name] = elimination_path(problem).errors
             widths = dict(rule(curves, AllocationContext(dense, prunable, ratio, min_keep, shape, params)))
         kept: dict[str, list[int]] = {}
         reports = []
         for g in prunable:
             started = time.perf_counter()
             k = int(widths.get(g.name, g.width))
-            problem, plan = consumer_problem(dense, work, g, batches, ridge)
+            problem, plan = consumer_problem(dense, work, g, batches, ridge, targets=targets)
             result = solve_reconstruction(problem, k, solver, **solver_options)
             _write_back(work, g, plan, result)
             units = np.unique(problem.block_ids[result.keep])
@@ -424,7 +482,10 @@ class ReconstructDecision(MethodDecision):
 
     Options: ``solver`` (local, greedy, exact, auto), ``allocation`` (a :data:`WIDTH_ALLOCATIONS` name),
     ``calibration_size``, ``ridge`` (>= 0; the default is relative, see :mod:`optprune.reconstruction._problem`),
-    ``time_limit`` and ``max_rounds`` (per group, local search), ``min_keep``.
+    ``time_limit`` and ``max_rounds`` (per group, local search), ``min_keep``, ``bound`` (the certified lower
+    bound of the heuristic solvers, :data:`optprune.reconstruction._search.BOUNDS`: ``cheap``, the default, is the
+    monotone and spectral bounds from the inverse the elimination starts from; ``full`` adds the perspective
+    relaxation's certificate, often tighter where outputs are few, at several linear solves per group).
     """
 
     fixed_scorer = None
@@ -437,6 +498,7 @@ class ReconstructDecision(MethodDecision):
         "max_rounds": (1000, [Interval(int, 0, None)]),
         "min_keep": (1, [Interval(int, 1, None)]),
         "params": (None, [Interval(float, 0.0, 1.0, closed="right"), None]),
+        "bound": ("cheap", [Options(BOUNDS)]),
     }
 
     def prune(self, model: nn.Module, data: Any, input_shape: Sequence[int], ratio: float, *, seed: int = 0,
@@ -449,6 +511,8 @@ class ReconstructDecision(MethodDecision):
         solver_options: dict[str, Any] = {}
         if opts["solver"] in ("local", "auto"):
             solver_options = {"time_limit": opts["time_limit"], "max_rounds": opts["max_rounds"]}
+        if opts["solver"] in ("local", "greedy", "auto"):
+            solver_options["bound"] = opts["bound"]
         started = time.perf_counter()
         pruned, decision, reports = reconstruct(
             model, calibration, ratio, input_shape, solver=opts["solver"], allocation=opts["allocation"],

@@ -50,7 +50,7 @@ from scipy import linalg
 
 from optprune.reconstruction._problem import ReconstructionProblem
 
-__all__ = ["lower_bound", "bound_details", "BoundDetails"]
+__all__ = ["lower_bound", "bound_details", "cheap_lower_bound", "BoundDetails"]
 
 _SAFETY = 1e-9  # relative to total: rounding margin taken off every bound
 _CONVERGED = 1e-7  # relative to total: stop the projected gradient when g(z) - certificate is below this
@@ -100,6 +100,30 @@ def bound_details(problem: ReconstructionProblem, k_blocks: int, *, iterations: 
     return BoundDetails(value, monotone, spectral, perspective, steps, time.perf_counter() - started)
 
 
+def cheap_lower_bound(problem: ReconstructionProblem, k_blocks: int, *, full_error: float | None = None,
+                      explained: np.ndarray | None = None) -> float:
+    """Bounds 1 and 2 of the module doc only (no perspective steps), lowered by the same margin: what a caller
+    that already holds ``full_error`` (E with every block kept) and ``explained`` (the eigenvalues of
+    ``C^T A^{-1} C``, any order, e.g. from the inverse its greedy elimination starts from) gets for one
+    ``eigvalsh`` or nothing. Either may be None (then computed here)."""
+    n, B, k = problem.n_units, problem.n_blocks, int(k_blocks)
+    total = float(problem.total)
+    if k >= B:
+        return problem.error(np.ones(n, dtype=bool)) if full_error is None else float(full_error)
+    if k <= 0 or n == 0:
+        return total
+    monotone = problem.error(np.ones(n, dtype=bool)) if full_error is None else float(full_error)
+    d = _largest_blocks_units(problem, k)
+    if d >= min(n, problem.n_outputs):
+        spectral = np.nan
+    elif explained is None:
+        spectral = _spectral(problem, k)
+    else:
+        spectral = float(total - np.sum(np.sort(np.clip(explained, 0.0, None))[::-1][:d]))
+    best = max(b for b in (monotone, spectral) if np.isfinite(b))
+    return max(0.0, best - _SAFETY * max(total, 0.0))
+
+
 def _largest_blocks_units(problem: ReconstructionProblem, k: int) -> int:
     sizes = np.bincount(problem.block_ids, minlength=problem.n_blocks)
     return int(np.sort(sizes)[::-1][:k].sum())
@@ -122,7 +146,7 @@ def _spectral(problem: ReconstructionProblem, k: int) -> float:
     return float(problem.total - np.sum(np.clip(eig, 0.0, None)[::-1][:d]))
 
 
-def _project_box(y: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _project_box(y: np.ndarray, k: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Euclidean projection of ``y`` onto ``{lo <= z <= hi, Σ z = k}``: ``clip(y - τ, lo, hi)`` with ``τ`` where the
     nonincreasing, piecewise-linear ``Σ clip(y - τ, lo, hi)`` meets ``k`` (between two of its kinks ``y - hi``,
     ``y - lo``, all evaluated at once; bisection on ``τ`` above 256 blocks). Certificates stay valid at any ``z`` in

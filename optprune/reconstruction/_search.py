@@ -37,6 +37,7 @@ from optprune.reconstruction._problem import ReconstructionProblem, Reconstructi
 from optprune.registry import Registry
 
 __all__ = [
+    "BOUNDS",
     "METHODS",
     "RECONSTRUCTION_METHODS",
     "EliminationPath",
@@ -48,6 +49,10 @@ __all__ = [
 
 #: the methods :func:`solve_reconstruction` dispatches to
 METHODS = ("local", "greedy", "exact", "auto")
+#: lower bounds a heuristic result may carry: ``full`` (monotone, spectral and the perspective relaxation's
+#: projected-gradient certificate, :func:`optprune.reconstruction._bound.lower_bound`), ``cheap`` (monotone and
+#: spectral only, from the inverse the greedy elimination starts from: one ``eigvalsh``), ``none``
+BOUNDS = ("full", "cheap", "none")
 #: ``method="auto"`` uses the exact method up to this many blocks (when it is installed), local search above
 AUTO_EXACT_BLOCKS = 16
 _REFRESH = 50
@@ -142,7 +147,9 @@ class _Active:
         """Downdate: drop the block at position ``pos`` of :attr:`blocks`."""
         b = self.b
         rows = np.arange(pos * b, (pos + 1) * b)
-        rest = np.setdiff1d(np.arange(self.H.shape[0]), rows, assume_unique=True)
+        keep = np.ones(self.H.shape[0], dtype=bool)
+        keep[rows] = False
+        rest = np.flatnonzero(keep)
         H_rB = self.H[np.ix_(rest, rows)]
         F = np.linalg.solve(self.H[np.ix_(rows, rows)], np.hstack([H_rB.T, self.Wp[rows]]))
         self.H = self.H[np.ix_(rest, rest)] - H_rB @ F[:, : rest.size]
@@ -170,7 +177,9 @@ class _Active:
         order of increasing removal cost, that has an improving swap)."""
         P, b, lam = self.P, self.b, self.lam
         k = len(self.blocks)
-        out = np.setdiff1d(np.arange(self.bu.shape[0]), self.blocks)
+        dropped = np.ones(self.bu.shape[0], dtype=bool)
+        dropped[self.blocks] = False
+        out = np.flatnonzero(dropped)
         p, m = out.size, P.n_outputs
         E = self.objective()
         idx_S, idx_T = self.units(), self.bu[out].reshape(-1)
@@ -214,14 +223,37 @@ def _tolerance(problem: ReconstructionProblem) -> float:
     return 1e-10 * max(problem.total, 1e-300)
 
 
+def _bound_kind(bound: bool | str) -> str:
+    """``bound`` as one of :data:`BOUNDS` (True is ``full``, False ``none``)."""
+    if bound is True:
+        return "full"
+    if bound is False or bound is None:
+        return "none"
+    if bound not in BOUNDS:
+        raise InvalidParameterError(f"reconstruction: bound must be one of {', '.join(BOUNDS)} (or True/False); "
+                                    f"got {bound!r}")
+    return str(bound)
+
+
 def _result(problem: ReconstructionProblem, blocks: Sequence[int], status: str, started: float, method: str,
-            bound: bool, k_blocks: int, info: dict | None = None) -> ReconstructionResult:
+            bound: bool | str, k_blocks: int, info: dict | None = None,
+            path: _Elimination | None = None) -> ReconstructionResult:
     keep_blocks = np.zeros(problem.n_blocks, dtype=bool)
     keep_blocks[list(blocks)] = True
     keep = keep_blocks[problem.block_ids]
     weights = problem.refit(keep)
     objective = problem.error(keep)
-    lb = _lower_bound(problem, k_blocks) if bound else None
+    kind = _bound_kind(bound)
+    if kind == "full":
+        lb = _lower_bound(problem, k_blocks)
+    elif kind == "cheap":
+        from optprune.reconstruction._bound import cheap_lower_bound
+
+        exact = path is not None and path.exact_ridge
+        lb = cheap_lower_bound(problem, k_blocks, full_error=path.full if exact else None,  # type: ignore[union-attr]
+                               explained=path.explained if exact else None)  # type: ignore[union-attr]
+    else:
+        lb = None
     return ReconstructionResult(keep, weights, objective, lb, status, time.perf_counter() - started, method,
                                 problem.refit_bias(keep, weights), dict(info or {}))
 
@@ -243,24 +275,29 @@ def _lower_bound(problem: ReconstructionProblem, k_blocks: int) -> float | None:
 class _Elimination:
     """What one greedy pass gives: removal ``order``, ``errors`` (E after each removal; empty unless asked),
     ``first_costs`` (every block's removal cost from the full set: the one-step OBS heuristic), ``full`` (E with
-    every block kept) and ``state`` (the kept blocks' inverse and re-fit, recomputed exactly)."""
+    every block kept) and ``state`` (the kept blocks' inverse and re-fit, recomputed exactly); ``explained``: the
+    eigenvalues of ``C^T (G + λI)^{-1} C`` when asked (the spectral bound), ``exact_ridge``: the updates ran with
+    the problem's own ridge (so ``full`` and ``explained`` are the problem's, not a regularised one's)."""
 
     order: list[int]
     errors: list[float]
     first_costs: np.ndarray
     full: float
     state: _Active
+    exact_ridge: bool = False
+    explained: np.ndarray | None = None
 
 
 def _eliminate(problem: ReconstructionProblem, stop_at: int, refresh: int = _REFRESH, *,
-               track: bool = False) -> _Elimination:
+               track: bool = False, spectrum: bool = False) -> _Elimination:
     """Greedy backward elimination down to ``stop_at`` blocks, O(n^2 + nm) per removed block of one unit.
 
     ``H`` and ``W'`` stay at their size while blocks are removed: the removed block's rows and columns are zeroed
     (the downdate already makes them zero in exact arithmetic) and masked out of the costs, so a step is one
     in-place rank-``b`` update (BLAS ``ger`` for one unit), no copy. After ``max(refresh, half the blocks)``
     removals the state is compacted to the remaining blocks and recomputed from a Cholesky factor (no drift),
-    and once more at the end. ``track``: record E after every removal (the path's curve)."""
+    and once more at the end. ``track``: record E after every removal (the path's curve); ``spectrum``: the
+    eigenvalues of ``C^T H C`` from the full inverse (the spectral bound, when ``m <= n``)."""
     bu = _block_units(problem)
     B, b = bu.shape
     state = _Active(problem, bu, range(B))
@@ -268,6 +305,11 @@ def _eliminate(problem: ReconstructionProblem, stop_at: int, refresh: int = _REF
     order: list[int] = []
     errors: list[float] = []
     first_costs = state.removal_costs() if B else np.zeros(0)
+    exact_ridge = bool(B) and state.lam == problem.ridge
+    explained = None
+    if spectrum and exact_ridge and problem.n_outputs <= problem.n_units:
+        M = problem.cross[state.units()].T @ state.Wp
+        explained = linalg.eigvalsh(0.5 * (M + M.T), check_finite=False)
     while len(state.blocks) > stop_at:
         blocks = np.asarray(state.blocks)
         H, Wp = state.H, state.Wp
@@ -315,16 +357,17 @@ def _eliminate(problem: ReconstructionProblem, stop_at: int, refresh: int = _REF
         state.refresh()
         if errors:
             errors[-1] = state.objective()
-    return _Elimination(order, errors, first_costs, full, state)
+    return _Elimination(order, errors, first_costs, full, state, exact_ridge, explained)
 
 
-def greedy_backward(problem: ReconstructionProblem, k_blocks: int, *, bound: bool = True) -> ReconstructionResult:
-    """Backward elimination: from all blocks, repeatedly remove the block whose removal raises E least (OBS)."""
+def greedy_backward(problem: ReconstructionProblem, k_blocks: int, *, bound: bool | str = True) -> ReconstructionResult:
+    """Backward elimination: from all blocks, repeatedly remove the block whose removal raises E least (OBS).
+    ``bound``: which lower bound the result carries (:data:`BOUNDS`; True is ``full``)."""
     started = time.perf_counter()
     k = _check_k(problem, k_blocks)
-    order = _eliminate(problem, k).order
-    kept = sorted(set(range(problem.n_blocks)) - set(order))
-    return _result(problem, kept, "greedy", started, "greedy", bound, k)
+    path = _eliminate(problem, k, spectrum=_bound_kind(bound) == "cheap")
+    kept = sorted(set(range(problem.n_blocks)) - set(path.order))
+    return _result(problem, kept, "greedy", started, "greedy", bound, k, path=path)
 
 
 @dataclass(frozen=True)
@@ -372,19 +415,20 @@ def _start_blocks(problem: ReconstructionProblem, start: np.ndarray | Sequence[b
 
 def local_search(
     problem: ReconstructionProblem, k_blocks: int, start: np.ndarray | Sequence[bool] | Sequence[int] | None = None,
-    *, time_limit: float = 10.0, max_rounds: int = 1000, strategy: str = "best", bound: bool = True,
+    *, time_limit: float = 10.0, max_rounds: int = 1000, strategy: str = "best", bound: bool | str = True,
 ) -> ReconstructionResult:
     """Swap local search (one kept block out, one dropped block in) from the best of greedy, a heuristic start and
     ``start`` (a mask over units/blocks, or block ids). ``strategy``: ``best`` (best swap of all pairs each round)
     or ``first`` (the best swap of the first removal block, cheapest first, that improves). Every accepted swap
     lowers E by more than 1e-10 ||Y||^2, so the objective never increases; stops at a local optimum
-    (``local_optimum``), after ``max_rounds`` swaps or ``time_limit`` seconds."""
+    (``local_optimum``), after ``max_rounds`` swaps or ``time_limit`` seconds. ``bound``: which lower bound the
+    result carries (:data:`BOUNDS`; True is ``full``)."""
     started = time.perf_counter()
     k = _check_k(problem, k_blocks)
     if strategy not in ("best", "first"):
         raise InvalidParameterError(f"local_search: strategy must be 'best' or 'first'; got {strategy!r}")
     bu = _block_units(problem)
-    path = _eliminate(problem, k)
+    path = _eliminate(problem, k, spectrum=_bound_kind(bound) == "cheap")
     candidates = {"greedy": sorted(set(range(problem.n_blocks)) - set(path.order)),
                   "heuristic": sorted(int(i) for i in np.argsort(-path.first_costs, kind="stable")[:k])}
     if start is not None:
@@ -425,7 +469,7 @@ def local_search(
                 break
         E = new_E
     info = {"start": origin, "start_objective": scores[origin], "swaps": swaps}
-    return _result(problem, sorted(state.blocks), status, started, "local", bound, k, info)
+    return _result(problem, sorted(state.blocks), status, started, "local", bound, k, info, path)
 
 
 def _solver(method: str) -> Callable[..., ReconstructionResult]:
@@ -451,8 +495,8 @@ def solve_reconstruction(
         return _solver(RECONSTRUCTION_METHODS.check(method, "solve_reconstruction: method"))(problem, k_blocks,
                                                                                           **options)
     if problem.n_blocks <= AUTO_EXACT_BLOCKS:
-        try:
-            return _solver("exact")(problem, k_blocks, **options)
+        try:  # the exact method certifies its own bound: a heuristic's ``bound`` option is not for it
+            return _solver("exact")(problem, k_blocks, **{k: v for k, v in options.items() if k != "bound"})
         except SolverNotAvailableError:
             pass
     return local_search(problem, k_blocks, **options)  # type: ignore[arg-type]
