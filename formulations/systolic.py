@@ -20,6 +20,25 @@ Every layer keeps a block, so the cycle model's ``-1`` per layer is a
 constant moved into the budget, and the cycles of a feasible ``x`` are
 exactly ``<= budget``.
 
+**Curve selection** (block selection with a non-additive objective, e.g. the
+layer-output reconstruction error of the kept blocks with a least-squares
+re-fit, :mod:`optprune.systolic._reconstruct`). The blocks of one output
+column-block ``j`` are kept along a nested order, so its choices are options
+``o`` (keep the first ``k`` of the order) with value ``v_o``, cycles ``c_o``
+(its blocks, plus the os column-block's fixed cost when ``k >= 1``) and the
+is row-blocks ``g`` it uses (fixed cost ``f_g`` paid once). Binary ``y_o``,
+``z_g``::
+
+    max   sum_o v_o y_o
+    s.t.  sum_{o in j} y_o = 1                                   (one option per column-block)
+          sum_o c_o y_o + sum_g f_g z_g <= budget + n_layers
+          sum_{o in j, o uses g} y_o - z_g <= 0                  (for every (j, g) pair: row-block paid)
+          sum_{o in layer l, o keeps a block} y_o >= 1           (every layer runs)
+
+It is exact over the options given (the allocation of kept blocks to
+column-blocks is optimal; which blocks within a column-block is fixed by the
+order, as in the width allocation of :mod:`optprune.search._allocate`).
+
 **Multi-array assignment** (unrelated parallel machines with layer barriers):
 tile ``t`` of layer ``l(t)`` takes ``d_{t,a}`` cycles on array ``a``; a layer
 starts when the previous one has finished on every array (layer order as
@@ -42,7 +61,8 @@ from optprune.errors import InvalidParameterError, ShapeMismatchError
 from optprune.formulations._builder import ModelBuilder
 from optprune.milp import MILP
 
-__all__ = ["AssignmentModel", "SelectionModel", "build_assignment", "build_block_selection"]
+__all__ = ["AssignmentModel", "CurveSelectionModel", "SelectionModel", "build_assignment", "build_block_selection",
+           "build_curve_selection"]
 
 
 @dataclass(frozen=True)
@@ -163,6 +183,99 @@ def build_block_selection(
     b.set_objective(s, x, sense="max")
     return SelectionModel(model=b.build(name="systolic_block_selection"), keep=np.asarray(x), open=np.asarray(z),
                           budget=int(budget))
+
+
+@dataclass(frozen=True)
+class CurveSelectionModel:
+    """The curve-selection MILP; ``choose`` (one column per option) and ``open`` (one per row-block group)."""
+
+    model: MILP
+    choose: np.ndarray
+    open: np.ndarray
+    budget: int
+
+    def chosen(self, x: np.ndarray) -> np.ndarray:
+        """The chosen options (bool per option) of a solution ``x``."""
+        return np.asarray(x)[self.choose] > 0.5
+
+    def start_from(self, chosen, option_groups) -> np.ndarray:
+        """A full column vector (a MIP start) for the options ``chosen``; a group is open when a chosen option uses it.
+
+        ``option_groups``: ``(option, group)`` pairs as given to :func:`build_curve_selection`.
+        """
+        chosen = np.asarray(chosen, dtype=bool).reshape(-1)
+        if chosen.size != self.choose.size:
+            raise ShapeMismatchError(f"start_from: {chosen.size} options given; the model has {self.choose.size}")
+        x = np.zeros(self.model.n_vars)
+        x[self.choose] = chosen
+        if self.open.size:
+            og = np.asarray(option_groups, dtype=np.int64).reshape(-1, 2)
+            opened = np.zeros(self.open.size, dtype=bool)
+            opened[og[chosen[og[:, 0]], 1]] = True
+            x[self.open] = opened
+        return x
+
+
+def build_curve_selection(
+    values,
+    cost,
+    choice,
+    layer,
+    keeps_block,
+    budget: int,
+    *,
+    option_groups=None,
+    group_fixed=None,
+) -> CurveSelectionModel:
+    """The curve-selection MILP (module docstring).
+
+    One entry per option: ``values`` (to maximise), ``cost`` (integer cycles),
+    ``choice`` (its column-block, ids ``0..J-1``), ``layer`` (ids
+    ``0..L-1``), ``keeps_block`` (whether it keeps at least one block).
+    ``option_groups``: ``(option, group)`` pairs (the row-blocks an option
+    uses), ``group_fixed``: the fixed cost of every group. ``budget``: cycles.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    n_opt = v.size
+    if not np.all(np.isfinite(v)):
+        raise InvalidParameterError("option values must be finite")
+    c = _int_array("cost", cost, n_opt)
+    ch = _int_array("choice", choice, n_opt)
+    lay = _int_array("layer", layer, n_opt)
+    keeps = np.asarray(keeps_block, dtype=bool).reshape(-1)
+    if keeps.size != n_opt:
+        raise ShapeMismatchError(f"keeps_block must have one entry per option ({n_opt}); got {keeps.size}")
+    fixed = np.zeros(0, dtype=np.int64) if group_fixed is None else _int_array("group_fixed", group_fixed)
+    og = np.zeros((0, 2), dtype=np.int64) if option_groups is None else np.asarray(option_groups, dtype=np.int64)
+    if og.ndim != 2 or og.shape[1] != 2:
+        raise ShapeMismatchError(f"option_groups must be (pairs, 2) of (option, group); got shape {og.shape}")
+    if og.size and (og[:, 0].min() < 0 or og[:, 0].max() >= n_opt or og[:, 1].min() < 0 or og[:, 1].max() >= fixed.size):
+        raise InvalidParameterError("option_groups: option or group index out of range")
+    n_choices = int(ch.max()) + 1 if n_opt else 0
+    n_layers = int(lay.max()) + 1 if n_opt else 0
+    b = ModelBuilder()
+    y = b.add_vars(n_opt, 0.0, 1.0, integer=True, name="choose")
+    z = b.add_vars(fixed.size, 0.0, 1.0, integer=True, name="open")
+    # one option per column-block
+    b.add_coo_rows(ch, y, np.ones(n_opt), np.ones(n_choices), np.ones(n_choices))
+    # the budget row (each running layer's "-1" moved into it)
+    b.add_rows(sp.csr_matrix(np.concatenate([c, fixed]).astype(float)[None, :]), np.concatenate([y, z]),
+               upper=float(budget) + n_layers)
+    # sum_{o in j uses g} y_o - z_g <= 0, one row per (column-block, group) pair
+    if og.size:
+        pair = ch[og[:, 0]] * max(fixed.size, 1) + og[:, 1]
+        uniq, rid = np.unique(pair, return_inverse=True)
+        n_rows = uniq.size
+        rows = np.concatenate([rid, np.arange(n_rows)])
+        cols = np.concatenate([y[og[:, 0]], z[uniq % max(fixed.size, 1)]])
+        vals = np.concatenate([np.ones(og.shape[0]), -np.ones(n_rows)])
+        b.add_coo_rows(rows, cols, vals, np.full(n_rows, -np.inf), np.zeros(n_rows))
+    # every layer keeps a block
+    kept = np.flatnonzero(keeps)
+    b.add_coo_rows(lay[kept], y[kept], np.ones(kept.size), np.ones(n_layers), np.full(n_layers, np.inf))
+    b.set_objective(v, y, sense="max")
+    return CurveSelectionModel(model=b.build(name="systolic_curve_selection"), choose=np.asarray(y),
+                               open=np.asarray(z), budget=int(budget))
 
 
 def build_assignment(durations, tile_layer) -> AssignmentModel:

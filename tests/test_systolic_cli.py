@@ -182,3 +182,27 @@ def test_torch_model_cycles_match_python_api(capsys, tmp_path) -> None:
         (3, 16, 47), (2, 13, 25)]
     assert r["total_cycles"] == 47 + 25 == 72
     assert r["total_cycles"] == int(compute_cycles([[2, 12, 6], [2, 6, 3]], ArraySpec(4, 4, "is")).sum())
+
+
+def test_prune_reconstruction_objective_exact_never_below_greedy(capsys, digits_net) -> None:
+    common = ["--array", "8x8", "--dataflow", "ws", "--cycle-budget", "0.6", "--data", "digits",
+              "--objective", "reconstruction", "--json"]
+    exact = run(capsys, "systolic", "prune", str(digits_net), *common, "--solver", "highs")
+    greedy = run(capsys, "systolic", "prune", str(digits_net), *common, "--solver", "greedy")
+    assert exact["objective"] == "reconstruction" and exact["selection"]["objective"] == "reconstruction"
+    assert greedy["selection"]["score"] <= exact["selection"]["score"] + 1e-9
+    assert exact["cycles_after"] <= exact["selection"]["budget"]
+    assert exact["selection"]["gap"] is not None and exact["selection"]["gap"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--objective", "loss"], "--objective must be one of score, reconstruction"),
+        (["--objective", "reconstruction", "--whole-rows"], "apply to --objective score"),
+    ],
+)
+def test_prune_bad_objective(capsys, digits_net, args, message) -> None:
+    r = fail(capsys, "systolic", "prune", str(digits_net), "--data", "digits", *args, "--json")
+    assert r["error_type"] == "InvalidParameterError"
+    assert message in r["error"]

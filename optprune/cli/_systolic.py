@@ -25,6 +25,12 @@ commands.add_typer(systolic_app, name="systolic")
 NET_HELP = "An .onnx file, a torch model file (.pt, .pth), or (cycles, assign) a .json list of [M, K, N]."
 
 
+def _objective_names() -> tuple[str, ...]:
+    from optprune.systolic._objectives import BLOCK_OBJECTIVES
+
+    return BLOCK_OBJECTIVES.names()
+
+
 def _dataflow(value: str) -> str:
     from optprune.systolic import DATAFLOWS
 
@@ -79,6 +85,9 @@ def prune_command(
     scorer: Annotated[str, typer.Option(
         "--scorer", help="Per-weight scorer summed per block: " + ", ".join(WEIGHT_SCORERS.names()) + ".")] = "magnitude",
     solver: Annotated[str, typer.Option("--solver", help="Backend (optprune solvers), or 'greedy'.")] = "highs",
+    objective: Annotated[str, typer.Option(
+        "--objective", help="What the selection optimises: " + ", ".join(_objective_names()) + " (reconstruction: "
+        "layer-output error with least-squares re-fit of the kept weights; Linear layers only).")] = "score",
     batch: Annotated[int, typer.Option("--batch", help="Rows M of a Linear layer's GEMM.")] = 1,
     min_keep_ratio: Annotated[float, typer.Option("--min-keep-ratio", help="Blocks each layer keeps at least.")] = 0.0,
     keep_each_row: Annotated[bool, typer.Option("--keep-each-row/--no-keep-each-row",
@@ -87,7 +96,9 @@ def prune_command(
                                              help="Prune whole output block-rows (neurons).")] = False,
     data: Annotated[str, typer.Option("--data", help="mnist or digits: calibration, fine-tuning and accuracy.")] = "mnist",
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs of fine-tuning, mask held.")] = 0,
-    calibration_size: Annotated[int, typer.Option("--calibration-size", help="Train-fold images used for scoring.")] = 512,
+    calibration_size: Annotated[int | None, typer.Option(
+        "--calibration-size", help="Train-fold images used for scoring (default 512; reconstruction: the whole "
+        "train fold, its re-fit needs more rows than a layer has inputs).")] = None,
     lr: Annotated[float, typer.Option("--lr", help="Fine-tuning learning rate (Adam).")] = 1e-4,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration sample and of fine-tuning.")] = 0,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="Solver time limit in seconds.")] = None,
@@ -103,17 +114,13 @@ def prune_command(
     from optprune.cli._prune import EXPORT_SUFFIXES, data_note, export_model, folds_and_calibration
     from optprune.io import load_torch_model
     from optprune.systolic import (
+        BLOCK_OBJECTIVES,
         MAX_DIM,
-        apply_blocks,
         block_layout,
-        block_scores,
         finetune_masked,
         gemms_from_torch,
-        greedy_blocks,
         parse_array,
         save_block_mask,
-        select_blocks,
-        weight_importance,
     )
     from optprune.training import accuracy
 
@@ -126,6 +133,11 @@ def prune_command(
     check_number("--lr", lr, low=0, low_open=True)
     check_number("--time-limit", time_limit, low=0, low_open=True)
     WEIGHT_SCORERS.check(scorer, "--scorer")
+    BLOCK_OBJECTIVES.check(objective, "--objective")
+    if objective != "score" and (min_keep_ratio > 0 or keep_each_row or whole_rows):
+        raise InvalidParameterError(
+            f"--min-keep-ratio, --keep-each-row and --whole-rows apply to --objective score; got --objective {objective}"
+        )
     if data not in ("mnist", "digits"):
         raise InvalidParameterError(f"--data must be 'mnist' or 'digits'; got {data!r}")
     if solver != "greedy":
@@ -137,14 +149,18 @@ def prune_command(
     model = load_torch_model(network, trust_pickle=trust_pickle)
     gemms = gemms_from_torch(model, batch=batch)
     layout = block_layout([g.shape for g in gemms], spec, [g.name for g in gemms])
-    X_train, y_train, X_test, y_test, shape, calib = folds_and_calibration(model, data, data_dir, calibration_size, seed)
-    scores = block_scores(layout, weight_importance(model, scorer, (X_train[calib], y_train[calib])))
+    n_calib = calibration_size if calibration_size is not None else (512 if objective == "score" else 10**9)
+    X_train, y_train, X_test, y_test, shape, calib = folds_and_calibration(
+        model, data, data_dir, n_calib, seed)
+    obj = BLOCK_OBJECTIVES.get(objective)(model, layout, (X_train[calib], y_train[calib]), scorer=scorer)
+    structure = {} if objective != "score" else {"min_keep_ratio": min_keep_ratio, "whole_rows": whole_rows}
     if solver == "greedy":
-        sel = greedy_blocks(layout, scores, cycle_budget, min_keep_ratio=min_keep_ratio, whole_rows=whole_rows)
+        sel = obj.greedy(cycle_budget, **structure)
     else:
-        sel = select_blocks(layout, scores, cycle_budget, solver=solver, min_keep_ratio=min_keep_ratio,
-                            keep_each_row=keep_each_row, whole_rows=whole_rows, time_limit=time_limit)
-    pruned, masks = apply_blocks(model, layout, sel.keep)
+        if objective == "score":
+            structure["keep_each_row"] = keep_each_row
+        sel = obj.exact(cycle_budget, solver=solver, time_limit=time_limit, **structure)
+    pruned, masks = obj.apply(sel)
     acc_before = accuracy(model, X_test, y_test)
     acc_pruned = accuracy(pruned, X_test, y_test)
     acc_after = acc_pruned
@@ -158,7 +174,7 @@ def prune_command(
     dense = int(layout.dense_cycles().sum())
     payload = {
         "network": str(network), "array": [spec.rows, spec.cols], "dataflow": spec.dataflow, "batch": batch,
-        "scorer": scorer, "solver": solver, "cycle_budget": cycle_budget,
+        "scorer": scorer, "objective": objective, "solver": solver, "cycle_budget": cycle_budget,
         "cycles_before": dense, "cycles_after": sel.cycles, "speedup": dense / max(1, sel.cycles),
         "accuracy_before": acc_before, "accuracy_after_prune": acc_pruned, "accuracy_after": acc_after,
         "finetune_epochs": finetune_epochs, "blocks_kept": int(sel.keep.sum()), "blocks": layout.n_blocks,

@@ -7,6 +7,9 @@
   JSON list.
 * :mod:`._select`: keep blocks under a cycle budget, exactly (a MIP on any
   backend) or greedily; unstructured magnitude pruning at the same cycles.
+* :mod:`._reconstruct`: the layer-output reconstruction error (least-squares
+  re-fit) as the selection objective: per column-block error curves, exact
+  allocation (MILP) vs greedy; :mod:`._objectives` names the objectives.
 * :mod:`._assign`: layer tiles on several arrays, MIP / CP-SAT vs LPT.
 * :mod:`._blocks` (torch): block scores from per-weight importances, applying
   a decision with its mask, fine-tuning with the mask held.
@@ -37,6 +40,14 @@ from optprune.systolic._gemms import (
     gemms_from_torch,
     load_gemms,
 )
+from optprune.systolic._objectives import BLOCK_OBJECTIVES, ReconstructionObjective, ScoreObjective
+from optprune.systolic._reconstruct import (
+    BlockCurves,
+    block_curves,
+    greedy_reconstruction,
+    refit_operands,
+    select_blocks_reconstruction,
+)
 from optprune.systolic._select import (
     BlockSelection,
     budget_cycles,
@@ -46,8 +57,9 @@ from optprune.systolic._select import (
     unstructured_at_cycles,
 )
 
-_TORCH_NAMES = ("apply_blocks", "apply_weight_masks", "block_scores", "finetune_masked",
-                "gemm_modules", "operand_weights", "save_block_mask", "weight_importance")
+_TORCH_NAMES = ("apply_blocks", "apply_refit", "apply_weight_masks", "block_scores", "finetune_masked",
+                "gemm_modules", "layer_biases", "layer_inputs", "operand_weights", "save_block_mask",
+                "weight_importance")
 
 
 def __getattr__(name: str):
@@ -60,16 +72,19 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "BLOCK_OBJECTIVES",
     "DATAFLOWS",
     "MAX_BLOCKS",
     "MAX_DIM",
     "SUPPORTED_LAYERS",
     "ArraySpec",
     "Assignment",
+    "BlockCurves",
     "BlockLayout",
     "BlockSelection",
     "GemmLayer",
     "assign_tiles",
+    "block_curves",
     "block_layout",
     "block_sums",
     "budget_cycles",
@@ -80,13 +95,18 @@ __all__ = [
     "gemms_from_network",
     "gemms_from_torch",
     "greedy_blocks",
+    "greedy_reconstruction",
     "load_gemms",
     "lpt_assign",
     "makespan",
     "parse_array",
     "parse_arrays",
+    "ReconstructionObjective",
+    "refit_operands",
     "row_blocks",
+    "ScoreObjective",
     "select_blocks",
+    "select_blocks_reconstruction",
     "tile_durations",
     "unstructured_at_cycles",
     *_TORCH_NAMES,

@@ -29,8 +29,8 @@ from optprune.scoring import WEIGHT_SCORERS
 from optprune.scoring._weights import weight_layers
 from optprune.systolic._cycles import BlockLayout, block_sums
 
-__all__ = ["apply_blocks", "apply_weight_masks", "block_scores", "finetune_masked", "gemm_modules",
-           "operand_weights", "save_block_mask", "weight_importance"]
+__all__ = ["apply_blocks", "apply_refit", "apply_weight_masks", "block_scores", "finetune_masked", "gemm_modules",
+           "layer_biases", "layer_inputs", "operand_weights", "save_block_mask", "weight_importance"]
 
 def gemm_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The Linear / Conv2d modules in definition order (the order of :func:`gemms_from_torch` for a chain)."""
@@ -136,3 +136,59 @@ def finetune_masked(model: nn.Module, masks: dict[str, torch.Tensor], data, epoc
     finally:
         remove_masks(model)
     return model
+
+
+def layer_inputs(model: nn.Module, X, batch_size: int = 512) -> list[np.ndarray]:
+    """Each Linear layer's calibration inputs as ``(rows, K)`` float64 arrays (a forward hook per layer; the rows of
+    a token sequence are its tokens, as in the layer's GEMM). Conv2d layers are refused (their GEMM input is the
+    im2col matrix, not gathered here)."""
+    from optprune.errors import UnsupportedLayerError
+
+    modules = gemm_modules(model)
+    for name, m in modules:
+        if not isinstance(m, nn.Linear):
+            raise UnsupportedLayerError(name, type(m).__name__, ("Linear",))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in modules}
+
+    def hook(name):
+        def record(module, inputs, output):
+            x = inputs[0].detach()
+            parts[name].append(x.reshape(-1, x.shape[-1]).double().cpu().numpy())
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in modules]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            dtype = next(model.parameters()).dtype
+            X = torch.as_tensor(np.asarray(X), dtype=dtype)
+            for start in range(0, len(X), batch_size):
+                model(X[start:start + batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return [np.concatenate(parts[name]) for name, _ in modules]
+
+
+def layer_biases(model: nn.Module) -> list[np.ndarray | None]:
+    """Each Linear/Conv2d layer's bias as a float64 array (None where it has none)."""
+    return [None if m.bias is None else m.bias.detach().double().cpu().numpy() for _, m in gemm_modules(model)]
+
+
+def apply_refit(model: nn.Module, layout: BlockLayout, keep, operands: list[tuple[np.ndarray, np.ndarray]]
+                ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A copy of ``model`` with re-fitted weights and biases (``K x N`` operands, e.g. from
+    :func:`optprune.systolic.refit_operands`), pruned blocks zero, and its keep-masks (torch layout)."""
+    pruned, masks = apply_blocks(model, layout, keep)
+    modules = gemm_modules(pruned)
+    if len(operands) != len(modules):
+        raise ShapeMismatchError(f"{len(operands)} re-fitted layers for {len(modules)} Linear/Conv2d layers")
+    with torch.no_grad():
+        for (name, m), (W, b) in zip(modules, operands):
+            t = torch.as_tensor(np.asarray(W).T.copy(), dtype=m.weight.dtype).reshape(m.weight.shape)
+            m.weight.copy_(t * masks[name])
+            if m.bias is not None:
+                m.bias.copy_(torch.as_tensor(np.asarray(b), dtype=m.bias.dtype))
+    return pruned, masks
