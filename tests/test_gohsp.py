@@ -193,6 +193,33 @@ def test_gohsp_estimator_meets_the_budget_and_records_admm(tiny_data):
     assert 0.0 <= est.score(*tiny_data) <= 1.0
 
 
+def test_gohsp_budgets_from_reconstruction_curves(tiny_data):
+    from optprune.pruning._reconstruct import error_curves
+    from optprune.search import error_values
+
+    model = make_vit(TINY, seed=0)
+    rec = GOHSP(0.6, admm_iterations=0, finetune_epochs=0, budgets="reconstruction", calibration_size=64)
+    rec.fit(model, tiny_data)
+    paper = GOHSP(0.6, admm_iterations=0, finetune_epochs=0, calibration_size=64).fit(model, tiny_data)
+    assert rec.n_params_after_ <= 0.6 * rec.n_params_before_ and paper.error_curves_ == {}
+    gen = torch.Generator().manual_seed(0)  # the estimator's calibration sample
+    X = torch.as_tensor(tiny_data[0])
+    calib = X[torch.randperm(len(X), generator=gen)[:64]]
+    curves = error_curves(model, (calib, None), model.input_shape)
+    assert set(curves) == set(rec.error_curves_)
+    for name, curve in curves.items():
+        assert np.allclose(curve, rec.error_curves_[name], rtol=1e-9, atol=1e-12)
+    values = error_values(curves)
+    mine = sum(values[n][len(k)] for n, k in rec.budget_kept_.items())
+    theirs = sum(values[n][len(k)] for n, k in paper.budget_kept_.items())
+    assert mine >= theirs - 1e-9  # the allocation is the exact optimum of the curves under the same budget
+    for name, kept in rec.budget_kept_.items():  # the kept units of each width: the graph/magnitude ranking's top
+        order = np.argsort(-rec.scores_[name], kind="stable")
+        assert kept == sorted(order[: len(kept)].tolist())
+    with pytest.raises(InvalidParameterError, match="budgets"):
+        GOHSP(0.6, budgets="magic").fit(model, tiny_data)
+
+
 def test_gohsp_named_errors(tiny_data):
     model = make_vit(TINY, seed=0)
     with pytest.raises(UnsupportedLayerError, match="Sequential"):

@@ -44,6 +44,9 @@ def test_gohsp_command_reports_and_writes(capsys, tiny_vit, tmp_path):
     assert list(pruned.config.heads) == payload["heads_kept"] and list(pruned.config.mlp) == payload["mlp_widths"]
     assert sum(p.numel() for p in pruned.parameters()) == payload["params_after"]
     assert plot.stat().st_size > 0
+    code, rec = cli(capsys, "gohsp", str(tiny_vit), "--budget", "params=0.6", "--data", "digits",
+                    "--admm-iterations", "0", "--finetune-epochs", "0", "--budgets", "reconstruction")
+    assert code == 0 and rec["budgets"] == "reconstruction" and rec["params_after"] <= 0.6 * rec["params_before"]
 
 
 # TINY's parameters by hand (dim 16, head_dim 4, 17 tokens, 10 classes): patch embedding 2*2*16 + 16 = 80, class
@@ -67,6 +70,7 @@ def test_hand_counted_parameters_of_tiny():
         (("--budget", "memory=0.5"), "InvalidParameterError", "params"),
         (("--data", "mnist"), "ShapeMismatchError", "(1, 8, 8)"),
         (("--out", "x.txt"), "InvalidParameterError", ".onnx, .pt"),
+        (("--budgets", "magic"), "InvalidParameterError", "'search' or 'reconstruction'"),
     ],
 )
 def test_gohsp_command_named_errors(capsys, tiny_vit, args, error_type, says):

@@ -59,6 +59,9 @@ def _plot_residuals(history: list[dict], path: Path) -> None:
 def gohsp_command(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A ViT saved by optprune.vit.save_vit (.pt).")],
     budget: Annotated[str, typer.Option("--budget", help="Kept: params=0.6 or flops=F.")] = "params=0.6",
+    budgets: Annotated[str, typer.Option(
+        "--budgets", help="Per-layer budgets from: search (the exact search on the graph/magnitude scores) or "
+        "reconstruction (the exact width allocation on the layers' reconstruction error curves).")] = "search",
     data: Annotated[str, typer.Option("--data", help="mnist or digits: graph, ADMM, fine-tuning, accuracy.")] = "mnist",
     similarity: Annotated[str, typer.Option("--similarity", help="correlation or attention.")] = "correlation",
     damping: Annotated[float, typer.Option("--damping", help="PageRank damping of the head graph's walk.")] = 0.85,
@@ -80,6 +83,8 @@ def gohsp_command(
     resource, fraction = parse_budget(budget)
     if data not in ("mnist", "digits"):
         raise InvalidParameterError(f"--data must be 'mnist' or 'digits'; got {data!r}")
+    if budgets not in ("search", "reconstruction"):
+        raise InvalidParameterError(f"--budgets must be 'search' or 'reconstruction'; got {budgets!r}")
     for option, value in (("--admm-iterations", admm_iterations), ("--admm-epochs", admm_epochs),
                           ("--finetune-epochs", finetune_epochs), ("--seed", seed)):
         check_number(option, value, low=1 if option == "--admm-epochs" else 0)
@@ -104,7 +109,8 @@ def gohsp_command(
     stderr_console.log(f"{model_path.name}: test-fold accuracy {acc_before:.4f}")
     est = GOHSP(fraction, resource=resource, similarity=similarity, damping=float(damping),
                 admm_iterations=admm_iterations, admm_epochs=admm_epochs, rho=float(rho),
-                rho_growth=float(rho_growth), finetune_epochs=finetune_epochs, lr=float(lr), seed=seed)
+                rho_growth=float(rho_growth), finetune_epochs=finetune_epochs, lr=float(lr), seed=seed,
+                budgets=budgets)
     est.fit(model, (X_train, y_train))
     acc_after = est.score(X_test, y_test)
     stderr_console.log(f"GOHSP {resource}={fraction}: {est.n_params_after_}/{est.n_params_before_} parameters, "
@@ -119,6 +125,7 @@ def gohsp_command(
     payload = {
         "model": str(model_path),
         "budget": {resource: fraction},
+        "budgets": budgets,
         "data": data,
         "params_before": est.n_params_before_,
         "params_after": est.n_params_after_,

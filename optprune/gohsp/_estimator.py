@@ -7,7 +7,14 @@ Optimization-based Heterogeneous Structured Pruning for Vision Transformers"
 1. score heads with the stationary distribution of the head-similarity graph
    and MLP neurons by magnitude (:class:`~optprune.gohsp.GraphHeadScorer`);
 2. per-layer budgets (heads and neurons kept per block) from the exact
-   structure search under the parameter budget (:func:`~optprune.gohsp.search_keep`);
+   structure search under the parameter budget: on the scores of step 1
+   (:func:`~optprune.gohsp.search_keep`, ``budgets="search"``), or on the
+   groups' reconstruction error curves (``budgets="reconstruction"``: the
+   greedy least-squares error of ``out_proj``/``fc2`` at every width,
+   :func:`optprune.pruning._reconstruct.error_curves`, through the exact width
+   allocation :func:`optprune.search.allocate_widths`, as the ``reconstruct``
+   decision's ``allocation="search"``; Meng et al., OSSCAR, ICML 2024), the
+   heads and neurons of those widths then ranked by step 1's scores;
 3. ADMM towards that heterogeneous structured-sparse set ``S``, the graph
    importance weighting the Z-step (:mod:`optprune.formulations.admm`);
 4. hard prune to the rows the last Z-step kept (:func:`optprune.pruning.apply_decision`:
@@ -33,7 +40,11 @@ from optprune.gohsp._scorer import GraphHeadScorer, search_keep
 from optprune.pruning import PruningDecision, apply_decision, count_parameters, dependency_groups, finetune
 from optprune.vit import check_inputs, check_vit, vit_accuracy
 
-__all__ = ["GOHSP"]
+__all__ = ["BUDGETS", "GOHSP"]
+
+#: where GOHSP's per-layer budgets come from: the exact search on the head-graph / magnitude scores (the paper's),
+#: or the exact width allocation on the groups' reconstruction error curves
+BUDGETS = ("search", "reconstruction")
 
 
 class GOHSP(BaseEstimator):
@@ -58,11 +69,14 @@ class GOHSP(BaseEstimator):
     distill : bool
         Fine-tune with distillation from the unpruned model.
     calibration_size : int
-        Training images used to build the head graph.
+        Training images used to build the head graph (and the error curves).
+    budgets : "search" or "reconstruction"
+        Where the per-layer budgets come from (module doc, step 2).
 
     Attributes after :meth:`fit`: ``groups_``, ``scores_`` (per group),
     ``head_importance_`` (stationary probabilities per block), ``budget_kept_``
-    (kept indices per group from the search), ``search_result_``,
+    (kept indices per group from the search), ``search_result_``, ``error_curves_``
+    (per group, with ``budgets="reconstruction"``; empty otherwise),
     ``admm_history_`` (list of dicts: rho, primal/dual residuals, kept rows),
     ``decision_`` (:class:`~optprune.pruning.PruningDecision`), ``model_`` (the
     pruned, fine-tuned ViT), ``heads_kept_``, ``mlp_widths_``,
@@ -84,6 +98,7 @@ class GOHSP(BaseEstimator):
         "seed": [Interval(int, 0, None)],
         "distill": [InstanceOf((bool,))],
         "calibration_size": [Interval(int, 1, None)],
+        "budgets": [Options(BUDGETS)],
     }
 
     def __init__(
@@ -103,6 +118,7 @@ class GOHSP(BaseEstimator):
         seed: int = 0,
         distill: bool = True,
         calibration_size: int = 256,
+        budgets: str = "search",
     ) -> None:
         self.budget = budget
         self.resource = resource
@@ -118,6 +134,7 @@ class GOHSP(BaseEstimator):
         self.seed = seed
         self.distill = distill
         self.calibration_size = calibration_size
+        self.budgets = budgets
 
     def fit(self, model: nn.Module, data: str | tuple[np.ndarray, np.ndarray]) -> GOHSP:
         """Prune ``model`` (left unchanged) on ``data``: a dataset name (its train fold) or ``(X, y)``."""
@@ -139,8 +156,20 @@ class GOHSP(BaseEstimator):
         heads = [g for g in prunable if g.kind == "heads"]
         total = sum(g.width for g in heads)
         self.head_importance_ = {g.name: self.scores_[g.name] / total for g in heads}
-        self.budget_kept_, self.search_result_ = search_keep(
-            work, self.scores_, self.groups_, self.budget, shape, resource=self.resource)
+        self.error_curves_: dict[str, np.ndarray] = {}
+        if self.budgets == "reconstruction":
+            from optprune.pruning._reconstruct import error_curves
+            from optprune.search import allocate_widths
+
+            self.error_curves_ = error_curves(work, (calib, None), shape, groups=self.groups_)
+            chosen, self.search_result_ = allocate_widths(
+                self.error_curves_, work, {self.resource: float(self.budget)}, input_shape=shape, min_width=1,
+                return_result=True)
+            self.budget_kept_ = {g.name: sorted(int(i) for i in np.argsort(-self.scores_[g.name], kind="stable")
+                                                [: int(chosen[g.name])]) for g in prunable}
+        else:
+            self.budget_kept_, self.search_result_ = search_keep(
+                work, self.scores_, self.groups_, self.budget, shape, resource=self.resource)
         widths = {g.name: g.width for g in prunable}
         keep = {n: len(k) for n, k in self.budget_kept_.items()}
 

@@ -55,6 +55,7 @@ __all__ = [
     "AllocationContext",
     "ReconstructDecision",
     "consumer_problem",
+    "error_curves",
     "reconstruct",
     "refit_consumers",
     "searched_widths",
@@ -344,6 +345,28 @@ def _write_back(work: nn.Module, group: Group, plan: _Plan, result: Reconstructi
         offset_u += cols.numel()
         offset_o += n_out
         offset_r += n_kept
+
+
+def error_curves(model: nn.Module, calibration: Any, input_shape: Sequence[int] | None = None, *,
+                 ridge: float | str = "auto", groups: Sequence[Group] | None = None) -> dict[str, np.ndarray]:
+    """Per prunable group of ``model`` (unchanged): ``curve[k]``, the greedy reconstruction error of its consumers
+    when the group keeps ``k`` units (:func:`optprune.reconstruction.elimination_path` on the dense model's
+    statistics), what :func:`optprune.search.allocate_widths` reads to choose the widths by optimisation."""
+    batches = _model_batches(model, calibration)
+    if not batches:
+        raise InvalidParameterError("error_curves: calibration data is needed; got none")
+    shape = tuple(input_shape or getattr(model, "input_shape", None) or batches[0][0].shape[1:])
+    if groups is None:
+        groups, _ = dependency_groups(model, shape)
+    prunable = [g for g in groups if g.prunable]
+    was_training = model.training
+    model.eval()
+    try:
+        targets = _dense_targets(model, batches, [m.module for g in prunable for m in g.members if m.role == "in"])
+        return {g.name: elimination_path(consumer_problem(model, model, g, batches, ridge, targets=targets)[0]).errors
+                for g in prunable}
+    finally:
+        model.train(was_training)
 
 
 def reconstruct(
