@@ -162,9 +162,12 @@ class GOHSP(BaseEstimator):
             from optprune.search import allocate_widths
 
             self.error_curves_ = error_curves(work, (calib, None), shape, groups=self.groups_)
-            chosen, self.search_result_ = allocate_widths(
+            allocated = allocate_widths(
                 self.error_curves_, work, {self.resource: float(self.budget)}, input_shape=shape, min_width=1,
                 return_result=True)
+            assert isinstance(allocated, tuple)
+            chosen: dict[str, int] = allocated[0]
+            self.search_result_: object = allocated[1]
             self.budget_kept_ = {g.name: sorted(int(i) for i in np.argsort(-self.scores_[g.name], kind="stable")
                                                 [: int(chosen[g.name])]) for g in prunable}
         else:
