@@ -48,7 +48,8 @@ class BMRSDecision(MethodDecision):
     """BMRS (Bayesian model reduction): trains a copy ``epochs`` epochs with noise, removes units whose Delta F >= 0.
 
     ``prior="normal"`` is BMRS_N (log-normal), ``"uniform"`` BMRS_U-8 (log-uniform, 8-bit precision bounds);
-    no threshold and no target: the ratio is ignored.
+    the authors' settings (:class:`~optprune.bayes.BMRS` defaults), a pruning step after every epoch as in
+    their continuous pruning; no threshold and no target: the ratio is ignored.
     """
 
     options: ClassVar[dict[str, tuple[Any, list[Constraint | None]]]] = _epochs(BMRS)
@@ -60,7 +61,7 @@ class BMRSDecision(MethodDecision):
               **options: Any) -> MethodOutcome:
         epochs = self.check_options(options, f"decision 'bmrs' ({self.prior} prior)")["epochs"]
         est = BMRS(prior=self.prior, reduced=None if self.prior == "normal" else precision_bounds(8), epochs=epochs,
-                   prune_every=max(1, epochs // 3) if epochs > 1 else 0, seed=seed,
+                   prune_every=1, seed=seed,
                    input_shape=tuple(int(d) for d in input_shape))
         est.fit(model, data)
         info = {"delta_f_nonnegative": int(sum(int((d >= 0).sum()) for d in est.delta_f_.values())),
