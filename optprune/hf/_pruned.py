@@ -149,18 +149,18 @@ def unit_masks_hf(model: nn.Module, groups: Sequence[HFGroup],
 
     The mask multiplies the unit's columns at the consumer's input (a forward pre-hook), which for a
     0/1 mask is exactly the model with those units removed (:func:`cut_model`); masks may carry
-    gradients (Compresso's gates) and may change in place between passes. No copy is made.
+    gradients (Compresso's gates); ``masks[name]`` is read at every pass, so it may be replaced or changed
+    in place between passes. No copy is made.
     """
     handles = []
     try:
         for g in groups:
             if g.name not in masks:
                 continue
-            mask = masks[g.name]
             module = model.get_submodule(g.consumer)
 
-            def hook(module: nn.Module, args: tuple, g: HFGroup = g, mask: torch.Tensor = mask) -> tuple:
-                return (args[0] * column_scale(g, mask).to(args[0]), *args[1:])
+            def hook(module: nn.Module, args: tuple, g: HFGroup = g) -> tuple:
+                return (args[0] * column_scale(g, masks[g.name]).to(args[0]), *args[1:])  # read at every pass
 
             handles.append(module.register_forward_pre_hook(hook))
         yield model
