@@ -29,10 +29,9 @@ import os
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from optprune.errors import (
     DataNotFoundError,
@@ -43,6 +42,7 @@ from optprune.errors import (
 )
 from optprune.io._builder import ChainBuilder
 from optprune.io._conv import conv_spec_matches, conv_to_sparse
+from optprune.io._onnx_proto import attribute_value, load_model_proto, pb2, to_array
 from optprune.network import ConvSpec, Network
 
 __all__ = ["SUPPORTED_ONNX_OPS", "network_from_onnx", "network_to_onnx"]
@@ -54,12 +54,16 @@ SUPPORTED_ONNX_OPS: tuple[str, ...] = (
 _CONST_FOLD = {
     "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
 }
-_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+if TYPE_CHECKING:
+    import onnx
+
+# TensorProto FLOAT, DOUBLE, FLOAT16, BFLOAT16 (the reader does not import ``onnx``: optprune.io._onnx_proto)
+_FLOAT_TYPES = {1, 11, 10, 16}
 OPSET = 13
 
 
 def _load_model(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
-    if isinstance(model, onnx.ModelProto):
+    if isinstance(model, pb2().ModelProto):
         return model, model.graph.name or "onnx"
     path = Path(model)
     if path.is_dir():
@@ -69,7 +73,7 @@ def _load_model(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelP
     if path.stat().st_size == 0:
         raise FileFormatError(f"{path} is empty (0 bytes); an ONNX model (protobuf) is required")
     try:
-        proto = onnx.load(str(path))
+        proto = load_model_proto(path)
     except Exception as exc:  # protobuf raises its own DecodeError
         raise FileFormatError(f"{path} is not a valid ONNX protobuf: {exc}") from None
     if not proto.HasField("graph") or not (proto.graph.node or proto.graph.input):
@@ -79,13 +83,13 @@ def _load_model(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelP
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return {a.name: attribute_value(a) for a in node.attribute}
 
 
 def _constant_value(node: onnx.NodeProto, label: str) -> np.ndarray:
     attrs = _attrs(node)
     if "value" in attrs:
-        return numpy_helper.to_array(attrs["value"])
+        return to_array(attrs["value"])
     for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
                        ("value_ints", np.int64)):
         if key in attrs:
@@ -122,7 +126,7 @@ def _graph_input(graph: onnx.GraphProto, consts: dict) -> tuple[str, tuple[int, 
     ttype = inp.type.tensor_type
     if ttype.elem_type not in _FLOAT_TYPES:
         raise ShapeMismatchError(
-            f"ONNX input {inp.name!r} has element type {onnx.TensorProto.DataType.Name(ttype.elem_type)}; "
+            f"ONNX input {inp.name!r} has element type {pb2().TensorProto.DataType.Name(ttype.elem_type)}; "
             "a floating-point input is required"
         )
     dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
@@ -145,7 +149,7 @@ def network_from_onnx(model: str | os.PathLike | onnx.ModelProto, name: str | No
     """
     proto, default_name = _load_model(model)
     graph = proto.graph
-    consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    consts: dict[str, np.ndarray] = {t.name: to_array(t) for t in graph.initializer}
     dyn, input_shape, has_batch = _graph_input(graph, consts)
     builder = ChainBuilder(input_shape)
 
@@ -421,6 +425,10 @@ def network_to_onnx(net: Network, path: str | os.PathLike | None = None, opset: 
     ``Flatten`` when the tensor is not flat), each followed by ``Relu`` when its
     activation is relu. Output ``"output"``. The model passes ``onnx.checker``.
     """
+    from optprune.io._onnx_proto import import_onnx
+
+    onnx = import_onnx()
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
     if opset < 13:
         raise ShapeMismatchError(f"network_to_onnx writes opset >= 13, got opset={opset}")
     nodes, inits = [], []
