@@ -25,6 +25,8 @@ _MODULES = {
                             "export_onnx_hf", "layer_widths_hf", "unit_masks_hf"),
     "optprune.hf._methods": ("HFCompresso", "HFLoRAShear", "HFOneShot", "hf_method", "merge_peft", "n_params",
                              "with_peft"),
+    "optprune.hf.sprint": ("SPRINT_LLAMA", "collect_head_outcomes_hf", "head_mask", "phenomenon",
+                           "sample_answers_hf", "train_sprint_llama"),
     "optprune.hf.vit": ("PrunedDeiTForImageClassification", "PrunedViTForImageClassification", "analyse_hf_vit",
                         "export_hf_vit_onnx", "from_optprune_vit", "gohsp_hf_vit", "mask_hf_vit", "prune_hf_vit",
                         "to_optprune_vit", "train_hf_vit"),
