@@ -6,10 +6,13 @@ them in ADMM and the rest fine-tuning; the others fine-tune for all of them),
 every fine-tuning distilled from the unpruned model (Adam, lr 1e-3, batch 64):
 
 * ``gohsp``: graph head ranking -> exact structure search -> ADMM -> hard prune -> fine-tune;
+* ``gohsp, rec. budgets``: the same with the per-layer budgets from the exact width allocation on the layers'
+  reconstruction error curves (``GOHSP(budgets="reconstruction")``, issue 24) instead of the search on the scores;
 * ``(a) magnitude+uniform``: group magnitude, the same ratio of heads and MLP
   neurons removed in every block (smallest ratio on a 2.5% grid meeting the budget);
 * ``(b) taylor+search``: first-order Taylor importance with the exact structure search;
 * ``(c) graph+search``: GOHSP without ADMM;
+* ``(c) graph+rec. budgets``: GOHSP without ADMM, budgets from the reconstruction curves;
 * ``(d) torch-pruning``: Torch-Pruning's MetaPruner with head pruning
   (``prune_num_heads``), group L2 magnitude, one ratio for heads and MLP
   neurons (smallest on the grid meeting the budget); residual stream excluded.
@@ -110,10 +113,18 @@ def run(args) -> list[dict]:
         records.append(finish("gohsp", budget, est.model_, t0, args.finetune_epochs,
                               {"admm": [{k: h[k] for k in ("rho", "primal_residual", "dual_residual")}
                                         for h in est.admm_history_]}))
-        # (c) graph ranking + search, no ADMM
+        # GOHSP with the per-layer budgets from the reconstruction error curves
         t0 = time.time()
-        est = GOHSP(budget, admm_iterations=0, finetune_epochs=0).fit(model, (Xtr, ytr))
-        records.append(finish("(c) graph+search", budget, est.model_, t0, train_epochs, {}))
+        est = GOHSP(budget, admm_iterations=args.admm_iterations, admm_epochs=args.admm_epochs, rho=args.rho,
+                    rho_growth=args.rho_growth, finetune_epochs=0, budgets="reconstruction").fit(model, (Xtr, ytr))
+        records.append(finish("gohsp, rec. budgets", budget, est.model_, t0, args.finetune_epochs,
+                              {"admm": [{k: h[k] for k in ("rho", "primal_residual", "dual_residual")}
+                                        for h in est.admm_history_]}))
+        # (c) graph ranking + search, no ADMM; and with the reconstruction budgets
+        for name, budgets in (("(c) graph+search", "search"), ("(c) graph+rec. budgets", "reconstruction")):
+            t0 = time.time()
+            est = GOHSP(budget, admm_iterations=0, finetune_epochs=0, budgets=budgets).fit(model, (Xtr, ytr))
+            records.append(finish(name, budget, est.model_, t0, train_epochs, {}))
         # (b) Taylor + search
         t0 = time.time()
         scores = score_model(model, "taylor", (Xtr[calib], ytr[calib]), groups=groups)
@@ -168,6 +179,19 @@ def summary(records: list[dict], args, header: str) -> str:
             best = max(rows, key=lambda r: r["accuracy_after"])
             lines.append(f"- {1 - budget:.0%} fewer parameters: best after fine-tuning is {best['method']} "
                          f"({best['accuracy_after']:.4f}).")
+    pairs = [("gohsp", "gohsp, rec. budgets"), ("(c) graph+search", "(c) graph+rec. budgets")]
+    lines += ["", "Per-layer budgets from the reconstruction error curves vs the paper's search on the scores "
+              "(points; acc. pruned = before fine-tuning, after ADMM for gohsp; acc. after = after it):", ""]
+    for budget in sorted({r["budget_kept"] for r in records}, reverse=True):
+        for base, rec in pairs:
+            a = next((r for r in records if r["budget_kept"] == budget and r["method"] == base and "error" not in r),
+                     None)
+            b = next((r for r in records if r["budget_kept"] == budget and r["method"] == rec and "error" not in r),
+                     None)
+            if a and b:
+                lines.append(f"- {1 - budget:.0%}, {rec} vs {base}: pruned "
+                             f"{100 * (b['accuracy_pruned'] - a['accuracy_pruned']):+.2f}, after "
+                             f"{100 * (b['accuracy_after'] - a['accuracy_after']):+.2f}")
     gohsp = [r for r in records if r["method"] == "gohsp"]
     lines += ["", "Targets of the issue:", ""]
     at40 = [r for r in gohsp if abs(r["budget_kept"] - 0.6) < 1e-9]
@@ -178,7 +202,7 @@ def summary(records: list[dict], args, header: str) -> str:
     at50 = [r for r in records if abs(r["budget_kept"] - 0.5) < 1e-9 and "error" not in r]
     if at50 and any(r["method"] == "gohsp" for r in at50):
         g = next(r for r in at50 if r["method"] == "gohsp")
-        others = [r for r in at50 if r["method"] != "gohsp"]
+        others = [r for r in at50 if r["method"] not in ("gohsp", "gohsp, rec. budgets", "(c) graph+rec. budgets")]
         ahead = all(g["accuracy_after"] > r["accuracy_after"] for r in others)
         margin = min((g["accuracy_after"] - r["accuracy_after"]) * 100 for r in others) if others else float("nan")
         lines.append(f"- GOHSP ahead of every baseline at 50%: {'yes' if ahead else 'no'} "
