@@ -37,7 +37,8 @@ sprint_app = typer.Typer(
 )
 commands.add_typer(sprint_app, name="sprint")
 
-MODEL_HELP = "A language model written by optprune lm train / prune (.pt)."
+MODEL_HELP = ("A language model written by optprune lm train / prune (.pt), or a transformers causal LM "
+              "folder (save_pretrained: LLaMA, GPT-2, OPT or their pruned forms).")
 def _distinct_paths(paths: dict[str, Path | None]) -> None:
     """Refuse one file given for two roles (``--out X --cache X`` would write the selector over its cache)."""
     seen: dict[str, str] = {}
@@ -63,18 +64,52 @@ def _data(name: str):
     return get_task(name)
 
 
+def _is_hf(path: Path) -> bool:
+    """A transformers folder (save_pretrained) rather than an optprune .pt file."""
+    from optprune.hf._models import is_hf_folder
+
+    return is_hf_folder(path)
+
+
+def _load_for_eval(path: Path):
+    """``(model the LM loops take, widths)``: a TinyLM file, or a transformers folder behind its adapter."""
+    if _is_hf(path):
+        from optprune.hf._methods import n_params
+        from optprune.hf._models import CausalLMAdapter, load_hf
+        from optprune.hf._pruned import layer_widths_hf
+        from optprune.hf._structure import hf_groups
+
+        hf = load_hf(path)
+        return CausalLMAdapter(hf), {"params": n_params(hf), **layer_widths_hf(hf, hf_groups(hf))}
+    from optprune.lm import layer_widths, load_lm
+    from optprune.pruning import count_parameters
+
+    model = load_lm(path)
+    return model, {"params": count_parameters(model), **layer_widths(model)}
+
+
 @lm_app.command("train")
 def train_command(
     out: Annotated[Path, typer.Option("--out", help="Where to write the model (.pt).")],
     steps: Annotated[int, typer.Option("--steps", help="AdamW steps of 64 problems.")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the initial weights and the training stream.")] = 0,
     data: Annotated[str, typer.Option("--data", help="Dataset: arith.")] = "arith",
+    arch: Annotated[str, typer.Option(
+        "--arch", help="tinylm (the project's model, .pt) or a transformers family written as a save_pretrained "
+        "folder: llama (4 layers, d=64, 4 heads on 2 KV heads, SwiGLU 128), gpt2 or opt (d=64, 4 heads, MLP 256).")
+    ] = "tinylm",
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Train the reference TinyLM (4 layers, d=64, 4 heads, MLP 256) from a seed; report test exact match."""
+    """Train the reference TinyLM (4 layers, d=64, 4 heads, MLP 256) or a transformers LM; report test exact match."""
     check_number("--steps", steps, low=1)
     check_number("--seed", seed, low=0)
+    archs = ("tinylm", "llama", "gpt2", "opt")
+    if arch not in archs:
+        raise InvalidParameterError(f"--arch must be one of {', '.join(archs)}; got {arch!r}")
+    if arch != "tinylm":
+        _train_hf(out, steps, seed, data, arch, force, as_json)
+        return
     check_output_file("--out", out, force=force)
     task = _data(data)
     _threads()
@@ -92,6 +127,32 @@ def train_command(
     emit(payload, as_json)
 
 
+def _train_hf(out: Path, steps: int, seed: int, data: str, arch: str, force: bool, as_json: bool) -> None:
+    """``lm train --arch llama|gpt2|opt``: train a transformers model from its config and save_pretrained it."""
+    if out.exists() and not force:
+        raise InvalidParameterError(f"--out {out} exists; pass --force to overwrite it")
+    if out.suffix:
+        raise InvalidParameterError(f"--out: a transformers model is a folder; give a path without suffix, got {out}")
+    task = _data(data)
+    _threads()
+    from optprune.hf._methods import n_params
+    from optprune.hf._models import CausalLMAdapter
+    from optprune.hf._train import save_hf, train_hf
+    from optprune.lm import exact_match, perplexity
+
+    t0 = time.time()
+    model, losses = train_hf(arch, steps=steps, seed=seed, log_every=0 if as_json else 200,
+                             **({"n_kv_heads": 2} if arch == "llama" else {}))
+    seconds = time.time() - t0
+    test = task.problems("test")
+    adapter = CausalLMAdapter(model)
+    payload = {"out": str(out), "arch": arch, "steps": steps, "seed": seed, "train_seconds": round(seconds, 1),
+               "params": n_params(model), "final_loss": float(sum(losses[-50:]) / len(losses[-50:])),
+               "exact_match": exact_match(adapter, test), "perplexity": perplexity(adapter, test)}
+    save_hf(model, out, force=force, metadata={k: v for k, v in payload.items() if k != "out"})
+    emit(payload, as_json)
+
+
 @lm_app.command("eval")
 def eval_command(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
@@ -103,14 +164,13 @@ def eval_command(
     """Exact-match accuracy (greedy) and perplexity per completion token on a split."""
     task = _data(data)
     _threads()
-    from optprune.lm import exact_match, layer_widths, load_lm, perplexity
-    from optprune.pruning import count_parameters
+    from optprune.lm import exact_match, perplexity
 
-    model = load_lm(model_path)
+    model, info = _load_for_eval(model_path)
     problems = task.problems(split)
-    emit({"model": str(model_path), "split": split, "n": len(problems), "params": count_parameters(model),
+    emit({"model": str(model_path), "split": split, "n": len(problems), "params": info.pop("params"),
           "exact_match": exact_match(model, problems, prefix=prefix),
-          "perplexity": perplexity(model, problems, prefix=prefix), **layer_widths(model)}, as_json)
+          "perplexity": perplexity(model, problems, prefix=prefix), **info}, as_json)
 
 
 @lm_app.command("generate")
@@ -129,9 +189,9 @@ def generate_command(
     if any(not p for p in prompt):
         raise InvalidParameterError("--prompt needs at least one character (such as 047+285=); got ''")
     _threads()
-    from optprune.lm import generate, load_lm
+    from optprune.lm import generate
 
-    model = load_lm(model_path)
+    model, _ = _load_for_eval(model_path)
     outs = generate(model, prompt, temperature=temperature, top_k=top_k or None, seed=seed)
     emit({"prompts": prompt, "completions": outs}, as_json, human="\n".join(p + o.rstrip("\n")
                                                                            for p, o in zip(prompt, outs)))
@@ -152,7 +212,14 @@ def prune_command(
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Prune heads, MLP neurons (and, Compresso, hidden dimensions) training only LoRA adapters."""
+    """Prune heads, MLP neurons (and, Compresso, hidden dimensions) training only LoRA adapters.
+
+    MODEL may be a transformers folder: then the units are its dependency groups (KV heads with their
+    query heads, MLP neurons), LoRA is peft's, and --out is a save_pretrained folder (or .onnx).
+    """
+    if _is_hf(model_path):
+        _prune_hf(model_path, method, ratio, data, steps, recovery, lora_rank, seed, out, force, as_json)
+        return
     LM_METHODS.check(method, "--method")
     check_number("--ratio", ratio, low=0, high=1, low_open=True, high_open=True)
     check_number("--steps", steps, low=1)
@@ -194,6 +261,53 @@ def prune_command(
             save_lm(est.model_, out, {k: payload[k] for k in ("method", "ratio", "steps")})
         payload["out"] = str(out)
     emit(payload, as_json)
+
+
+def _prune_hf(model_path: Path, method: str, ratio: float, data: str, steps: int, recovery: str, lora_rank: int,
+              seed: int, out: Path | None, force: bool, as_json: bool) -> dict:
+    """``lm prune`` (and ``optprune prune``) on a transformers folder: :func:`optprune.hf.hf_method`."""
+    from optprune.hf._methods import RECOVERIES, hf_method, hf_pruning_report
+
+    check_number("--ratio", ratio, low=0, high=1, low_open=True, high_open=True)
+    check_number("--steps", steps, low=1)
+    check_number("--lora-rank", lora_rank, low=1)
+    check_number("--seed", seed, low=0)
+    if recovery not in RECOVERIES:
+        raise InvalidParameterError(f"--recovery must be one of {', '.join(RECOVERIES)}; got {recovery!r}")
+    est = hf_method(method, ratio, steps=steps, lora_rank=lora_rank, seed=seed, recovery=recovery)
+    if out is not None:
+        if out.suffix.lower() not in ("", ".onnx"):
+            raise InvalidParameterError(f"--out for a transformers model: a folder (no suffix) for save_pretrained or "
+                                        f"an .onnx file; got {out}")
+        if out.exists() and not force:
+            raise InvalidParameterError(f"--out {out} exists; pass --force to overwrite it")
+    task = _data(data)
+    _threads()
+    from optprune.hf._models import load_hf
+    from optprune.hf._pruned import export_onnx_hf
+    from optprune.hf._train import save_hf
+
+    model = load_hf(model_path)
+    prefix = getattr(est, "prompt", None) or ""
+    if not as_json:
+        stderr_console.print(f"pruning {model_path} ({type(model).__name__}) with {method} at ratio {ratio} "
+                             f"({steps} steps)")
+    t0 = time.time()
+    est.fit(model, task)
+    seconds = time.time() - t0
+    report = hf_pruning_report(model, est.model_, task, prefix=prefix)
+    achieved = 1.0 - report["params_after"] / report["params_before"]
+    payload = {"model": str(model_path), "architecture": type(model).__name__, "method": method, "ratio": ratio,
+               "ratio_achieved": round(achieved, 4), "steps": steps, "seconds": round(seconds, 1),
+               "prune_seconds": round(float(getattr(est, "prune_seconds_", seconds)), 2), **report}
+    if out is not None:
+        if out.suffix.lower() == ".onnx":
+            export_onnx_hf(est.model_, out)
+        else:
+            save_hf(est.model_, out, force=force, metadata={k: payload[k] for k in ("method", "ratio", "steps")})
+        payload["out"] = str(out)
+    emit(payload, as_json)
+    return payload
 
 
 @sprint_app.command("train")

@@ -138,6 +138,35 @@ def _log_refit(report: dict) -> None:
     )
 
 
+def _is_language_model(path: Path) -> bool:
+    """A transformers folder, or a ``.pt`` file in optprune's LM format (``optprune.lm/1``)."""
+    from optprune.hf._models import is_hf_folder
+
+    if is_hf_folder(path):
+        return True
+    if path.suffix.lower() != ".pt" or not path.is_file():
+        return False
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a plain checkpoint: the MNIST path reads it and names the problem
+        return False
+    return isinstance(data, dict) and data.get("format") == "optprune.lm/1"
+
+
+def _prune_language_model(path: Path, method: str, ratio: float, data: str, seed: int, out: Path | None, force: bool,
+                          as_json: bool) -> None:
+    """``optprune prune LM --method M``: the LM path with the default LM settings (300 steps, LoRA rank 8)."""
+    from optprune.cli._lm import prune_command as lm_prune
+    from optprune.errors import InvalidParameterError
+
+    if data not in ("mnist", "arith"):  # mnist is this command's default, not a choice made for an LM
+        raise InvalidParameterError(f"--data for a language model must be arith; got {data!r}")
+    lm_prune(path, method=method, ratio=ratio, data="arith", steps=300, recovery="lora", lora_rank=8, seed=seed,
+             out=out, force=force, as_json=as_json)
+
+
 @commands.command("prune")
 def prune_command(
     network: Annotated[Path, typer.Argument(help="An .onnx file or a torch model file (.pt, .pth).")],
@@ -180,7 +209,15 @@ def prune_command(
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=TRUST_PICKLE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Prune a network's neurons/channels, optionally fine-tune, report parameters and accuracy."""
+    """Prune a network's neurons/channels, optionally fine-tune, report parameters and accuracy.
+
+    A language model (a transformers folder written by save_pretrained, or an optprune lm .pt file) goes
+    to the LM path (``optprune lm prune``: --method names an LM method, default settings; --data arith).
+    """
+    if _is_language_model(network):
+        _prune_language_model(network, method if method != "scorer" else scorer, ratio, data, seed, out, force,
+                              as_json)
+        return
 
     from optprune.errors import InvalidParameterError, OptpruneError
     from optprune.io import load_torch_model

@@ -59,7 +59,8 @@ from optprune.lm._eval import task_loss
 from optprune.lm._train import fit_lm
 from optprune.pruning import keep_count
 
-__all__ = ["HF_SCORERS", "HFCompresso", "HFLoRAShear", "HFOneShot", "hf_method", "lora_targets", "merge_peft",
+__all__ = ["HF_SCORERS", "HFCompresso", "HFLoRAShear", "HFOneShot", "hf_method", "hf_pruning_report", "lora_targets",
+           "merge_peft",
            "n_params", "with_peft"]
 
 HF_SCORERS = ("magnitude", "taylor", "wanda_sp", "flap", "bonsai", "reconstruct")
@@ -87,7 +88,11 @@ def with_peft(model: nn.Module, groups: Sequence[HFGroup], rank: int, alpha: flo
     fan_in_fan_out = any(type(model.get_submodule(m.module)).__name__ == "Conv1D" for g in groups for m in g.members)
     cfg = peft.LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=0.0, target_modules=lora_targets(groups),
                           fan_in_fan_out=fan_in_fan_out, bias="none")
-    return peft.get_peft_model(model, cfg)
+    import warnings
+
+    with warnings.catch_warnings():  # peft asks transformers a deprecated gradient-checkpointing question
+        warnings.simplefilter("ignore", FutureWarning)
+        return peft.get_peft_model(model, cfg)
 
 
 def merge_peft(peft_model: nn.Module) -> nn.Module:
@@ -100,7 +105,7 @@ def merge_peft(peft_model: nn.Module) -> nn.Module:
 
 def _inner(peft_model: nn.Module) -> nn.Module:
     """The transformers model inside a peft model (its projections are the LoRA wrappers)."""
-    return peft_model.base_model.model
+    return peft_model.base_model.model  # type: ignore[return-value]
 
 
 def _check_ratio(owner: str, ratio: Any) -> None:
@@ -653,3 +658,29 @@ def hf_method(name: str, ratio: float, *, steps: int = 300, lora_rank: int = 8, 
     known = sorted([*one_shot, "lorashear", "compresso", "compresso-hidden", "compresso-prompt"])
     raise InvalidParameterError(f"unknown LM method {name!r} for a transformers model; allowed: {known}")
 
+
+
+def hf_pruning_report(dense: nn.Module, pruned: nn.Module, task: ArithTask, split: str = "test", prefix: str = "",
+                      dense_report: dict | None = None, groups: Sequence[HFGroup] | None = None) -> dict:
+    """``params``, ``exact_match`` and ``perplexity`` before/after and the kept widths per layer (as
+    :func:`optprune.lm.pruning_report`), for transformers models; the pruned one evaluated with ``prefix``."""
+    from optprune.lm._eval import exact_match, perplexity
+
+    problems = task.problems(split)
+    before = dense_report or {"params": n_params(dense), "exact_match": exact_match(CausalLMAdapter(dense), problems),
+                              "perplexity": perplexity(CausalLMAdapter(dense), problems)}
+    widths = layer_widths_hf(pruned, groups if groups is not None else hf_groups(dense))
+    adapter = CausalLMAdapter(pruned)
+    return {
+        "params_before": int(before["params"]),
+        "params_after": n_params(pruned),
+        "exact_match_before": float(before["exact_match"]),
+        "exact_match_after": float(exact_match(adapter, problems, prefix=prefix)),
+        "perplexity_before": float(before["perplexity"]),
+        "perplexity_after": float(perplexity(adapter, problems, prefix=prefix)),
+        "heads_kept": widths["heads"],
+        "kv_heads_kept": widths["kv_heads"],
+        "neurons_kept": widths["neurons"],
+        "split": split,
+        "prefix": prefix,
+    }

@@ -145,6 +145,8 @@ def load_hf(path: str | Path) -> nn.Module:
 
     import optprune.hf._pruned  # noqa: F401  (registers the pruned classes with the Auto classes)
 
+    transformers.utils.logging.disable_progress_bar()
+
     p = Path(path)
     if not is_hf_folder(p):
         raise FileFormatError(f"{p}: not a transformers model folder (expected config.json with a model_type, "

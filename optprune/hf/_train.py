@@ -52,6 +52,9 @@ def save_hf(model: nn.Module, path: str | Path, force: bool = False, metadata: d
     if path.exists() and not force:
         raise InvalidParameterError(f"{path} exists; pass force=True (--force) to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         with torch.no_grad():
