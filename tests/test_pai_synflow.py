@@ -112,3 +112,18 @@ def test_pai_estimators_train_exactly_the_iterative_mask():
 def test_bad_settings_name_the_problem(kwargs):
     with pytest.raises(InvalidParameterError, match="iterative SynFlow"):
         iterative_synflow_importance(_mlp(), None, input_shape=(4,), **{"density": 0.5, **kwargs})
+
+
+def test_the_reconvene_decision_takes_the_saliency_option():
+    from optprune.pruning import DECISIONS
+
+    X, y = load_dataset("digits", "train")
+    data = (X[:200], y[:200])
+    torch.manual_seed(4)
+    net = make_digits_cnn()
+    out = DECISIONS.get("reconvene").prune(net, data, (1, 8, 8), 0.8, epochs=1, saliency="synflow_iterative")
+    direct = Reconvene(saliency="synflow_iterative", ratio=0.8, epochs=0).fit(net, data)
+    assert out.info["sensitivity"] == pytest.approx(direct.sensitivity_)
+    assert out.decision.new_widths == direct.widths_
+    with pytest.raises(InvalidParameterError, match="saliency"):
+        DECISIONS.get("reconvene").prune(net, data, (1, 8, 8), 0.8, epochs=1, saliency="nope")

@@ -75,15 +75,20 @@ class BMRSDecision(MethodDecision):
 class ReconveneDecision(MethodDecision):
     """Reconvene: removes ``ratio`` of the parameters at initialisation, re-initialises, trains ``epochs`` epochs.
 
+    Option ``saliency``: the per-weight scorer (default ``snip``; ``synflow_iterative`` is Tanaka et al.'s
+    Algorithm 1), e.g. ``optprune prune NET --method reconvene --option saliency=synflow_iterative``.
+
     Warns with :class:`~optprune.pai.TrainedModelWarning` when the model looks trained.
     """
 
-    options: ClassVar[dict[str, tuple[Any, list[Constraint | None]]]] = _epochs(Reconvene)
+    options: ClassVar[dict[str, tuple[Any, list[Constraint | None]]]] = {
+        **_epochs(Reconvene), "saliency": ("snip", list(Reconvene._parameter_constraints["saliency"]))}
 
     def prune(self, model: nn.Module, data: Any, input_shape: Sequence[int], ratio: float, *, seed: int = 0,
               **options: Any) -> MethodOutcome:
-        epochs = self.check_options(options, "decision 'reconvene'")["epochs"]
-        rec = Reconvene(ratio=ratio, epochs=epochs, seed=seed, input_shape=tuple(int(d) for d in input_shape))
+        opts = self.check_options(options, "decision 'reconvene'")
+        rec = Reconvene(saliency=opts["saliency"], ratio=ratio, epochs=opts["epochs"], seed=seed,
+                        input_shape=tuple(int(d) for d in input_shape))
         rec.fit(model, data)
         return MethodOutcome(rec.transform(), rec.decision_, {"time_s": rec.time_, "sensitivity": rec.sensitivity_})
 
