@@ -393,7 +393,9 @@ def test_data_scorers_give_one_score_per_weight(scorer: str) -> None:
 
 
 def test_unknown_block_scorer() -> None:
-    with pytest.raises(InvalidParameterError, match="magnitude, taylor, fisher, wanda, flap, snip, synflow; got 'l2'"):
+    from optprune.scoring import WEIGHT_SCORERS
+
+    with pytest.raises(InvalidParameterError, match=", ".join(WEIGHT_SCORERS.names()) + "; got 'l2'"):
         weight_importance(nn.Sequential(nn.Linear(2, 2)), "l2")
 
 
@@ -440,3 +442,27 @@ def test_select_blocks_never_returns_less_than_greedy_and_reports_its_gap(monkey
             continue
         loose = select_blocks(layout, scores, 0.45, mip_gap=1.0)  # greedy within 100% of the LP bound: no MIP
         assert loose.method == "greedy (within mip_gap of the LP bound)" and loose.score == pytest.approx(g.score)
+
+
+def test_select_blocks_answers_by_its_deadline_with_greedy_and_a_valid_gap(monkeypatch) -> None:
+    from optprune.systolic import _select
+
+    _df, layout, scores = next(iter(tiny_instances()))
+    g = greedy_blocks(layout, scores, 0.45)
+    best = brute_force(layout, scores, budget_cycles(layout, 0.45))
+    # the guard returns the solver's answer when it comes in time (a child process solves it)
+    monkeypatch.setattr(_select, "GUARD_MIN_COLUMNS", 0)
+    timed = select_blocks(layout, scores, 0.45, time_limit=60, mip_gap=0.0)
+    assert timed.score == pytest.approx(best, abs=1e-6) and timed.extra["gap"] == pytest.approx(0.0, abs=1e-6)
+    # a deadline already past: the child is stopped and nothing comes back
+    from optprune.formulations.systolic import build_block_selection
+
+    model = build_block_selection(scores, layout.cost, layout.layer, budget_cycles(layout, 0.45), group=layout.group,
+                                  group_fixed=layout.group_fixed).model
+    assert _select.guarded_solve(model, "highs", _select.time.monotonic() - 1.0) is None
+    # a solver stopped at the deadline: greedy's selection with the LP relaxation's bound, a valid gap
+    monkeypatch.setattr(_select, "guarded_solve", lambda *a, **k: None)
+    sel = select_blocks(layout, scores, 0.45, time_limit=5, mip_gap=0.0)
+    assert sel.method == "greedy (mip:highs stopped at the time limit)" and sel.status == "time_limit"
+    assert sel.score == pytest.approx(g.score) and sel.cycles <= sel.budget
+    assert sel.bound >= best - 1e-9 and sel.extra["gap"] >= (best - g.score) / g.score - 1e-9
