@@ -32,6 +32,7 @@ import math
 import time
 
 import numpy as np
+from scipy import linalg
 
 from optprune.reconstruction._bound import _project_box
 from optprune.reconstruction._outer import (
@@ -52,6 +53,28 @@ _SAFETY = 1e-9  # relative to the start's objective: taken off the lower bound a
 _SPLIT_SHARE = 0.3  # of the time left after the local search: at most this much refining the split
 _ROOT_STEPS = 80  # projected-gradient steps at the root
 _NODE_STEPS = 30  # and at every other node (warm-started)
+_SHIFT_MARGIN = 1e-9  # relative to the mean of diag(A): kept back from a node's split shift against rounding
+
+
+def _node_split(A: np.ndarray, gamma: np.ndarray, lo: np.ndarray, hi: np.ndarray, slack: float) -> np.ndarray:
+    """The root split raised by ``δ`` on the node's free units: ``δ = λ_min`` of ``A`` on the units not fixed out
+    with ``γ`` taken off the free units only (less ``slack`` against rounding), so that matrix minus ``δ`` on the
+    free units stays PSD.
+
+    Why valid: at the node, units fixed out have ``w_i = 0`` and leave the problem; units fixed in have
+    ``z_i = 1``, where the perspective term ``γ_i ||w_i||^2 / z_i`` is the quadratic itself, so their ``γ_i``
+    changes neither ``f`` nor its convexity, which needs only ``A_LL - diag(γ on free, 0 on fixed in)`` PSD over
+    the live units ``L``. A larger ``γ`` on the free units gives a larger (tighter) relaxation.
+    """
+    live = np.flatnonzero(hi > 0)
+    free = (hi > lo)[live]
+    M = A[np.ix_(live, live)] - np.diag(np.where(free, gamma[live], 0.0))
+    delta = float(linalg.eigvalsh(M, subset_by_index=[0, 0], check_finite=False)[0]) - slack
+    if delta <= 0:
+        return gamma
+    out = gamma.copy()
+    out[live[free]] += delta
+    return out
 
 
 def _node_bound(oracle: PerspectiveOracle, k: int, lo: np.ndarray, hi: np.ndarray, z: np.ndarray, steps: int,
@@ -112,6 +135,7 @@ def _solve(problem: ReconstructionProblem, k: int, started: float, deadline: flo
         now = time.perf_counter()
         gamma, _, z = _refine_split(problem, A, gamma, k, z, upper, now + _SPLIT_SHARE * (deadline - now), info)
         oracle = PerspectiveOracle(problem, gamma)
+        slack = _SHIFT_MARGIN * float(np.mean(np.diag(A)))
         lo, hi = np.zeros(B), np.ones(B)
         root, z = _node_bound(oracle, k, lo, hi, z, _ROOT_STEPS)
         info["bound_root"] = root
@@ -141,7 +165,8 @@ def _solve(problem: ReconstructionProblem, k: int, started: float, deadline: flo
                 if kept == k or kept + open_ == k:  # a leaf: the completion is forced
                     evaluate((child_lo if kept == k else child_hi) > 0)
                     continue
-                child_bound, child_z = _node_bound(oracle, k, child_lo, child_hi, z, _NODE_STEPS,
+                child_oracle = PerspectiveOracle(problem, _node_split(A, gamma, child_lo, child_hi, slack))
+                child_bound, child_z = _node_bound(child_oracle, k, child_lo, child_hi, z, _NODE_STEPS,
                                                    upper - rtol * upper + margin)
                 order = np.argsort(-(child_z + 2.0 * child_lo), kind="stable")  # fixed-in first, then largest z
                 rounded = np.zeros(B, dtype=bool)

@@ -134,7 +134,7 @@ def perspective_split(A: np.ndarray, weights: np.ndarray | None = None, *, start
     while steps < max_newton:
         for _ in range(50):
             steps += 1
-            Sinv = linalg.inv(S0 - np.diag(x), check_finite=False)
+            Sinv = np.linalg.inv(S0 - np.diag(x))  # numpy: no LinAlgWarning near the barrier's boundary
             grad = w - mu * np.diag(Sinv) + mu / x
             hess = mu * (Sinv * Sinv) + np.diag(mu / x**2)  # minus the Hessian (positive definite)
             hess[np.diag_indices_from(hess)] += 1e-14 * float(np.trace(hess)) / live.size  # near the boundary
