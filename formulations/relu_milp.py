@@ -36,16 +36,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from optprune.errors import InvalidParameterError, ShapeMismatchError
+from optprune.errors import InvalidParameterError, ShapeMismatchError, UnsupportedLayerError
 from optprune.formulations._builder import ModelBuilder
 from optprune.milp import MILP
-from optprune.network import Network
+from optprune.network import PIECEWISE_LINEAR, Network
 
 if TYPE_CHECKING:  # annotations only: optprune.verification.bounds (OBBT) builds on this encoding
     from optprune.verification.bounds import Bounds
 
 __all__ = [
     "ReluEncoding",
+    "check_piecewise_linear",
     "encode_network",
     "build_spec_milp",
     "build_min_distortion_milp",
@@ -98,6 +99,17 @@ def _affine_rows(weight, rows: np.ndarray, prev_idx: np.ndarray, prev_zero: np.n
     return sub.row, prev_idx[kept][sub.col], -sub.data
 
 
+def check_piecewise_linear(net: Network, n_layers: int | None = None) -> None:
+    """Raise :class:`UnsupportedLayerError` for a layer (of the first ``n_layers``) whose activation a MIP
+    cannot encode exactly (sigmoid, tanh: :data:`optprune.network.PIECEWISE_LINEAR` are the ones it can)."""
+    for layer in net.layers[: len(net.layers) if n_layers is None else n_layers]:
+        if layer.activation not in PIECEWISE_LINEAR:
+            raise UnsupportedLayerError(
+                layer.name, f"{layer.activation} activation (a MIP encodes piecewise-linear activations only; "
+                            "bounds and the attack handle it: optprune verify --method bounds or auto)",
+                PIECEWISE_LINEAR)
+
+
 def encode_network(
     builder: ModelBuilder,
     net: Network,
@@ -119,6 +131,7 @@ def encode_network(
     if len(bounds) != len(net.layers):
         raise ShapeMismatchError(f"{len(bounds)} bound pairs for a network of {len(net.layers)} layers")
     n_layers = len(net.layers) if n_layers is None else n_layers
+    check_piecewise_linear(net, n_layers)
     if input_idx is None:
         x_lower = np.asarray(x_lower, dtype=np.float64).reshape(-1)
         x_upper = np.asarray(x_upper, dtype=np.float64).reshape(-1)

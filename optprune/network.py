@@ -1,7 +1,9 @@
 """A torch-free network definition shared by every formulation.
 
 A network is a chain of affine layers ``z = W x + b`` each followed by an
-activation (``relu`` or ``identity``). Convolutions are unrolled into sparse
+activation (``relu`` or ``identity``; ``sigmoid`` and ``tanh`` too, which only
+bound propagation and the attack of :mod:`optprune.verification` handle: every
+MIP encoding accepts the :data:`PIECEWISE_LINEAR` ones alone). Convolutions are unrolled into sparse
 affine maps (their kernel geometry is kept in :class:`ConvSpec` so writers can
 emit a convolution again). Input normalisation constants found in a model are
 folded into the first affine layer, so the network's input is always the raw
@@ -21,10 +23,23 @@ import scipy.sparse as sp
 
 from optprune.errors import InvalidWeightsError, ShapeMismatchError
 
-__all__ = ["ACTIVATIONS", "ConvSpec", "AffineLayer", "Network"]
+__all__ = ["ACTIVATIONS", "PIECEWISE_LINEAR", "activate", "ConvSpec", "AffineLayer", "Network"]
 
-ACTIVATIONS = ("relu", "identity")
-Activation = Literal["relu", "identity"]
+ACTIVATIONS = ("relu", "identity", "sigmoid", "tanh")
+Activation = Literal["relu", "identity", "sigmoid", "tanh"]
+#: The activations a MIP can encode exactly; a network with any other is refused by the encodings.
+PIECEWISE_LINEAR = ("relu", "identity")
+
+
+def activate(name: str, z: np.ndarray) -> np.ndarray:
+    """The activation ``name`` of :data:`ACTIVATIONS` applied elementwise (float64)."""
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1 / (1 + exp(-z)), without overflow for large |z|
+    if name == "tanh":
+        return np.tanh(z)
+    return z
 
 
 @dataclass(frozen=True)
@@ -169,7 +184,7 @@ class Network:
         for layer in self.layers:
             z = layer.pre_activation(h)
             pre.append(z)
-            h = np.maximum(z, 0.0) if layer.activation == "relu" else z
+            h = activate(layer.activation, z)
         if return_all:
             return [p[0] for p in pre] if single else pre
         return h[0] if single else h

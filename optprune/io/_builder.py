@@ -119,6 +119,13 @@ class ChainBuilder:
         else:
             self._emit_diagonal(name, "relu")
 
+    def activation(self, kind: str, name: str) -> None:
+        """Apply a smooth activation ``kind`` (``sigmoid``, ``tanh``) to the current tensor."""
+        if self._open is not None:
+            self._close(kind)
+        else:
+            self._emit_diagonal(name, kind)
+
     def reshape(self, shape: tuple[int, ...], name: str) -> None:
         """Change the shape of the current tensor (its flattened C-order values are unchanged)."""
         shape = tuple(int(v) for v in shape)

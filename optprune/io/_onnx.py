@@ -15,7 +15,7 @@ input to its one output, node by node (ONNX nodes are topologically sorted):
   element-wise affine map (input normalisation such as ``(x - mu) / sigma``),
   folded into the neighbouring affine layer (:mod:`optprune.io._builder`) so
   the network's input is the raw graph input;
-* ``Relu``; ``Flatten`` and ``Reshape`` (constant target shape) only reshape;
+* ``Relu``, ``Sigmoid``, ``Tanh``; ``Flatten`` and ``Reshape`` (constant target shape) only reshape;
 * ``Identity`` and ``Dropout`` are skipped; ``Constant`` nodes and
   initializers are constants, and these ops on constants only are evaluated.
 
@@ -48,7 +48,7 @@ from optprune.network import ConvSpec, Network
 __all__ = ["SUPPORTED_ONNX_OPS", "network_from_onnx", "network_to_onnx"]
 
 SUPPORTED_ONNX_OPS: tuple[str, ...] = (
-    "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Flatten", "Reshape", "Conv",
+    "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Flatten", "Reshape", "Conv",
     "BatchNormalization", "Constant", "Identity", "Dropout",
 )
 _CONST_FOLD = {
@@ -195,6 +195,8 @@ def network_from_onnx(model: str | os.PathLike | onnx.ModelProto, name: str | No
             pass
         elif op == "Relu":
             builder.relu(label)
+        elif op in ("Sigmoid", "Tanh"):
+            builder.activation(op.lower(), label)
         elif op == "Flatten":
             f = full()
             axis = int(attrs.get("axis", 1))
@@ -422,8 +424,8 @@ def network_to_onnx(net: Network, path: str | os.PathLike | None = None, opset: 
     Input ``"input"`` of shape (N, *net.input_shape); a layer with a
     :class:`ConvSpec` becomes ``Conv`` (after a ``Reshape`` to its (C, H, W)
     when needed), any other layer ``Gemm`` with ``transB = 1`` (after a
-    ``Flatten`` when the tensor is not flat), each followed by ``Relu`` when its
-    activation is relu. Output ``"output"``. The model passes ``onnx.checker``.
+    ``Flatten`` when the tensor is not flat), each followed by ``Relu`` (``Sigmoid``,
+    ``Tanh``) when its activation is relu (sigmoid, tanh). Output ``"output"``. The model passes ``onnx.checker``.
     """
     from optprune.io._onnx_proto import import_onnx
 
@@ -454,7 +456,7 @@ def network_to_onnx(net: Network, path: str | os.PathLike | None = None, opset: 
                 cur = nodes[-1].output[0]
             inits.append(numpy_helper.from_array(np.asarray(conv.kernel, dtype=np.float32), f"{lname}.weight"))
             inits.append(numpy_helper.from_array(np.asarray(conv.bias, dtype=np.float32), f"{lname}.bias"))
-            out = "output" if is_last and layer.activation != "relu" else fresh("conv")
+            out = "output" if is_last and layer.activation == "identity" else fresh("conv")
             nodes.append(helper.make_node(
                 "Conv", [cur, f"{lname}.weight", f"{lname}.bias"], [out], name=lname,
                 kernel_shape=list(conv.kernel.shape[2:]), strides=list(conv.stride),
@@ -467,14 +469,15 @@ def network_to_onnx(net: Network, path: str | os.PathLike | None = None, opset: 
                 cur = nodes[-1].output[0]
             inits.append(numpy_helper.from_array(layer.dense_weight().astype(np.float32), f"{lname}.weight"))
             inits.append(numpy_helper.from_array(layer.bias.astype(np.float32), f"{lname}.bias"))
-            out = "output" if is_last and layer.activation != "relu" else fresh("gemm")
+            out = "output" if is_last and layer.activation == "identity" else fresh("gemm")
             nodes.append(helper.make_node("Gemm", [cur, f"{lname}.weight", f"{lname}.bias"], [out], name=lname,
                                           transB=1))
             shape = (layer.out_features,)
         cur = nodes[-1].output[0]
-        if layer.activation == "relu":
-            nodes.append(helper.make_node("Relu", [cur], ["output" if is_last else fresh("relu")],
-                                          name=f"{lname}/relu"))
+        if layer.activation != "identity":
+            op_type = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}[layer.activation]
+            nodes.append(helper.make_node(op_type, [cur], ["output" if is_last else fresh(layer.activation)],
+                                          name=f"{lname}/{layer.activation}"))
             cur = nodes[-1].output[0]
 
     graph = helper.make_graph(

@@ -77,7 +77,7 @@ def import_onnx() -> ModuleType:
     import onnx
 
     if not hasattr(onnx, "onnx_ml_pb2") and _PB2 in sys.modules:
-        onnx.onnx_ml_pb2 = sys.modules[_PB2]  # type: ignore[attr-defined]
+        onnx.onnx_ml_pb2 = sys.modules[_PB2]
     return onnx
 
 

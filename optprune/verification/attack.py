@@ -43,17 +43,20 @@ def _torch_layers(net: Network):
             t = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, coo.shape, dtype=torch.float64)
         else:
             t = torch.as_tensor(w, dtype=torch.float64)
-        layers.append((t, torch.as_tensor(layer.bias, dtype=torch.float64), layer.activation == "relu"))
+        layers.append((t, torch.as_tensor(layer.bias, dtype=torch.float64), layer.activation))
     return layers
+
+
+_TORCH_ACTIVATIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
 
 def torch_forward(layers, x: torch.Tensor) -> torch.Tensor:
     """Forward pass of a batch through the tensors from ``_torch_layers``."""
     h = x
-    for w, b, relu in layers:
+    for w, b, activation in layers:
         h = (torch.sparse.mm(w, h.T).T if w.is_sparse else h @ w.T) + b
-        if relu:
-            h = torch.relu(h)
+        if activation in _TORCH_ACTIVATIONS:  # else identity
+            h = _TORCH_ACTIVATIONS[activation](h)
     return h
 
 

@@ -120,7 +120,7 @@ def interval_bounds(net: Network, x_lower, x_upper) -> Bounds:
 
     The interval pass of the CROWN core (:func:`optprune.verification.crown.affine_interval`).
     """
-    from optprune.verification.crown import affine_interval, one_thread
+    from optprune.verification.crown import activation_interval, affine_interval, one_thread
 
     lo, hi = _box(net, x_lower, x_upper)
     tn = _torch_network(net)
@@ -130,7 +130,7 @@ def interval_bounds(net: Network, x_lower, x_upper) -> Bounds:
         for k in range(tn.n_layers):
             zl, zu = affine_interval(t_lo, t_hi, tn.weights[k], tn.biases[k])
             bounds.append((zl[0].numpy().copy(), zu[0].numpy().copy()))
-            t_lo, t_hi = (zl.clamp(min=0.0), zu.clamp(min=0.0)) if tn.relu[k] else (zl, zu)
+            t_lo, t_hi = activation_interval(tn.act[k], zl, zu)
     return bounds
 
 

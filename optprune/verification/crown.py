@@ -59,6 +59,10 @@ __all__ = [
     "layer_bounds",
     "with_linear_output",
     "one_thread",
+    "SMOOTH",
+    "smooth_relaxation",
+    "activation_interval",
+    "activation_value",
 ]
 
 
@@ -87,13 +91,20 @@ class TorchNetwork:
 
     weights32: tuple[torch.Tensor, ...] = ()
     biases32: tuple[torch.Tensor, ...] = ()
+    act: tuple[str, ...] = ()  # every layer's activation name (relu, identity, sigmoid, tanh)
 
     @classmethod
     def from_network(cls, net: Network) -> TorchNetwork:
         weights = tuple(torch.as_tensor(layer.dense_weight(), dtype=DTYPE) for layer in net.layers)
         biases = tuple(torch.as_tensor(layer.bias, dtype=DTYPE) for layer in net.layers)
         return cls(weights, biases, tuple(layer.activation == "relu" for layer in net.layers),
-                   tuple(w.float() for w in weights), tuple(b.float() for b in biases))
+                   tuple(w.float() for w in weights), tuple(b.float() for b in biases),
+                   tuple(layer.activation for layer in net.layers))
+
+    def smooth(self, j: int) -> str | None:
+        """Layer ``j``'s activation if it is smooth (sigmoid, tanh: :data:`SMOOTH`), else None."""
+        kind = self.act[j] if j < len(self.act) else ("relu" if self.relu[j] else "identity")
+        return kind if kind in SMOOTH else None
 
     def params(self, dtype: torch.dtype) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         """Weights and biases in ``dtype`` (float32 copies serve the optimiser only, never a closing bound)."""
@@ -156,6 +167,75 @@ def _relaxation(lower: torch.Tensor, upper: torch.Tensor, split: torch.Tensor | 
     return up_slope, up_icpt, active.to(lower.dtype), unstable
 
 
+#: Smooth activations, bounded by :func:`smooth_relaxation` (no MIP encoding, no split): incomplete verification.
+SMOOTH = ("sigmoid", "tanh")
+_MAX_SLOPE = {"sigmoid": 0.25, "tanh": 1.0}  # the largest derivative, at z = 0
+
+
+def activation_value(kind: str, z: torch.Tensor) -> torch.Tensor:
+    """``sigmoid(z)`` or ``tanh(z)`` (float64 in a sound bound's use; a few ulps of error, see the padding)."""
+    return torch.sigmoid(z) if kind == "sigmoid" else torch.tanh(z)
+
+
+def _derivative(kind: str, z: torch.Tensor) -> torch.Tensor:
+    f = activation_value(kind, z)
+    return f * (1.0 - f) if kind == "sigmoid" else 1.0 - f * f
+
+
+def _stationary(kind: str, slope: torch.Tensor) -> torch.Tensor:
+    """The ``z >= 0`` where the activation's derivative equals ``slope`` (``+inf`` for a slope of 0); the
+    derivative is even and falls with ``|z|``, so ``-z`` is the only other point with that derivative."""
+    a = slope.clamp(min=0.0, max=_MAX_SLOPE[kind])
+    if kind == "sigmoid":  # s (1 - s) = a  ->  s = (1 + sqrt(1 - 4 a)) / 2,  z = log(s / (1 - s))
+        root = torch.sqrt((1.0 - 4.0 * a).clamp(min=0.0))
+        return torch.log1p(root) - torch.log1p(-root)
+    return torch.atanh(torch.sqrt((1.0 - a).clamp(min=0.0)))  # 1 - t^2 = a
+
+
+def smooth_relaxation(kind: str, lower: torch.Tensor, upper: torch.Tensor):
+    """Linear bounds ``a_l z + b_l <= act(z) <= a_u z + b_u`` on ``[l, u]`` per neuron: ``(a_l, b_l, a_u, b_u)``.
+
+    Slopes as CROWN's (Zhang et al. 2018, "Efficient Neural Network Robustness Certification with General
+    Activation Functions", Sec. 3.3): on a convex piece (``u <= 0``) the chord above and the tangent at the
+    midpoint below; on a concave piece (``l >= 0``) the tangent above and the chord below; across 0 the chord's
+    slope for both, shifted. Whatever the slope ``a``, the intercept is then made sound directly: the
+    extremes of ``act(z) - a z`` on ``[l, u]`` lie at ``l``, ``u`` or where ``act'(z) = a``, that is at
+    ``±z*`` (:func:`_stationary`), so ``b_u`` is the largest and ``b_l`` the smallest value there, widened by
+    ``1e-12 (1 + |a| max(|l|, |u|))``, far above the few ulps of error of the evaluations (the values lie in
+    [-1, 1]; an error in ``z*`` moves ``act(z) - a z`` only to second order, its derivative being 0 there).
+    A tangent or chord slope computed with rounding error is still a slope, so the lines are sound in real
+    arithmetic on ``[l, u]`` for the float64 slopes they carry.
+    """
+    mid = (lower + upper) / 2
+    width = upper - lower
+    narrow = width <= 1e-9 * (1.0 + mid.abs())
+    tangent = _derivative(kind, mid)
+    chord = torch.where(narrow, tangent, (activation_value(kind, upper) - activation_value(kind, lower))
+                        / torch.where(narrow, torch.ones_like(width), width))
+    up_slope = torch.where(lower >= 0, tangent, chord)
+    lo_slope = torch.where(upper <= 0, tangent, chord)
+
+    def extremes(slope: torch.Tensor) -> torch.Tensor:
+        z_star = _stationary(kind, slope)
+        cand = torch.stack([lower, upper, torch.minimum(torch.maximum(z_star, lower), upper),
+                            torch.minimum(torch.maximum(-z_star, lower), upper)])
+        return activation_value(kind, cand) - slope * cand
+
+    span = torch.maximum(lower.abs(), upper.abs())
+    up_icpt = extremes(up_slope).max(dim=0).values + 1e-12 * (1.0 + up_slope.abs() * span)
+    lo_icpt = extremes(lo_slope).min(dim=0).values - 1e-12 * (1.0 + lo_slope.abs() * span)
+    return lo_slope, lo_icpt, up_slope, up_icpt
+
+
+def activation_interval(kind: str, lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sound bounds of ``act(z)`` for ``l <= z <= u`` (the activations are monotone), widened by 1e-15."""
+    if kind == "relu":
+        return lower.clamp(min=0.0), upper.clamp(min=0.0)
+    if kind not in SMOOTH:
+        return lower, upper
+    return activation_value(kind, lower) - 1e-15, activation_value(kind, upper) + 1e-15
+
+
 def default_alpha(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """CROWN's adaptive lower slope ``1 if u >= -l else 0`` (B, n)."""
     return (upper >= -lower).to(lower.dtype)
@@ -197,6 +277,7 @@ def spec_bound(
             # |lam| @ (|b| + |W_k| @ max|h_{k-1}|): the bias terms and the rounding of lam @ W_k (module doc).
             h_prev = (torch.maximum(x_hi.abs(), x_lo.abs()) if k == 0 else
                       uppers[k - 1].clamp(min=0.0) if tn.relu[k - 1] else
+                      torch.ones_like(uppers[k - 1]) if tn.smooth(k - 1) else  # |sigmoid|, |tanh| <= 1
                       torch.maximum(lowers[k - 1].abs(), uppers[k - 1].abs()))
             spread = b.abs() + h_prev @ weights[k].abs().T
             mag = mag + (lam.abs() * spread.unsqueeze(1)).sum(-1)
@@ -205,6 +286,19 @@ def spec_bound(
             break
         j = k - 1
         mus[j] = lam
+        kind = tn.smooth(j)
+        if kind is not None:  # sigmoid / tanh: the linear bounds of smooth_relaxation, no split, no alpha
+            lo_slope, lo_icpt, up_slope, up_icpt = smooth_relaxation(kind, lowers[j], uppers[j])
+            pos, neg = lam.clamp(min=0.0), lam.clamp(max=0.0)
+            icpt = (pos * up_icpt.unsqueeze(1) + neg * lo_icpt.unsqueeze(1)).sum(-1)
+            const = const + icpt
+            terms = pos * up_slope.unsqueeze(1) - neg * lo_slope.unsqueeze(1)
+            lam = pos * up_slope.unsqueeze(1) + neg * lo_slope.unsqueeze(1)
+            if magnitude:
+                z_abs = torch.maximum(lowers[j].abs(), uppers[j].abs()).unsqueeze(1)
+                icpt_mag = (pos * up_icpt.abs().unsqueeze(1) - neg * lo_icpt.abs().unsqueeze(1)).sum(-1)
+                mag = mag + icpt_mag + (terms * z_abs).sum(-1)
+            continue
         if not tn.relu[j]:
             continue
         split = None if splits is None else splits[j]
@@ -342,7 +436,7 @@ def layer_bounds(tn: TorchNetwork, x_lo: torch.Tensor, x_hi: torch.Tensor,
         for k in range(tn.n_layers):
             zl, zu = affine_interval(lo, hi, tn.weights[k], tn.biases[k])
             interval.append((zl, zu))
-            lo, hi = (zl.clamp(min=0.0), zu.clamp(min=0.0)) if tn.relu[k] else (zl, zu)
+            lo, hi = activation_interval(tn.act[k] if tn.act else ("relu" if tn.relu[k] else "identity"), zl, zu)
     else:
         interval = list(start)
     lowers, uppers = [interval[0][0]], [interval[0][1]]
@@ -363,19 +457,22 @@ def layer_bounds(tn: TorchNetwork, x_lo: torch.Tensor, x_hi: torch.Tensor,
 
 
 def with_linear_output(net: Network, bounds: list | None) -> tuple[Network, list | None]:
-    """``net``, followed by an identity layer ``y = h`` when its last layer ends in a ReLU.
+    """``net``, followed by an identity layer ``y = h`` when its last layer ends in a ReLU (or sigmoid, tanh).
 
     The spec bounds act on the last layer's pre-activation (``C z + d``); after a
     final ReLU that would bound ``C z`` instead of ``C relu(z)``, unsound for a
     positive coefficient (``relu(z) >= z``). The appended layer's bounds are the
     ReLU of the last layer's, and the former output ReLUs become splittable.
     """
-    if net.layers[-1].activation != "relu":
+    kind = net.layers[-1].activation
+    if kind == "identity":
         return net, bounds
     n = net.output_size
     ident = AffineLayer(np.eye(n), np.zeros(n), "identity", name="output")
     out = Network((*net.layers, ident), name=net.name, metadata=net.metadata)
     if bounds is not None:
         lo, hi = bounds[-1]
-        bounds = [*bounds, (np.maximum(lo, 0.0), np.maximum(hi, 0.0))]
+        t_lo, t_hi = activation_interval(kind, torch.as_tensor(np.asarray(lo, dtype=np.float64)),
+                                         torch.as_tensor(np.asarray(hi, dtype=np.float64)))
+        bounds = [*bounds, (t_lo.numpy().copy(), t_hi.numpy().copy())]
     return out, bounds

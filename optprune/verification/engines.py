@@ -28,8 +28,8 @@ from typing import Protocol
 import numpy as np
 
 from optprune.errors import SolverError
-from optprune.formulations.relu_milp import build_spec_milp
-from optprune.network import Network
+from optprune.formulations.relu_milp import build_spec_milp, check_piecewise_linear
+from optprune.network import PIECEWISE_LINEAR, Network
 from optprune.solvers import Status, get_backend
 from optprune.verification.attack import pgd_attack
 from optprune.verification.bab import BaBSettings, bab_verify_case
@@ -176,6 +176,7 @@ class MipEngine:
     name = "mip"
 
     def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
+        check_piecewise_linear(net)  # sigmoid, tanh: a named error (no exact MIP encoding)
         out = CaseOutcome(engine=self.name)
         tol, deadline = ctx.tolerances, ctx.deadline
         method = BOUND_METHODS.get(ctx.bound_method or DEFAULT_BOUNDS, "bound_method")
@@ -283,6 +284,7 @@ class BabEngine:
     name = "bab"
 
     def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
+        check_piecewise_linear(net)  # its leaves are LPs on affine pieces: ReLU and identity layers only
         out = CaseOutcome(engine=self.name)
         t = time.perf_counter()
         bounds = compute_bounds(net, case.lower, case.upper, ctx.bound_method or "linear",
@@ -318,6 +320,8 @@ class AutoEngine:
         self.first, self.then, self.share = first, then, share
 
     def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
+        if any(layer.activation not in PIECEWISE_LINEAR for layer in net.layers):
+            return _incomplete(net, case, ctx)
         if ctx.threads is not None and ctx.threads >= 2:
             raced = self._race(net, case, ctx)
             if raced is not None:
@@ -359,6 +363,31 @@ class AutoEngine:
         if second.verdict == "unknown" and first.message and not second.message:
             second.message = first.message
         return second
+
+
+def _incomplete(net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
+    """Sigmoid / tanh networks (engine ``auto``): the bounds (CROWN with the relaxations of
+    :func:`optprune.verification.crown.smooth_relaxation`), then the attack until the deadline; ``unknown``
+    when neither decides (no complete method: the MIP and branch and bound need piecewise-linear layers)."""
+    out = BOUNDS_ENGINE.decide(net, case, ctx)
+    out.engine = "bounds"
+    if out.verdict != "unknown":
+        return out
+    if ctx.attack and not ctx.deadline.expired():
+        t = time.perf_counter()
+        centre = (case.lower + case.upper) / 2.0
+        att = pgd_attack(net, case.lower, case.upper, list(case.disjuncts), start=centre,
+                         time_limit=ctx.deadline.left(), restarts=8, steps=200)
+        out.add_stage("attack", time.perf_counter() - t)
+        if att.found:
+            ok, x, y, _ = confirm_point(ctx.reference, ctx.onnx_check, case, att.x)
+            if ok:
+                out.verdict, out.decided_by, out.counterexample, out.output = "sat", "attack", x, y
+                out.engine, out.message = "attack", ""
+                return out
+    out.message = ("sigmoid/tanh network: incomplete verification (bounds and attack) left it open; "
+                   f"{out.message}")
+    return out
 
 
 MIP_ENGINE, BAB_ENGINE, AUTO_ENGINE, BOUNDS_ENGINE = MipEngine(), BabEngine(), AutoEngine(), BoundsEngine()

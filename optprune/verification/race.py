@@ -20,8 +20,8 @@ import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 from multiprocessing.connection import wait
+from typing import Any
 
 __all__ = ["RACE_GRACE_S", "can_race", "race"]
 
