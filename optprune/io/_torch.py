@@ -233,8 +233,8 @@ def network_to_torch(net: Network, dtype: torch.dtype = torch.float32) -> nn.Seq
                 m.bias.copy_(torch.as_tensor(layer.bias, dtype=dtype))
             shape = (layer.out_features,)
         mods.append(m)
-        if layer.activation == "relu":
-            mods.append(nn.ReLU())
+        if layer.activation != "identity":
+            mods.append({"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[layer.activation]())
     model = nn.Sequential(*mods)
     model.input_shape = tuple(net.input_shape)
     return model.eval()
