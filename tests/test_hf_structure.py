@@ -12,8 +12,8 @@ import torch
 
 pytest.importorskip("transformers")
 
-from optprune.errors import InvalidParameterError  # noqa: E402
-from optprune.hf import (  # noqa: E402
+from optprune.errors import InvalidParameterError
+from optprune.hf import (
     UnsupportedArchitectureError,
     build_model,
     cut_model,
