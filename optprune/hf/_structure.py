@@ -24,9 +24,10 @@ column are heads (``kind = "heads"``), single columns are MLP neurons.
 What is per architecture: only the attention modules' integer attributes that the forward pass
 reads (:data:`HEAD_ATTRIBUTES`: ``num_heads`` for OPT and GPT-2, ``split_size`` for GPT-2's fused
 projection); LLaMA's attention reshapes with ``-1`` heads and keeps ``num_key_value_groups`` when
-whole KV groups go. A layer whose projections do not fit the producer/consumer pattern (a unit
-without a consumer, units of unequal size, a consumer fed by the stream directly) is a named
-:class:`UnsupportedArchitectureError`.
+whole KV groups go. A layer whose projections do not fit the producer/consumer pattern (no
+projection reading or writing the stream, a producer channel that reaches no consumer, a unit without a
+consumer column, units of unequal size) is a named :class:`UnsupportedArchitectureError`; a model outside
+the supported families is refused before probing (:func:`optprune.hf._models.check_supported`).
 """
 
 from __future__ import annotations
