@@ -108,6 +108,35 @@ def test_branch_and_bound_proves_a_group_of_sixteen_with_a_weak_root() -> None:
     assert result.info["bound_root"] < best * (1 - 1e-3)  # the root alone did not prove it: the search did
 
 
+def test_node_split_is_valid_and_its_certificate_underestimates_every_completion() -> None:
+    from optprune.reconstruction._bnb import _node_bound, _node_split
+    from optprune.reconstruction._outer import checked_split
+
+    rng = np.random.default_rng(3)
+    for seed, blocks in ((20, None), (21, np.repeat(np.arange(5), 2))):
+        problem = _problem(seed, 10, 6, blocks=blocks)
+        B, k = problem.n_blocks, problem.n_blocks // 2
+        A, gamma = checked_split(problem, "test")
+        raised = 0
+        for _ in range(6):
+            order = rng.permutation(B)
+            lo, hi = np.zeros(B), np.ones(B)
+            lo[order[:1]] = 1.0
+            hi[order[1:3]] = 0.0
+            lo_u, hi_u = lo[problem.block_ids], hi[problem.block_ids]
+            node = _node_split(A, gamma, lo_u, hi_u, 1e-9)
+            live = hi_u > 0
+            free = (hi_u > lo_u)[live]
+            M = A[np.ix_(live, live)] - np.diag(np.where(free, node[live], 0.0))
+            assert np.linalg.eigvalsh(M)[0] >= -1e-9 * np.trace(A) and (node >= gamma).all()
+            raised += bool((node > gamma).any())
+            bound, _ = _node_bound(PerspectiveOracle(problem, node), k, lo, hi, np.full(B, k / B), 60)
+            completions = [c for c in itertools.combinations(np.flatnonzero(hi > lo), k - 1)]
+            best = min(problem.error(np.isin(problem.block_ids, [*np.flatnonzero(lo > 0), *c])) for c in completions)
+            assert bound <= best * (1 + 1e-9) + 1e-12
+        assert raised  # the shift is not void on these nodes
+
+
 def test_projection_onto_the_capped_box() -> None:
     rng = np.random.default_rng(3)
     for size in (5, 300):  # the exact kink search and the bisection

@@ -53,27 +53,31 @@ _SAFETY = 1e-9  # relative to the start's objective: taken off the lower bound a
 _SPLIT_SHARE = 0.3  # of the time left after the local search: at most this much refining the split
 _ROOT_STEPS = 80  # projected-gradient steps at the root
 _NODE_STEPS = 30  # and at every other node (warm-started)
-_SHIFT_MARGIN = 1e-9  # relative to the mean of diag(A): kept back from a node's split shift against rounding
+_SHIFT_MARGIN = 1e-9  # kept back from a node's (diagonally scaled) split shift against rounding
 
 
 def _node_split(A: np.ndarray, gamma: np.ndarray, lo: np.ndarray, hi: np.ndarray, slack: float) -> np.ndarray:
-    """The root split raised by ``δ`` on the node's free units: ``δ = λ_min`` of ``A`` on the units not fixed out
-    with ``γ`` taken off the free units only (less ``slack`` against rounding), so that matrix minus ``δ`` on the
-    free units stays PSD.
+    """The root split raised on the node's free units by ``t A_ii``, ``t = λ_min(S^{-1} M S^{-1})`` (less
+    ``slack``; ``lo``, ``hi``: the node's fixings per unit) with ``S = diag(A)^{1/2}`` and ``M`` = ``A`` on the
+    units not fixed out, the split taken off the free units only; then ``M - t diag(A_ii on free, 0 on fixed in)``
+    stays PSD.
 
     Why valid: at the node, units fixed out have ``w_i = 0`` and leave the problem; units fixed in have
     ``z_i = 1``, where the perspective term ``γ_i ||w_i||^2 / z_i`` is the quadratic itself, so their ``γ_i``
-    changes neither ``f`` nor its convexity, which needs only ``A_LL - diag(γ on free, 0 on fixed in)`` PSD over
-    the live units ``L``. A larger ``γ`` on the free units gives a larger (tighter) relaxation.
+    changes neither ``f`` nor its convexity, which needs only ``M - diag(γ'_free)`` PSD over the live units. A
+    larger ``γ`` on the free units gives a larger (tighter) relaxation. The shift is relative to ``A_ii`` (the
+    split is scale-invariant, :func:`~optprune.reconstruction._outer.perspective_split`): on 32-48-unit groups it
+    closed more of the gap per node than a uniform ``λ_min`` shift.
     """
     live = np.flatnonzero(hi > 0)
     free = (hi > lo)[live]
     M = A[np.ix_(live, live)] - np.diag(np.where(free, gamma[live], 0.0))
-    delta = float(linalg.eigvalsh(M, subset_by_index=[0, 0], check_finite=False)[0]) - slack
-    if delta <= 0:
+    s = np.sqrt(np.maximum(np.diag(A)[live], 1e-300))
+    t = float(linalg.eigvalsh(M / np.outer(s, s), subset_by_index=[0, 0], check_finite=False)[0]) - slack
+    if t <= 0:
         return gamma
     out = gamma.copy()
-    out[live[free]] += delta
+    out[live[free]] += t * s[free] ** 2
     return out
 
 
@@ -135,7 +139,7 @@ def _solve(problem: ReconstructionProblem, k: int, started: float, deadline: flo
         now = time.perf_counter()
         gamma, _, z = _refine_split(problem, A, gamma, k, z, upper, now + _SPLIT_SHARE * (deadline - now), info)
         oracle = PerspectiveOracle(problem, gamma)
-        slack = _SHIFT_MARGIN * float(np.mean(np.diag(A)))
+        slack = _SHIFT_MARGIN
         lo, hi = np.zeros(B), np.ones(B)
         root, z = _node_bound(oracle, k, lo, hi, z, _ROOT_STEPS)
         info["bound_root"] = root
@@ -165,7 +169,8 @@ def _solve(problem: ReconstructionProblem, k: int, started: float, deadline: flo
                 if kept == k or kept + open_ == k:  # a leaf: the completion is forced
                     evaluate((child_lo if kept == k else child_hi) > 0)
                     continue
-                child_oracle = PerspectiveOracle(problem, _node_split(A, gamma, child_lo, child_hi, slack))
+                ids = problem.block_ids  # the split is over units, the fixings over blocks
+                child_oracle = PerspectiveOracle(problem, _node_split(A, gamma, child_lo[ids], child_hi[ids], slack))
                 child_bound, child_z = _node_bound(child_oracle, k, child_lo, child_hi, z, _NODE_STEPS,
                                                    upper - rtol * upper + margin)
                 order = np.argsort(-(child_z + 2.0 * child_lo), kind="stable")  # fixed-in first, then largest z
