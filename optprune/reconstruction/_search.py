@@ -18,7 +18,13 @@ Hassibi & Stork 1993; the swap search of OSSCAR, Meng et al., ICML 2024, section
 
 Blocks must all have the same number of units (heads of one layer, channels of one convolution). The state is
 recomputed from a Cholesky factor every ``refresh`` moves against drift; every reported objective is
-:meth:`ReconstructionProblem.error` of the returned set, recomputed exactly.
+:meth:`ReconstructionProblem.error` of the returned set, recomputed exactly. The greedy elimination downdates ``H``
+and ``W'`` in place at their size (BLAS ``ger`` for one-unit blocks: ``O(n^2 + nm)`` per removal, no copies) and
+compacts them once half the blocks are gone; the local search starts from its final state.
+
+Every result may carry a certified lower bound (``bound``, :data:`BOUNDS`): ``full`` runs
+:func:`optprune.reconstruction._bound.lower_bound` (monotone, spectral, perspective relaxation), ``cheap`` only the
+monotone and spectral bounds, taken from the inverse the elimination starts from (one ``eigvalsh``).
 """
 
 from __future__ import annotations
