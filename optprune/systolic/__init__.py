@@ -10,6 +10,9 @@
 * :mod:`._reconstruct`: the layer-output reconstruction error (least-squares
   re-fit) as the selection objective: per column-block error curves, exact
   allocation (MILP) vs greedy; :mod:`._objectives` names the objectives.
+* :mod:`._memory`: the optional memory term: SRAM accesses per operand
+  (SCALE-Sim's counts), DRAM traffic and bandwidth stalls (a double-buffered
+  roofline), for dense and pruned layers.
 * :mod:`._assign`: layer tiles on several arrays, MIP / CP-SAT vs LPT.
 * :mod:`._blocks` (torch): block scores from per-weight importances, applying
   a decision with its mask, fine-tuning with the mask held.
@@ -40,6 +43,7 @@ from optprune.systolic._gemms import (
     gemms_from_torch,
     load_gemms,
 )
+from optprune.systolic._memory import MemorySpec, layer_memory, pruned_memory, sram_accesses
 from optprune.systolic._objectives import BLOCK_OBJECTIVES, ReconstructionObjective, ScoreObjective
 from optprune.systolic._reconstruct import (
     BlockCurves,
@@ -76,6 +80,7 @@ __all__ = [
     "DATAFLOWS",
     "MAX_BLOCKS",
     "MAX_DIM",
+    "MemorySpec",
     "SUPPORTED_LAYERS",
     "ArraySpec",
     "Assignment",
@@ -97,16 +102,19 @@ __all__ = [
     "greedy_blocks",
     "greedy_reconstruction",
     "load_gemms",
+    "layer_memory",
     "lpt_assign",
     "makespan",
     "parse_array",
     "parse_arrays",
+    "pruned_memory",
     "ReconstructionObjective",
     "refit_operands",
     "row_blocks",
     "ScoreObjective",
     "select_blocks",
     "select_blocks_reconstruction",
+    "sram_accesses",
     "tile_durations",
     "unstructured_at_cycles",
     *_TORCH_NAMES,

@@ -32,9 +32,18 @@ from optprune.systolic._cycles import BlockLayout, block_sums
 __all__ = ["apply_blocks", "apply_refit", "apply_weight_masks", "block_scores", "finetune_masked", "gemm_modules",
            "layer_biases", "layer_inputs", "operand_weights", "save_block_mask", "weight_importance"]
 
-def gemm_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The Linear / Conv2d modules in definition order (the order of :func:`gemms_from_torch` for a chain)."""
-    return weight_layers(model)
+def gemm_modules(model: nn.Module, layers=None) -> list[tuple[str, nn.Module]]:
+    """The Linear / Conv2d modules in definition order (the order of :func:`gemms_from_torch` for a chain), or
+    those named in ``layers`` in that order (e.g. the prunable layers of a ViT: its patch embedding is no Linear)."""
+    found = weight_layers(model)
+    if layers is None:
+        return found
+    by_name = dict(found)
+    missing = [n for n in layers if n not in by_name]
+    if missing:
+        raise ShapeMismatchError(f"layers {missing[:4]} are not Linear/Conv2d modules of the model; it has "
+                                 f"{[n for n, _ in found][:8]}...")
+    return [(n, by_name[n]) for n in layers]
 
 
 def _operand(t: torch.Tensor) -> np.ndarray:
@@ -42,13 +51,13 @@ def _operand(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().reshape(t.shape[0], -1).t().cpu().numpy()
 
 
-def operand_weights(model: nn.Module) -> list[np.ndarray]:
+def operand_weights(model: nn.Module, layers=None) -> list[np.ndarray]:
     """Each layer's weight as its ``K x N`` GEMM operand."""
-    return [_operand(m.weight) for _, m in gemm_modules(model)]
+    return [_operand(m.weight) for _, m in gemm_modules(model, layers)]
 
 
-def weight_importance(model: nn.Module, scorer: str = "magnitude", calibration=None, batch_size: int = 128
-                      ) -> list[np.ndarray]:
+def weight_importance(model: nn.Module, scorer: str = "magnitude", calibration=None, batch_size: int = 128,
+                      layers=None) -> list[np.ndarray]:
     """Per-weight importance of every Linear/Conv2d layer as a ``K x N`` array (float64).
 
     ``scorer``: a name of :data:`optprune.scoring.WEIGHT_SCORERS`; ``calibration``:
@@ -56,7 +65,7 @@ def weight_importance(model: nn.Module, scorer: str = "magnitude", calibration=N
     """
     importance = WEIGHT_SCORERS.get(scorer, "block scorer")
     scores = importance(model, calibration, batch_size=batch_size)
-    return [_operand(scores[name]) for name, _ in gemm_modules(model)]
+    return [_operand(scores[name]) for name, _ in gemm_modules(model, layers)]
 
 
 def block_scores(layout: BlockLayout, importances: list[np.ndarray]) -> np.ndarray:
@@ -87,21 +96,23 @@ def _masks(layout: BlockLayout, keep: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def apply_blocks(model: nn.Module, layout: BlockLayout, keep) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+def apply_blocks(model: nn.Module, layout: BlockLayout, keep, layers=None
+                 ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A copy of ``model`` with the pruned blocks zeroed, and its keep-masks by module name (torch layout)."""
     keep = np.asarray(keep, dtype=bool).reshape(-1)
     if keep.size != layout.n_blocks:
         raise ShapeMismatchError(f"keep has {keep.size} entries; the layout has {layout.n_blocks} blocks")
-    n_modules = len(gemm_modules(model))
+    n_modules = len(gemm_modules(model, layers))
     if n_modules != layout.n_layers:
         raise ShapeMismatchError(f"the model has {n_modules} Linear/Conv2d layers; the layout has {layout.n_layers}")
-    return apply_weight_masks(model, _masks(layout, keep))
+    return apply_weight_masks(model, _masks(layout, keep), layers)
 
 
-def apply_weight_masks(model: nn.Module, masks_kn: list[np.ndarray]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+def apply_weight_masks(model: nn.Module, masks_kn: list[np.ndarray], layers=None
+                       ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A copy of ``model`` with its weights multiplied by per-layer ``K x N`` masks, and the masks (torch layout)."""
     pruned = copy.deepcopy(model)
-    modules = gemm_modules(pruned)
+    modules = gemm_modules(pruned, layers)
     if len(modules) != len(masks_kn):
         raise ShapeMismatchError(
             f"the model has {len(modules)} Linear/Conv2d layers; {len(masks_kn)} K x N masks given (one per layer)"
@@ -138,13 +149,13 @@ def finetune_masked(model: nn.Module, masks: dict[str, torch.Tensor], data, epoc
     return model
 
 
-def layer_inputs(model: nn.Module, X, batch_size: int = 512) -> list[np.ndarray]:
+def layer_inputs(model: nn.Module, X, batch_size: int = 512, layers=None) -> list[np.ndarray]:
     """Each Linear layer's calibration inputs as ``(rows, K)`` float64 arrays (a forward hook per layer; the rows of
     a token sequence are its tokens, as in the layer's GEMM). Conv2d layers are refused (their GEMM input is the
     im2col matrix, not gathered here)."""
     from optprune.errors import UnsupportedLayerError
 
-    modules = gemm_modules(model)
+    modules = gemm_modules(model, layers)
     for name, m in modules:
         if not isinstance(m, nn.Linear):
             raise UnsupportedLayerError(name, type(m).__name__, ("Linear",))
@@ -172,17 +183,18 @@ def layer_inputs(model: nn.Module, X, batch_size: int = 512) -> list[np.ndarray]
     return [np.concatenate(parts[name]) for name, _ in modules]
 
 
-def layer_biases(model: nn.Module) -> list[np.ndarray | None]:
+def layer_biases(model: nn.Module, layers=None) -> list[np.ndarray | None]:
     """Each Linear/Conv2d layer's bias as a float64 array (None where it has none)."""
-    return [None if m.bias is None else m.bias.detach().double().cpu().numpy() for _, m in gemm_modules(model)]
+    return [None if m.bias is None else m.bias.detach().double().cpu().numpy()
+            for _, m in gemm_modules(model, layers)]
 
 
-def apply_refit(model: nn.Module, layout: BlockLayout, keep, operands: list[tuple[np.ndarray, np.ndarray]]
-                ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+def apply_refit(model: nn.Module, layout: BlockLayout, keep, operands: list[tuple[np.ndarray, np.ndarray]],
+                layers=None) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A copy of ``model`` with re-fitted weights and biases (``K x N`` operands, e.g. from
     :func:`optprune.systolic.refit_operands`), pruned blocks zero, and its keep-masks (torch layout)."""
-    pruned, masks = apply_blocks(model, layout, keep)
-    modules = gemm_modules(pruned)
+    pruned, masks = apply_blocks(model, layout, keep, layers)
+    modules = gemm_modules(pruned, layers)
     if len(operands) != len(modules):
         raise ShapeMismatchError(f"{len(operands)} re-fitted layers for {len(modules)} Linear/Conv2d layers")
     with torch.no_grad():

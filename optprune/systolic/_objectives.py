@@ -2,7 +2,8 @@
 
 :data:`BLOCK_OBJECTIVES` maps a name to a class built from a model, its
 :class:`~optprune.systolic.BlockLayout` and calibration data, with the same
-three methods: :meth:`exact` (the MIP through the solver protocol, started
+three methods (``layers``: the names of the prunable Linear modules, in the
+layout's order; default every Linear/Conv2d): :meth:`exact` (the MIP through the solver protocol, started
 from greedy), :meth:`greedy` (the HALP-style baseline on the same objective)
 and :meth:`apply` (the pruned copy of the model and its keep-masks). The CLI's
 ``systolic prune --objective`` and ``benchmarks/systolic_codesign.py
@@ -33,10 +34,11 @@ class ScoreObjective:
     ``normalize="mean"`` divides each layer's importances by their mean first)."""
 
     def __init__(self, model, layout: BlockLayout, calibration, *, scorer: str = "taylor", normalize: str = "none",
-                 **_: object) -> None:
+                 layers=None, **_: object) -> None:
         from optprune.systolic._blocks import block_scores, weight_importance
 
-        imp = weight_importance(model, scorer, calibration)
+        imp = weight_importance(model, scorer, calibration, layers=layers)
+        self.layers = layers
         if normalize == "mean":
             imp = [i / max(float(i.mean()), 1e-300) for i in imp]
         self.model, self.layout = model, layout
@@ -52,7 +54,7 @@ class ScoreObjective:
     def apply(self, sel: BlockSelection):
         from optprune.systolic._blocks import apply_blocks
 
-        return apply_blocks(self.model, self.layout, sel.keep)
+        return apply_blocks(self.model, self.layout, sel.keep, self.layers)
 
 
 class ReconstructionObjective:
@@ -60,14 +62,14 @@ class ReconstructionObjective:
     the calibration inputs ``calibration[0]`` run through the dense model to give each layer's inputs)."""
 
     def __init__(self, model, layout: BlockLayout, calibration, *, refit: bool = True, ridge: float | str = "auto",
-                 **_: object) -> None:
+                 layers=None, **_: object) -> None:
         from optprune.systolic._blocks import layer_biases, layer_inputs, operand_weights
         from optprune.systolic._reconstruct import block_curves
 
         X = np.asarray(calibration[0])
-        self.model, self.layout = model, layout
-        self.curves = block_curves(layout, layer_inputs(model, X), operand_weights(model), layer_biases(model),
-                                   refit=refit, ridge=ridge)
+        self.model, self.layout, self.layers = model, layout, layers
+        self.curves = block_curves(layout, layer_inputs(model, X, layers=layers), operand_weights(model, layers),
+                                   layer_biases(model, layers), refit=refit, ridge=ridge)
 
     def exact(self, cycle_budget: float, solver: str = "highs", time_limit: float | None = None,
               **kw) -> BlockSelection:
@@ -84,7 +86,7 @@ class ReconstructionObjective:
         from optprune.systolic._blocks import apply_refit
         from optprune.systolic._reconstruct import refit_operands
 
-        return apply_refit(self.model, self.layout, sel.keep, refit_operands(self.curves, sel.keep))
+        return apply_refit(self.model, self.layout, sel.keep, refit_operands(self.curves, sel.keep), self.layers)
 
 
 #: block-selection objectives by name (the CLI's and the benchmark's ``--objective``)
