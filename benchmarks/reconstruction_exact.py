@@ -41,10 +41,12 @@ def mlp_problem(n: int, m: int, seed: int = 0, samples: int = 2048, inputs: int 
     return ReconstructionProblem.from_activations(X, rng.normal(size=(n, m)) / np.sqrt(n))
 
 
-def _summary(rows: list[dict], time_limit: float) -> str:
+def _summary(rows: list[dict], time_limit: float, load: tuple[float, float]) -> str:
     lines = [f"Exact selection on synthetic ReLU groups (k = n/2, N = 2048, ridge auto), time limit {time_limit:g} s "
              "per run, one BLAS thread; `local` = the swap local search's objective on the same group, "
-             "`local vs best` = (local - best known) / best known, best known = the smaller of the two.", "",
+             "`local vs best` = (local - best known) / best known, best known = the smaller of the two. "
+             f"1-minute load average of the machine at the start / end: {load[0]:.1f} / {load[1]:.1f} "
+             f"({os.cpu_count()} logical cores): the time limits are wall clock, so other jobs cost nodes.", "",
              "| n | m | seed | method | status | seconds | objective | lower bound | certified gap | nodes "
              "| local | local vs best |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     records = args.out / "records.jsonl"
     records.write_text("")
     rows: list[dict] = []
+    load_start = os.getloadavg()[0]
     for n in map(int, args.sizes.split(",")):
         for m in map(int, args.outputs.split(",")):
             for seed in map(int, args.seeds.split(",")):
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     with open(records, "a") as fh:
                         fh.write(json.dumps(row) + "\n")
                     print(json.dumps(row), file=sys.stderr, flush=True)
-    text = _summary(rows, args.time_limit)
+    text = _summary(rows, args.time_limit, (load_start, os.getloadavg()[0]))
     print(text)
     (args.out / "summary.md").write_text(run.header() + "\n" + text)
     return 0
