@@ -48,8 +48,9 @@ def test_stalls_hand_computed() -> None:
     assert int(big["stall_cycles"][0]) == 0 and int(big["ifmap_dram_reads"][0]) == 33 * 17
 
 
-def test_pruned_memory_scales_the_filter_traffic_and_matches_dense_when_all_kept() -> None:
-    layout = block_layout([[17, 48, 48], [17, 48, 96]], ArraySpec(8, 8, "os"))
+@pytest.mark.parametrize("df", ["ws", "os", "is"])
+def test_pruned_memory_scales_the_traffic_and_matches_dense_when_all_kept(df) -> None:
+    layout = block_layout([[17, 45, 48], [17, 48, 93]], ArraySpec(8, 8, df))
     mem = MemorySpec(2, 2, 2, bandwidth=1)
     dense = pruned_memory(layout, np.ones(layout.n_blocks, dtype=bool), mem)
     ref = layer_memory(layout.gemms, layout.spec, mem)
@@ -68,3 +69,14 @@ def test_memory_spec_validation() -> None:
         MemorySpec(bandwidth=0)
     with pytest.raises(InvalidParameterError, match="word_bytes"):
         MemorySpec(word_bytes=0)
+
+
+def test_pruned_memory_ws_hand_computed() -> None:
+    # M=3, K=4, N=4 on 2x2 ws: 4 blocks (folds) of 2x2; keep blocks 0 and 3 (the diagonal)
+    layout = block_layout([[3, 4, 4]], ArraySpec(2, 2, "ws"))
+    keep = np.array([True, False, False, True])
+    m = pruned_memory(layout, keep, MemorySpec(1000, 1000, 1000, bandwidth=100))
+    assert int(m["ifmap_sram_reads"][0]) == 2 * 3 * 2      # two folds, each M x h
+    assert int(m["filter_sram_reads"][0]) == 2 * 2 * 2     # two 2x2 blocks
+    assert int(m["ofmap_sram_writes"][0]) == 2 * 3 * 2     # two folds, each M x w
+    assert int(m["compute_cycles"][0]) == 2 * (2 * 2 + 2 + 3 - 2) - 1

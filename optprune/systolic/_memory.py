@@ -38,10 +38,11 @@ not counted, as in SCALE-Sim's "Total Cycles". ``benchmarks/systolic_memory.py``
 compares both parts with SCALE-Sim on hold-out shapes (SRAM counts: exact;
 stalls: the model's error is reported there).
 
-**Pruned blocks.** A pruned weight block is neither read from SRAM nor fetched
-from DRAM: the filter traffic of a layer scales with its kept weights
-(:func:`layer_memory` with ``kept_weights``), its compute with the kept blocks
-(:meth:`BlockLayout.layer_cycles`).
+**Pruned blocks** (:func:`pruned_memory`). A pruned block is neither read from
+SRAM nor fetched from DRAM, and the array work it skips skips its operand
+traffic too: in ws a zero block is a skipped fold (no IFMAP reads, no partial
+sums written); in os / is it shortens a weight stream (the IFMAP rows / OFMAP
+columns it would meet). With every block kept the counts are the dense ones.
 """
 
 from __future__ import annotations
@@ -96,37 +97,82 @@ def sram_accesses(gemms, spec: ArraySpec) -> dict[str, np.ndarray]:
     return {"ifmap_reads": M * K, "filter_reads": fc * K * N, "ofmap_writes": fr * M * N}
 
 
-def layer_memory(gemms, spec: ArraySpec, memory: MemorySpec, *, compute=None, kept_weights=None
-                 ) -> dict[str, np.ndarray]:
-    """Per GEMM: SRAM accesses, DRAM words per operand, stall cycles and total cycles (module docstring).
-
-    ``compute``: the compute cycles to overlap with (default the dense :func:`compute_cycles`; pass a pruned
-    layout's :meth:`~optprune.systolic.BlockLayout.layer_cycles`). ``kept_weights``: kept weights per GEMM
-    (default ``K N``): the filter's SRAM and DRAM traffic scale with it.
-    """
-    g = _as_gemms(gemms)
-    M, K, N = (g[:, i].astype(np.float64) for i in range(3))
-    sram = sram_accesses(g, spec)
-    frac = np.ones(len(g)) if kept_weights is None else np.asarray(kept_weights, dtype=np.float64) / (K * N)
-    filter_reads = sram["filter_reads"] * frac
-    ifmap_foot, filter_foot = M * K, K * N * frac
+def _traffic(sram: dict, ifmap_foot, filter_foot, cycles, memory: MemorySpec) -> dict[str, np.ndarray]:
+    """DRAM words, stalls and totals from SRAM counts and operand footprints (module docstring)."""
+    ifmap_foot, filter_foot = np.asarray(ifmap_foot, dtype=np.float64), np.asarray(filter_foot, dtype=np.float64)
     ifmap_dram = np.where(ifmap_foot <= memory.words(memory.ifmap_kb) / 2, ifmap_foot, sram["ifmap_reads"])
-    filter_dram = np.where(filter_foot <= memory.words(memory.filter_kb) / 2, filter_foot, filter_reads)
-    ofmap_dram = sram["ofmap_writes"].astype(np.float64)
-    cycles = compute_cycles(g, spec) if compute is None else np.asarray(compute, dtype=np.int64)
+    filter_dram = np.where(filter_foot <= memory.words(memory.filter_kb) / 2, filter_foot, sram["filter_reads"])
+    ofmap_dram = np.asarray(sram["ofmap_writes"], dtype=np.float64)
+    cycles = np.asarray(cycles, dtype=np.int64)
     transfer = np.ceil(np.maximum.reduce([ifmap_dram, filter_dram, ofmap_dram]) / memory.bandwidth)
     stalls = np.where(cycles > 0, np.maximum(transfer - cycles, 0), 0).astype(np.int64)
-    return {"ifmap_sram_reads": sram["ifmap_reads"], "filter_sram_reads": np.rint(filter_reads).astype(np.int64),
-            "ofmap_sram_writes": sram["ofmap_writes"], "ifmap_dram_reads": np.rint(ifmap_dram).astype(np.int64),
-            "filter_dram_reads": np.rint(filter_dram).astype(np.int64),
-            "ofmap_dram_writes": np.rint(ofmap_dram).astype(np.int64), "compute_cycles": cycles,
-            "stall_cycles": stalls, "total_cycles": cycles + stalls}
+    as_int = lambda a: np.rint(np.asarray(a, dtype=np.float64)).astype(np.int64)
+    return {"ifmap_sram_reads": as_int(sram["ifmap_reads"]), "filter_sram_reads": as_int(sram["filter_reads"]),
+            "ofmap_sram_writes": as_int(sram["ofmap_writes"]), "ifmap_dram_reads": as_int(ifmap_dram),
+            "filter_dram_reads": as_int(filter_dram), "ofmap_dram_writes": as_int(ofmap_dram),
+            "compute_cycles": cycles, "stall_cycles": stalls, "total_cycles": cycles + stalls}
+
+
+def layer_memory(gemms, spec: ArraySpec, memory: MemorySpec) -> dict[str, np.ndarray]:
+    """Per dense GEMM: SRAM accesses, DRAM words per operand, stall cycles and total cycles (module docstring)."""
+    g = _as_gemms(gemms)
+    M, K, N = (g[:, i].astype(np.float64) for i in range(3))
+    return _traffic(sram_accesses(g, spec), M * K, K * N, compute_cycles(g, spec), memory)
 
 
 def pruned_memory(layout, keep, memory: MemorySpec) -> dict[str, np.ndarray]:
-    """:func:`layer_memory` of every layer of ``layout`` with only the kept blocks running and stored."""
+    """:func:`layer_memory` of every layer of ``layout`` with only the kept blocks running and stored.
+
+    SRAM counts from the kept blocks (``h x w`` each, ``M`` rows of the layer, ``fr = ceil(M/R)``,
+    ``fc = ceil(M/C)``); with every block kept they are the dense counts of :func:`sram_accesses`:
+
+    * ws (a block is a fold): IFMAP ``sum M h``, filter ``sum h w``, OFMAP ``sum M w``;
+    * os (a column-block's weight stream shortened by its pruned heights): IFMAP ``sum M h``, filter
+      ``fr sum h w``, OFMAP ``sum over opened column-blocks (M w_j + fr (R + C))``;
+    * is (a row-block's stream shortened by its pruned widths): IFMAP ``sum over opened row-blocks M h_i``,
+      filter ``fc sum h w``, OFMAP ``sum M w``.
+
+    Footprints: the filter's kept weights; the IFMAP's rows of ``K`` that some kept block reads (``M`` each).
+    """
+    lay = layout
     keep = np.asarray(keep, dtype=bool).reshape(-1)
-    kept_weights = np.bincount(layout.layer[keep], weights=(layout.height * layout.width)[keep],
-                               minlength=layout.n_layers)
-    return layer_memory(layout.gemms, layout.spec, memory, compute=layout.layer_cycles(keep),
-                        kept_weights=kept_weights)
+    L = lay.n_layers
+    M = lay.gemms[:, 0].astype(np.float64)
+    R, C = lay.spec.rows, lay.spec.cols
+    h, w = lay.height.astype(np.float64), lay.width.astype(np.float64)
+    Mb = M[lay.layer]
+
+    def per_layer(values, mask=keep):
+        return np.bincount(lay.layer[mask], weights=np.asarray(values, dtype=np.float64)[mask], minlength=L)
+
+    hw = per_layer(h * w)
+    # rows of K read by some kept block: per (layer, K row-block) any kept block
+    nb = np.array([g[1] for g in lay.grid], dtype=np.int64)
+    kb = np.array([g[0] for g in lay.grid], dtype=np.int64)
+    rstart = np.concatenate([[0], np.cumsum(kb)])[:-1]
+    row_id = rstart[lay.layer] + lay.krow
+    row_open = np.zeros(int(kb.sum()), dtype=bool)
+    row_open[row_id[keep]] = True
+    row_height = np.zeros(int(kb.sum()))
+    row_height[row_id] = h
+    row_layer = np.repeat(np.arange(L), kb)
+    k_used = np.bincount(row_layer[row_open], weights=row_height[row_open], minlength=L)
+    df = lay.spec.dataflow
+    if df == "ws":
+        sram = {"ifmap_reads": per_layer(Mb * h), "filter_reads": hw, "ofmap_writes": per_layer(Mb * w)}
+    elif df == "os":
+        fr = np.ceil(M / R)
+        cstart = np.concatenate([[0], np.cumsum(nb)])[:-1]
+        col_id = cstart[lay.layer] + lay.ncol
+        col_open = np.zeros(int(nb.sum()), dtype=bool)
+        col_open[col_id[keep]] = True
+        col_width = np.zeros(int(nb.sum()))
+        col_width[col_id] = w
+        col_layer = np.repeat(np.arange(L), nb)
+        ofmap = np.bincount(col_layer[col_open], weights=(M[col_layer] * col_width + fr[col_layer] * (R + C))[col_open],
+                            minlength=L)
+        sram = {"ifmap_reads": per_layer(Mb * h), "filter_reads": fr * hw, "ofmap_writes": ofmap}
+    else:
+        fc = np.ceil(M / C)
+        sram = {"ifmap_reads": M * k_used, "filter_reads": fc * hw, "ofmap_writes": per_layer(Mb * w)}
+    return _traffic(sram, M * k_used, hw, lay.layer_cycles(keep), memory)
