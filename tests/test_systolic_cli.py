@@ -206,3 +206,15 @@ def test_prune_bad_objective(capsys, digits_net, args, message) -> None:
     r = fail(capsys, "systolic", "prune", str(digits_net), "--data", "digits", *args, "--json")
     assert r["error_type"] == "InvalidParameterError"
     assert message in r["error"]
+
+
+def test_cycles_memory_term(capsys, gemm_list) -> None:
+    from optprune.systolic import MemorySpec, layer_memory
+
+    r = run(capsys, "systolic", "cycles", str(gemm_list), "--array", "4x4", "--sram-kb", "1", "--bandwidth", "1",
+            "--json")
+    ref = layer_memory([[5, 10, 7], [33, 17, 9]], ArraySpec(4, 4, "ws"), MemorySpec(1, 1, 1, 1))
+    assert [row["memory"]["stall_cycles"] for row in r["layers"]] == ref["stall_cycles"].tolist()
+    assert r["memory"]["total_cycles_with_stalls"] == int(ref["total_cycles"].sum()) >= r["total_cycles"]
+    bad = fail(capsys, "systolic", "cycles", str(gemm_list), "--sram-kb", "1", "--json")
+    assert "needs both --sram-kb and --bandwidth" in bad["error"]

@@ -45,10 +45,17 @@ def cycles_command(
     array: Annotated[str, typer.Option("--array", help="Array size ROWSxCOLS (e.g. 32x32) or N.")] = "32x32",
     dataflow: Annotated[str, typer.Option("--dataflow", help="ws, os or is.")] = "ws",
     batch: Annotated[int, typer.Option("--batch", help="Rows M of a Linear layer's GEMM (ignored for a .json list).")] = 1,
+    sram_kb: Annotated[float | None, typer.Option(
+        "--sram-kb", help="Memory term: SRAM kB per operand (IFMAP, filter, OFMAP); with --bandwidth.")] = None,
+    bandwidth: Annotated[float | None, typer.Option(
+        "--bandwidth", help="Memory term: DRAM words per cycle per operand port; with --sram-kb.")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help=TRUST_PICKLE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Per-layer GEMM shape, folds and compute cycles (SCALE-Sim 3.0.0's "Total Cycles" without stalls).
+
+    With --sram-kb and --bandwidth also each layer's SRAM accesses (SCALE-Sim's counts), DRAM words and stall
+    cycles (a double-buffered bandwidth model, optprune.systolic._memory).
 
     Cycle counts are exact Python integers; dimensions and array sides are integers in [1, 2**31 - 1].
     """
@@ -68,6 +75,19 @@ def cycles_command(
     payload = {"network": str(network), "array": [spec.rows, spec.cols], "dataflow": spec.dataflow,
                "batch": None if network.suffix.lower() == ".json" else batch, "layers": layers,
                "total_cycles": sum(cycles)}
+    if (sram_kb is None) != (bandwidth is None):
+        raise InvalidParameterError("the memory term needs both --sram-kb and --bandwidth (or neither)")
+    if sram_kb is not None and bandwidth is not None:
+        from optprune.systolic import MemorySpec, layer_memory
+
+        check_number("--sram-kb", sram_kb, low=0, low_open=True)
+        check_number("--bandwidth", bandwidth, low=0, low_open=True)
+        mem = layer_memory(shapes, spec, MemorySpec(sram_kb, sram_kb, sram_kb, bandwidth))
+        for i, row in enumerate(layers):
+            row["memory"] = {k: int(v[i]) for k, v in mem.items() if k != "compute_cycles"}
+        payload["memory"] = {"sram_kb": sram_kb, "bandwidth": bandwidth,
+                             "stall_cycles": int(mem["stall_cycles"].sum()),
+                             "total_cycles_with_stalls": int(mem["total_cycles"].sum())}
     human = "\n".join(
         [f"{'layer':<16}{'M':>7}{'K':>7}{'N':>7}{'folds':>8}{'cycles':>12}"]
         + [f"{r['name']:<16}{r['M']:>7}{r['K']:>7}{r['N']:>7}{r['folds']:>8}{r['cycles']:>12}" for r in layers]
