@@ -26,6 +26,13 @@ timed round-robin in the same loop (``--repeats`` forward passes each, median),
 so machine load hits all three alike. Tables: mean +- standard error over
 seeds; the Reconvene - unstructured gap is paired per seed.
 
+``--latency-only`` (into ``results/reconvene_latency``): Reconvene decides the
+widths at initialisation, so the same seeds give the same architectures without
+training; this mode times them (batch 1, one thread, round-robin, median) in
+eager PyTorch and as frozen TorchScript (``torch.jit.freeze(torch.jit.trace)``,
+less per-layer Python dispatch) against the dense architecture, whose
+unstructured-masked twin costs the same (dense tensors).
+
 Records go to ``OUT/records.jsonl`` as they arrive, one per (seed, dense) and
 per (seed, ratio, saliency); a rerun keeps those whose settings match and
 measures the rest (``--force`` starts afresh). ``OUT/summary.md`` starts with
@@ -98,11 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--saliencies", nargs="+", default=["snip", "synflow_iterative"])
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--repeats", type=int, default=2000, help="timed forward passes per model (batch 1)")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "reconvene")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default results/reconvene (results/reconvene_latency with --latency-only)")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="time the seeds' Reconvene architectures (untrained) eager and as frozen TorchScript")
     ap.add_argument("--force", action="store_true", help="discard the records already in OUT and start afresh")
     ap.add_argument("--allow-dirty", action="store_true",
                     help="write under results/ from a dirty working tree (stamped in the header)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = ROOT / "results" / ("reconvene_latency" if args.latency_only else "reconvene")
 
     from optprune.bench import RecordStore
     from optprune.bench._provenance import script_command, start_run
@@ -132,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.force and path.exists():
         path.unlink()
     settings = {"epochs": args.epochs, "repeats": args.repeats}
+    if args.latency_only:
+        return latency_only(args, run, res_cnn, (X, y), path)
 
     def init(seed: int):
         torch.manual_seed(seed)
@@ -183,6 +197,65 @@ def main(argv: list[str] | None = None) -> int:
                                             sort_keys=True)] for k, s, r, sal in units]
     run.resumed(done_before, len(units))
     text = summary(records, args)
+    (args.out / "summary.md").write_text(run.header() + "\n" + text)
+    print(text)
+    return 0
+
+
+def latency_only(args, run, res_cnn, data, path: Path) -> int:
+    """``--latency-only``: batch-1 latency of every (seed, ratio, saliency) architecture, eager and TorchScript."""
+    import torch
+
+    from optprune.bench import RecordStore
+    from optprune.pai import Reconvene
+
+    shape = (1, 28, 28)
+    x = torch.randn(1, *shape)
+    rows, done_before = [], 0
+    units = [(s, r, sal) for s in args.seeds for r in args.ratios for sal in args.saliencies]
+    with RecordStore(path) as store:
+        for seed, ratio, sal in units:
+            rid = json.dumps({"seed": seed, "ratio": ratio, "saliency": sal, "repeats": args.repeats}, sort_keys=True)
+            if rid not in store:
+                torch.manual_seed(seed)
+                model0 = res_cnn()
+                rc = Reconvene(saliency=sal, ratio=ratio, seed=seed).fit(model0, data)
+                small, dense = rc.transform().eval(), res_cnn().eval()
+                rec = {"id": rid, "seed": seed, "ratio": ratio, "saliency": sal, "widths": rc.widths_,
+                       "params_reconvene": rc.n_params_after_, "params_dense": rc.n_params_before_}
+                for mode in ("eager", "torchscript"):
+                    with torch.no_grad():
+                        models = {"reconvene": small, "dense": dense} if mode == "eager" else {
+                            k: torch.jit.freeze(torch.jit.trace(m, x)) for k, m in (("reconvene", small),
+                                                                                     ("dense", dense))}
+                    rec[f"latency_b1_ms_{mode}"] = paired_latency_ms(models, shape, 1, args.repeats)
+                store.append(rec)
+                print(json.dumps({k: v for k, v in rec.items() if k != "id"}), file=sys.stderr, flush=True)
+            else:
+                done_before += 1
+            rows.append(store.records[rid])
+    run.resumed(done_before, len(units))
+    lines = ["# Reconvene: batch-1 latency of the pruned architectures, eager and frozen TorchScript", "",
+             f"The architectures Reconvene picks at initialisation for seeds {args.seeds} (the models of "
+             "results/reconvene before training; widths depend only on the initialisation and the SNIP calibration "
+             f"sample) against the dense architecture (the unstructured-masked model has its shapes). Median of "
+             f"{args.repeats} batch-1 forward passes, one thread, no grad, the two models timed round-robin; "
+             "TorchScript: torch.jit.freeze(torch.jit.trace(model)). Mean +- standard error over seeds.", "",
+             "| ratio | saliency | params (x fewer) | eager ms Reconvene / dense | eager speed-up | TorchScript ms "
+             "Reconvene / dense | TorchScript speed-up |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for ratio in args.ratios:
+        for sal in args.saliencies:
+            part = [r for r in rows if r["ratio"] == ratio and r["saliency"] == sal]
+            cells = []
+            for mode in ("eager", "torchscript"):
+                lat = [r[f"latency_b1_ms_{mode}"] for r in part]
+                sp = mean_se([v["dense"] / v["reconvene"] for v in lat])
+                cells += [f"{np.mean([v['reconvene'] for v in lat]):.4f} / {np.mean([v['dense'] for v in lat]):.4f}",
+                          f"{sp[0]:.2f}x +- {sp[1]:.2f}"]
+            params = int(np.mean([r["params_reconvene"] for r in part]))
+            lines.append(f"| {ratio:g} | {sal} | {params} ({part[0]['params_dense'] / params:.1f}x) | "
+                         + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
     (args.out / "summary.md").write_text(run.header() + "\n" + text)
     print(text)
     return 0
