@@ -466,3 +466,25 @@ def test_select_blocks_answers_by_its_deadline_with_greedy_and_a_valid_gap(monke
     assert sel.method == "greedy (mip:highs stopped at the time limit)" and sel.status == "time_limit"
     assert sel.score == pytest.approx(g.score) and sel.cycles <= sel.budget
     assert sel.bound >= best - 1e-9 and sel.extra["gap"] >= (best - g.score) / g.score - 1e-9
+
+
+def test_lp_rounding_meets_the_budget_and_keeps_every_layer() -> None:
+    from optprune.formulations.systolic import build_block_selection
+    from optprune.solvers import solve
+    from optprune.systolic._select import _lp_rounding
+
+    rounded_any = 0
+    for _df, layout, scores in tiny_instances():
+        for fraction in (0.45, 0.7):
+            budget = budget_cycles(layout, fraction)
+            sel = build_block_selection(scores, layout.cost, layout.layer, budget, group=layout.group,
+                                        group_fixed=layout.group_fixed)
+            lp = solve(sel.model.replace(integrality=None), "highs")
+            r = _lp_rounding(layout, scores, np.asarray(lp.x)[sel.keep], budget)
+            if r is None:
+                continue
+            rounded_any += 1
+            assert r.cycles == layout.cycles(r.keep) <= budget
+            assert np.bincount(layout.layer[r.keep], minlength=layout.n_layers).min() >= 1
+            assert r.score <= brute_force(layout, scores, budget) + 1e-9 <= lp.objective + 2e-9
+    assert rounded_any >= 1

@@ -138,9 +138,14 @@ def select_blocks(
         lp = solve(sel.model.replace(integrality=None), "highs", time_limit=_remaining(deadline))
         if lp.status.value == "optimal":
             relaxed_bound = float(lp.objective)
+            if min_keep_ratio == 0 and not whole_rows:  # the LP's integral part, completed greedily
+                rounded = _lp_rounding(layout, s, np.asarray(lp.x)[sel.keep], budget)
+                if rounded is not None and rounded.score > greedy.score + 1e-12 * max(abs(greedy.score), 1.0):
+                    greedy = rounded
+                    start = sel.start_from(greedy.keep, layout.group)
             if relaxed_bound - greedy.score <= (mip_gap or 0.0) * max(abs(greedy.score), 1e-12):
-                return _with_gap(replace(greedy, method="greedy (within mip_gap of the LP bound)", status="optimal"
-                                         if relaxed_bound - greedy.score <= 1e-9 else "feasible",
+                return _with_gap(replace(greedy, method=f"{greedy.method} (within mip_gap of the LP bound)",
+                                         status="optimal" if relaxed_bound - greedy.score <= 1e-9 else "feasible",
                                          bound=relaxed_bound, time_s=float(lp.time_s)))
     if deadline is not None and greedy is not None and sel.model.n_vars >= GUARD_MIN_COLUMNS:
         result = guarded_solve(sel.model, solver, deadline, mip_gap=mip_gap, start=start)
@@ -148,7 +153,7 @@ def select_blocks(
         result = solve(sel.model, solver, time_limit=_remaining(deadline), mip_gap=mip_gap, start=start)
     if result is None:  # the solver passed the deadline and was stopped: greedy with the LP relaxation's bound
         assert greedy is not None
-        return _with_gap(replace(greedy, method=f"greedy (mip:{solver} stopped at the time limit)",
+        return _with_gap(replace(greedy, method=f"{greedy.method} (mip:{solver} stopped at the time limit)",
                                  status="time_limit", bound=relaxed_bound,
                                  time_s=float(time_limit or 0.0)))
     if result.status.value == "infeasible":
@@ -166,8 +171,8 @@ def select_blocks(
     if not result.status.has_solution:
         if greedy is None:
             raise SolverError(f"{solver} found no block selection: status {result.status.value} ({result.message})")
-        return _with_gap(replace(greedy, method=f"greedy (mip:{solver} found none)", status=result.status.value,
-                                 bound=bound, time_s=float(result.time_s)))
+        return _with_gap(replace(greedy, method=f"{greedy.method} (mip:{solver} found none)",
+                                 status=result.status.value, bound=bound, time_s=float(result.time_s)))
     keep = sel.kept(result.x)
     cycles = layout.cycles(keep)
     if cycles > budget:  # the model's answer must meet the budget exactly; tolerance slips are errors
@@ -175,7 +180,7 @@ def select_blocks(
     found = BlockSelection(keep=keep, cycles=cycles, budget=budget, score=float(s[keep].sum()), method=f"mip:{solver}",
                            status=result.status.value, bound=bound, time_s=float(result.time_s))
     if greedy is not None and greedy.score > found.score:  # a backend that ignored the start: never below greedy
-        found = replace(greedy, method=f"greedy (mip:{solver} incumbent worse)", status=result.status.value,
+        found = replace(greedy, method=f"{greedy.method} (mip:{solver} incumbent worse)", status=result.status.value,
                         bound=bound, time_s=float(result.time_s))
     return _with_gap(found)
 
@@ -254,6 +259,37 @@ def guarded_solve(model, solver: str, deadline: float, **kwargs):
     if kind == "error":
         raise value
     return value
+
+
+def _lp_rounding(layout: BlockLayout, s: np.ndarray, x: np.ndarray, budget: int) -> BlockSelection | None:
+    """The blocks the LP relaxation keeps whole (``x_b = 1``), completed in decreasing score per cycle while they
+    fit (a block's marginal cycles include its group's fixed cost when the group is not yet open); None when that
+    misses a layer or the budget. A second start for the MIP beside greedy (on knapsacks the LP optimum has few
+    fractional blocks, so its rounding is close to the bound)."""
+    keep = np.asarray(x) >= 1.0 - 1e-6
+    if np.bincount(layout.layer[keep], minlength=layout.n_layers).min() == 0:
+        return None
+    cycles = layout.cycles(keep)
+    if cycles > budget:
+        return None
+    has_group = layout.group_fixed.size > 0
+    opened = np.zeros(layout.group_fixed.size, dtype=bool)
+    if has_group:
+        opened[layout.group[keep]] = True
+    fixed = layout.group_fixed[np.maximum(layout.group, 0)] if has_group else np.zeros(layout.n_blocks, np.int64)
+    cand = np.flatnonzero(~keep & (layout.cost <= budget - cycles))
+    cand = cand[np.argsort(-s[cand] / np.maximum(layout.cost[cand], 1), kind="stable")]
+    for b in cand:
+        extra = int(layout.cost[b]) + (int(fixed[b]) if has_group and not opened[layout.group[b]] else 0)
+        if cycles + extra <= budget:
+            keep[b] = True
+            cycles += extra
+            if has_group:
+                opened[layout.group[b]] = True
+    if layout.cycles(keep) > budget:  # the tracked count must agree with the cycle model
+        return None
+    return BlockSelection(keep=keep, cycles=layout.cycles(keep), budget=budget, score=float(s[keep].sum()),
+                          method="lp-rounding")
 
 
 def _with_gap(sel: BlockSelection) -> BlockSelection:
