@@ -225,8 +225,10 @@ def summary(rows: list[dict], args, header: str) -> str:
         common = sorted(set(base[best][1]) & set(g))
         diffs = [100 * (g[s] - base[best][1][s]) for s in common]
         lead, se = float(np.mean(diffs)), _se(diffs)
-        verdict = ("significant (lead > 2 SE)" if np.isfinite(se) and lead > 2 * se
-                   else "not significant (lead <= 2 SE)" if np.isfinite(se) else "one seed: no SE")
+        verdict = ("one seed: no SE" if not np.isfinite(se)
+                   else "GOHSP ahead, significant (lead > 2 SE)" if lead > 2 * se
+                   else "GOHSP behind, significant (lead < -2 SE)" if lead < -2 * se
+                   else "not significant (|lead| <= 2 SE)")
         lines.append(f"- {1 - budget:.0%} fewer parameters: best baseline {best}; GOHSP lead {lead:+.2f} points, "
                      f"SE {se:.2f} points over {len(common)} seeds: {verdict}.")
     acc = rows[0]["accuracy_before"] if rows else 0.95
