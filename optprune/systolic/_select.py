@@ -12,7 +12,7 @@ made as sparse as it must be for its all-zero blocks to meet the same budget.
 from __future__ import annotations
 
 import math
-import multiprocessing
+import os
 import time
 from dataclasses import dataclass, field, replace
 
@@ -204,58 +204,66 @@ def _model_fields(model) -> dict:
     return out
 
 
-def _solve_child(conn, model_fields: dict, solver: str, kwargs: dict) -> None:  # pragma: no cover - in the child
+def _child_main(task_path: str, result_path: str) -> None:  # pragma: no cover - runs in the child process
+    """Entry of :func:`guarded_solve`'s child: read ``(model fields, solver, options)``, solve, write the answer."""
+    import pickle
+
     from optprune.milp import MILP
     from optprune.solvers import solve
 
+    with open(task_path, "rb") as f:
+        model_fields, solver, kwargs = pickle.load(f)
     try:
-        conn.send(("ok", solve(MILP(**model_fields), solver, **kwargs)))
-    except BaseException as exc:  # sent back and re-raised in the parent
-        conn.send(("error", exc))
-    finally:
-        conn.close()
+        answer = ("ok", solve(MILP(**model_fields), solver, **kwargs))
+    except Exception as exc:  # sent back and re-raised in the parent
+        answer = ("error", exc)
+    with open(result_path + ".part", "wb") as f:
+        pickle.dump(answer, f)
+    os.replace(result_path + ".part", result_path)
 
 
 def guarded_solve(model, solver: str, deadline: float, **kwargs):
     """``solve(model, solver, time_limit=<seconds left>, **kwargs)`` that returns by ``deadline`` whatever the solver
-    does: the solve runs in a child process, killed at the deadline (then None is returned).
+    does: the solve runs in a child Python process, killed at the deadline (then None is returned).
 
     Why: a solver's own time limit is checked only in some of its phases. HiGHS 1.16, given the 82,944-block
     ViT-Base os selection with a MIP start and ``mip_gap=0``, ran 314 s under a 50 s limit. The solver is also given
-    the time left (less a margin), so it normally stops itself and returns its incumbent and bound. The child is
-    started by a fork server (or spawned), never forked from this process: a fork after HiGHS has started its
-    worker threads can deadlock in the child. The backend is looked up by name in the child, so it must be one
-    registered on import (a backend registered at run time is solved in this process, without the guard).
+    the time left (less a margin), so it normally stops itself and returns its incumbent and bound. The child is a
+    fresh interpreter (``sys.executable -c``), never a fork of this process (a fork after HiGHS has started its
+    worker threads can deadlock) and never a re-import of the caller's script (as multiprocessing's spawn does).
+    The backend is looked up by name in the child, so it must be one registered on import; a backend registered at
+    run time is solved in this process, without the guard.
     """
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
     from optprune.solvers import get_backend, solve
 
     left = deadline - time.monotonic()
     kwargs = {**kwargs, "time_limit": max(left - max(1.0, 0.05 * left), 1e-3)}  # stops itself before the kill
-    methods = multiprocessing.get_all_start_methods()
-    builtin = type(get_backend(solver)).__module__.startswith("optprune.solvers.")  # registered on import
-    if not builtin or not any(m in methods for m in ("forkserver", "spawn")):
+    if not type(get_backend(solver)).__module__.startswith("optprune.solvers."):
         return solve(model, solver, **kwargs)
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    recv, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_solve_child, args=(send, _model_fields(model), solver, kwargs), daemon=True)
-    child.start()
-    send.close()
-    try:
-        # answer by the deadline: stop waiting a little before it (killing and reaping the child takes time)
-        ready = recv.poll(max(deadline - min(1.0, 0.02 * max(left, 0.0)) - time.monotonic(), 0.0))
-        message = recv.recv() if ready else None
-    except EOFError:  # the child died without answering
-        message = None
-    finally:
-        if child.is_alive():
+    with tempfile.TemporaryDirectory(prefix="optprune-guard-") as tmp:
+        task, answer = os.path.join(tmp, "task.pkl"), os.path.join(tmp, "answer.pkl")
+        with open(task, "wb") as f:
+            pickle.dump((_model_fields(model), solver, kwargs), f)
+        code = f"from optprune.systolic._select import _child_main; _child_main({task!r}, {answer!r})"
+        child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+        try:
+            # answer by the deadline: stop waiting a little before it (killing and reaping the child takes time)
+            _, err = child.communicate(timeout=max(deadline - min(1.0, 0.02 * max(left, 0.0)) - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
             child.kill()
-        child.join()
-        recv.close()
-    if message is None:
-        if child.exitcode not in (None, 0, -9):
-            raise SolverError(f"{solver} stopped with exit code {child.exitcode} before the time limit")
-        return None
-    kind, value = message
+            child.communicate()
+            return None
+        if not os.path.exists(answer):
+            raise SolverError(f"{solver} stopped with exit code {child.returncode} before the time limit: "
+                              f"{err.decode(errors='replace').strip()[-300:]}")
+        with open(answer, "rb") as f:
+            kind, value = pickle.load(f)
     if kind == "error":
         raise value
     return value
