@@ -342,7 +342,8 @@ def greedy_blocks(
     bounds = np.searchsorted(unit[order_blocks], np.arange(n_units + 1))
     members = [order_blocks[bounds[u]:bounds[u + 1]] for u in range(n_units)]
     has_group = layout.group_fixed.size > 0
-    gsize = np.bincount(layout.group[layout.group >= 0], minlength=layout.group_fixed.size) if has_group else None
+    gsize = (np.bincount(layout.group[layout.group >= 0], minlength=layout.group_fixed.size) if has_group
+             else np.zeros(0, dtype=np.int64))
     share = (layout.group_fixed[np.maximum(layout.group, 0)] / np.maximum(gsize[np.maximum(layout.group, 0)], 1)
              if has_group else np.zeros(B))
     ucost = np.bincount(unit, weights=layout.cost + share, minlength=n_units)
