@@ -102,3 +102,17 @@ def test_bad_keep_lists_are_named():
         hv.prune_hf_vit(m, [[0], [4]], [[0], [0]])
     with pytest.raises(InvalidParameterError, match=">= 1 head"):
         hv.mask_hf_vit(m, [[0], []], [[0], [0]])
+
+
+def test_gohsp_on_the_transformers_vit_meets_the_budget_and_converts_exactly():
+    rng = np.random.default_rng(0)
+    X = rng.random((64, 1, 8, 8), dtype=np.float32)
+    y = rng.integers(0, 10, 64)
+    m = _model()
+    dense = sum(p.numel() for p in m.parameters())
+    pruned, est = hv.gohsp_hf_vit(m, 0.6, (X, y), admm_iterations=1, finetune_epochs=0, calibration_size=32)
+    assert isinstance(pruned, hv.PrunedViTForImageClassification)
+    assert sum(p.numel() for p in pruned.parameters()) <= 0.6 * dense
+    x = torch.as_tensor(X[:5])
+    assert np.abs(_logits(pruned, x) - est.model_(x).detach().numpy()).max() <= 1e-5
+    assert hv.analyse_hf_vit(pruned).heads == list(est.model_.config.heads)
