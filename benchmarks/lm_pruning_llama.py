@@ -1,5 +1,7 @@
 """The LM pruning table on a transformers LLaMA (grouped-query attention, RoPE, RMSNorm, SwiGLU), issue 26.
 
+``--model instances/hf/arith_gpt2 --out results/lm_pruning_gpt2`` runs the same table on the GPT-2.
+
 At 20/35/50% fewer parameters on ``instances/hf/arith_llama`` (a ``LlamaForCausalLM`` of 4 layers,
 d=64, 4 query heads on 2 KV heads, SwiGLU 128, trained here on the arithmetic task with carry steps:
 ``instances/hf/README.md``), every method of :func:`optprune.hf.hf_method` lands at most at
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     adapter = CausalLMAdapter(model)
     dense = {"params": n_params(model), "exact_match": exact_match(adapter, test),
-             "perplexity": perplexity(adapter, test), "architecture": type(model).__name__}
+             "perplexity": perplexity(adapter, test), "architecture": type(model).__name__,
+             "query_heads_per_unit": max(int(g.query_heads_per_unit or 1) for g in groups)}
     print(f"dense: {dense} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
     rec_path = args.out / "records.jsonl"
     done = {}
@@ -123,18 +126,23 @@ def _key(ratio: float, name: str, steps: int) -> tuple:
 
 
 def write_summary(args, header: str, dense: dict, records: list[dict], total: float) -> None:
-    lines = ["# LM pruning on a transformers LlamaForCausalLM (GQA, RoPE, RMSNorm, SwiGLU; arithmetic with steps)",
+    title = {"LlamaForCausalLM": "LlamaForCausalLM (GQA, RoPE, RMSNorm, SwiGLU)",
+             "GPT2LMHeadModel": "GPT2LMHeadModel (fused c_attn, GELU MLP)"}.get(dense["architecture"],
+                                                                            dense["architecture"])
+    per_unit = dense.get("query_heads_per_unit", 1)
+    unit = f"a KV head with its {per_unit} query heads (GQA)" if per_unit > 1 else "an attention head (its q/k/v rows)"
+    lines = [f"# LM pruning on a transformers {title}; arithmetic with steps",
              "", header,
              f"Time: {sum(r['fit_seconds'] for r in records) / 60:.1f} min of fits over all cells ({total / 60:.1f} "
              "min in this invocation; one thread each). Training budget: {args.steps} optimizer steps of 64 "
              f"problems for every trained method (Compresso: {args.steps - args.steps // 5} gate steps + "
              f"{args.steps // 5} recovery steps; LoRAShear: 4 stages, recovery after each and after the cut; "
-             "magnitude+lora: all after the cut); peft LoRA rank 8 (alpha 8) on q/k/v/o/gate/up/down. One-shot "
-             f"methods: no training, 128 calibration problems. Seed {args.seed}; one run per cell.", "",
+             "magnitude+lora: all after the cut); peft LoRA rank 8 (alpha 8) on every projection of the units. "
+             f"One-shot methods: no training, 128 calibration problems. Seed {args.seed}; one run per cell.", "",
              f"Dense model ({dense['architecture']}): {dense['params']} parameters, exact match "
              f"{dense['exact_match']:.3f}, perplexity {dense['perplexity']:.4f} on the 400 test problems.", "",
-             "Units: a KV head with its 2 query heads (GQA), an MLP neuron with its gate/up rows and down column "
-             "(found by optprune.hf.hf_groups from the module graph). `prune s`: scoring and cut (with the "
+             f"Units: {unit} and an MLP neuron (its input rows and output column), found by "
+             "optprune.hf.hf_groups from the module graph. `prune s`: scoring and cut (with the "
              "method's own training for LoRAShear/Compresso, without the recovery of magnitude+lora); `fit s`: "
              "everything.", "",
              "| ratio | method | params | exact match | perplexity | q heads/layer | neurons/layer | prune s | fit s |",
