@@ -134,7 +134,7 @@ def write_summary(args, header: str, dense: dict, records: list[dict], total: fl
     lines = [f"# LM pruning on a transformers {title}; arithmetic with steps",
              "", header,
              f"Time: {sum(r['fit_seconds'] for r in records) / 60:.1f} min of fits over all cells ({total / 60:.1f} "
-             "min in this invocation; one thread each). Training budget: {args.steps} optimizer steps of 64 "
+             f"min in this invocation; one thread each). Training budget: {args.steps} optimizer steps of 64 "
              f"problems for every trained method (Compresso: {args.steps - args.steps // 5} gate steps + "
              f"{args.steps // 5} recovery steps; LoRAShear: 4 stages, recovery after each and after the cut; "
              "magnitude+lora: all after the cut); peft LoRA rank 8 (alpha 8) on every projection of the units. "
