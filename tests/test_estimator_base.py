@@ -13,6 +13,7 @@ from optprune._estimator import BaseEstimator, clone
 from optprune.bayes import BMRS
 from optprune.errors import InvalidParameterError, NotFittedError
 from optprune.gohsp import GOHSP
+from optprune.hf._methods import HFCompresso, HFLoRAShear, HFOneShot
 from optprune.lm._prune import Compresso, LoRAShear, OneShot
 from optprune.lm._reconstruct import Reconstruct
 from optprune.lm._sprint import Sprint
@@ -20,7 +21,8 @@ from optprune.pai import Reconvene, UnstructuredPaI
 from optprune.pruning import Pruner
 from optprune.scoring import SCORERS, MagnitudeScorer, Scorer
 
-ESTIMATORS = [Pruner, BMRS, GOHSP, Reconvene, UnstructuredPaI, OneShot, Reconstruct, Compresso, LoRAShear, Sprint]
+ESTIMATORS = [Pruner, BMRS, GOHSP, Reconvene, UnstructuredPaI, OneShot, Reconstruct, Compresso, LoRAShear, Sprint,
+              HFOneShot, HFCompresso, HFLoRAShear]
 SCORER_CLASSES = sorted({SCORERS.get(name) for name in SCORERS.names()}, key=lambda c: c.__name__)
 ALL = ESTIMATORS + SCORER_CLASSES
 

@@ -240,9 +240,9 @@ def prune_command(
         stderr_console.print(f"pruning {model_path} with {method} at ratio {ratio} ({steps} steps)")
     t0 = time.time()
     if "progress" in inspect.signature(est.fit).parameters:  # per-group progress on stderr (reconstruct)
-        from optprune.cli._prune import _log_group
+        from optprune.cli._output import log_group_progress
 
-        est.fit(model, task, progress=_log_group)
+        est.fit(model, task, progress=log_group_progress)
     else:
         est.fit(model, task)
     seconds = time.time() - t0

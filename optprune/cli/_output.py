@@ -12,7 +12,7 @@ from rich.console import Console
 
 JSON_HELP = "Print exactly one JSON object on stdout."  # the help of every command's --json flag
 
-__all__ = ["JSON_HELP", "emit", "emitted", "reset_emitted", "stderr_console", "to_jsonable"]
+__all__ = ["JSON_HELP", "emit", "emitted", "log_group_progress", "reset_emitted", "stderr_console", "to_jsonable"]
 
 stderr_console = Console(stderr=True)
 
@@ -61,3 +61,12 @@ def emit(payload: dict, as_json: bool, human: str | None = None) -> None:
         return
     for key, value in to_jsonable(payload).items():
         print(f"{key}: {value}")
+
+
+def log_group_progress(report: dict) -> None:
+    """Per-group progress of a decision that reports it (layer, budget, objective, gap, seconds) on stderr."""
+    gap = "n/a" if report.get("gap") is None else f"{report['gap']:.2%}"
+    stderr_console.log(
+        f"group {report['group']}: keep {report['kept']}/{report['width']}, objective {report['objective']:.6g} "
+        f"({report['relative']:.2%} of the output energy), gap {gap}, {report['status']}, {report['seconds']:.2f} s"
+    )

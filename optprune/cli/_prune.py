@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from optprune.cli._output import JSON_HELP, emit, stderr_console
+from optprune.cli._output import JSON_HELP, emit, log_group_progress, stderr_console
 from optprune.cli._validate import FORCE_HELP, TRUST_PICKLE_HELP, check_number, check_output_files
 from optprune.pruning import DECISIONS
 from optprune.scoring import NORMALIZERS, SCORERS, normalize_scorer_name
@@ -121,15 +121,6 @@ def _parse_options(pairs: list[str] | None) -> dict:
                     continue
         out[key.strip()] = value
     return out
-
-
-def _log_group(report: dict) -> None:
-    """Per-group progress of a decision that reports it (layer, budget, objective, gap, seconds) on stderr."""
-    gap = "n/a" if report.get("gap") is None else f"{report['gap']:.2%}"
-    stderr_console.log(
-        f"group {report['group']}: keep {report['kept']}/{report['width']}, objective {report['objective']:.6g} "
-        f"({report['relative']:.2%} of the output energy), gap {gap}, {report['status']}, {report['seconds']:.2f} s"
-    )
 
 
 def _log_refit(report: dict) -> None:
@@ -280,7 +271,7 @@ def prune_command(
         if "calibration_size" in rule.options:
             options["calibration_size"] = calibration_size
         if "progress" in inspect.signature(rule.prune).parameters:
-            options["progress"] = _log_group
+            options["progress"] = log_group_progress
         options.update(extra_options)
         outcome = rule.prune(model, (X_train, y_train), shape, ratio, seed=seed, **options)
         pruned, pruning_decision, method_info, masks = outcome.model, outcome.decision, outcome.info, outcome.masks

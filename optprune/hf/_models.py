@@ -18,17 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from optprune.errors import FileFormatError, InvalidParameterError, UnsupportedLayerError
+from optprune.errors import FileFormatError, InvalidParameterError
+from optprune.hf._archs import ARCHS, check_supported
 from optprune.lm._data import EOS, PAD, VOCAB
 
-__all__ = ["ARCHS", "CausalLMAdapter", "adapt", "build_model", "is_hf_folder", "load_hf", "tiny_config"]
-
-#: architecture name -> transformers (config class, causal-LM class) names
-ARCHS = {
-    "llama": ("LlamaConfig", "LlamaForCausalLM"),
-    "gpt2": ("GPT2Config", "GPT2LMHeadModel"),
-    "opt": ("OPTConfig", "OPTForCausalLM"),
-}
+__all__ = [
+    "ARCHS", "CausalLMAdapter", "adapt", "build_model", "check_supported", "is_hf_folder", "load_hf", "tiny_config",
+]
 
 
 def tiny_config(
@@ -113,17 +109,6 @@ def adapt(model: nn.Module) -> CausalLMAdapter:
         return model
     check_supported(model)
     return CausalLMAdapter(model)
-
-
-def check_supported(model: nn.Module) -> None:
-    """A named error unless ``model`` is a ``transformers`` causal LM of a supported family."""
-    cfg = getattr(model, "config", None)
-    kind = getattr(cfg, "model_type", None)
-    family = getattr(cfg, "optprune_base_model_type", kind)
-    if family not in ARCHS:
-        raise UnsupportedLayerError(
-            type(model).__name__, f"{type(model).__name__} (model_type {kind!r})",
-            [ARCHS[a][1] for a in ARCHS] + ["their pruned forms (optprune.hf.Pruned*)"])
 
 
 def is_hf_folder(path: str | Path) -> bool:

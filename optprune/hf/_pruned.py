@@ -35,7 +35,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from optprune.errors import InvalidParameterError
-from optprune.hf._models import ARCHS, check_supported
+from optprune.hf._archs import ARCHS, check_supported
 from optprune.hf._structure import HEAD_ATTRIBUTES, HFGroup
 
 __all__ = [

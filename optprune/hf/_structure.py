@@ -27,7 +27,7 @@ projection); LLaMA's attention reshapes with ``-1`` heads and keeps ``num_key_va
 whole KV groups go. A layer whose projections do not fit the producer/consumer pattern (no
 projection reading or writing the stream, a producer channel that reaches no consumer, a unit without a
 consumer column, units of unequal size) is a named :class:`UnsupportedArchitectureError`; a model outside
-the supported families is refused before probing (:func:`optprune.hf._models.check_supported`).
+the supported families is refused before probing (:func:`optprune.hf._archs.check_supported`).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def hf_groups(model: nn.Module, seq_len: int = 5, seed: int = 0) -> list[HFGroup
 
     The probe runs on a float64 copy with ``seq_len`` random tokens; the model itself is not changed.
     """
-    from optprune.hf._models import check_supported
+    from optprune.hf._archs import check_supported
 
     check_supported(model)
     probe = copy.deepcopy(model).double().eval()
