@@ -1,23 +1,111 @@
-"""``optprune gohsp``: prune a ViT with GOHSP; ``optprune vit-train``: train the reference ViTs."""
+"""``optprune gohsp``: prune a ViT with GOHSP; ``optprune vit-train``: train the reference ViTs.
+
+``optprune gohsp`` takes the project's ViT (a ``.pt`` from :func:`optprune.vit.save_vit`) or a transformers
+``ViTForImageClassification`` folder (``save_pretrained``; issue 26). The transformers model is converted
+exactly to the project's ViT (:func:`optprune.hf.vit.to_optprune_vit`), pruned there by GOHSP (Yin et al.
+2023) and converted back to a ``PrunedViTForImageClassification`` (per-layer head counts and MLP widths in
+its config) that ``--out`` writes with ``save_pretrained``; the largest logit difference of each conversion
+on the test fold is reported, so an inexact conversion shows in the output.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from optprune._files import atomic_file
 from optprune.cli._output import JSON_HELP, emit, stderr_console
-from optprune.cli._validate import FORCE_HELP, check_number, check_output_file, check_output_files
+from optprune.cli._validate import (
+    FORCE_HELP,
+    check_number,
+    check_output_dir,
+    check_output_file,
+    check_output_files,
+)
 
 #: This module's commands; optprune.cli._app adds them to the app (a command module never imports the app).
 commands = typer.Typer()
 
-__all__ = ["commands", "gohsp_command", "parse_budget", "vit_train_command"]
+__all__ = ["VISION_MODEL_TYPES", "commands", "gohsp_command", "hf_model_type", "parse_budget", "vit_train_command"]
 
 OUT_SUFFIXES = (".onnx", ".pt")
 RESOURCES = ("params", "flops")
+#: ``model_type`` of the transformers folders ``optprune gohsp`` reads (optprune.hf.vit's pruned forms included)
+VISION_MODEL_TYPES = ("vit", "deit", "optprune_pruned_vit", "optprune_pruned_deit")
+MODEL_TAKES = ("a ViT .pt written by optprune vit-train / optprune.vit.save_vit, or a transformers ViT folder "
+               f"written by save_pretrained (config.json model_type one of {', '.join(VISION_MODEL_TYPES)})")
+
+
+def hf_model_type(path: Path) -> str | None:
+    """The ``model_type`` in ``path/config.json`` (a ``save_pretrained`` folder); ``None`` when there is none.
+
+    Reads the JSON only (no torch, no transformers), so a command can dispatch on it cheaply.
+    """
+    import json
+
+    config = Path(path) / "config.json"
+    if not (Path(path).is_dir() and config.is_file()):
+        return None
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    model_type = data.get("model_type") if isinstance(data, dict) else None
+    return model_type if isinstance(model_type, str) else None
+
+
+def _is_hf_vit(model_path: Path) -> bool:
+    """Whether MODEL is a transformers ViT folder; a folder of anything else is a named error."""
+    from optprune.errors import FileFormatError
+
+    if not model_path.is_dir():
+        return False
+    model_type = hf_model_type(model_path)
+    if model_type is None:
+        raise FileFormatError(f"MODEL: {model_path} is a folder without a transformers config.json holding a "
+                              f"model_type; give {MODEL_TAKES}")
+    if model_type not in VISION_MODEL_TYPES:
+        raise FileFormatError(f"MODEL: {model_path} is a transformers folder of model_type {model_type!r}, not a "
+                              f"ViT; give {MODEL_TAKES} (a language model: optprune lm prune)")
+    return True
+
+
+def _check_hf_outputs(out: Path | None, plot: Path | None, force: bool) -> None:
+    """``--out`` for a transformers ViT: a folder (save_pretrained) or an ``.onnx`` file; checked before any work."""
+    from optprune.errors import InvalidParameterError
+
+    if out is None or out.suffix.lower() == ".onnx":
+        check_output_files([("--out", out, (".onnx",)), ("--plot", plot, (".png",))], force=force)
+        return
+    if out.suffix:
+        raise InvalidParameterError(f"--out for a transformers ViT: a folder (no suffix) for save_pretrained or an "
+                                    f".onnx file; got {out.name!r}")
+    if out.exists() and not out.is_dir():
+        raise InvalidParameterError(f"--out: {out} is a file; give a folder path (save_pretrained writes a folder)")
+    if out.exists() and not force:
+        raise InvalidParameterError(f"--out: {out} already exists; pass --force to replace it or choose another folder")
+    check_output_dir("--out (its parent folder)", out.parent)
+    check_output_files([("--plot", plot, (".png",))], force=force)
+
+
+def _max_abs_diff(a: Any, b: Any) -> float:
+    import numpy as np
+
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) if np.size(a) else 0.0
+
+
+def _vit_logits(model: Any, X: Any, batch_size: int = 1000) -> Any:
+    """Logits of the project's ViT on images ``X`` (n, C, H, W), eval mode, no gradient."""
+    import numpy as np
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        outs = [model(torch.as_tensor(X[i:i + batch_size], dtype=torch.float32)).numpy()
+                for i in range(0, len(X), batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0, 0), dtype=np.float32)
 
 
 def parse_budget(text: str) -> tuple[str, float]:
@@ -57,7 +145,9 @@ def _plot_residuals(history: list[dict], path: Path) -> None:
 
 @commands.command("gohsp")
 def gohsp_command(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A ViT saved by optprune.vit.save_vit (.pt).")],
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help=(
+        "A ViT saved by optprune.vit.save_vit (.pt), or a transformers ViTForImageClassification folder "
+        "(save_pretrained; model_type vit or optprune_pruned_vit)."))],
     budget: Annotated[str, typer.Option("--budget", help="Kept: params=0.6 or flops=F.")] = "params=0.6",
     budgets: Annotated[str, typer.Option(
         "--budgets", help="Per-layer budgets from: search (the exact search on the graph/magnitude scores) or "
@@ -72,12 +162,18 @@ def gohsp_command(
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs after the hard prune.")] = 3,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (W-steps and fine-tuning).")] = 1e-3,
     seed: Annotated[int, typer.Option("--seed", help="Seed of calibration sample, W-steps and fine-tuning.")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the pruned ViT (.onnx or .pt).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help=(
+        "Write the pruned ViT: .onnx or .pt; for a transformers MODEL, a folder (save_pretrained) or .onnx."))] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the ADMM residuals.")] = None,
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Prune a ViT's heads and MLP neurons with GOHSP (graph head ranking, searched budgets, ADMM), fine-tune."""
+    """Prune a ViT's heads and MLP neurons with GOHSP (graph head ranking, searched budgets, ADMM), fine-tune.
+
+    MODEL may be a transformers ViT folder: it is pruned through the exact conversion to the project's
+    ViT, and --out (a folder) gets a PrunedViTForImageClassification that from_pretrained reads back
+    (after ``import optprune.hf.vit``).
+    """
     from optprune.errors import InvalidParameterError
 
     resource, fraction = parse_budget(budget)
@@ -92,7 +188,11 @@ def gohsp_command(
     check_number("--rho", rho, low=0, low_open=True)
     check_number("--rho-growth", rho_growth, low=1)
     check_number("--lr", lr, low=0, low_open=True)
-    check_output_files([("--out", out, OUT_SUFFIXES), ("--plot", plot, (".png",))], force=force)
+    hf = _is_hf_vit(model_path)
+    if hf:
+        _check_hf_outputs(out, plot, force)
+    else:
+        check_output_files([("--out", out, OUT_SUFFIXES), ("--plot", plot, (".png",))], force=force)
 
     import torch
 
@@ -101,34 +201,70 @@ def gohsp_command(
     from optprune.vit import check_inputs, export_vit_onnx, load_vit, save_vit, vit_accuracy
 
     torch.set_num_threads(1)
-    model = load_vit(model_path)
+    hf_model: Any = None
+    conversion: dict[str, float] = {}
+    if hf:
+        from optprune.hf.vit import load_hf_vit, to_optprune_vit
+
+        hf_model = load_hf_vit(model_path)
+        model = to_optprune_vit(hf_model)  # a DeiT (distillation token) is a named error here
+    else:
+        model = load_vit(model_path)
     X_train, y_train = load_dataset(data, "train")
     X_test, y_test = load_dataset(data, "test")
     check_inputs(model, X_train)
-    acc_before = vit_accuracy(model, X_test, y_test)
+    if hf:
+        from optprune.hf.vit import hf_logits
+
+        logits = hf_logits(hf_model, X_test)
+        conversion["to_optprune"] = _max_abs_diff(logits, _vit_logits(model, X_test))
+        acc_before = float((logits.argmax(1) == y_test).mean()) if len(X_test) else 0.0
+    else:
+        acc_before = vit_accuracy(model, X_test, y_test)
     stderr_console.log(f"{model_path.name}: test-fold accuracy {acc_before:.4f}")
     est = GOHSP(fraction, resource=resource, similarity=similarity, damping=float(damping),
                 admm_iterations=admm_iterations, admm_epochs=admm_epochs, rho=float(rho),
                 rho_growth=float(rho_growth), finetune_epochs=finetune_epochs, lr=float(lr), seed=seed,
                 budgets=budgets)
     est.fit(model, (X_train, y_train))
-    acc_after = est.score(X_test, y_test)
-    stderr_console.log(f"GOHSP {resource}={fraction}: {est.n_params_after_}/{est.n_params_before_} parameters, "
+    params_before, params_after = est.n_params_before_, est.n_params_after_
+    if hf:
+        from optprune.hf.vit import from_optprune_vit
+
+        pruned_hf = from_optprune_vit(est.model_, hf_model)
+        logits = hf_logits(pruned_hf, X_test)
+        conversion["from_optprune"] = _max_abs_diff(logits, _vit_logits(est.model_, X_test))
+        acc_after = float((logits.argmax(1) == y_test).mean()) if len(X_test) else 0.0
+        params_before = sum(p.numel() for p in hf_model.parameters())
+        params_after = sum(p.numel() for p in pruned_hf.parameters())
+    else:
+        acc_after = est.score(X_test, y_test)
+    stderr_console.log(f"GOHSP {resource}={fraction}: {params_after}/{params_before} parameters, "
                        f"accuracy {acc_after:.4f}")
     if out is not None:
-        if out.suffix.lower() == ".onnx":
+        metadata = {"method": "gohsp", "budget": budget, "data": data}
+        if hf and out.suffix.lower() == ".onnx":
+            from optprune.hf.vit import export_hf_vit_onnx
+
+            export_hf_vit_onnx(pruned_hf, out)
+        elif hf:
+            from optprune.hf._train import save_hf
+
+            save_hf(pruned_hf, out, force=force, metadata={**metadata, "source": str(model_path)})
+        elif out.suffix.lower() == ".onnx":
             export_vit_onnx(est.model_, out)
         else:
-            save_vit(est.model_, out, {"method": "gohsp", "budget": budget, "data": data})
+            save_vit(est.model_, out, metadata)
     if plot is not None:
         _plot_residuals(est.admm_history_, plot)
-    payload = {
+    payload: dict[str, Any] = {
         "model": str(model_path),
+        "method": "gohsp",
         "budget": {resource: fraction},
         "budgets": budgets,
         "data": data,
-        "params_before": est.n_params_before_,
-        "params_after": est.n_params_after_,
+        "params_before": params_before,
+        "params_after": params_after,
         "accuracy_before": acc_before,
         "accuracy_after": acc_after,
         "heads_kept": est.heads_kept_,
@@ -140,6 +276,10 @@ def gohsp_command(
         "out": str(out) if out is not None else None,
         "plot": str(plot) if plot is not None else None,
     }
+    if hf:  # the transformers model in and out, and how exactly the conversions kept its logits
+        payload["architecture"] = type(hf_model).__name__
+        payload["architecture_out"] = type(pruned_hf).__name__
+        payload["conversion_max_abs_diff"] = conversion
     emit(payload, as_json)
 
 

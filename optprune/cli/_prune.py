@@ -158,9 +158,52 @@ def _prune_language_model(path: Path, method: str, ratio: float, data: str, seed
              out=out, force=force, as_json=as_json)
 
 
+def _vit_input(path: Path) -> str | None:
+    """What kind of ViT ``path`` is: ``"transformers"`` (a ViT/DeiT folder), ``"optprune"`` (a ViT .pt), else None."""
+    from optprune.cli._gohsp import VISION_MODEL_TYPES, hf_model_type
+
+    if path.is_dir():
+        return "transformers" if hf_model_type(path) in VISION_MODEL_TYPES else None
+    if path.suffix.lower() != ".pt" or not path.is_file():
+        return None
+    import torch
+
+    from optprune.vit import VIT_FORMAT
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a plain checkpoint: the MNIST path reads it and names the problem
+        return None
+    return "optprune" if isinstance(data, dict) and data.get("format") == VIT_FORMAT else None
+
+
+def _prune_vit(path: Path, kind: str, method: str, ratio: float, data: str, seed: int, out: Path | None, force: bool,
+               as_json: bool) -> None:
+    """``optprune prune VIT --method gohsp``: ``optprune gohsp`` keeping ``1 - ratio`` of the parameters, its defaults.
+
+    The scorers and decisions of this command act on MLP/CNN chains (they read the network as a chain
+    of layers); a ViT's heads and MLP neurons are pruned by GOHSP, so any other method is a named error.
+    """
+    from optprune.cli._gohsp import gohsp_command
+    from optprune.errors import InvalidParameterError
+
+    what = "a transformers ViT folder" if kind == "transformers" else "a ViT .pt (optprune.vit)"
+    if method != "gohsp":
+        raise InvalidParameterError(
+            f"{path} is {what}: `optprune prune` prunes a ViT with --method gohsp only (it keeps 1 - --ratio of the "
+            f"parameters; other settings at `optprune gohsp`'s defaults); got --method {method!r}. The scorers and "
+            "decisions (--scorer, --decision) take MLP/CNN networks (.onnx, .pt, .pth); a language model takes an LM "
+            "method. For GOHSP's own options run `optprune gohsp MODEL --budget params=F ...`")
+    check_number("--ratio", ratio, low=0, high=1, low_open=True, high_open=True)
+    gohsp_command(path, budget=f"params={1.0 - ratio:.12g}", data=data, seed=seed, out=out, force=force,
+                  as_json=as_json)
+
+
 @commands.command("prune")
 def prune_command(
-    network: Annotated[Path, typer.Argument(help="An .onnx file or a torch model file (.pt, .pth).")],
+    network: Annotated[Path, typer.Argument(help=(
+        "An .onnx file or a torch model file (.pt, .pth); a language model or a ViT (transformers folder or "
+        ".pt) goes to its own path."))],
     scorer: Annotated[str, typer.Option(
         "--scorer", help="Scorer (decisions that take one): " + ", ".join(SCORERS.names()) + ".")] = "magnitude",
     ratio: Annotated[float, typer.Option("--ratio", help="Fraction of units (or parameters, for search) to remove.")] = 0.5,
@@ -204,7 +247,13 @@ def prune_command(
 
     A language model (a transformers folder written by save_pretrained, or an optprune lm .pt file) goes
     to the LM path (``optprune lm prune``: --method names an LM method, default settings; --data arith).
+    A ViT (a transformers ViT folder or an optprune.vit .pt) takes --method gohsp: ``optprune gohsp`` keeping
+    1 - --ratio of the parameters, its default settings.
     """
+    vit_kind = _vit_input(network)
+    if vit_kind is not None:
+        _prune_vit(network, vit_kind, method, ratio, data, seed, out, force, as_json)
+        return
     if _is_language_model(network):
         _prune_language_model(network, method if method != "scorer" else scorer, ratio, data, seed, out, force,
                               as_json)

@@ -73,6 +73,7 @@ __all__ = [
     "hf_logits",
     "hf_vit_accuracy",
     "kept_from_scores",
+    "load_hf_vit",
     "mask_hf_vit",
     "prune_hf_vit",
     "to_optprune_vit",
@@ -453,6 +454,31 @@ def from_optprune_vit(vit: Any, like: Any) -> PrunedViTForImageClassification:
                 b.load_state_dict(a.state_dict())
         m.layernorm.load_state_dict(vit.norm.state_dict())
         model.classifier.load_state_dict(vit.head.state_dict())
+    return model.eval()
+
+
+def load_hf_vit(path: str | os.PathLike) -> nn.Module:
+    """A ViT/DeiT (dense or pruned) from a ``save_pretrained`` folder, read locally only, in eval mode.
+
+    The pruned classes of this module are registered with the Auto classes, so a folder written from
+    :func:`prune_hf_vit` / :func:`gohsp_hf_vit` reads back with its per-layer widths. A folder that
+    transformers cannot read, or a model of another class, is a named
+    :class:`~optprune.errors.FileFormatError` / :class:`~optprune.errors.UnsupportedLayerError`.
+    """
+    from transformers.utils import logging as hf_logging
+
+    from optprune.errors import FileFormatError
+
+    hf_logging.disable_progress_bar()
+    p = Path(path)
+    if not (p.is_dir() and (p / "config.json").is_file()):
+        raise FileFormatError(f"{p}: not a transformers model folder (expected config.json, as written by "
+                              "save_pretrained)")
+    try:
+        model = AutoModelForImageClassification.from_pretrained(str(p), local_files_only=True)
+    except (ValueError, OSError, KeyError) as exc:
+        raise FileFormatError(f"{p}: transformers could not load an image classifier: {exc}") from None
+    _family(model)  # a ViT / DeiT (or a pruned one), else the named error
     return model.eval()
 
 
