@@ -39,7 +39,6 @@ heads and neurons only (no hidden-dimension gates: the residual width stays).
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -56,6 +55,7 @@ from optprune.hf._pruned import column_scale, cut_model, layer_widths_hf, unit_m
 from optprune.hf._structure import HFGroup, hf_groups
 from optprune.lm._data import PAD, ArithTask, lm_batch
 from optprune.lm._eval import task_loss
+from optprune.lm._prune import _HardConcrete  # the same hard-concrete gates as the TinyLM Compresso
 from optprune.lm._train import fit_lm
 from optprune.pruning import keep_count
 
@@ -408,27 +408,6 @@ class HFOneShot(_HFPruner):
                                   "relative_error": float(res.objective / max(problem.total, 1e-30)),
                                   "seconds": float(res.seconds)})
         return cut_model(work, groups, self.kept_)
-
-
-class _HardConcrete(nn.Module):
-    """Hard-concrete gates (Louizos, Welling & Kingma 2018, eq. 10-12), as :class:`optprune.lm.Compresso`."""
-
-    beta, gamma, zeta = 2.0 / 3.0, -0.1, 1.1
-
-    def __init__(self, width: int, init: float) -> None:
-        super().__init__()
-        self.log_alpha = nn.Parameter(torch.full((width,), float(init)) + 0.01 * torch.randn(width))
-
-    def forward(self) -> torch.Tensor:
-        if self.training:
-            u = torch.rand_like(self.log_alpha).clamp(1e-6, 1 - 1e-6)
-            s = torch.sigmoid((u.log() - (1 - u).log() + self.log_alpha) / self.beta)
-        else:
-            s = torch.sigmoid(self.log_alpha)
-        return (s * (self.zeta - self.gamma) + self.gamma).clamp(0.0, 1.0)
-
-    def prob_nonzero(self) -> torch.Tensor:
-        return torch.sigmoid(self.log_alpha - self.beta * math.log(-self.gamma / self.zeta))
 
 
 class HFCompresso(_HFPruner):
