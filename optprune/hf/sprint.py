@@ -35,7 +35,7 @@ from optprune.errors import InvalidParameterError
 from optprune.hf._models import CausalLMAdapter, build_model
 from optprune.lm._data import ArithTask, Problem, encode
 from optprune.lm._eval import answer_of, generate
-from optprune.lm._sprint import HeadSelector, majority_vote
+from optprune.lm._sprint import HeadSelector, answers_by_head, choose_heads, majority_vote
 from optprune.lm._train import fit_lm
 
 __all__ = [
@@ -240,36 +240,17 @@ def sample_answers_hf(
     top_k: int = 4, temperature: float = 0.7, seed: int = 0, fixed_head: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Answers (questions, ``n``) as :func:`optprune.lm.sample_answers` (same modes, seeds), on a transformers model."""
-    from optprune.lm._sprint import SELECTION_MODES
-
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InvalidParameterError(f"sample_answers_hf: n must be an integer >= 1; got {n!r}")
-    if mode not in SELECTION_MODES:
-        raise InvalidParameterError(f"sample_answers_hf: mode must be one of {SELECTION_MODES}; got {mode!r}")
     heads = head_list_hf(model)
-    rng = np.random.default_rng([seed, 17])
-    choice = np.full((len(problems), n), -1)
-    if mode == "sprint":
-        if selector is None:
-            raise InvalidParameterError("sample_answers_hf: mode 'sprint' needs a trained selector")
+    scores = None
+    if mode == "sprint" and selector is not None:
         with torch.no_grad():
-            ranked = torch.argsort(selector(question_features_hf(model, problems)), dim=1, descending=True).numpy()
-        k = min(top_k, 1 + len(heads))
-        choice = ranked[:, [i % k for i in range(n)]] - 1
-    elif mode == "random_head":
-        choice = rng.integers(0, len(heads), size=(len(problems), n))
-    elif mode == "best_fixed_head":
-        if fixed_head is None or tuple(fixed_head) not in heads:
-            raise InvalidParameterError(f"sample_answers_hf: best_fixed_head needs fixed_head, one of the model's "
-                                        f"heads; got {fixed_head!r}")
-        choice[:] = heads.index(tuple(fixed_head))
-    answers = np.empty((len(problems), n), dtype=object)
-    for col in np.unique(choice):
-        rows, samples = np.nonzero(choice == col)
-        head = None if col < 0 else heads[int(col)]
-        outs = _answers(model, [problems[int(r)] for r in rows], head, temperature, seed * 1000 + int(col) + 1)
-        answers[rows, samples] = np.array(outs, dtype=object)
-    return answers
+            scores = selector(question_features_hf(model, problems))
+    choice = choose_heads("sample_answers_hf", mode, heads, len(problems), n, scores=scores, top_k=top_k, seed=seed,
+                          fixed_head=fixed_head)
+    return answers_by_head(choice, heads, lambda rows, head, col: _answers(
+        model, [problems[int(r)] for r in rows], head, temperature, seed * 1000 + col + 1))
 
 
 def accuracy_at(answers: np.ndarray, problems: Sequence[Problem], ns: Sequence[int]) -> dict[int, float]:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import numbers
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -337,31 +337,62 @@ def sample_answers(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise InvalidParameterError(f"best_of_n: seed must be an integer >= 0; got {seed!r}")
     heads = head_list(model)
-    rng = np.random.default_rng([seed, 17])
-    choice = np.full((len(problems), n), -1)
+    scores = None
     if mode == "sprint":
         if selector is None:
             raise NotFittedError("best_of_n: mode 'sprint' needs a trained selector")
         selector.check_model(model)
         with torch.no_grad():
-            ranked = torch.argsort(selector(question_features(model, problems)), dim=1, descending=True).numpy()
+            scores = selector(question_features(model, problems))
+    choice = choose_heads("best_of_n", mode, heads, len(problems), n, scores=scores, top_k=top_k, seed=seed,
+                          fixed_head=fixed_head)
+    return answers_by_head(choice, heads, lambda rows, head, col: _answers(
+        model, [problems[r] for r in rows], head, temperature, seed * 1000 + col + 1))
+
+
+def choose_heads(
+    who: str, mode: str, heads: Sequence[tuple[int, int]], n_questions: int, n: int, *,
+    scores: torch.Tensor | None = None, top_k: int = 4, seed: int = 0, fixed_head: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The head each of ``n`` samples per question masks, as an index into ``heads`` (-1: none), by ``mode``.
+
+    ``scores`` (questions, 1 + heads): the selector's candidate scores (candidate 0 = prune nothing), needed by
+    ``sprint``; ``random_head`` draws from ``np.random.default_rng([seed, 17])``. Shared by the TinyLM and the
+    transformers samplers so both choose identically.
+    """
+    if mode not in SELECTION_MODES:
+        raise InvalidParameterError(f"{who}: mode must be one of {SELECTION_MODES}; got {mode!r}")
+    rng = np.random.default_rng([seed, 17])
+    choice = np.full((n_questions, n), -1)
+    if mode == "sprint":
+        if scores is None:
+            raise NotFittedError(f"{who}: mode 'sprint' needs a trained selector")
+        ranked = torch.argsort(scores, dim=1, descending=True).numpy()
         k = min(top_k, 1 + len(heads))
         choice = ranked[:, [i % k for i in range(n)]] - 1  # candidate 0 (prune nothing) -> -1
     elif mode == "random_head":
-        choice = rng.integers(0, len(heads), size=(len(problems), n))
+        choice = rng.integers(0, len(heads), size=(n_questions, n))
     elif mode == "best_fixed_head":
         if fixed_head is None:
-            raise InvalidParameterError("best_of_n: mode 'best_fixed_head' needs fixed_head=(layer, head)")
+            raise InvalidParameterError(f"{who}: mode 'best_fixed_head' needs fixed_head=(layer, head)")
         if tuple(fixed_head) not in heads:
-            raise InvalidParameterError(f"best_of_n: fixed_head must be one of the model's heads {heads}; "
+            raise InvalidParameterError(f"{who}: fixed_head must be one of the model's heads {list(heads)}; "
                                         f"got {fixed_head!r}")
-        choice[:] = heads.index(tuple(fixed_head))
-    answers = np.empty((len(problems), n), dtype=object)
+        choice[:] = list(heads).index(tuple(fixed_head))
+    return choice
+
+
+def answers_by_head(
+    choice: np.ndarray, heads: Sequence[tuple[int, int]],
+    answer: Callable[[np.ndarray, tuple[int, int] | None, int], list[str]],
+) -> np.ndarray:
+    """Fill a (questions, samples) answer array from ``choice``: one ``answer(rows, head, index)`` call per head
+    (all samples that mask the same head generated in one batch), ``head`` None for ``index`` -1."""
+    answers = np.empty(choice.shape, dtype=object)
     for col in np.unique(choice):
         rows, samples = np.nonzero(choice == col)
         head = None if col < 0 else heads[int(col)]
-        outs = _answers(model, [problems[r] for r in rows], head, temperature, seed * 1000 + int(col) + 1)
-        answers[rows, samples] = np.array(outs, dtype=object)
+        answers[rows, samples] = np.array(answer(rows, head, int(col)), dtype=object)
     return answers
 
 
