@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _siblings import sibling
 from torch import nn
 
 from optprune.bayes import BMRS, precision_bounds
@@ -61,31 +62,9 @@ METHODS: dict[str, dict | None] = {
 TITLES = {"mlp": "MNIST MLP 784-256x4-10", "cnn": "MNIST residual CNN"}
 
 
-class ResCNN(nn.Module):
-    """Conv(1,16,s2)-ReLU, residual block of two 3x3 convs (16), Conv(16,32,s2)-ReLU, Linear(32*7*7, 10).
-
-    The CNN of ``benchmarks/bayes_pai.py`` (same layers, same initialisation for a seed).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(1, 16, 3, stride=2, padding=1)
-        self.c1 = nn.Conv2d(16, 16, 3, padding=1)
-        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
-        self.down = nn.Conv2d(16, 32, 3, stride=2, padding=1)
-        self.head = nn.Linear(32 * 7 * 7, 10)
-        self.input_shape = (1, 28, 28)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.stem(x))
-        h = torch.relu(h + self.c2(torch.relu(self.c1(h))))
-        h = torch.relu(self.down(h))
-        return self.head(h.flatten(1))
-
-
 def make_model(kind: str, seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    return make_mlp([784, 256, 256, 256, 256, 10], (1, 28, 28)) if kind == "mlp" else ResCNN()
+    return make_mlp([784, 256, 256, 256, 256, 10], (1, 28, 28)) if kind == "mlp" else sibling("bayes_pai").ResCNN()
 
 
 def run_job(job: tuple[str, str, int, int, int]) -> dict:

@@ -41,7 +41,6 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
 import copy
-import importlib.util
 import io
 import json
 import sys
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _siblings import sibling
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("mlp", "cnn", "vit")
@@ -60,16 +60,6 @@ EXPECTED = {"mlp": 10, "cnn": 10, "vit": 7}  # methods per model, setting and se
 PARAM_SLACK = 1.03  # a heuristic counts as "at no more parameters" when it keeps at most 3% more than the row
 
 
-def _sibling(name: str) -> Any:
-    """Import ``benchmarks/<name>.py`` (its method lists and models are reused, not copied)."""
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", Path(__file__).with_name(f"{name}.py"))
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load benchmarks/{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 Pruned = tuple[str, Any, float, dict]  # method, pruned model, seconds to prune, extra fields
 
 
@@ -77,7 +67,7 @@ def chain_methods(model, folds, shape, ratio: float, seed: int, size: int) -> It
     """MLP / CNN: the heuristics of ``benchmarks/reconstruction.py``, then the ``reconstruct`` variants."""
     from optprune.pruning import DECISIONS, Pruner, count_parameters
 
-    heuristics = _sibling("reconstruction").HEURISTICS
+    heuristics = sibling("reconstruction").HEURISTICS
     X_train, y_train, X_test, y_test = folds
     rng = np.random.default_rng(seed)  # the sample optprune prune and the reconstruct decision draw for this seed
     calib = rng.choice(len(X_train), size=min(size, len(X_train)), replace=False)
@@ -123,7 +113,7 @@ def vit_methods(model, folds, shape, budget: float, seed: int, size: int) -> Ite
     )
     from optprune.scoring import score_model
 
-    vit_bench = _sibling("reconstruction_vit")
+    vit_bench = sibling("reconstruction_vit")
     X_train, y_train, _, _ = folds
     groups, _ = dependency_groups(model, shape)
     widths = {g.name: g.width for g in groups if g.prunable}
@@ -177,10 +167,10 @@ def load_model(kind: str, args) -> tuple[Any, tuple, tuple[int, ...], Callable]:
     if kind == "mlp":
         from optprune.io import load_torch_model
 
-        model = load_torch_model(data_dir() / _sibling("reconstruction").NET)
+        model = load_torch_model(data_dir() / sibling("reconstruction").NET)
     else:
         torch.manual_seed(0)
-        model = _sibling("bayes_pai").ResCNN()
+        model = sibling("bayes_pai").ResCNN()
         train_classifier(model, "mnist", epochs=args.cnn_train_epochs, seed=0, lr=1e-3, batch_size=BATCH_SIZE,
                          progress=False)
     X_train, y_train, X_test, y_test, shape, _ = folds_and_calibration(model, "mnist", None, 1, 0)

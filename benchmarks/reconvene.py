@@ -50,7 +50,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -59,18 +58,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _siblings import sibling
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _sibling(name: str) -> Any:
-    """Import ``benchmarks/<name>.py`` (its model is reused, not copied)."""
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", Path(__file__).with_name(f"{name}.py"))
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load benchmarks/{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def paired_latency_ms(models: dict[str, Any], shape: tuple[int, ...], batch: int, repeats: int) -> dict[str, float]:
@@ -135,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from optprune.training import accuracy, train_classifier
 
     torch.set_num_threads(1)
-    res_cnn = _sibling("bayes_pai").ResCNN
+    res_cnn = sibling("bayes_pai").ResCNN
     shape = (1, 28, 28)
     X, y = load_dataset("mnist", "train")
     Xte, yte = load_dataset("mnist", "test")
