@@ -55,7 +55,7 @@ from optprune.hf._pruned import column_scale, cut_model, layer_widths_hf, unit_m
 from optprune.hf._structure import HFGroup, hf_groups
 from optprune.lm._data import PAD, ArithTask, lm_batch
 from optprune.lm._eval import task_loss
-from optprune.lm._prune import _HardConcrete  # the same hard-concrete gates as the TinyLM Compresso
+from optprune.lm._prune import LoRAShear, _HardConcrete  # the TinyLM versions share gates and constraints
 from optprune.lm._train import fit_lm
 from optprune.pruning import keep_count
 
@@ -525,14 +525,7 @@ class HFLoRAShear(_HFPruner):
     adapters are merged, the final cut is physical and is followed by the last recovery share.
     """
 
-    _parameter_constraints = {
-        "steps": [Interval(int, 0, None)],
-        "stages": [Interval(int, 1, None)],
-        "lora_rank": [Interval(int, 1, None)],
-        "lr": [Interval(float, 0.0, None, closed="neither")],
-        "n_calibration": [Interval(int, 1, None)],
-        "seed": [Interval(int, 0, None)],
-    }
+    _parameter_constraints = LoRAShear._parameter_constraints  # the same constructor as the TinyLM LoRAShear
 
     def __init__(self, ratio: float = 0.35, steps: int = 300, stages: int = 4, lora_rank: int = 8, lr: float = 2e-3,
                  n_calibration: int = 128, seed: int = 0) -> None:
