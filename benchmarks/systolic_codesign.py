@@ -37,16 +37,15 @@ with least-squares re-fit, :mod:`optprune.systolic._reconstruct`):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import glob
-import io
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _scalesim import config_text, ensure_venv, report_rows, run_gemm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,80 +56,17 @@ SWEEP_SHAPES = [(1, 784, 256), (1, 256, 10), (5, 10, 7), (33, 17, 9), (64, 64, 6
 SWEEP_ARRAYS = [(4, 4), (8, 8), (16, 8), (32, 32)]
 DATAFLOWS = ("ws", "os", "is")
 
-_CFG = """[general]
-run_name = optprune
-[architecture_presets]
-ArrayHeight : {R}
-ArrayWidth : {C}
-IfmapSramSzkB: 1000000
-FilterSramSzkB: 1000000
-OfmapSramSzkB: 1000000
-IfmapOffset: 0
-FilterOffset: 100000000
-OfmapOffset: 200000000
-Bandwidth : 100000
-Dataflow : {df}
-ReadRequestBuffer: 32
-WriteRequestBuffer: 32
-[layout]
-IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: 10
-IfmapSRAMBankNum: 10
-IfmapSRAMBankPort: 2
-FilterCustomLayout: False
-FilterSRAMBankBandwidth: 10
-FilterSRAMBankNum: 10
-FilterSRAMBankPort: 2
-[sparsity]
-SparsitySupport : false
-SparseRep : ellpack_block
-OptimizedMapping : false
-BlockSize : 8
-RandomNumberGeneratorSeed : 40
-[run_presets]
-InterfaceBandwidth: USER
-UseRamulatorTrace: False
-"""
 
 
 def worker(cases_json: str, work: str) -> None:
     """Run SCALE-Sim on every case ``[M, K, N, R, C, df]``; print one JSON list of results."""
-    from scalesim.scale_sim import scalesim  # only in the side venv
-
-    cases = json.loads(cases_json)
     out = []
-    for i, (M, K, N, R, C, df) in enumerate(cases):
-        folder = os.path.join(work, f"case{i}")
-        os.makedirs(folder, exist_ok=True)
-        with open(f"{folder}/c.cfg", "w") as f:
-            f.write(_CFG.format(R=R, C=C, df=df))
-        with open(f"{folder}/t.csv", "w") as f:
-            f.write(f"Layer, M, N, K,\nL0, {M}, {N}, {K},\n")
-        with open(f"{folder}/l.csv", "w") as f:  # SCALE-Sim reads a layout file even with custom layouts off
-            f.write("Layer name," + ",".join(["x"] * 20) + ",\nL0," + ",".join(["1"] * 20) + ",\n")
-        sim = scalesim(save_disk_space=True, verbose=False, config=f"{folder}/c.cfg", topology=f"{folder}/t.csv",
-                       layout=f"{folder}/l.csv", input_type_gemm=True)
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            sim.run_scale(top_path=f"{folder}/out")
-        seconds = time.perf_counter() - start
-        report = glob.glob(f"{folder}/out/**/COMPUTE_REPORT.csv", recursive=True)[0]
-        with open(report) as f:
-            values = [v.strip() for v in f.read().splitlines()[1].split(",")]
+    for i, (M, K, N, R, C, df) in enumerate(json.loads(cases_json)):
+        report, seconds = run_gemm(os.path.join(work, f"case{i}"), M, K, N, config_text(R, C, df))
+        values = report_rows(report, "COMPUTE_REPORT")[1]
         out.append({"M": M, "K": K, "N": N, "R": R, "C": C, "dataflow": df, "total_cycles": int(values[2]),
                     "stall_cycles": int(values[3]), "seconds": seconds})
     print(json.dumps(out))
-
-
-def ensure_venv(venv: Path) -> Path:
-    """The side venv's python, created with ``scalesim`` and ``numpy<2`` if missing."""
-    py = venv / "bin" / "python"
-    check = [str(py), "-c", "import scalesim, numpy; assert numpy.__version__ < '2'"]
-    if py.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return py
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "scalesim", "numpy<2"], check=True)
-    return py
 
 
 def scalesim_part(args, records: list[dict]) -> list[str]:

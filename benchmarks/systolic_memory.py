@@ -16,9 +16,6 @@ Run: ``.venv/bin/python benchmarks/systolic_memory.py [--allow-dirty]``; writes 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import glob
-import io
 import json
 import os
 import subprocess
@@ -26,80 +23,25 @@ import sys
 import time
 from pathlib import Path
 
+from _scalesim import config_text, ensure_venv, report_rows, run_gemm
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SHAPES = [(33, 17, 9), (49, 27, 16), (17, 48, 48), (64, 64, 64)]
 MEMORIES = [(1, 1), (4, 4)]  # (SRAM kB per operand, DRAM words per cycle)
 
-_CFG = """[general]
-run_name = optprune
-[architecture_presets]
-ArrayHeight : {R}
-ArrayWidth : {C}
-IfmapSramSzkB: {kb}
-FilterSramSzkB: {kb}
-OfmapSramSzkB: {kb}
-IfmapOffset: 0
-FilterOffset: 10000000
-OfmapOffset: 20000000
-Bandwidth : {bw}
-Dataflow : {df}
-ReadRequestBuffer: 32
-WriteRequestBuffer: 32
-[layout]
-IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: 10
-IfmapSRAMBankNum: 10
-IfmapSRAMBankPort: 2
-FilterCustomLayout: False
-FilterSRAMBankBandwidth: 10
-FilterSRAMBankNum: 10
-FilterSRAMBankPort: 2
-[sparsity]
-SparsitySupport : false
-SparseRep : ellpack_block
-OptimizedMapping : false
-BlockSize : 8
-RandomNumberGeneratorSeed : 40
-[run_presets]
-InterfaceBandwidth: USER
-UseRamulatorTrace: False
-"""
 
 
 def worker(cases_json: str, work: str) -> None:
     """Run SCALE-Sim on every case ``[M, K, N, R, C, df, kb, bw]``; one JSON line per case."""
-    from scalesim.scale_sim import scalesim  # only in the side venv
-
     for i, (M, K, N, R, C, df, kb, bw) in enumerate(json.loads(cases_json)):
-        folder = os.path.join(work, f"case{i}")
-        os.makedirs(folder, exist_ok=True)
-        with open(f"{folder}/c.cfg", "w") as f:
-            f.write(_CFG.format(R=R, C=C, df=df, kb=kb, bw=bw))
-        with open(f"{folder}/t.csv", "w") as f:
-            f.write(f"Layer, M, N, K,\nL0, {M}, {N}, {K},\n")
-        with open(f"{folder}/l.csv", "w") as f:
-            f.write("Layer name," + ",".join(["x"] * 20) + ",\nL0," + ",".join(["1"] * 20) + ",\n")
-        sim = scalesim(save_disk_space=True, verbose=False, config=f"{folder}/c.cfg", topology=f"{folder}/t.csv",
-                       layout=f"{folder}/l.csv", input_type_gemm=True)
-        with contextlib.redirect_stdout(io.StringIO()):
-            sim.run_scale(top_path=f"{folder}/out")
+        config = config_text(R, C, df, sram_kb=kb, bandwidth=bw, filter_offset=10_000_000, ofmap_offset=20_000_000)
+        report, _ = run_gemm(os.path.join(work, f"case{i}"), M, K, N, config)
         rec = {"M": M, "K": K, "N": N, "R": R, "C": C, "dataflow": df, "sram_kb": kb, "bandwidth": bw}
         for name in ("COMPUTE_REPORT", "DETAILED_ACCESS_REPORT"):
-            with open(glob.glob(f"{folder}/out/**/{name}.csv", recursive=True)[0]) as f:
-                head, values = f.read().splitlines()[:2]
-            rec[name] = {k.strip(): v.strip() for k, v in zip(head.split(","), values.split(",")) if k.strip()}
+            head, values = report_rows(report, name)
+            rec[name] = {k: v for k, v in zip(head, values) if k}
         print(json.dumps(rec), flush=True)
-
-
-def ensure_venv(venv: Path) -> Path:
-    py = venv / "bin" / "python"
-    check = [str(py), "-c", "import scalesim, numpy; assert numpy.__version__ < '2'"]
-    if py.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return py
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "scalesim", "numpy<2"], check=True)
-    return py
 
 
 def main() -> None:
