@@ -104,6 +104,21 @@ def _table(records: list[dict]) -> dict:
     return {k: (float(np.mean(v)), float(np.std(v)), v) for k, v in agg.items()}
 
 
+def split_tables(records: list[dict], agg: dict, splits) -> list[str]:
+    """Summary lines: per split, accuracy@N (mean ± SD over seeds) of every selection mode."""
+    lines: list[str] = []
+    for split in splits:
+        greedy = next(r["greedy_dense"] for r in records if r["split"] == split)
+        q = next(r["questions"] for r in records if r["split"] == split)
+        lines += [f"## {split} split ({q} questions; greedy unpruned {greedy:.3f})", "",
+                  "| method | " + " | ".join(f"acc@{n}" for n in NS) + " |", "|---|" + "---|" * len(NS)]
+        for mode in SELECTION_MODES:
+            lines.append(f"| {mode} | " + " | ".join(
+                f"{agg[(split, mode, n)][0]:.3f} ± {agg[(split, mode, n)][1]:.3f}" for n in NS) + " |")
+        lines.append("")
+    return lines
+
+
 def write_summary(args, top_k: int, out: Path, header: str, est: Sprint, outcomes: np.ndarray, records: list[dict],
                   total: float) -> None:
     agg = _table(records)
@@ -118,15 +133,7 @@ def write_summary(args, top_k: int, out: Path, header: str, est: Sprint, outcome
              f"Sampling temperature {args.temperature}, SPRINT mixes its top {top_k} candidates (prune nothing "
              "or one head) over the samples; "
              f"majority vote; seeds {args.seeds}.", ""]
-    for split in ("hard", "easy"):
-        greedy = next(r["greedy_dense"] for r in records if r["split"] == split)
-        q = next(r["questions"] for r in records if r["split"] == split)
-        lines += [f"## {split} split ({q} questions; greedy unpruned {greedy:.3f})", "",
-                  "| method | " + " | ".join(f"acc@{n}" for n in NS) + " |", "|---|" + "---|" * len(NS)]
-        for mode in SELECTION_MODES:
-            lines.append(f"| {mode} | " + " | ".join(
-                f"{agg[(split, mode, n)][0]:.3f} ± {agg[(split, mode, n)][1]:.3f}" for n in NS) + " |")
-        lines.append("")
+    lines += split_tables(records, agg, ("hard", "easy"))
     lines += ["## Target", "", "SPRINT ahead of best-of-N at every N on the hard split, by more than the spread "
               "over the seeds (spread = the larger of the two standard deviations over seeds):", ""]
     met = True

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _siblings import sibling
 
 from optprune.bench._provenance import script_command, start_run
 from optprune.hf import load_hf
@@ -103,10 +104,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def write_summary(args, header: str, meta: dict, phen: dict, outcomes: np.ndarray, selector: HeadSelector,
                   fixed: tuple[int, int], records: list[dict], total: float, outcome_s: float) -> None:
-    agg: dict = {}
-    for r in records:
-        agg.setdefault((r["split"], r["mode"], r["n"]), []).append(r["accuracy"])
-    agg = {k: (float(np.mean(v)), float(np.std(v))) for k, v in agg.items()}
+    tiny_lm_bench = sibling("sprint")  # the TinyLM SPRINT benchmark: same aggregation and tables
+    agg = tiny_lm_bench._table(records)
     sizes = meta.get("sizes", {})
     lines = ["# SPRINT on a transformers LLaMA (8 layers x 8 heads): per-question head pruning for best-of-N", "",
              header,
@@ -133,15 +132,7 @@ def write_summary(args, header: str, meta: dict, phen: dict, outcomes: np.ndarra
              f"best fixed head (training questions): {fixed}. SPRINT mixes its top {args.top_k} candidates "
              f"(prune nothing or one head) over the samples; majority vote; seeds {args.seeds}; mean ± SD over "
              "seeds.", ""]
-    for split in args.splits:
-        greedy = next(r["greedy_dense"] for r in records if r["split"] == split)
-        q = next(r["questions"] for r in records if r["split"] == split)
-        lines += [f"## {split} split ({q} questions; greedy unpruned {greedy:.3f})", "",
-                  "| method | " + " | ".join(f"acc@{n}" for n in NS) + " |", "|---|" + "---|" * len(NS)]
-        for mode in SELECTION_MODES:
-            lines.append(f"| {mode} | " + " | ".join(
-                f"{agg[(split, mode, n)][0]:.3f} ± {agg[(split, mode, n)][1]:.3f}" for n in NS) + " |")
-        lines.append("")
+    lines += tiny_lm_bench.split_tables(records, agg, args.splits)
     lines += ["## Target", "", "SPRINT ahead of best-of-N at N = 8 and 16 on the hard split by more than the "
               "spread over the seeds (the larger of the two standard deviations):", ""]
     met = True
