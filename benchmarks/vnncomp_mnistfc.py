@@ -71,11 +71,34 @@ def record_id(onnx_name: str, prop: str, solver: str, bounds: str, limit_s: floa
     return rid if threads == 1 else f"{rid}|threads={threads}"
 
 
+MNISTFC_NOTE = ("Times are wall-clock per instance (parsing excluded; bounds, attack, MIPs and BaB included); the "
+                "competition's verdicts are from `verdicts_256x2.csv` and `verdicts_256x4.csv` (`unknown` there: no "
+                "2021 tool decided it, so a verdict of ours is checked by nothing but our own soundness). The fastest "
+                "2021 tool's time was measured on the competition's hardware, not this machine.")
+
+
+def read_verdicts(paths: list[Path]) -> tuple[dict, dict]:
+    """The competition's verdict and its fastest tool ("TOOL SECONDS", or "") per (network, property), from the
+    verdict CSVs among ``paths`` that exist (columns network, property, verdict, fastest_tool, fastest_s)."""
+    truth, fastest = {}, {}
+    for path in paths:
+        if path.exists():
+            with open(path) as fh:
+                for r in csv.DictReader(fh):
+                    truth[(r["network"], r["property"])] = r["verdict"]
+                    fastest[(r["network"], r["property"])] = (f"{r['fastest_tool']} {r['fastest_s']}"
+                                                              if r.get("fastest_tool") else "")
+    return truth, fastest
+
+
 def summary_markdown(selected: list[list[str]], done: dict, truth: dict, header: str, fastest: dict | None = None,
-                     method: str = "mip") -> str:
-    """Per-instance table and per-network summary (decided, sat/unsat, agreement, what decided, median times)."""
+                     method: str = "mip", benchmark: str = "mnistfc", note: str = MNISTFC_NOTE) -> str:
+    """Per-instance table and per-network summary (decided, sat/unsat, agreement, what decided, median times).
+
+    ``benchmark`` names the category in the title, ``note`` is the closing paragraph (where the verdicts came
+    from); ``benchmarks/vnncomp_oval21.py`` passes its own."""
     fastest = fastest or {}
-    lines = [header.rstrip(), "", f"# VNN-COMP 2021 mnistfc (method {method})", "",
+    lines = [header.rstrip(), "", f"# VNN-COMP 2021 {benchmark} (method {method})", "",
              "| network | property | verdict | competition | time (s) | limit (s) | decided by | method | BaB subdomains "
              "| fastest 2021 tool (s, their hardware) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -107,15 +130,13 @@ def summary_markdown(selected: list[list[str]], done: dict, truth: dict, header:
         lines.append(f"| {name} | {s['limit']:g} | {s['decided']}/{s['n']} | {s['sat']} | {s['unsat']} | "
                      f"{s['agree'] if known else 'n/a'} | {s['wrong'] if known else 'n/a'} | {_median(s['times'])} | "
                      + " | ".join(by) + " |")
-    lines += ["", "Times are wall-clock per instance (parsing excluded; bounds, attack, MIPs and BaB included); the "
-              "competition's verdicts are from `verdicts_256x2.csv` and `verdicts_256x4.csv` (`unknown` there: no "
-              "2021 tool decided it, so a verdict of ours is checked by nothing but our own soundness). The fastest "
-              "2021 tool's time was measured on the competition's hardware, not this machine."]
+    lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
-def write_cactus(records: list[dict], path: Path) -> None:
-    """Instances decided within each time, one curve per (network, method) in ``records``."""
+def write_cactus(records: list[dict], path: Path, benchmark: str = "mnistfc", prefix: str = "mnist-net_") -> None:
+    """Instances decided within each time, one curve per (network, method) in ``records`` (network names without
+    ``prefix`` and ``.onnx``; ``benchmark`` in the title)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,7 +144,7 @@ def write_cactus(records: list[dict], path: Path) -> None:
 
     curves: dict = {}
     for rec in records:
-        key = (rec["network"].replace("mnist-net_", "").replace(".onnx", ""), rec.get("method_asked") or "mip",
+        key = (rec["network"].replace(prefix, "").replace(".onnx", ""), rec.get("method_asked") or "mip",
                rec["limit_s"])
         curves.setdefault(key, [])
         if rec["verdict"] in ("sat", "unsat"):
@@ -134,7 +155,7 @@ def write_cactus(records: list[dict], path: Path) -> None:
         ax.step([0.0, *times], list(range(len(times) + 1)), where="post", label=f"{net} {method} ({limit:g} s)")
     ax.set_xlabel("time per instance (s)")
     ax.set_ylabel("instances decided")
-    ax.set_title("VNN-COMP 2021 mnistfc on this machine")
+    ax.set_title(f"VNN-COMP 2021 {benchmark} on this machine")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -215,14 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = data_dir(args.data_dir) / "vnncomp2021-mnistfc"
     with open(folder / "instances.csv") as fh:
         instances = [row for row in csv.reader(fh) if row]
-    truth, fastest = {}, {}
-    for name in ("verdicts_256x2.csv", "verdicts_256x4.csv"):
-        if (folder / name).exists():
-            with open(folder / name) as fh:
-                for r in csv.DictReader(fh):
-                    truth[(r["network"], r["property"])] = r["verdict"]
-                    fastest[(r["network"], r["property"])] = (f"{r['fastest_tool']} {r['fastest_s']}"
-                                                              if r.get("fastest_tool") else "")
+    truth, fastest = read_verdicts([folder / "verdicts_256x2.csv", folder / "verdicts_256x4.csv"])
     store = RecordStore(args.out / "records.jsonl")  # resumable: a rerun skips recorded instances
     selected = [r for r in instances if any(f"_{n}." in r[0] for n in args.nets)]
     if args.threads < 1:
