@@ -40,7 +40,10 @@ def _torch_layers(net: Network):
         w = layer.weight
         if sp.issparse(w):
             coo = w.tocoo()
-            t = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, coo.shape, dtype=torch.float64)
+            # Indices from scipy's COO are valid by construction; checking them once is cheap and states it
+            # (an unstated choice makes torch warn on every construction).
+            t = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, coo.shape, dtype=torch.float64,
+                                        check_invariants=True)
         else:
             t = torch.as_tensor(w, dtype=torch.float64)
         layers.append((t, torch.as_tensor(layer.bias, dtype=torch.float64), layer.activation))
