@@ -4,6 +4,16 @@ It maximises the slack ``min_i (C_i y + d_i)`` of every output conjunction over
 an input box with signed-gradient steps, several random restarts per
 conjunction, all in one float64 torch batch. A point with slack ``>= 0`` is a
 counterexample (still re-checked by the caller against the original model).
+
+Dead ReLUs stop the gradient: on mnistfc 256x4 prop_1_0.05 one neuron of the
+third hidden layer is active over the whole box, so every exact-gradient
+restart stalls at slack -0.99 although a counterexample exists. The restarts
+therefore cycle through backward slopes :data:`LEAKY_SLOPES`: the forward pass
+(and so every slack, and every point returned) is the exact network, while the
+backward pass of a ReLU lets ``slope`` of the gradient through where it is
+off, a surrogate gradient in the sense of BPDA (Athalye, Carlini and Wagner
+2018, "Obfuscated gradients give a false sense of security", Sec. 4.1).
+With slope 0.01 that instance falls in 16 steps.
 """
 
 from __future__ import annotations
@@ -18,7 +28,11 @@ import torch
 from optprune.network import Network
 from optprune.verification.vnnlib import Conjunction
 
-__all__ = ["AttackResult", "pgd_attack", "torch_forward"]
+__all__ = ["AttackResult", "LEAKY_SLOPES", "pgd_attack", "torch_forward"]
+
+#: Backward slopes of an inactive ReLU, cycled over the restarts (restart r uses ``LEAKY_SLOPES[r % 3]``;
+#: restart 0, the ``start`` point, follows the exact gradient).
+LEAKY_SLOPES: tuple[float, ...] = (0.0, 0.01, 0.1)
 
 
 @dataclass
@@ -53,12 +67,32 @@ def _torch_layers(net: Network):
 _TORCH_ACTIVATIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
 
-def torch_forward(layers, x: torch.Tensor) -> torch.Tensor:
-    """Forward pass of a batch through the tensors from ``_torch_layers``."""
+class _LeakyBackwardReLU(torch.autograd.Function):
+    """``relu(z)`` forward; backward passes ``slope`` (one per row) of the gradient where ``z <= 0``."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z, slope)
+        return torch.relu(z)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        z, slope = ctx.saved_tensors
+        return grad * torch.where(z > 0, torch.ones_like(z), slope[:, None].expand_as(z)), None
+
+
+def torch_forward(layers, x: torch.Tensor, leak: torch.Tensor | None = None) -> torch.Tensor:
+    """Forward pass of a batch through the tensors from ``_torch_layers``.
+
+    ``leak`` (one slope per row, optional) changes only the ReLUs' backward pass
+    (module doc); the values are the exact network's either way.
+    """
     h = x
     for w, b, activation in layers:
         h = (torch.sparse.mm(w, h.T).T if w.is_sparse else h @ w.T) + b
-        if activation in _TORCH_ACTIVATIONS:  # else identity
+        if activation == "relu" and leak is not None:
+            h = _LeakyBackwardReLU.apply(h, leak)
+        elif activation in _TORCH_ACTIVATIONS:  # else identity
             h = _TORCH_ACTIVATIONS[activation](h)
     return h
 
@@ -107,6 +141,8 @@ def _pgd(net, lower, upper, conjunctions, steps, restarts, step_fraction, seed, 
     C = [torch.as_tensor(c.C, dtype=torch.float64) for c in conjunctions]
     d = [torch.as_tensor(c.d, dtype=torch.float64) for c in conjunctions]
     owner = torch.arange(k).repeat_interleave(restarts)
+    slopes = torch.tensor(LEAKY_SLOPES, dtype=torch.float64)
+    leak = slopes[torch.arange(restarts) % len(LEAKY_SLOPES)].repeat(k)
     layers = _torch_layers(net)
     width = hi - lo
     best_slack = torch.full((batch,), -torch.inf, dtype=torch.float64)
@@ -121,7 +157,7 @@ def _pgd(net, lower, upper, conjunctions, steps, restarts, step_fraction, seed, 
 
     for step in range(steps):
         x.requires_grad_(True)
-        s = slacks(torch_forward(layers, x))
+        s = slacks(torch_forward(layers, x, leak))
         better = s.detach() > best_slack
         best_slack = torch.where(better, s.detach(), best_slack)
         best_x[better] = x.detach()[better]
