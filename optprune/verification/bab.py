@@ -40,6 +40,15 @@ bound for piecewise linear neural network verification"):
    tried as a counterexample, and its duals become the ``beta`` of a sound
    float64 bound (weak duality), so even leaves are closed by the same bound
    evaluation, never by the LP's word.
+5. With a ``helper`` (the MIP process of a cooperative race,
+   :mod:`optprune.verification.coop`), once per round: conjunctions the helper
+   proved are dropped, every subtree below a subdomain it closed is dropped
+   (children inherit their ancestor's ``tag``), conjunctions this search has
+   closed are published, and when the helper is idle one open subdomain is
+   handed to it (``BaBSettings.handoff``: ``top``, the largest bound; ``deep``,
+   the most splits) and stays in this search's pool until it is closed by
+   either. The helper's answers are proofs of their own
+   (:mod:`optprune.verification.subdomain_mip`).
 
 Every closing bound is evaluated in float64 with outward padding
 (:func:`optprune.verification.alpha_crown.pad_bound`). The result is ``unsat`` only when
@@ -54,6 +63,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -76,13 +86,19 @@ from optprune.verification.crown import (
     spec_bound,
     with_linear_output,
 )
+from optprune.verification.subdomain_mip import Subdomain
+from optprune.verification.verdicts import check_bounds_contain
 from optprune.verification.vnnlib import VNNLibCase
+
+if TYPE_CHECKING:
+    from optprune.verification.coop import Helper
 
 __all__ = ["BaBResult", "BaBSettings", "bab_verify_case", "INPUT_SPLIT_MAX", "SPLITS"]
 
 LEAF_LP_SOLVER = "highs"  # the backend of the leaves' LPs (any backend that reports row duals)
 INPUT_SPLIT_MAX = 10  # networks with at most this many inputs are split on inputs under split="auto"
 SPLITS = ("auto", "relu", "input")
+HANDOFFS = ("top", "deep")
 
 Confirm = Callable[[np.ndarray], tuple[bool, np.ndarray, np.ndarray]]
 
@@ -114,10 +130,13 @@ class BaBSettings:
     recompute: bool = False
     attack: bool = True
     fsb_k: int = 3
+    handoff: str = "top"
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise InvalidParameterError(f"BaBSettings.split must be one of {SPLITS}, got {self.split!r}")
+        if self.handoff not in HANDOFFS:
+            raise InvalidParameterError(f"BaBSettings.handoff must be one of {HANDOFFS}, got {self.handoff!r}")
         for name in ("batch", "max_domains"):
             if int(getattr(self, name)) < 1:
                 raise InvalidParameterError(f"BaBSettings.{name} must be an integer >= 1, got {getattr(self, name)!r}")
@@ -138,17 +157,24 @@ class BaBResult:
     max_open: int = 0
     rounds: int = 0
     lp_leaves: int = 0
+    handed: int = 0  # subdomains handed to a helper MIP
+    helper_closed: int = 0  # of those, closed by it (their whole subtrees dropped here)
+    helper_conjunctions: int = 0  # conjunctions the helper proved on its own
     root_upper: list = field(default_factory=list)  # per conjunction, the α-CROWN upper bound of its slack
     n_unstable: int = 0
     split: str = "relu"
     message: str = ""
-    stages: dict = field(default_factory=lambda: {"bounds": 0.0, "attack": 0.0, "bab": 0.0})
+    # bab: the loop; of it, bab_branch (scores, FSB), bab_bound (α/β optimisation), bab_share (a helper MIP's board)
+    stages: dict = field(default_factory=lambda: {"bounds": 0.0, "attack": 0.0, "bab": 0.0, "bab_branch": 0.0,
+                                                  "bab_bound": 0.0, "bab_share": 0.0})
     time_s: float = 0.0
 
     def to_dict(self) -> dict:
         return {
             "verdict": self.verdict, "decided_by": self.decided_by, "domains": self.domains,
             "max_open": self.max_open, "rounds": self.rounds, "lp_leaves": self.lp_leaves,
+            "handed": self.handed, "helper_closed": self.helper_closed,
+            "helper_conjunctions": self.helper_conjunctions,
             "root_upper": [round(float(u), 6) for u in self.root_upper], "unstable_neurons": self.n_unstable,
             "split": self.split, "message": self.message,
             "stages": {k: round(v, 4) for k, v in self.stages.items()}, "time_s": round(self.time_s, 4),
@@ -168,6 +194,7 @@ class _Domains:
     x_lo: torch.Tensor  # (N, n_in)
     x_hi: torch.Tensor
     value: torch.Tensor  # (N,) sound upper bound of the conjunction's slack
+    tag: torch.Tensor  # (N,) int64: id of the ancestor handed to a helper MIP (module doc, step 5), else -1
 
     def __len__(self) -> int:
         return int(self.spec.shape[0])
@@ -218,21 +245,23 @@ def bab_verify_case(
     confirm: Confirm | None = None,
     bounds: Bounds | None = None,
     settings: BaBSettings = BaBSettings(),
+    helper: Helper | None = None,
 ) -> BaBResult:
     """Decide ``case`` on ``net`` by branch and bound (module doc) before ``deadline`` (``time.perf_counter``).
 
     ``confirm(x) -> (ok, x_clipped, y)`` re-checks a candidate counterexample
     (default: clipped to the box, float64 forward pass of ``net``); ``bounds``
-    are sound per-layer bounds over the box to start from (default: CROWN).
+    are sound per-layer bounds over the box to start from (default: CROWN);
+    ``helper`` a MIP working on subdomains beside this search (module doc, step 5).
     """
     start = time.perf_counter()
     confirm = confirm or case_confirm(net, None, case)
     net, bounds = with_linear_output(net, bounds)
     with one_thread():  # small batched products: one thread, and far faster on a shared, busy machine
-        return _bab(net, case, deadline, confirm, bounds, settings, start)
+        return _bab(net, case, deadline, confirm, bounds, settings, start, helper)
 
 
-def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start) -> BaBResult:
+def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: Helper | None = None) -> BaBResult:
     tn = TorchNetwork.from_network(net)
     spec = _Spec(case)
     P = spec.C.shape[0]
@@ -256,6 +285,7 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start) -> BaBResu
         splits=[torch.zeros(P, n, dtype=torch.int8) for n in tn.hidden_widths],
         alpha=[None] * (K - 1), beta=[None] * (K - 1),
         x_lo=x_lo.repeat(P, 1), x_hi=x_hi.repeat(P, 1), value=torch.zeros(P, dtype=DTYPE),
+        tag=torch.full((P,), -1, dtype=torch.long),
     )
     roots, sb = _bound(tn, spec, roots, s.root_iters, use_beta=False)
     res.stages["bounds"] += time.perf_counter() - t
@@ -265,6 +295,9 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start) -> BaBResu
     open_ = roots.take(torch.nonzero(still).flatten())
     if len(open_) == 0:
         return _done(res, "unsat", "bounds", start)
+    share = _Share(helper, P, net, b, case, s.handoff) if helper is not None else None
+    if share is not None:
+        share.publish(open_, set())
 
     # ---- cheap candidates, then the attack
     hit = _try_vertices(net, spec, open_, sb.lam0[still], confirm)
@@ -284,8 +317,14 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start) -> BaBResu
     # ---- branch and bound
     t = time.perf_counter()
     pool = open_
-    stuck = 0  # fully split subdomains that no LP multiplier could close: the verdict can only be unknown
+    stuck: set[int] = set()  # conjunctions with a fully split subdomain that no LP multiplier could close
     while len(pool):
+        if share is not None:
+            t_share = time.perf_counter()
+            pool = share.exchange(pool, stuck, res)
+            res.stages["bab_share"] += time.perf_counter() - t_share
+            if len(pool) == 0:
+                break
         if time.perf_counter() > deadline:
             res.message = f"time limit with {len(pool)} open subdomains (largest bound {float(pool.value.max()):.4g})"
             break
@@ -298,23 +337,28 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start) -> BaBResu
         keep = torch.ones(len(pool), dtype=torch.bool)
         keep[top] = False
         parents, pool = pool.take(top), pool.take(torch.nonzero(keep).flatten())
+        t_branch = time.perf_counter()
         if use_input:
             children, split_layer = _split_inputs(tn, spec, parents), None
         else:
             children, leaves, split_layer = _split_relu(tn, spec, parents, s.fsb_k)
+        res.stages["bab_branch"] += time.perf_counter() - t_branch
+        if not use_input:
             if len(leaves):
-                hit, n_open = _close_leaves(tn, net, spec, leaves, confirm, res)
+                hit, open_specs = _close_leaves(tn, net, spec, leaves, confirm, res)
                 if hit is not None:
                     res.stages["bab"] += time.perf_counter() - t
                     return _sat(res, hit, "bab", start)
-                stuck += n_open
+                stuck |= open_specs
             if len(children) == 0:
                 continue
         children, empty = _recompute(tn, children, split_layer, enabled=s.recompute or use_input)
         children = children.take(torch.nonzero(~empty).flatten())
         if len(children) == 0:
             continue
+        t_bound = time.perf_counter()
         children, sb = _bound(tn, spec, children, s.iters, use_beta=not use_input)
+        res.stages["bab_bound"] += time.perf_counter() - t_bound
         res.domains += len(children)
         still = ~(children.value < 0)  # NaN stays open
         if bool(still.any()):
@@ -326,10 +370,72 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start) -> BaBResu
         res.max_open = max(res.max_open, len(pool))
     res.stages["bab"] += time.perf_counter() - t
     if len(pool) == 0 and not res.message:
-        if stuck == 0:
-            return _done(res, "unsat", "bab", start)
-        res.message = f"{stuck} fully split subdomains could not be closed by their LP (numerical trouble)"
+        if not stuck:
+            return _done(res, "unsat", "bab+mip" if share is not None and share.used else "bab", start)
+        res.message = (f"fully split subdomains of conjunction(s) {sorted(stuck)} could not be closed by their LP "
+                       "(numerical trouble)")
     return _done(res, "unknown", "", start)
+
+
+class _Share:
+    """This search's side of a helper MIP (module doc, step 5): what it closed, what it may take."""
+
+    def __init__(self, helper: Helper, P: int, net: Network, bounds, case: VNNLibCase, mode: str) -> None:
+        # The helper's big-M constants are these root bounds (tightened per subdomain): checked on a real point.
+        check_bounds_contain(net, bounds, (np.asarray(case.lower) + np.asarray(case.upper)) / 2.0)
+        self.helper, self.P, self.mode = helper, P, mode
+        self.published: set[int] = set()
+        self.next_tag = 0
+        self.used = False  # an answer of the helper closed something this search needed
+
+    def publish(self, pool: _Domains, stuck: set[int]) -> None:
+        """Tell the helper of every conjunction with no open subdomain left (and no stuck leaf)."""
+        counts = torch.bincount(pool.spec, minlength=self.P).tolist() if len(pool) else [0] * self.P
+        for i in range(self.P):
+            if counts[i] == 0 and i not in stuck and i not in self.published:
+                self.helper.close(i)
+                self.published.add(i)
+
+    def exchange(self, pool: _Domains, stuck: set[int], res: BaBResult) -> _Domains:
+        """Drop what the helper closed, re-open what it gave up, publish, and hand it a subdomain if it is idle."""
+        drop = torch.zeros(len(pool), dtype=torch.bool)
+        for tag, verdict in self.helper.answers():
+            here = pool.tag == tag
+            if verdict == "closed":
+                drop |= here
+                res.helper_closed += 1
+                self.used = self.used or bool(here.any())
+            else:
+                pool.tag[here] = -1
+        theirs = set(self.helper.closed()) - self.published
+        if theirs:
+            drop |= torch.isin(pool.spec, torch.as_tensor(sorted(theirs), dtype=pool.spec.dtype))
+            stuck -= theirs  # a conjunction the helper proved is closed whatever its stuck leaves
+            res.helper_conjunctions += len(theirs)
+            self.used = True
+            self.published |= theirs
+        if bool(drop.any()):
+            pool = pool.take(torch.nonzero(~drop).flatten())
+        self.publish(pool, stuck)
+        if len(pool) and self.helper.idle():
+            free = torch.nonzero(pool.tag < 0).flatten()
+            if len(free):
+                if self.mode == "deep":
+                    depth = sum((sp_[free] != 0).sum(1) for sp_ in pool.splits).to(DTYPE)
+                    key = depth + 1e-6 * torch.sigmoid(pool.value[free])
+                else:
+                    key = pool.value[free]
+                i = int(free[int(torch.argmax(key.nan_to_num(nan=math.inf)))])
+                tag = self.next_tag
+                self.next_tag += 1
+                self.helper.send(tag, Subdomain(
+                    spec=int(pool.spec[i]), lowers=[v[i].numpy().copy() for v in pool.lowers],
+                    uppers=[v[i].numpy().copy() for v in pool.uppers],
+                    splits=[v[i].numpy().copy() for v in pool.splits],
+                    x_lo=pool.x_lo[i].numpy().copy(), x_hi=pool.x_hi[i].numpy().copy()))
+                pool.tag[i] = tag
+                res.handed += 1
+        return pool
 
 
 def _done(res: BaBResult, verdict: str, by: str, start: float) -> BaBResult:
@@ -558,7 +664,7 @@ def _affine_pattern(tn: TorchNetwork, dom: _Domains, i: int):
 def _close_leaves(tn, net, spec: _Spec, leaves: _Domains, confirm: Confirm, res: BaBResult):
     """Close fully split subdomains by LP duals turned into ``beta`` (module doc, step 4).
 
-    Returns ``(counterexample (x, y) or None, number of leaves left open)``.
+    Returns ``(counterexample (x, y) or None, the conjunctions of the leaves left open)``.
     """
     unresolved = []
     for i in range(len(leaves)):
@@ -588,7 +694,7 @@ def _close_leaves(tn, net, spec: _Spec, leaves: _Domains, confirm: Confirm, res:
                 if spec.disjuncts[int(leaves.spec[i])].holds(y):
                     ok, xc, yc = confirm(x)
                     if ok:
-                        return (xc, yc), 0
+                        return (xc, yc), set()
                 candidates = [np.maximum(-lp.row_dual, 0.0)]  # multipliers of A x <= b (<= 0 in a minimisation)
             elif lp.status == Status.INFEASIBLE and A_ub.shape[0]:
                 candidates = _farkas_betas(A_ub, b_ub, lo, hi, obj, float(C[r] @ g_out + d[r]))
@@ -602,7 +708,7 @@ def _close_leaves(tn, net, spec: _Spec, leaves: _Domains, confirm: Confirm, res:
                 break
         if not closed:
             unresolved.append(i)
-    return None, len(unresolved)
+    return None, {int(leaves.spec[i]) for i in unresolved}
 
 
 def _solve_lp(cost, A_ub, b_ub, lo, hi, solver: str = LEAF_LP_SOLVER):

@@ -20,6 +20,7 @@ every point is re-checked by :mod:`optprune.verification.counterexample`.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -41,9 +42,11 @@ from optprune.verification.bounds import (
     count_unstable,
     linear_upper_bound,
 )
+from optprune.verification.coop import Board, MipSide
 from optprune.verification.counterexample import OnnxChecker, case_confirm, confirm_point
 from optprune.verification.deadline import Deadline
 from optprune.verification.engine_registry import ENGINES
+from optprune.verification.subdomain_mip import solve_subdomain
 from optprune.verification.verdicts import (
     DECISION_TOLERANCES,
     DecisionTolerances,
@@ -58,6 +61,8 @@ from optprune.verification.vnnlib import VNNLibCase
 
 __all__ = [
     "AUTO_BAB_SHARE",
+    "COOP_CONJ_SHARE",
+    "COOP_DOMAIN_SHARE",
     "ATTACK_SHARE",
     "OBBT_SHARE",
     "CaseContext",
@@ -77,6 +82,8 @@ __all__ = [
 AUTO_BAB_SHARE = 0.6  # engine "auto": BaB gets this share of the time left, the MIP pipeline the rest
 ATTACK_SHARE = 0.1  # the MIP engine's attack: this share of the time left, at least 1 s (never beyond the deadline)
 OBBT_SHARE = 0.25  # the MIP engine's refining bound method: this share of the time left
+COOP_CONJ_SHARE = 0.3  # beside BaB (a coop Board): one whole-conjunction MIP gets at most this share of the time left
+COOP_DOMAIN_SHARE = 0.1  # ... and one BaB subdomain's MIP this share (at least 1 s)
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class CaseContext:
     attack: bool = True
     tolerances: DecisionTolerances = DECISION_TOLERANCES
     refine_seconds: float | None = None  # time for the refining bound method (default: OBBT_SHARE of the time left)
+    board: Board | None = None  # shared with the other process of a cooperative race (optprune.verification.coop)
 
     def with_deadline(self, deadline: Deadline) -> CaseContext:
         return replace(self, deadline=deadline)
@@ -188,6 +196,8 @@ class MipEngine:
         check_bounds_contain(net, bounds, centre)  # every proof below rests on these bounds
         upper = _conjunction_upper_bounds(net, case, bounds)
         order = [i for i, u in enumerate(upper) if u >= 0]
+        board = ctx.board.mip_side() if ctx.board is not None else None
+        _publish(board, upper)
         if not order:
             out.n_unstable = count_unstable(net, bounds)
             out.verdict, out.decided_by = "unsat", "bounds"
@@ -214,6 +224,7 @@ class MipEngine:
             check_bounds_contain(net, bounds, centre)
             upper = _conjunction_upper_bounds(net, case, bounds)
             order = [i for i in order if upper[i] >= 0]
+            _publish(board, upper)
         out.n_unstable = count_unstable(net, bounds)
 
         verdict = "unsat"
@@ -221,13 +232,19 @@ class MipEngine:
         for i in order:
             if deadline.expired():
                 return _unknown(out, "time limit before every conjunction was decided")
+            if board is not None and board.is_closed(i):  # proved by branch and bound beside us
+                out.conjunctions.append({"index": i, "status": "closed by bab", "verdict": "unsat"})
+                continue
             conj = case.disjuncts[i]
             t = time.perf_counter()
             model, enc = build_spec_milp(net, bounds, case.lower, case.upper, conj.C, conj.d, spec_upper=upper[i])
             out.n_binaries = max(out.n_binaries, enc.n_binaries)
             # The proof margin grows with what the solver cannot resolve on this network (verdicts module).
             tol_i = widened(tol, solver_resolution(net, bounds, conj.C, tol))
-            sol = backend.solve(model, decision_options(deadline.left(), ctx.threads, tol_i))
+            options = decision_options(deadline.left(), ctx.threads, tol_i)
+            if board is not None:  # a share of the time, and stop once branch and bound closes it
+                options = _beside_bab(options, board, i, min(deadline.left(), COOP_CONJ_SHARE * deadline.left()))
+            sol = backend.solve(model, options)
             out.add_stage("mip", time.perf_counter() - t)
             out.mips_solved += 1
             record = {"index": i, "linear_upper_bound": upper[i], "status": sol.status.value,
@@ -236,6 +253,9 @@ class MipEngine:
             out.conjunctions.append(record)
             if sol.status == Status.ERROR:
                 raise SolverError(f"backend {ctx.solver!r} failed: {sol.message}")
+            if board is not None and board.is_closed(i) and not (sol.x is not None and sol.objective >= 0):
+                record["verdict"] = "unsat"  # closed by branch and bound while this MIP ran: its proof
+                continue
             if sol.x is not None and sol.objective >= 0:
                 ok, x, y, why = confirm_point(ctx.reference, ctx.onnx_check, case, model.group("input", sol.x))
                 if not ok and ctx.attack:
@@ -257,10 +277,71 @@ class MipEngine:
             record["verdict"] = slack_verdict(status, sol.bound, cutoff=True, delta=tol_i.delta)
             if record["verdict"] != "unsat":
                 verdict = "unknown"
+            elif board is not None:
+                board.close(i)
+        if board is not None and board.all_closed():
+            verdict = "unsat"
         out.verdict = verdict
         if verdict == "unsat":
             out.decided_by = "mip" if out.mips_solved else "bounds"
+            if any(c.get("status") == "closed by bab" for c in out.conjunctions):
+                out.decided_by = "mip+bab"
+            return out
+        if board is not None:
+            return _subdomains(net, case, ctx, out, board)
         return out
+
+
+def _publish(board: MipSide | None, upper: list[float]) -> None:
+    """Flag on the board every conjunction these bounds close (rule (a))."""
+    if board is not None:
+        for i, u in enumerate(upper):
+            if u < 0:
+                board.close(i)
+
+
+def _beside_bab(options, board: MipSide, i: int, seconds: float):
+    """``options`` with a time slice, stopping once conjunction ``i`` is closed on the board."""
+    rule = options.stop_rule
+    return replace(options, time_limit=max(float(seconds), 0.01),
+                   stop_rule=lambda p: (rule is not None and rule(p)) or board.is_closed(i))
+
+
+def _subdomains(net: Network, case: VNNLibCase, ctx: CaseContext, out: CaseOutcome, board: MipSide) -> CaseOutcome:
+    """The MIP beside branch and bound, after its whole-conjunction pass: one BaB subdomain at a time
+    (:mod:`optprune.verification.coop`), until every conjunction is closed, a point is found, or the deadline."""
+    deadline = ctx.deadline
+    confirm = case_confirm(ctx.reference, ctx.onnx_check, case)
+    board.start_taking()
+    while not deadline.expired():
+        if board.all_closed():
+            out.verdict, out.decided_by = "unsat", "mip+bab"
+            return out
+        job = board.take(min(0.25, deadline.left()))
+        if job is None:
+            continue
+        tag, dom = job
+        spec = dom.spec
+        if board.is_closed(spec):
+            board.reply(tag, "open")
+            continue
+        conj = case.disjuncts[spec]
+        t = time.perf_counter()
+        ans = solve_subdomain(net, dom, conj.C, conj.d, confirm=confirm, solver=ctx.solver, threads=ctx.threads,
+                              time_limit=min(deadline.left(), max(1.0, COOP_DOMAIN_SHARE * deadline.left())),
+                              tol=ctx.tolerances, stop=functools.partial(board.is_closed, spec))
+        out.add_stage("subdomain_mip", time.perf_counter() - t)
+        out.conjunctions.append({"index": spec, "subdomain": True, "splits": dom.n_splits, "status": ans.status,
+                                 "verdict": ans.verdict, "binaries": ans.n_binaries, "bound": ans.bound,
+                                 "delta": ans.delta, "time_s": round(ans.build_s + ans.solve_s, 4)})
+        if ans.verdict == "sat":
+            out.verdict, out.decided_by, out.counterexample, out.output = "sat", "mip", ans.x, ans.y
+            return out
+        board.reply(tag, ans.verdict)
+    if board.all_closed():
+        out.verdict, out.decided_by = "unsat", "mip+bab"
+        return out
+    return _unknown(out, "time limit beside branch and bound")
 
 
 def _unknown(out: CaseOutcome, message: str) -> CaseOutcome:
@@ -292,7 +373,8 @@ class BabEngine:
         check_bounds_contain(net, bounds, (case.lower + case.upper) / 2.0)  # every proof below rests on these
         res = bab_verify_case(net, case, deadline=ctx.deadline.end,
                               confirm=case_confirm(ctx.reference, ctx.onnx_check, case),
-                              bounds=bounds, settings=BaBSettings(attack=ctx.attack))
+                              bounds=bounds, settings=BaBSettings(attack=ctx.attack),
+                              helper=ctx.board.bab_side() if ctx.board is not None else None)
         out.add_stage("bab", time.perf_counter() - t)
         out.bab_domains = res.domains
         out.bab.append(res.to_dict())
@@ -316,8 +398,9 @@ class AutoEngine:
 
     name = "auto"
 
-    def __init__(self, first: str = "bab", then: str = "mip", share: float = AUTO_BAB_SHARE) -> None:
-        self.first, self.then, self.share = first, then, share
+    def __init__(self, first: str = "bab", then: str = "mip", share: float = AUTO_BAB_SHARE,
+                 coop: bool = False) -> None:
+        self.first, self.then, self.share, self.coop = first, then, share, coop
 
     def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
         if any(layer.activation not in PIECEWISE_LINEAR for layer in net.layers):
@@ -335,8 +418,9 @@ class AutoEngine:
     def _race(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome | None:
         from optprune.verification.race import race
 
-        jobs = [(ENGINES.get(self.first), replace(ctx, threads=1)),
-                (ENGINES.get(self.then), replace(ctx, threads=max(1, int(ctx.threads or 2) - 1)))]
+        board = Board(len(case.disjuncts)) if self.coop and (self.first, self.then) == ("bab", "mip") else None
+        jobs = [(ENGINES.get(self.first), replace(ctx, threads=1, board=board)),
+                (ENGINES.get(self.then), replace(ctx, threads=max(1, int(ctx.threads or 2) - 1), board=board))]
         t = time.perf_counter()
         outcomes = race(jobs, net, case, ctx.deadline.end)
         if outcomes is None:
