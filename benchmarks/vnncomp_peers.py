@@ -158,7 +158,7 @@ def run_tool(tool: str, onnx: Path, prop: Path, limit_s: float, threads: int, gr
     """One tool on one instance: verdict, end-to-end seconds, counterexample (input point) and a message."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "OPENBLAS_NUM_THREADS": str(threads)}
-    rec: dict = {"tool": tool}
+    rec: dict = {"tool": tool, "load_1m": round(os.getloadavg()[0], 2)}  # the machine's load as the tool starts
     with tempfile.TemporaryDirectory(prefix=f"peers_{tool}_") as tmp:
         work = Path(tmp)
         cwd = str(work)
@@ -333,6 +333,11 @@ def summary_markdown(selected: list[tuple[str, str, float, str]], recs: dict, to
                     f"limit is {s[3]} s" for s in selected if float(s[3]) != s[2]})
     if notes:
         lines += ["Limits below the competition's: " + "; ".join(notes) + ".", ""]
+    loads = [r["load_1m"] for r in recs.values() if "load_1m" in r]
+    if loads:
+        lines += [f"Machine load (1-minute load average as each tool started, {os.cpu_count()} logical cores): "
+                  f"median {statistics.median(loads):.1f}, max {max(loads):.1f}; other jobs on the machine slow "
+                  "every tool alike only on average, which is why the tools alternate per instance.", ""]
     lines += ["The competition's verdicts and fastest 2021 tools are from `verdicts_256x2.csv` / `verdicts_256x4.csv` "
               "(`unknown`: no 2021 tool decided it; there a sat is checked by its counterexample, an unsat only by the "
               "other tools' answers here). Decided = sat or unsat within the limit; `late`: a verdict after the "
