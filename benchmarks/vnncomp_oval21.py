@@ -23,11 +23,14 @@ competition's verdict (``verdicts.csv``: a decided verdict that differs is
 *wrong*) and its fastest 2021 tool, then per network the number decided.
 
 ``--cactus`` writes ``OUT/cactus.png`` (instances decided within each time).
-``--profile N`` writes ``OUT/profile.md``: for the first N instances per
-network, one process (``threads=1``, so every stage runs in this process and
-is seen), the cumulative seconds in each stage of the pipeline under
-:mod:`cProfile` (loading and unrolling, CROWN intermediate bounds, α-CROWN,
-attack, BaB's subdomain bounds, MIP), at the same limit.
+``--no-conv`` runs the bound propagation on the unrolled dense matrices
+(the path before :class:`optprune.verification.crown.ConvMap`), for
+before/after comparisons. ``--profile N`` writes ``OUT/profile.md``
+(``profile_dense.md`` with ``--no-conv``) and no records: for the first N
+instances per network, one process (``threads=1``, so every stage runs in
+this process and is seen), the cumulative seconds in each stage of the
+pipeline under :mod:`cProfile` (loading and unrolling, CROWN intermediate
+bounds, α-CROWN, attack, BaB's subdomain bounds, MIP), at the same limit.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from optprune.bench import RecordStore
 from optprune.bench._provenance import script_command, start_run
 from optprune.data import data_dir
 from optprune.io import network_from_onnx
-from optprune.verification import verify_vnnlib
+from optprune.verification import crown, verify_vnnlib
 from optprune.verification.counterexample import CHECK_TOL, OnnxChecker, check_counterexample
 from optprune.verification.engine_registry import ENGINES
 from optprune.verification.vnnlib import read_vnnlib
@@ -164,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cactus", action="store_true", help="also write OUT/cactus.png from every record in the store")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="only write OUT/profile.md: cProfile of the first N instances per network (no records)")
+    ap.add_argument("--no-conv", action="store_true",
+                    help="bound propagation on the unrolled dense matrices instead of convolutions (the earlier "
+                         "path, for comparison; records keyed apart)")
     ap.add_argument("--allow-dirty", action="store_true",
                     help="write under results/ from a dirty working tree (stamped in the header)")
     args = ap.parse_args(argv)
@@ -174,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.scale > 0:
         ap.error(f"--scale must be > 0, got {args.scale}")
     run = start_run(args.out, script_command(None if argv is None else [__file__, *argv]), allow_dirty=args.allow_dirty)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.no_conv:
+        crown.CONV_DEFAULT = False  # read by TorchNetwork.from_network; forked race workers inherit it
 
     folder = data_dir(args.data_dir) / "vnncomp2021-oval21"
     with open(folder / "instances.csv") as fh:
@@ -198,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         limits = {limit_of(row) for row in selected}
         text = profile_report(folder, selected, args.profile, max(limits), args.method)
-        (args.out / "profile.md").write_text(run.header() + "\n" + text)
+        text = text.replace("(oval21, one process)", "(oval21, one process, dense matrices)") if args.no_conv else text
+        (args.out / ("profile_dense.md" if args.no_conv else "profile.md")).write_text(run.header() + "\n" + text)
         print(text)
         return 0
 
@@ -210,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, (onnx_name, prop, _) in enumerate(selected, 1):
             limit_s = limit_of([onnx_name, prop, _])
             rid = _mnistfc.record_id(onnx_name, prop, args.solver, None, limit_s, args.method, args.threads)
+            rid += "|dense" if args.no_conv else ""
             done_before += rid in store
             if rid not in store:
                 t0 = time.perf_counter()
@@ -218,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 wall = time.perf_counter() - t0
                 rec = {"id": rid, "network": onnx_name, "property": prop, "solver": args.solver, "bounds": None,
                        "limit_s": limit_s, "method_asked": args.method, "threads": args.threads,
+                       "conv": crown.CONV_DEFAULT,
                        "wall_s": round(wall, 3), **res.to_dict()}
                 if res.verdict == "sat":
                     if onnx_name not in nets:

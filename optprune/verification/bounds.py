@@ -128,7 +128,7 @@ def interval_bounds(net: Network, x_lower, x_upper) -> Bounds:
     bounds: Bounds = []
     with one_thread():
         for k in range(tn.n_layers):
-            zl, zu = affine_interval(t_lo, t_hi, tn.weights[k], tn.biases[k])
+            zl, zu = affine_interval(t_lo, t_hi, tn.maps[k], tn.biases[k])
             bounds.append((zl[0].numpy().copy(), zu[0].numpy().copy()))
             t_lo, t_hi = activation_interval(tn.act[k], zl, zu)
     return bounds

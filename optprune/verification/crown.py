@@ -33,6 +33,18 @@ including the rounding of the back-substituted coefficients themselves
 relaxation's elementwise products times the largest ``|z|``). The ReLU chord's
 intercept is raised by its own rounding. The interval pass
 (:func:`affine_interval`) is padded by the error of its sums the same way.
+
+Convolutions: a layer whose :class:`~optprune.network.ConvSpec` reproduces its
+(unrolled, sparse) weight matrix exactly is kept as its kernel
+(:class:`ConvMap`): the products ``W h`` run as ``conv2d`` and the
+back-substitution ``lam W`` as ``conv_transpose2d`` (its adjoint), batched over
+subdomains and specification rows, instead of dense products with the
+unrolled matrix (4096x3072 for the first layer of oval21's ``cifar_wide_kw``).
+The padding is unchanged: ``|lam| conv_transpose |W|`` and ``conv2d(h, |K|)``
+are the same sums of magnitudes as the dense ``|lam| @ |W|`` and
+``h @ |W|^T``, and the error bound of :mod:`optprune.verification.rounding`
+holds for any order of summation (float64 convolutions on the CPU are
+im2col products, no Winograd-style transforms).
 """
 
 from __future__ import annotations
@@ -40,15 +52,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 
 from optprune.network import AffineLayer, Network
 from optprune.verification.rounding import UNIT_ROUNDOFF, gamma
 
 __all__ = [
     "DTYPE",
+    "DenseMap",
+    "ConvMap",
+    "as_map",
     "TorchNetwork",
     "SpecBound",
     "affine_interval",
@@ -81,49 +99,216 @@ def one_thread() -> Iterator[None]:
 DTYPE = torch.float64
 
 
+class DenseMap:
+    """``x -> W x`` for a dense matrix ``W`` (n_out, n_in), applied to the last axis of a batch."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.weight = weight
+        self._abs: torch.Tensor | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.weight.shape[0]), int(self.weight.shape[1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+    def mv(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W^T`` (..., n_in) -> (..., n_out)."""
+        return x @ self.weight.T
+
+    def rmv(self, lam: torch.Tensor) -> torch.Tensor:
+        """``lam @ W`` (..., n_out) -> (..., n_in): the back-substitution step."""
+        return lam @ self.weight
+
+    def abs_mv(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ |W|^T`` (magnitudes for the padding and interval radii)."""
+        if self.weight.requires_grad:  # live weights (stability loss): no cache, the gradient flows
+            return x @ self.weight.abs().T
+        if self._abs is None:
+            self._abs = self.weight.abs()
+        return x @ self._abs.T
+
+    def dense(self) -> torch.Tensor:
+        return self.weight
+
+    def to(self, dtype: torch.dtype) -> DenseMap:
+        return self if dtype == self.weight.dtype else DenseMap(self.weight.to(dtype))
+
+
+class ConvMap:
+    """``x -> W x`` for the unrolled matrix ``W`` of a 2-D convolution, computed as the convolution (module doc).
+
+    ``kernel`` (C', C, kh, kw); inputs and outputs are flattened (C, H, W) in C order, as
+    :mod:`optprune.io._conv` unrolls them. ``rmv`` is ``conv_transpose2d`` with the ``output_padding`` that gives
+    back the input's height and width (rows and columns that no output reads get 0). Rows of ``lam`` with one
+    nonzero (the ``±e_i`` rows of every neuron's bound, :func:`layer_bounds`) are instead ``lam_i W[i, :]``,
+    scattered from the kernel (each entry one exact product, as the dense product gives it): a convolution of
+    thousands of one-hot rows costs more than the dense product it replaces.
+    """
+
+    def __init__(self, kernel: torch.Tensor, in_shape: tuple[int, int, int], out_shape: tuple[int, int, int],
+                 stride: tuple[int, int], padding: tuple[int, int]) -> None:
+        self.kernel = kernel
+        self.in_shape: tuple[int, int, int] = (int(in_shape[0]), int(in_shape[1]), int(in_shape[2]))
+        self.out_shape: tuple[int, int, int] = (int(out_shape[0]), int(out_shape[1]), int(out_shape[2]))
+        self.stride: tuple[int, int] = (int(stride[0]), int(stride[1]))
+        self.padding: tuple[int, int] = (int(padding[0]), int(padding[1]))
+        kh, kw = int(kernel.shape[2]), int(kernel.shape[3])
+        self.output_padding = (self.in_shape[1] - ((self.out_shape[1] - 1) * self.stride[0] - 2 * self.padding[0] + kh),
+                               self.in_shape[2] - ((self.out_shape[2] - 1) * self.stride[1] - 2 * self.padding[1] + kw))
+        self._abs = kernel.abs()
+        self._rows: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _row_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per output neuron its input columns and weights (n_out, P), padded with column 0 and weight 0."""
+        if self._rows is None:
+            from optprune.io._conv import conv_to_sparse
+
+            matrix, _ = conv_to_sparse(np.ones(self.kernel.shape), self.in_shape, self.stride, self.padding)
+            # The pattern from a kernel of ones; the values from a second unrolling of the kernel itself, in the
+            # same (row, column) order.
+            values, _ = conv_to_sparse(self.kernel.detach().to(DTYPE).numpy(), self.in_shape, self.stride,
+                                       self.padding)
+            values = sp.csr_matrix((np.asarray(values[matrix.nonzero()]).reshape(-1), matrix.indices,
+                                    matrix.indptr), shape=matrix.shape)
+            counts = np.diff(matrix.indptr)
+            width = int(counts.max()) if counts.size else 0
+            cols = np.zeros((matrix.shape[0], width), dtype=np.int64)
+            vals = np.zeros((matrix.shape[0], width))
+            pos = np.arange(width)[None, :] < counts[:, None]
+            cols[pos], vals[pos] = matrix.indices, values.data
+            self._rows = torch.as_tensor(cols), torch.as_tensor(vals, dtype=self.kernel.dtype)
+        return self._rows
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(np.prod(self.out_shape)), int(np.prod(self.in_shape))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.kernel.dtype
+
+    def _conv(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        y = F.conv2d(x.reshape(-1, *self.in_shape), kernel, stride=self.stride, padding=self.padding)
+        return y.reshape(*lead, self.shape[0])
+
+    def mv(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv(x, self.kernel)
+
+    def abs_mv(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv(x, self._abs)
+
+    def rmv(self, lam: torch.Tensor) -> torch.Tensor:
+        lead = lam.shape[:-1]
+        if not lam.requires_grad and lam.numel() and bool(((lam != 0).sum(-1) <= 1).all()):
+            flat = lam.reshape(-1, lam.shape[-1])
+            value, neuron = flat.abs().max(dim=-1)
+            value = flat.gather(1, neuron.unsqueeze(1))  # the signed entry (0 for an all-zero row)
+            cols, vals = self._row_table()
+            out = torch.zeros(flat.shape[0], self.shape[1], dtype=lam.dtype)
+            out.scatter_add_(1, cols[neuron], value * vals[neuron])
+            return out.reshape(*lead, self.shape[1])
+        y = F.conv_transpose2d(lam.reshape(-1, *self.out_shape), self.kernel, stride=self.stride,
+                               padding=self.padding, output_padding=self.output_padding)
+        return y.reshape(*lead, self.shape[1])
+
+    def dense(self) -> torch.Tensor:
+        """The unrolled matrix (n_out, n_in), built on demand (BaB's leaf LPs, callers wanting matrices)."""
+        return self.rmv(torch.eye(self.shape[0], dtype=self.kernel.dtype))
+
+    def to(self, dtype: torch.dtype) -> ConvMap:
+        if dtype == self.kernel.dtype:
+            return self
+        return ConvMap(self.kernel.to(dtype), self.in_shape, self.out_shape, self.stride, self.padding)
+
+
+LinearMap = DenseMap | ConvMap
+
+
+def as_map(weight: torch.Tensor | LinearMap) -> LinearMap:
+    """A :class:`DenseMap` of a matrix; a map is returned as it is."""
+    return weight if isinstance(weight, (DenseMap, ConvMap)) else DenseMap(weight)
+
+
+#: Whether :meth:`TorchNetwork.from_network` keeps convolutions as kernels by default (module doc; measured:
+#: benchmarks/vnncomp_oval21.py's profile).
+CONV_DEFAULT = True
+
+
+def _conv_map(layer) -> ConvMap | None:
+    """The layer's :class:`ConvMap` if its ConvSpec unrolls to exactly its weight matrix, else None."""
+    spec = layer.conv
+    if spec is None:
+        return None
+    from optprune.io._conv import conv_to_sparse
+
+    try:
+        matrix, out_shape = conv_to_sparse(spec.kernel, spec.in_shape, spec.stride, spec.padding)
+    except Exception:  # a ConvSpec that no longer fits: the matrix is the truth
+        return None
+    w = layer.weight if sp.issparse(layer.weight) else sp.csr_matrix(layer.weight)
+    if tuple(out_shape) != tuple(spec.out_shape) or w.shape != matrix.shape or (w != matrix).nnz:
+        return None
+    return ConvMap(torch.as_tensor(np.asarray(spec.kernel, dtype=np.float64)), spec.in_shape, spec.out_shape,
+                   spec.stride, spec.padding)
+
+
 @dataclass(frozen=True)
 class TorchNetwork:
-    """Dense float64 tensors of a :class:`~optprune.network.Network` (weights, biases, ReLU flags)."""
+    """Float64 linear maps (dense or convolutions), biases and ReLU flags of a :class:`~optprune.network.Network`."""
 
-    weights: tuple[torch.Tensor, ...]
+    maps: tuple[LinearMap, ...]
     biases: tuple[torch.Tensor, ...]
     relu: tuple[bool, ...]
 
-    weights32: tuple[torch.Tensor, ...] = ()
+    maps32: tuple[LinearMap, ...] = ()
     biases32: tuple[torch.Tensor, ...] = ()
     act: tuple[str, ...] = ()  # every layer's activation name (relu, identity, sigmoid, tanh)
 
     @classmethod
-    def from_network(cls, net: Network) -> TorchNetwork:
-        weights = tuple(torch.as_tensor(layer.dense_weight(), dtype=DTYPE) for layer in net.layers)
+    def from_network(cls, net: Network, conv: bool | None = None) -> TorchNetwork:
+        """``conv`` (default :data:`CONV_DEFAULT`): keep convolutions whose ConvSpec matches as kernels."""
+        conv = CONV_DEFAULT if conv is None else conv
+        maps: list[LinearMap] = []
+        for layer in net.layers:
+            cm = _conv_map(layer) if conv else None
+            maps.append(cm if cm is not None else DenseMap(torch.as_tensor(layer.dense_weight(), dtype=DTYPE)))
         biases = tuple(torch.as_tensor(layer.bias, dtype=DTYPE) for layer in net.layers)
-        return cls(weights, biases, tuple(layer.activation == "relu" for layer in net.layers),
-                   tuple(w.float() for w in weights), tuple(b.float() for b in biases),
+        return cls(tuple(maps), biases, tuple(layer.activation == "relu" for layer in net.layers),
+                   tuple(m.to(torch.float32) for m in maps), tuple(b.float() for b in biases),
                    tuple(layer.activation for layer in net.layers))
+
+    @cached_property
+    def weights(self) -> tuple[torch.Tensor, ...]:
+        """Dense float64 weight matrices (a convolution's unrolled on first use)."""
+        return tuple(m.dense() for m in self.maps)
 
     def smooth(self, j: int) -> str | None:
         """Layer ``j``'s activation if it is smooth (sigmoid, tanh: :data:`SMOOTH`), else None."""
         kind = self.act[j] if j < len(self.act) else ("relu" if self.relu[j] else "identity")
         return kind if kind in SMOOTH else None
 
-    def params(self, dtype: torch.dtype) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-        """Weights and biases in ``dtype`` (float32 copies serve the optimiser only, never a closing bound)."""
-        if dtype == torch.float32 and self.weights32:
-            return self.weights32, self.biases32
-        return self.weights, self.biases
+    def params(self, dtype: torch.dtype) -> tuple[tuple[LinearMap, ...], tuple[torch.Tensor, ...]]:
+        """Linear maps and biases in ``dtype`` (float32 copies serve the optimiser only, never a closing bound)."""
+        if dtype == torch.float32 and self.maps32:
+            return self.maps32, self.biases32
+        return self.maps, self.biases
 
     @property
     def n_layers(self) -> int:
-        return len(self.weights)
+        return len(self.maps)
 
     @property
     def hidden_widths(self) -> list[int]:
-        return [int(w.shape[0]) for w in self.weights[:-1]]
+        return [m.shape[0] for m in self.maps[:-1]]
 
     @property
     def chain_length(self) -> int:
         """Operations in sequence in any bound (as :func:`optprune.verification.bounds.chain_length`)."""
-        return int(self.weights[0].shape[1]) + sum(int(w.shape[0]) for w in self.weights) + 4 * self.n_layers + 4
+        return self.maps[0].shape[1] + sum(m.shape[0] for m in self.maps) + 4 * self.n_layers + 4
 
 
 @dataclass
@@ -279,9 +464,9 @@ def spec_bound(
                       uppers[k - 1].clamp(min=0.0) if tn.relu[k - 1] else
                       torch.ones_like(uppers[k - 1]) if tn.smooth(k - 1) else  # |sigmoid|, |tanh| <= 1
                       torch.maximum(lowers[k - 1].abs(), uppers[k - 1].abs()))
-            spread = b.abs() + h_prev @ weights[k].abs().T
+            spread = b.abs() + weights[k].abs_mv(h_prev)
             mag = mag + (lam.abs() * spread.unsqueeze(1)).sum(-1)
-        lam = lam @ weights[k]
+        lam = weights[k].rmv(lam)
         if k == 0:
             break
         j = k - 1
@@ -335,7 +520,7 @@ def pad_bound(sb: SpecBound) -> torch.Tensor:
     return torch.nextafter(up, torch.full_like(up, torch.inf))
 
 
-def affine_interval(lo: torch.Tensor, hi: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+def affine_interval(lo: torch.Tensor, hi: torch.Tensor, weight: torch.Tensor | LinearMap, bias: torch.Tensor | None,
                     pad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Interval of ``W x + b`` over ``lo <= x <= hi`` (batched over rows of ``lo``; differentiable in W, b, lo, hi).
 
@@ -343,20 +528,21 @@ def affine_interval(lo: torch.Tensor, hi: torch.Tensor, weight: torch.Tensor, bi
     ``pad`` (and float64) the result is widened by ``2 gamma_{2n+6}`` times
     ``|W| max(|lo|, |hi|) + |b|``, which covers the rounding of the sums and of
     ``c`` and ``r`` (the box ``[c - r, c + r]`` may miss ``[lo, hi]`` by a few
-    ulps of ``max(|lo|, |hi|)``); the padding carries no gradient.
+    ulps of ``max(|lo|, |hi|)``); the padding carries no gradient. ``weight`` is a matrix or a linear map.
     """
+    wmap = as_map(weight)
     centre, radius = (lo + hi) / 2, (hi - lo) / 2
-    mid = centre @ weight.T
+    mid = wmap.mv(centre)
     if bias is not None:
         mid = mid + bias
-    rad = radius @ weight.abs().T
+    rad = wmap.abs_mv(radius)
     lower, upper = mid - rad, mid + rad
     if pad and lower.dtype == torch.float64:
         with torch.no_grad():
-            mag = torch.maximum(lo.abs(), hi.abs()) @ weight.abs().T
+            mag = wmap.abs_mv(torch.maximum(lo.abs(), hi.abs()))
             if bias is not None:
                 mag = mag + bias.abs()
-            widen = 2.0 * gamma(2 * weight.shape[1] + 6) * mag + 2.0**-1060
+            widen = 2.0 * gamma(2 * wmap.shape[1] + 6) * mag + 2.0**-1060
             inf = torch.full_like(widen, torch.inf)
         lower = torch.nextafter(lower - widen, -inf)
         upper = torch.nextafter(upper + widen, inf)
@@ -400,7 +586,7 @@ def intermediate_bounds(
     B = x_lo.shape[0]
     with torch.no_grad():
         if start <= 0:
-            bottom, top = affine_interval(x_lo, x_hi, tn.weights[0], tn.biases[0])
+            bottom, top = affine_interval(x_lo, x_hi, tn.maps[0], tn.biases[0])
             lowers[0] = torch.maximum(lowers[0], bottom)
             uppers[0] = torch.minimum(uppers[0], top)
             start = 1
@@ -434,7 +620,7 @@ def layer_bounds(tn: TorchNetwork, x_lo: torch.Tensor, x_hi: torch.Tensor,
     interval: list[tuple[torch.Tensor, torch.Tensor]] = []
     if start is None:
         for k in range(tn.n_layers):
-            zl, zu = affine_interval(lo, hi, tn.weights[k], tn.biases[k])
+            zl, zu = affine_interval(lo, hi, tn.maps[k], tn.biases[k])
             interval.append((zl, zu))
             lo, hi = activation_interval(tn.act[k] if tn.act else ("relu" if tn.relu[k] else "identity"), zl, zu)
     else:
@@ -442,7 +628,7 @@ def layer_bounds(tn: TorchNetwork, x_lo: torch.Tensor, x_hi: torch.Tensor,
     lowers, uppers = [interval[0][0]], [interval[0][1]]
     with torch.no_grad():
         for k in range(1, tn.n_layers):
-            n = tn.weights[k].shape[0]
+            n = tn.maps[k].shape[0]
             C = _neuron_rows(n, torch.arange(n), B)
             d = torch.zeros(B, 2 * n, dtype=DTYPE)
             # spec_bound back-substitutes from the pre-activation of layer k through the bounds of layers < k.
