@@ -148,3 +148,15 @@ def test_oval21_first_layers_conv_equals_dense():
     pre = sub.forward(case.lower + (case.upper - case.lower) * rng.random((50, net.input_size)), return_all=True)
     for z, (cl, cu) in zip(pre, bc):
         assert np.all(z >= cl.numpy()[0]) and np.all(z <= cu.numpy()[0])
+
+
+def test_torch_network_cache_follows_the_weights_contents():
+    """from_network serves a query's repeated calls from its cache, never after a weight changed in place."""
+    net = _conv_net(5)
+    first = TorchNetwork.from_network(net)
+    assert TorchNetwork.from_network(net) is first
+    assert TorchNetwork.from_network(net, conv=False) is not first
+    net.layers[2].weight[0, 0] += 1.0  # a dense layer's matrix, changed in place
+    changed = TorchNetwork.from_network(net)
+    assert changed is not first
+    assert float(changed.maps[2].dense()[0, 0]) == float(net.layers[2].weight[0, 0])

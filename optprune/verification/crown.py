@@ -49,6 +49,7 @@ im2col products, no Winograd-style transforms).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -256,6 +257,25 @@ def _conv_map(layer) -> ConvMap | None:
                    spec.stride, spec.padding)
 
 
+def _content_hash(layer) -> bytes:
+    """BLAKE2b digest (256 bits) of a layer's weight (values and, when sparse, pattern), bias and ConvSpec."""
+    w = layer.weight
+    arrays = [w.data, w.indices, w.indptr] if sp.issparse(w) else [w]
+    arrays.append(layer.bias)
+    digest = hashlib.blake2b(digest_size=32)
+    if layer.conv is not None:
+        arrays.append(np.asarray(layer.conv.kernel))
+        digest.update(repr((layer.conv.in_shape, layer.conv.out_shape, layer.conv.stride,
+                            layer.conv.padding)).encode())
+    for arr in arrays:
+        digest.update(np.ascontiguousarray(arr).view(np.uint8).reshape(-1).data)  # no copy when contiguous
+    return digest.digest()
+
+
+_TN_CACHE: dict = {}
+_TN_CACHE_SIZE = 4
+
+
 @dataclass(frozen=True)
 class TorchNetwork:
     """Float64 linear maps (dense or convolutions), biases and ReLU flags of a :class:`~optprune.network.Network`."""
@@ -270,8 +290,24 @@ class TorchNetwork:
 
     @classmethod
     def from_network(cls, net: Network, conv: bool | None = None) -> TorchNetwork:
-        """``conv`` (default :data:`CONV_DEFAULT`): keep convolutions whose ConvSpec matches as kernels."""
+        """``conv`` (default :data:`CONV_DEFAULT`): keep convolutions whose ConvSpec matches as kernels.
+
+        One verification query builds the tensors of the same network a dozen times (bounds, α-CROWN, BaB,
+        each conjunction's solver resolution); the last few are kept, keyed by the layers' contents (a hash of
+        their bytes, BLAKE2b, so a weight changed in place is never served stale) and ``conv``.
+        """
         conv = CONV_DEFAULT if conv is None else conv
+        key = (conv, tuple((layer.activation, layer.weight.shape, _content_hash(layer)) for layer in net.layers))
+        hit = _TN_CACHE.pop(key, None)
+        if hit is None:
+            hit = cls._build(net, conv)
+        _TN_CACHE[key] = hit  # most recent last
+        while len(_TN_CACHE) > _TN_CACHE_SIZE:
+            _TN_CACHE.pop(next(iter(_TN_CACHE)))
+        return hit
+
+    @classmethod
+    def _build(cls, net: Network, conv: bool) -> TorchNetwork:
         maps: list[LinearMap] = []
         for layer in net.layers:
             cm = _conv_map(layer) if conv else None
