@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bab_depth.py --net 256x4 --limit-s 60 \\
         [--open-in results/vnncomp_mnistfc_256x4_60s_threads2/records.jsonl | --props prop_0_0.03 ...] \\
-        [--threads 2] [--out results/bab_depth_256x4_60s] [--allow-dirty]
+        [--threads 2] [--settings race coop] [--out results/bab_depth_256x4_60s] [--allow-dirty]
 
 On VNN-COMP 2021 mnistfc instances (``instances.csv`` order; ``--open-in``: only
 those a committed record left ``unknown``, a selection by this project's own
@@ -20,11 +20,18 @@ cores (BaB and the MIP pipeline in two processes), one instance at a time, at
   dropped by the other, the MIP's whole-conjunction solves are time-sliced and
   it then solves BaB's open subdomains one at a time
   (:mod:`optprune.verification.subdomain_mip`), BaB dropping every subtree the
-  MIP closes.
+  MIP closes;
+* ``coop_whole``: ``coop`` with unsliced whole-conjunction MIPs; ``coop_deep``:
+  ``coop`` handing BaB's deepest subdomain instead of its worst-bounded one;
+  ``race_recompute`` / ``coop_recompute``: BaB recomputing the children's
+  intermediate bounds (CROWN, ``BaBSettings.recompute``) below each split.
 
 Records go to ``OUT/records.jsonl`` as they arrive (resumable); ``OUT/summary.md``
 gives per instance and setting the verdict (checked against the competition's),
 what decided it, the subdomains BaB bounded and per second of its loop, the
+largest bound still open at the time limit (lower: closer to a proof), the
+conjunctions proved by BaB or a whole-conjunction MIP (in ``race`` the union of
+two proofs that no process combines), the
 subdomains handed to the MIP and closed by it, and the time; per setting the
 decided count, wrong verdicts, the mean subdomains/s, where BaB's time goes per
 subdomain (branching: scores and FSB; bounding: α/β optimisation; the rest), and
@@ -55,7 +62,15 @@ from optprune.verification.engines import AutoEngine, CaseContext
 from optprune.verification.vnnlib import read_vnnlib
 
 console = Console(stderr=True)
-SETTINGS = {"race": AutoEngine(coop=False), "coop": AutoEngine(coop=True)}
+SETTINGS = {
+    "race": AutoEngine(coop=False),
+    "coop": AutoEngine(coop=True),
+    "coop_whole": AutoEngine(coop=True, coop_options={"conj_share": 1.0}),  # whole-conjunction MIPs first
+    "coop_sliced": AutoEngine(coop=True, coop_options={"conj_share": 0.3}),  # ... each on 30% of the time left
+    "coop_deep": AutoEngine(coop=True, coop_options={"handoff": "deep"}),
+    "race_recompute": AutoEngine(coop=False, bab_options={"recompute": True}),  # CROWN below each split
+    "coop_recompute": AutoEngine(coop=True, bab_options={"recompute": True}),
+}
 
 
 def run_one(folder: Path, onnx_name: str, prop: str, engine: AutoEngine, limit_s: float, threads: int,
@@ -87,6 +102,11 @@ def run_one(folder: Path, onnx_name: str, prop: str, engine: AutoEngine, limit_s
         "verdict": result.verdict, "decided_by": d["decided_by"], "method": d["method"],
         "time_s": round(time.perf_counter() - start, 4), "cpu_s": round(time.process_time() - cpu, 4),
         "bab_reported": bool(bab), "domains": domains,
+        "open_bound": max((b["open_bound"] for b in bab if b.get("open_bound") is not None), default=None),
+        # conjunctions of the (single-case) property proved by BaB or by a whole-conjunction MIP, and of all
+        "closed_conjunctions": len({i for b in bab for i in b.get("closed_conjunctions", [])}
+                                   | {c["index"] for c in whole if c.get("verdict") == "unsat"}),
+        "conjunctions": sum(len(case.disjuncts) for case in parsed.cases),
         "domains_per_s": round(domains / stages["bab"], 1) if stages["bab"] > 0 else None,
         "bab_stages": {k: round(v, 4) for k, v in stages.items()},
         "handed": sum(b.get("handed", 0) for b in bab), "helper_closed": sum(b.get("helper_closed", 0) for b in bab),
@@ -106,9 +126,9 @@ def summary(rows: list, names: list[str], header: str, truth: dict, selection: s
     lines = [header.rstrip(), "", "# Branch and bound at depth: the plain race against the cooperative race", "",
              selection, "",
              "| property | competition | " + " | ".join(
-                 f"{n} verdict | {n} by | {n} subdomains | {n} /s | {n} handed / closed by MIP | {n} time (s)"
-                 for n in names) + " |",
-             "|---|---|" + "---|---|---|---|---|---|" * len(names)]
+                 f"{n} verdict | {n} by | {n} subdomains | {n} /s | {n} open bound | {n} conj. closed | "
+                 f"{n} handed / closed by MIP | {n} time (s)" for n in names) + " |",
+             "|---|---|" + "---|---|---|---|---|---|---|---|" * len(names)]
     decided = {n: 0 for n in names}
     wrong = {n: 0 for n in names}
     rates: dict[str, list] = {n: [] for n in names}
@@ -119,7 +139,10 @@ def summary(rows: list, names: list[str], header: str, truth: dict, selection: s
         cells = []
         for n in names:
             r = recs[n]
+            bound = r.get("open_bound")
             cells += [r["verdict"], r["decided_by"] or "-", str(r["domains"]), str(r["domains_per_s"] or "-"),
+                      "-" if bound is None else f"{bound:.4g}",
+                      f"{r.get('closed_conjunctions', '?')}/{r.get('conjunctions', '?')}",
                       f"{r['handed']} / {r['helper_closed']}", f"{r['time_s']:.1f}"]
             if r["verdict"] != "unknown":
                 decided[n] += 1
@@ -156,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--open-in", type=Path, default=None,
                     help="a records.jsonl of benchmarks/vnncomp_mnistfc.py: only the instances it left unknown")
     ap.add_argument("--props", nargs="+", default=None, help="only these properties (with or without .vnnlib)")
+    ap.add_argument("--settings", nargs=2, default=["race", "coop"], choices=list(SETTINGS),
+                    help="the baseline and the setting measured against it")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", type=Path, default=Path("results/bab_depth"))
     ap.add_argument("--allow-dirty", action="store_true")
@@ -196,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     with store:
         for prop in props:
             recs = {}
-            for name, engine in SETTINGS.items():
+            for name in args.settings:
+                engine = SETTINGS[name]
                 rid = f"{onnx_name}|{prop}|{name}|{args.limit_s:g}|threads={args.threads}"
                 before += rid in store
                 if rid not in store:
@@ -210,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                             f"({r['domains_per_s']}/s), handed {r['handed']} closed {r['helper_closed']}, "
                             f"{r['time_s']:.1f}s")
             rows.append(((onnx_name, prop), recs))
-    run.resumed(before, len(props) * len(SETTINGS))
-    text = summary(rows, list(SETTINGS), run.header(), truth, selection)
+    run.resumed(before, len(props) * len(args.settings))
+    text = summary(rows, list(args.settings), run.header(), truth, selection)
     (args.out / "summary.md").write_text(text)
     print(text)
     return 0

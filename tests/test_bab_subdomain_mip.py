@@ -116,6 +116,9 @@ class _InlineHelper:
     def idle(self):
         return not self.queue
 
+    def working(self):
+        return -1
+
     def send(self, tag, dom):
         self.queue.append((tag, dom))
 

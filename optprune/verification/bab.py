@@ -46,8 +46,11 @@ bound for piecewise linear neural network verification"):
    (children inherit their ancestor's ``tag``), conjunctions this search has
    closed are published, and when the helper is idle one open subdomain is
    handed to it (``BaBSettings.handoff``: ``top``, the largest bound; ``deep``,
-   the most splits) and stays in this search's pool until it is closed by
-   either. The helper's answers are proofs of their own
+   the most splits; never one it gave up on, though its children may be). A
+   handed subdomain stays in this search's pool until it is closed by either,
+   but is split only when nothing else is open, and so are the subdomains of
+   the conjunction the helper's whole-conjunction MIP works on: the two share
+   the work instead of repeating it. The helper's answers are proofs of their own
    (:mod:`optprune.verification.subdomain_mip`).
 
 Every closing bound is evaluated in float64 with outward padding
@@ -160,6 +163,8 @@ class BaBResult:
     handed: int = 0  # subdomains handed to a helper MIP
     helper_closed: int = 0  # of those, closed by it (their whole subtrees dropped here)
     helper_conjunctions: int = 0  # conjunctions the helper proved on its own
+    open_bound: float | None = None  # at a time limit: the largest bound still open (progress towards a proof)
+    closed_conjunctions: list = field(default_factory=list)  # with no open subdomain left (root ones included)
     root_upper: list = field(default_factory=list)  # per conjunction, the α-CROWN upper bound of its slack
     n_unstable: int = 0
     split: str = "relu"
@@ -175,6 +180,8 @@ class BaBResult:
             "max_open": self.max_open, "rounds": self.rounds, "lp_leaves": self.lp_leaves,
             "handed": self.handed, "helper_closed": self.helper_closed,
             "helper_conjunctions": self.helper_conjunctions,
+            "open_bound": None if self.open_bound is None else round(self.open_bound, 6),
+            "closed_conjunctions": self.closed_conjunctions,
             "root_upper": [round(float(u), 6) for u in self.root_upper], "unstable_neurons": self.n_unstable,
             "split": self.split, "message": self.message,
             "stages": {k: round(v, 4) for k, v in self.stages.items()}, "time_s": round(self.time_s, 4),
@@ -326,14 +333,20 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
             if len(pool) == 0:
                 break
         if time.perf_counter() > deadline:
-            res.message = f"time limit with {len(pool)} open subdomains (largest bound {float(pool.value.max()):.4g})"
+            res.open_bound = float(pool.value.max())
+            res.message = f"time limit with {len(pool)} open subdomains (largest bound {res.open_bound:.4g})"
             break
         if len(pool) > s.max_domains:
             res.message = f"more than {s.max_domains} open subdomains (memory bound)"
             break
         res.rounds += 1
-        k = min(s.batch, len(pool))
-        top = torch.topk(pool.value, k).indices
+        key, n_free = pool.value, len(pool)
+        if share is not None:  # what the helper works on is split last: the two share the work, not repeat it
+            busy = share.busy(pool)
+            n_free = int((~busy).sum())
+            key = torch.where(busy, key - 1e9, key)
+        k = min(s.batch, n_free if n_free > 0 else len(pool))
+        top = torch.topk(key, k).indices
         keep = torch.ones(len(pool), dtype=torch.bool)
         keep[top] = False
         parents, pool = pool.take(top), pool.take(torch.nonzero(keep).flatten())
@@ -343,6 +356,7 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
         else:
             children, leaves, split_layer = _split_relu(tn, spec, parents, s.fsb_k)
         res.stages["bab_branch"] += time.perf_counter() - t_branch
+        children.tag = torch.where(children.tag == _GAVE_UP, -1, children.tag)  # children may be handed again
         if not use_input:
             if len(leaves):
                 hit, open_specs = _close_leaves(tn, net, spec, leaves, confirm, res)
@@ -369,12 +383,17 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
         pool = _Domains.cat([pool, children.take(torch.nonzero(still).flatten())]) if bool(still.any()) else pool
         res.max_open = max(res.max_open, len(pool))
     res.stages["bab"] += time.perf_counter() - t
+    left = set(pool.spec.tolist()) | stuck
+    res.closed_conjunctions = [i for i in range(P) if i not in left]
     if len(pool) == 0 and not res.message:
         if not stuck:
             return _done(res, "unsat", "bab+mip" if share is not None and share.used else "bab", start)
         res.message = (f"fully split subdomains of conjunction(s) {sorted(stuck)} could not be closed by their LP "
                        "(numerical trouble)")
     return _done(res, "unknown", "", start)
+
+
+_GAVE_UP = -2  # the tag of a subdomain the helper answered ``open``: not handed again (its children may be)
 
 
 class _Share:
@@ -396,6 +415,12 @@ class _Share:
                 self.helper.close(i)
                 self.published.add(i)
 
+    def busy(self, pool: _Domains) -> torch.Tensor:
+        """Subdomains the helper works on: handed and not answered, or of the conjunction its MIP solves whole."""
+        mask = pool.tag >= 0
+        working = self.helper.working()
+        return mask | (pool.spec == working) if working >= 0 else mask
+
     def exchange(self, pool: _Domains, stuck: set[int], res: BaBResult) -> _Domains:
         """Drop what the helper closed, re-open what it gave up, publish, and hand it a subdomain if it is idle."""
         drop = torch.zeros(len(pool), dtype=torch.bool)
@@ -406,7 +431,7 @@ class _Share:
                 res.helper_closed += 1
                 self.used = self.used or bool(here.any())
             else:
-                pool.tag[here] = -1
+                pool.tag[here] = _GAVE_UP
         theirs = set(self.helper.closed()) - self.published
         if theirs:
             drop |= torch.isin(pool.spec, torch.as_tensor(sorted(theirs), dtype=pool.spec.dtype))
@@ -418,7 +443,7 @@ class _Share:
             pool = pool.take(torch.nonzero(~drop).flatten())
         self.publish(pool, stuck)
         if len(pool) and self.helper.idle():
-            free = torch.nonzero(pool.tag < 0).flatten()
+            free = torch.nonzero((pool.tag == -1) & ~self.busy(pool)).flatten()
             if len(free):
                 if self.mode == "deep":
                     depth = sum((sp_[free] != 0).sum(1) for sp_ in pool.splits).to(DTYPE)

@@ -58,18 +58,28 @@ class Helper(Protocol):
         """``(tag, "closed" | "open")`` for every subdomain answered since the last call."""
         ...
 
+    def working(self) -> int:
+        """The conjunction the helper's whole-conjunction MIP works on now (-1: none)."""
+        ...
+
 
 class Board:
     """Shared memory and queues of one race of BaB and the MIP on one case (create before forking)."""
 
-    def __init__(self, n_conjunctions: int) -> None:
+    def __init__(self, n_conjunctions: int, *, conj_share: float = 0.3, domain_share: float = 0.1,
+                 handoff: str = "top") -> None:
         mp = multiprocessing.get_context("fork")
         self.n = int(n_conjunctions)
+        # The MIP process's time slices: one whole-conjunction MIP at most ``conj_share`` of the time left (1.0:
+        # all of it, as in a plain race), one subdomain MIP ``domain_share`` (at least 1 s); which subdomain BaB
+        # hands over: BaBSettings.handoff.
+        self.conj_share, self.domain_share, self.handoff = float(conj_share), float(domain_share), handoff
         self.flags = mp.Array("b", self.n)  # 0 open, BY_BAB / BY_MIP closed
         self.jobs = mp.Queue()  # BaB -> MIP: (tag, Subdomain)
         self.replies = mp.Queue()  # MIP -> BaB: (tag, verdict)
         self.pending = mp.Value("i", 0)  # subdomains sent and not answered
         self.ready = mp.Value("b", 0)  # the MIP process takes subdomains
+        self.working = mp.Value("i", -1)  # the conjunction of the MIP's whole-conjunction solve, -1: none
 
     def flag(self, spec: int, by: int) -> None:
         with self.flags.get_lock():
@@ -106,6 +116,9 @@ class BabSide:
             self.board.pending.value += 1
         self.board.jobs.put((tag, dom))
 
+    def working(self) -> int:
+        return int(self.board.working.value)
+
     def answers(self) -> list[tuple[int, str]]:
         out = []
         while True:
@@ -131,7 +144,12 @@ class MipSide:
         return self.board.all_closed()
 
     def start_taking(self) -> None:
+        self.board.working.value = -1
         self.board.ready.value = 1
+
+    def work_on(self, spec: int) -> None:
+        """The whole-conjunction MIP of ``spec`` starts (-1: it ended)."""
+        self.board.working.value = int(spec)
 
     def take(self, timeout: float) -> tuple[int, Subdomain] | None:
         try:

@@ -46,7 +46,7 @@ from optprune.verification.coop import Board, MipSide
 from optprune.verification.counterexample import OnnxChecker, case_confirm, confirm_point
 from optprune.verification.deadline import Deadline
 from optprune.verification.engine_registry import ENGINES
-from optprune.verification.subdomain_mip import solve_subdomain
+from optprune.verification.subdomain_mip import intersect_bounds, solve_subdomain
 from optprune.verification.verdicts import (
     DECISION_TOLERANCES,
     DecisionTolerances,
@@ -82,8 +82,8 @@ __all__ = [
 AUTO_BAB_SHARE = 0.6  # engine "auto": BaB gets this share of the time left, the MIP pipeline the rest
 ATTACK_SHARE = 0.1  # the MIP engine's attack: this share of the time left, at least 1 s (never beyond the deadline)
 OBBT_SHARE = 0.25  # the MIP engine's refining bound method: this share of the time left
-COOP_CONJ_SHARE = 0.3  # beside BaB (a coop Board): one whole-conjunction MIP gets at most this share of the time left
-COOP_DOMAIN_SHARE = 0.1  # ... and one BaB subdomain's MIP this share (at least 1 s)
+COOP_CONJ_SHARE = 0.0  # beside BaB (a coop Board): each whole-conjunction MIP first, this share of the time left
+COOP_DOMAIN_SHARE = 0.25  # ... and one BaB subdomain's MIP this share (at least 1 s); the roots are subdomains too
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ class CaseContext:
     tolerances: DecisionTolerances = DECISION_TOLERANCES
     refine_seconds: float | None = None  # time for the refining bound method (default: OBBT_SHARE of the time left)
     board: Board | None = None  # shared with the other process of a cooperative race (optprune.verification.coop)
+    bab_options: tuple = ()  # (name, value) pairs of BaBSettings fields for the bab engine (default: its defaults)
 
     def with_deadline(self, deadline: Deadline) -> CaseContext:
         return replace(self, deadline=deadline)
@@ -227,6 +228,8 @@ class MipEngine:
             _publish(board, upper)
         out.n_unstable = count_unstable(net, bounds)
 
+        if board is not None and board.board.conj_share <= 0:  # beside BaB, subdomains only (roots included)
+            return _subdomains(net, case, ctx, out, board, bounds)
         verdict = "unsat"
         backend = get_backend(ctx.solver)
         for i in order:
@@ -243,8 +246,11 @@ class MipEngine:
             tol_i = widened(tol, solver_resolution(net, bounds, conj.C, tol))
             options = decision_options(deadline.left(), ctx.threads, tol_i)
             if board is not None:  # a share of the time, and stop once branch and bound closes it
-                options = _beside_bab(options, board, i, min(deadline.left(), COOP_CONJ_SHARE * deadline.left()))
+                options = _beside_bab(options, board, i, board.board.conj_share * deadline.left())
+                board.work_on(i)
             sol = backend.solve(model, options)
+            if board is not None:
+                board.work_on(-1)
             out.add_stage("mip", time.perf_counter() - t)
             out.mips_solved += 1
             record = {"index": i, "linear_upper_bound": upper[i], "status": sol.status.value,
@@ -288,7 +294,7 @@ class MipEngine:
                 out.decided_by = "mip+bab"
             return out
         if board is not None:
-            return _subdomains(net, case, ctx, out, board)
+            return _subdomains(net, case, ctx, out, board, bounds)
         return out
 
 
@@ -307,9 +313,13 @@ def _beside_bab(options, board: MipSide, i: int, seconds: float):
                    stop_rule=lambda p: (rule is not None and rule(p)) or board.is_closed(i))
 
 
-def _subdomains(net: Network, case: VNNLibCase, ctx: CaseContext, out: CaseOutcome, board: MipSide) -> CaseOutcome:
+def _subdomains(net: Network, case: VNNLibCase, ctx: CaseContext, out: CaseOutcome, board: MipSide,
+                bounds: Bounds) -> CaseOutcome:
     """The MIP beside branch and bound, after its whole-conjunction pass: one BaB subdomain at a time
-    (:mod:`optprune.verification.coop`), until every conjunction is closed, a point is found, or the deadline."""
+    (:mod:`optprune.verification.coop`), until every conjunction is closed, a point is found, or the deadline.
+
+    Each subdomain's bounds are intersected with this process's ``bounds`` (e.g. OBBT's, checked to contain a
+    forward pass): both hold on the subdomain, so the intersection does, with tighter big-M constants."""
     deadline = ctx.deadline
     confirm = case_confirm(ctx.reference, ctx.onnx_check, case)
     board.start_taking()
@@ -327,8 +337,9 @@ def _subdomains(net: Network, case: VNNLibCase, ctx: CaseContext, out: CaseOutco
             continue
         conj = case.disjuncts[spec]
         t = time.perf_counter()
+        dom = intersect_bounds(dom, bounds)
         ans = solve_subdomain(net, dom, conj.C, conj.d, confirm=confirm, solver=ctx.solver, threads=ctx.threads,
-                              time_limit=min(deadline.left(), max(1.0, COOP_DOMAIN_SHARE * deadline.left())),
+                              time_limit=min(deadline.left(), max(1.0, board.board.domain_share * deadline.left())),
                               tol=ctx.tolerances, stop=functools.partial(board.is_closed, spec))
         out.add_stage("subdomain_mip", time.perf_counter() - t)
         out.conjunctions.append({"index": spec, "subdomain": True, "splits": dom.n_splits, "status": ans.status,
@@ -373,7 +384,9 @@ class BabEngine:
         check_bounds_contain(net, bounds, (case.lower + case.upper) / 2.0)  # every proof below rests on these
         res = bab_verify_case(net, case, deadline=ctx.deadline.end,
                               confirm=case_confirm(ctx.reference, ctx.onnx_check, case),
-                              bounds=bounds, settings=BaBSettings(attack=ctx.attack),
+                              bounds=bounds, settings=BaBSettings(**{
+                                  "attack": ctx.attack, **({"handoff": ctx.board.handoff} if ctx.board else {}),
+                                  **dict(ctx.bab_options)}),
                               helper=ctx.board.bab_side() if ctx.board is not None else None)
         out.add_stage("bab", time.perf_counter() - t)
         out.bab_domains = res.domains
@@ -399,12 +412,17 @@ class AutoEngine:
     name = "auto"
 
     def __init__(self, first: str = "bab", then: str = "mip", share: float = AUTO_BAB_SHARE,
-                 coop: bool = False) -> None:
+                 coop: bool = False, coop_options: dict | None = None, bab_options: dict | None = None) -> None:
         self.first, self.then, self.share, self.coop = first, then, share, coop
+        self.bab_options = tuple(sorted((bab_options or {}).items()))
+        self.coop_options = {"conj_share": COOP_CONJ_SHARE, "domain_share": COOP_DOMAIN_SHARE,
+                             **(coop_options or {})}
 
     def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
         if any(layer.activation not in PIECEWISE_LINEAR for layer in net.layers):
             return _incomplete(net, case, ctx)
+        if self.bab_options:
+            ctx = replace(ctx, bab_options=self.bab_options)
         if ctx.threads is not None and ctx.threads >= 2:
             raced = self._race(net, case, ctx)
             if raced is not None:
@@ -418,7 +436,8 @@ class AutoEngine:
     def _race(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome | None:
         from optprune.verification.race import race
 
-        board = Board(len(case.disjuncts)) if self.coop and (self.first, self.then) == ("bab", "mip") else None
+        coop = self.coop and (self.first, self.then) == ("bab", "mip")
+        board = Board(len(case.disjuncts), **self.coop_options) if coop else None
         jobs = [(ENGINES.get(self.first), replace(ctx, threads=1, board=board)),
                 (ENGINES.get(self.then), replace(ctx, threads=max(1, int(ctx.threads or 2) - 1), board=board))]
         t = time.perf_counter()

@@ -58,7 +58,7 @@ from optprune.verification.verdicts import (
     widened,
 )
 
-__all__ = ["Subdomain", "SubdomainAnswer", "build_subdomain_milp", "tighten", "solve_subdomain"]
+__all__ = ["Subdomain", "SubdomainAnswer", "build_subdomain_milp", "intersect_bounds", "tighten", "solve_subdomain"]
 
 Confirm = Callable[[np.ndarray], tuple[bool, np.ndarray, np.ndarray]]
 
@@ -149,6 +149,14 @@ def build_subdomain_milp(net: Network, dom: Subdomain, C, d) -> tuple[MILP, Relu
         builder.add_rows(np.hstack([np.ones((C.shape[0], 1)), -C]), np.concatenate([t, out]), upper=d)  # t <= C y + d
         builder.set_objective([1.0], t, "max")
     return builder.build(name="subdomain"), enc, bounds
+
+
+def intersect_bounds(dom: Subdomain, bounds) -> Subdomain:
+    """``dom`` with each hidden layer's bounds intersected with ``bounds`` (per layer ``(lower, upper)`` valid on
+    the whole box, hence on the subdomain); crossing bounds then mean an empty subdomain."""
+    lowers = [np.maximum(lo, np.asarray(bounds[j][0], dtype=np.float64)) for j, lo in enumerate(dom.lowers)]
+    uppers = [np.minimum(hi, np.asarray(bounds[j][1], dtype=np.float64)) for j, hi in enumerate(dom.uppers)]
+    return replace(dom, lowers=lowers, uppers=uppers)
 
 
 def tighten(net: Network, dom: Subdomain) -> Subdomain:
