@@ -160,3 +160,15 @@ def test_torch_network_cache_follows_the_weights_contents():
     changed = TorchNetwork.from_network(net)
     assert changed is not first
     assert float(changed.maps[2].dense()[0, 0]) == float(net.layers[2].weight[0, 0])
+
+
+def test_attack_forward_through_conv_maps_is_the_network():
+    """The attack runs convolutions as ConvMaps: its values equal the float64 forward pass of the network."""
+    from optprune.verification.attack import _torch_layers, torch_forward
+
+    net = _conv_net(3)
+    layers = _torch_layers(net)
+    assert isinstance(layers[0][0], ConvMap) and isinstance(layers[1][0], ConvMap)
+    x = np.random.default_rng(3).random((6, net.input_size))
+    out = torch_forward(layers, torch.as_tensor(x), torch.full((6,), 0.01, dtype=torch.float64))
+    np.testing.assert_allclose(out.numpy(), net.forward(x), rtol=0, atol=1e-12)

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from optprune.network import Network
+from optprune.verification.crown import ConvMap, TorchNetwork
 from optprune.verification.vnnlib import Conjunction
 
 __all__ = ["AttackResult", "LEAKY_SLOPES", "pgd_attack", "torch_forward"]
@@ -49,9 +50,16 @@ class AttackResult:
 
 
 def _torch_layers(net: Network):
-    layers = []
-    for layer in net.layers:
+    """``(weight, bias, activation)`` per layer: a convolution as its :class:`~optprune.verification.crown.ConvMap`
+    (where its ConvSpec unrolls to exactly its matrix; 2-4x faster forward and backward than the sparse product on
+    oval21's CIFAR nets), else the dense or sparse float64 matrix."""
+    maps = TorchNetwork.from_network(net).maps if any(layer.conv is not None for layer in net.layers) else None
+    layers: list = []
+    for i, layer in enumerate(net.layers):
         w = layer.weight
+        if maps is not None and isinstance(maps[i], ConvMap):
+            layers.append((maps[i], torch.as_tensor(layer.bias, dtype=torch.float64), layer.activation))
+            continue
         if sp.issparse(w):
             coo = w.tocoo()
             # Indices from scipy's COO are valid by construction; checking them once is cheap and states it
@@ -89,7 +97,7 @@ def torch_forward(layers, x: torch.Tensor, leak: torch.Tensor | None = None) -> 
     """
     h = x
     for w, b, activation in layers:
-        h = (torch.sparse.mm(w, h.T).T if w.is_sparse else h @ w.T) + b
+        h = (w.mv(h) if isinstance(w, ConvMap) else torch.sparse.mm(w, h.T).T if w.is_sparse else h @ w.T) + b
         if activation == "relu" and leak is not None:
             h = _LeakyBackwardReLU.apply(h, leak)
         elif activation in _TORCH_ACTIVATIONS:  # else identity
