@@ -38,7 +38,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import csv
+import os
 import pstats
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -96,11 +98,17 @@ def recheck(net, onnx_check: OnnxChecker, prop, x: np.ndarray) -> tuple[bool, bo
 
 
 def checked_summary(records: list[dict]) -> str:
-    """One sentence: how many sat verdicts passed both re-checks (a failure would make the verdict wrong)."""
+    """How many sat verdicts passed both re-checks (a failure would make the verdict wrong), and the machine's
+    load as the instances started (records that have it)."""
     sats = [r for r in records if r["verdict"] == "sat"]
     ok = sum(bool(r.get("cex_float64")) and bool(r.get("cex_onnxruntime")) for r in sats)
-    return (f"Counterexamples re-checked by the harness (float64 forward pass and onnxruntime): {ok} of {len(sats)} "
+    text = (f"Counterexamples re-checked by the harness (float64 forward pass and onnxruntime): {ok} of {len(sats)} "
             "sat verdicts pass both.")
+    loads = [r["load_1m"] for r in records if r.get("load_1m") is not None]
+    if loads:
+        text += (f" Machine load (1-minute average, 2 cores) as each instance started: median "
+                 f"{statistics.median(loads):.1f}, max {max(loads):.1f} ({len(loads)} of {len(records)} records).")
+    return text
 
 
 def _stage_times(stats: pstats.Stats) -> list[tuple[str, float, int]]:
@@ -223,13 +231,14 @@ def main(argv: list[str] | None = None) -> int:
             rid += "|dense" if args.no_conv else ""
             done_before += rid in store
             if rid not in store:
+                load_1m = round(os.getloadavg()[0], 2)  # the machine's load as the instance starts
                 t0 = time.perf_counter()
                 res = verify_vnnlib(folder / onnx_name, folder / prop, solver=args.solver, time_limit=limit_s,
                                     method=args.method, threads=args.threads)
                 wall = time.perf_counter() - t0
                 rec = {"id": rid, "network": onnx_name, "property": prop, "solver": args.solver, "bounds": None,
                        "limit_s": limit_s, "method_asked": args.method, "threads": args.threads,
-                       "conv": crown.CONV_DEFAULT,
+                       "conv": crown.CONV_DEFAULT, "load_1m": load_1m,
                        "wall_s": round(wall, 3), **res.to_dict()}
                 if res.verdict == "sat":
                     if onnx_name not in nets:
