@@ -172,3 +172,24 @@ def test_attack_forward_through_conv_maps_is_the_network():
     x = np.random.default_rng(3).random((6, net.input_size))
     out = torch_forward(layers, torch.as_tensor(x), torch.full((6,), 0.01, dtype=torch.float64))
     np.testing.assert_allclose(out.numpy(), net.forward(x), rtol=0, atol=1e-12)
+
+
+def test_alpha_root_bounds_stop_at_the_deadline_and_stay_sound():
+    """α-CROWN's root intermediate bounds stop their steps at a past deadline; the result is still sound."""
+    import time
+
+    from optprune.verification.alpha_crown import alpha_intermediate_bounds
+
+    net = _conv_net(4)
+    tn = TorchNetwork.from_network(net)
+    rng = np.random.default_rng(4)
+    centre = rng.random(net.input_size)
+    lo, hi = np.clip(centre - 0.05, 0, 1), np.clip(centre + 0.05, 0, 1)
+    x_lo, x_hi = torch.as_tensor(lo).reshape(1, -1), torch.as_tensor(hi).reshape(1, -1)
+    crown = [(a.numpy()[0], b.numpy()[0]) for a, b in layer_bounds(tn, x_lo, x_hi)]
+    late = alpha_intermediate_bounds(tn, x_lo, x_hi, crown, iters=50, deadline=time.perf_counter() - 1.0)
+    full = alpha_intermediate_bounds(tn, x_lo, x_hi, crown, iters=50)
+    pre = net.forward(lo + (hi - lo) * rng.random((300, net.input_size)), return_all=True)
+    for z, (l_late, u_late), (l_full, u_full), (l0, u0) in zip(pre, late, full, crown):
+        assert np.all(z >= l_late) and np.all(z <= u_late) and np.all(z >= l_full) and np.all(z <= u_full)
+        assert np.all(l_late >= l0) and np.all(u_late <= u0)

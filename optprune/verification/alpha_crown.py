@@ -12,6 +12,8 @@ with the final (projected) ``alpha`` and ``beta`` and widened by
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -90,6 +92,7 @@ def optimise_spec(
     use_beta: bool = True,
     stop_below: float | None = 0.0,
     opt_dtype: torch.dtype = torch.float32,
+    deadline: float | None = None,
 ) -> tuple[torch.Tensor, list, list, SpecBound]:
     """Projected-Adam minimisation of :func:`spec_bound` over ``alpha in [0,1]`` and ``beta >= 0``.
 
@@ -98,7 +101,8 @@ def optimise_spec(
     float64 without gradients and padded (:func:`pad_bound`). ``stop_below``
     ends the loop once every row's bound is below it. The steps run in
     ``opt_dtype`` (float32: about twice as fast on a CPU); only the final
-    evaluation, in float64, can close anything.
+    evaluation, in float64, can close anything. ``deadline`` (``time.perf_counter``) ends the steps early; the
+    final evaluation still runs (any slopes in [0, 1] give a sound bound).
     """
     K = tn.n_layers if n_layers is None else n_layers
     B, m = C.shape[0], C.shape[1]
@@ -138,6 +142,8 @@ def optimise_spec(
                     best_b[j] = torch.where(better.unsqueeze(-1), beta[j].detach(), best_b[j])
             if stop_below is not None and bool((best_u < stop_below).all()):
                 break
+            if deadline is not None and time.perf_counter() > deadline:
+                break
             opt.step(torch.autograd.grad(sb.upper.sum(), opt.params, allow_unused=True))
             with torch.no_grad():
                 for a in a_params:
@@ -171,8 +177,6 @@ def alpha_intermediate_bounds(
     starting point and are intersected with every result; the output layer's
     bounds are kept. Each neuron's upper and lower bound gets its own slopes.
     """
-    import time
-
     lowers = [torch.as_tensor(lo, dtype=DTYPE).unsqueeze(0) for lo, _ in bounds]
     uppers = [torch.as_tensor(hi, dtype=DTYPE).unsqueeze(0) for _, hi in bounds]
     for j in range(1, tn.n_layers - 1):
@@ -184,7 +188,7 @@ def alpha_intermediate_bounds(
         C = _neuron_rows(lowers[j].shape[1], idx, 1)
         d = torch.zeros(1, C.shape[1], dtype=DTYPE)
         ub, *_ = optimise_spec(tn, x_lo, x_hi, lowers, uppers, None, C, d, iters=iters, lr_alpha=lr,
-                               n_layers=j + 1, use_beta=False, stop_below=None)
+                               n_layers=j + 1, use_beta=False, stop_below=None, deadline=deadline)
         lo_new, hi_new = _intersect_rows(lowers[j], uppers[j], idx, ub)
         lowers[j], uppers[j] = lo_new, torch.maximum(hi_new, lo_new)
     return [(lo[0].numpy().copy(), hi[0].numpy().copy()) for lo, hi in zip(lowers, uppers)]
