@@ -140,10 +140,18 @@ def test_oval21_first_layers_conv_equals_dense():
     conv, dense = TorchNetwork.from_network(sub), TorchNetwork.from_network(sub, conv=False)
     assert all(isinstance(m, ConvMap) for m in conv.maps)
     x_lo, x_hi = torch.as_tensor(case.lower).reshape(1, -1), torch.as_tensor(case.upper).reshape(1, -1)
-    bc, bd = layer_bounds(conv, x_lo, x_hi), layer_bounds(dense, x_lo, x_hi)
-    for (cl, cu), (dl, du) in zip(bc, bd):
-        torch.testing.assert_close(cl, dl, rtol=0, atol=1e-9)
-        torch.testing.assert_close(cu, du, rtol=0, atol=1e-9)
+    bc = layer_bounds(conv, x_lo, x_hi)
+    il, iu = affine_interval(x_lo, x_hi, dense.maps[0], dense.biases[0])
+    torch.testing.assert_close(bc[0][0], il, rtol=0, atol=1e-9)
+    torch.testing.assert_close(bc[0][1], iu, rtol=0, atol=1e-9)
+    # The second convolution's bounds of 40 neurons (rows ±e_i, CROWN through the first) by both maps.
+    idx = torch.as_tensor(np.random.default_rng(0).choice(sub.output_size, 40, replace=False))
+    C = torch.zeros(1, 80, sub.output_size, dtype=torch.float64)
+    C[0, torch.arange(40), idx], C[0, 40 + torch.arange(40), idx] = 1.0, -1.0
+    d = torch.zeros(1, 80, dtype=torch.float64)
+    args = ([bc[0][0], bc[1][0]], [bc[0][1], bc[1][1]], None, C, d)
+    torch.testing.assert_close(pad_bound(spec_bound(conv, x_lo, x_hi, *args)),
+                               pad_bound(spec_bound(dense, x_lo, x_hi, *args)), rtol=0, atol=1e-9)
     rng = np.random.default_rng(0)
     pre = sub.forward(case.lower + (case.upper - case.lower) * rng.random((50, net.input_size)), return_all=True)
     for z, (cl, cu) in zip(pre, bc):
