@@ -111,7 +111,7 @@ def test_every_built_in_name_is_listed_without_importing_torch():
             "from optprune.verification.bounds import BOUND_METHODS; "
             "print(ENGINES.names(), BOUND_METHODS.names(), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "('auto', 'mip', 'bab', 'bounds') ('interval', 'linear', 'alpha', 'obbt') False"
+    assert out.strip() == "('auto', 'mip', 'bab', 'bounds', 'coop') ('interval', 'linear', 'alpha', 'obbt') False"
 
 
 def test_the_deadline_never_hands_out_more_than_is_left():

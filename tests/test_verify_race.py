@@ -129,17 +129,13 @@ def test_threads_must_be_a_positive_integer():
 
 def test_the_cooperative_race_decides_what_one_worker_decides():
     """BaB and the MIP sharing a board (verification.coop): closed conjunctions and subdomains cross over."""
-    from optprune.verification.engines import AutoEngine
-
-    coop = AutoEngine(coop=True)
     for seed in range(3):
         net = _net(seed)
         x0 = np.random.default_rng(100 + seed).uniform(-1, 1, 4)
         for eps in (0.02, 0.3, 1.0):
             prop = _robustness(net, x0, eps)
             one = verify_property(net, prop, time_limit=30, threads=1)
-            ctx = CaseContext(reference=net, deadline=Deadline(30), threads=2)
-            out = coop.decide(net, prop.cases[0], ctx)
+            out = verify_property(net, prop, time_limit=30, threads=2, method="coop")
             assert out.verdict == one.verdict, (seed, eps, one.message, out.message)
             if out.verdict == "sat":
                 y = net.forward(out.counterexample)

@@ -17,3 +17,5 @@ ENGINES.register("auto", "optprune.verification.engines:AUTO_ENGINE", "bab, then
 ENGINES.register("mip", "optprune.verification.engines:MIP_ENGINE", "bounds, attack, decision MIPs")
 ENGINES.register("bab", "optprune.verification.engines:BAB_ENGINE", "branch and bound on α/β-CROWN bounds")
 ENGINES.register("bounds", "optprune.verification.engines:BOUNDS_ENGINE", "bounds only (no attack, no search)")
+ENGINES.register("coop", "optprune.verification.engines:COOP_ENGINE",
+                 "auto; raced, BaB and the MIP share closed conjunctions and BaB's subdomains")

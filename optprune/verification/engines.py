@@ -76,6 +76,7 @@ __all__ = [
     "MIP_ENGINE",
     "BAB_ENGINE",
     "AUTO_ENGINE",
+    "COOP_ENGINE",
     "BOUNDS_ENGINE",
 ]
 
@@ -403,6 +404,10 @@ class BabEngine:
 class AutoEngine:
     """``bab`` and ``mip``: side by side on two cores, else ``bab`` for ``AUTO_BAB_SHARE`` of the time, then ``mip``.
 
+    ``coop`` (engine ``coop``): raced, the two share a :class:`~optprune.verification.coop.Board` (conjunctions
+    closed by either, BaB's open subdomains solved by the MIP; ``coop_options``: the Board's time shares and
+    hand-off). Off in ``auto``: measured equal in decisions (``benchmarks/bab_depth.py``), not better.
+
     With ``ctx.threads >= 2`` (``optprune verify``'s default: all cores) the two engines run in two processes
     (:func:`optprune.verification.race.race`), each with the whole deadline, the MIP solver with
     ``threads - 1`` threads; the first verdict wins and the other process is stopped. With one thread (the
@@ -414,6 +419,7 @@ class AutoEngine:
     def __init__(self, first: str = "bab", then: str = "mip", share: float = AUTO_BAB_SHARE,
                  coop: bool = False, coop_options: dict | None = None, bab_options: dict | None = None) -> None:
         self.first, self.then, self.share, self.coop = first, then, share, coop
+        self.name = "coop" if coop else "auto"
         self.bab_options = tuple(sorted((bab_options or {}).items()))
         self.coop_options = {"conj_share": COOP_CONJ_SHARE, "domain_share": COOP_DOMAIN_SHARE,
                              **(coop_options or {})}
@@ -494,3 +500,4 @@ def _incomplete(net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome
 
 
 MIP_ENGINE, BAB_ENGINE, AUTO_ENGINE, BOUNDS_ENGINE = MipEngine(), BabEngine(), AutoEngine(), BoundsEngine()
+COOP_ENGINE = AutoEngine(coop=True)  # auto; raced, BaB and the MIP share a board (optprune.verification.coop)
