@@ -18,3 +18,26 @@ def mnistfc():
     if not folder.is_dir():
         pytest.skip(f"{folder} absent")
     return folder
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """A loader of ``benchmarks/<name>.py`` as a module (scripts import their siblings as top-level modules)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(name: str):
+        sys.path.insert(0, str(bench))
+        try:
+            spec = importlib.util.spec_from_file_location(f"bench_{name}", bench / f"{name}.py")
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(bench))
+        return module
+
+    return load

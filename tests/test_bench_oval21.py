@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,19 +10,10 @@ from optprune.network import AffineLayer, Network
 from optprune.verification.counterexample import OnnxChecker
 from optprune.verification.vnnlib import parse_vnnlib
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def oval21():
-    sys.path.insert(0, str(BENCH))  # the script imports its sibling loader as a top-level module
-    try:
-        spec = importlib.util.spec_from_file_location("bench_vnncomp_oval21", BENCH / "vnncomp_oval21.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+def oval21(benchmark_script):
+    return benchmark_script("vnncomp_oval21")
 
 
 def test_recheck_runs_the_float64_pass_and_onnxruntime(oval21, tmp_path):

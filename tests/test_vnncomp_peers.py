@@ -7,28 +7,17 @@ counterexample the harness re-checks in float64) needs only the shared data.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from optprune.data import data_dir
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def peers():
-    sys.path.insert(0, str(BENCH))  # the script imports its sibling loader as a top-level module
-    try:
-        spec = importlib.util.spec_from_file_location("bench_vnncomp_peers", BENCH / "vnncomp_peers.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+def peers(benchmark_script):
+    return benchmark_script("vnncomp_peers")
 
 
 def test_counterexample_string_is_read_in_input_order(peers):
