@@ -162,6 +162,17 @@ def write_cactus(records: list[dict], path: Path, benchmark: str = "mnistfc", pr
     plt.close(fig)
 
 
+def first_per_network(selected: list[list[str]], n: int) -> list[list[str]]:
+    """The first ``n`` rows of each network (column 0) in ``selected``, in order."""
+    count: dict[str, int] = {}
+    kept = []
+    for row in selected:
+        count[row[0]] = count.get(row[0], 0) + 1
+        if count[row[0]] <= n:
+            kept.append(row)
+    return kept
+
+
 def bound_report(folder: Path, selected: list[list[str]], n: int, header: str) -> str:
     """Unstable neurons and the root upper bound of the slack for each bound level (module doc)."""
     from optprune.verification.alpha_crown import alpha_spec_upper_bound
@@ -174,11 +185,7 @@ def bound_report(folder: Path, selected: list[list[str]], n: int, header: str) -
              "upper bound of its slack `min_i (C_i y + d_i)` (negative proves the property); time of the level "
              "(OBBT and α-CROWN start from CROWN; their times exclude it).", "",
              "| network | property | level | unstable | root slack bound | time (s) |", "|---|---|---|---|---|---|"]
-    count: dict = {}
-    for onnx_name, prop, _ in selected:
-        count[onnx_name] = count.get(onnx_name, 0) + 1
-        if count[onnx_name] > n:
-            continue
+    for onnx_name, prop, _ in first_per_network(selected, n):
         net = network_from_onnx(folder / onnx_name)
         case = read_vnnlib(folder / prop, net.input_size, net.output_size).cases[0]
         lo, hi = case.lower, case.upper

@@ -132,11 +132,7 @@ def profile_report(folder: Path, selected: list[list[str]], n: int, limit_s: flo
              f"{n} instance(s) of each network. Cumulative seconds per stage (a stage's time includes what it calls, "
              "so the BaB rows overlap the CROWN rows and the total is not their sum); cProfile's own overhead "
              "inflates many-call stages a little.", ""]
-    count: dict = {}
-    for onnx_name, prop, _ in selected:
-        count[onnx_name] = count.get(onnx_name, 0) + 1
-        if count[onnx_name] > n:
-            continue
+    for onnx_name, prop, _ in _mnistfc.first_per_network(selected, n):
         prof = cProfile.Profile()
         t = time.perf_counter()
         prof.enable()
