@@ -55,7 +55,7 @@ from optprune.bench._provenance import script_command, start_run
 from optprune.data import data_dir
 from optprune.io import network_from_onnx
 from optprune.solvers import get_backend
-from optprune.verification.api import VerificationResult
+from optprune.verification.api import decide_cases
 from optprune.verification.counterexample import OnnxChecker
 from optprune.verification.deadline import Deadline
 from optprune.verification.engines import AutoEngine, CaseContext
@@ -83,15 +83,7 @@ def run_one(folder: Path, onnx_name: str, prop: str, engine: AutoEngine, limit_s
     get_backend("highs").require()
     deadline = Deadline(limit_s - (time.perf_counter() - start))
     ctx = CaseContext(reference=net, deadline=deadline, onnx_check=checker, threads=threads)
-    result = VerificationResult(verdict="unsat", method="auto")
-    verdicts = []
-    for case in parsed.cases:
-        outcome = engine.decide(net, case, ctx)
-        result.absorb(outcome)
-        verdicts.append(outcome.verdict)
-        if outcome.verdict == "sat":
-            break
-    result.verdict = "sat" if "sat" in verdicts else ("unknown" if "unknown" in verdicts else "unsat")
+    result = decide_cases(engine, net, parsed, ctx, "auto")
     d = result.to_dict()
     bab = d["bab"]
     stages = {k: sum(b["stages"].get(k, 0.0) for b in bab) for k in ("bab", "bab_branch", "bab_bound", "bab_share")}

@@ -41,6 +41,7 @@ from optprune.verification.vnnlib import VNNLibProperty, read_vnnlib
 
 __all__ = [
     "VerificationResult",
+    "decide_cases",
     "verify_property",
     "verify_vnnlib",
     "format_vnncomp_result",
@@ -127,6 +128,24 @@ def no_more_keywords(kwargs: dict, function: str) -> None:
         raise TypeError(f"{function}() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
 
 
+def decide_cases(engine, net: Network, prop: VNNLibProperty, ctx: CaseContext, method: str) -> VerificationResult:
+    """Every input region of ``prop`` decided by ``engine`` in turn, stopping at the first ``sat``.
+
+    The property's verdict: ``sat`` if some region has a point, else ``unknown``
+    if some region is undecided, else ``unsat``.
+    """
+    result = VerificationResult(verdict="unsat", method=method)
+    verdicts = []
+    for case in prop.cases:
+        outcome = engine.decide(net, case, ctx)
+        result.absorb(outcome)
+        verdicts.append(outcome.verdict)
+        if outcome.verdict == "sat":
+            break
+    result.verdict = "sat" if "sat" in verdicts else ("unknown" if "unknown" in verdicts else "unsat")
+    return result
+
+
 def verify_property(
     net: Network,
     prop: VNNLibProperty,
@@ -193,15 +212,7 @@ def verify_property(
                       onnx_check=OnnxChecker(onnx_model) if onnx_model is not None else None,
                       bound_method=bound_method, solver=solver, threads=threads, attack=attack,
                       tolerances=tolerances, refine_seconds=obbt_budget)
-    result = VerificationResult(verdict="unsat", method=method)
-    verdicts = []
-    for case in prop.cases:
-        outcome = engine.decide(net, case, ctx)
-        result.absorb(outcome)
-        verdicts.append(outcome.verdict)
-        if outcome.verdict == "sat":
-            break
-    result.verdict = "sat" if "sat" in verdicts else ("unknown" if "unknown" in verdicts else "unsat")
+    result = decide_cases(engine, net, prop, ctx, method)
     if result.verdict == "unsat" and surrogate:
         result.verdict = "unknown"
         result.message = ("proven unsat on the given network, which is not the reference model: "
