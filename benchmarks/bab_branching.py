@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from _siblings import sibling
 from rich.console import Console
 
 from optprune.bench import RecordStore
@@ -134,13 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = {p if p.endswith(".vnnlib") else f"{p}.vnnlib" for p in args.props}
         selected = [r for r in selected if r[1] in wanted]
     if args.first:
-        counts: dict[str, int] = {}
-        kept = []
-        for row in selected:
-            counts[row[0]] = counts.get(row[0], 0) + 1
-            if counts[row[0]] <= args.first:
-                kept.append(row)
-        selected = kept
+        selected = sibling("vnncomp_mnistfc").first_per_network(selected, args.first)
     settings = heuristics(args.fsb_k)
     store = RecordStore(args.out / "records.jsonl")
     nets: dict = {}

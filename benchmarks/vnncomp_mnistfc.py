@@ -255,13 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--props: no such property on {', '.join(args.nets)}: {', '.join(sorted(unknown))}")
         selected = [row for row in selected if row[1] in wanted]
     if args.limit:
-        seen: dict[str, int] = {}
-        kept = []
-        for row in selected:
-            seen[row[0]] = seen.get(row[0], 0) + 1
-            if seen[row[0]] <= args.limit:
-                kept.append(row)
-        selected = kept
+        selected = first_per_network(selected, args.limit)
     nets = {}
     done: dict = {method: {} for method in args.method}
     done_before = 0

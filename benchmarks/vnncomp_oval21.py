@@ -201,9 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--props: no such property on {', '.join(args.nets)}: {', '.join(sorted(unknown))}")
         selected = [row for row in selected if row[1] in wanted]
     if args.limit:
-        seen: dict[str, int] = {}
-        selected = [row for row in selected if seen.update({row[0]: seen.get(row[0], 0) + 1}) or seen[row[0]]
-                    <= args.limit]
+        selected = _mnistfc.first_per_network(selected, args.limit)
 
     def limit_of(row: list[str]) -> float:
         return float(args.timeout) if args.timeout is not None else float(row[2]) * args.scale
