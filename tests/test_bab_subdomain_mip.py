@@ -9,13 +9,12 @@ decisions is the best LP over the activation patterns that agree with the splits
 from __future__ import annotations
 
 import functools
-import itertools
 import time
 
 import numpy as np
 import pytest
-from scipy.optimize import linprog
-from test_relu_milp import activation_regions, tiny_net
+from test_relu_milp import tiny_net
+from test_soundness import brute_force_max_min
 
 from optprune.verification.bab import BaBSettings, bab_verify_case
 from optprune.verification.bounds import linear_bounds
@@ -23,31 +22,6 @@ from optprune.verification.counterexample import case_confirm
 from optprune.verification.crown import with_linear_output
 from optprune.verification.subdomain_mip import Subdomain, solve_subdomain
 from optprune.verification.vnnlib import Conjunction, VNNLibCase
-
-
-def _regions_with_patterns(net):
-    """``activation_regions`` in the same order as ``itertools.product([0, 1], ...)``, with each pattern."""
-    n_hidden = sum(layer.out_features for layer in net.layers[:-1])
-    for pattern, region in zip(itertools.product([0, 1], repeat=n_hidden), activation_regions(net)):
-        yield np.array(pattern, dtype=bool), region
-
-
-def _brute(net, C, d, lo, hi, signs) -> float:
-    n = net.input_size
-    best = -np.inf
-    for on, (A_ub, b_ub, Y, y) in _regions_with_patterns(net):
-        split = np.flatnonzero(signs)
-        if np.any((signs[split] > 0) != on[split]):
-            continue
-        rows = np.vstack([np.hstack([A_ub, np.zeros((A_ub.shape[0], 1))]),
-                          np.hstack([-(C @ Y), np.ones((C.shape[0], 1))])])
-        cost = np.zeros(n + 1)
-        cost[-1] = -1.0
-        res = linprog(cost, A_ub=rows, b_ub=np.concatenate([b_ub, C @ y + d]),
-                      bounds=list(zip(lo, hi)) + [(None, None)], method="highs")
-        if res.status == 0:
-            best = max(best, -res.fun)
-    return best
 
 
 def _subdomain(net, lo, hi, signs: np.ndarray) -> Subdomain:
@@ -78,7 +52,7 @@ def test_subdomain_mip_closes_and_finds_exactly_what_brute_force_says(tighten_bo
         signs = np.zeros(7)
         pick = rng.choice(7, size=3, replace=False)
         signs[pick] = rng.choice([-1.0, 1.0], size=3)
-        base = _brute(net, C, np.zeros(2), lo, hi, signs)
+        base = brute_force_max_min(net, C, np.zeros(2), lo, hi, signs)
         if not np.isfinite(base):
             d = np.zeros(2)  # an empty subdomain: must be closed whatever the specification
             truth = -np.inf
@@ -137,8 +111,8 @@ class _InlineHelper:
 @functools.cache
 def _best(seed: int) -> float:
     """Brute-force max of ``y_1 - y_0`` on the box of the helper test's net ``seed`` (shared by both hand-offs)."""
-    return _brute(tiny_net(seed, 3, [5, 4]), np.array([[-1.0, 1.0, 0.0]]), np.zeros(1), -np.ones(3), np.ones(3),
-                  np.zeros(9))
+    return brute_force_max_min(tiny_net(seed, 3, [5, 4]), np.array([[-1.0, 1.0, 0.0]]), np.zeros(1),
+                               -np.ones(3), np.ones(3), np.zeros(9))
 
 
 @pytest.mark.parametrize("handoff", ["top", "deep"])

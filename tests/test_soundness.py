@@ -9,6 +9,7 @@ by sampling and gradient ascent.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -40,11 +41,22 @@ verify_mip = functools.partial(verify_property, method="mip")
 MIP_BACKENDS = [name for name in backend_names() if name != "cpsat"]
 
 
-def brute_force_max_min(net: Network, C: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
-    """max over the box of ``min_i (C_i y + d_i)``, enumerating activation patterns (an LP in (x, t) each)."""
+def brute_force_max_min(net: Network, C: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                        signs: np.ndarray | None = None) -> float:
+    """max over the box of ``min_i (C_i y + d_i)``, enumerating activation patterns (an LP in (x, t) each).
+
+    ``signs`` (one entry per hidden ReLU, +1 on / -1 off / 0 free; branch and bound's split decisions) keeps only
+    the patterns that agree with it; ``activation_regions`` yields them in ``itertools.product([0, 1], ...)`` order.
+    """
     n = net.input_size
     best = -np.inf
-    for A_ub, b_ub, Y, y in activation_regions(net):
+    regions = activation_regions(net)
+    if signs is not None:
+        n_hidden = sum(layer.out_features for layer in net.layers[:-1])
+        split = np.flatnonzero(signs)
+        agree = (np.array(p, dtype=bool)[split] == (signs[split] > 0) for p in itertools.product([0, 1], repeat=n_hidden))
+        regions = (region for ok, region in zip(agree, regions, strict=True) if ok.all())
+    for A_ub, b_ub, Y, y in regions:
         # t <= C_i (Y x + y) + d_i   ->   t - C_i Y x <= C_i y + d_i
         rows = np.vstack([np.hstack([A_ub, np.zeros((A_ub.shape[0], 1))]), np.hstack([-(C @ Y), np.ones((C.shape[0], 1))])])
         cost = np.zeros(n + 1)
