@@ -265,3 +265,55 @@ def test_fully_split_leaves_are_closed_by_lp_duals_and_farkas_multipliers(monkey
             assert res.verdict == ("sat" if sign > 0 else "unsat"), (seed, sign, res.to_dict())
             leaves += res.lp_leaves
     assert leaves > 0 and calls["farkas"] > 0
+
+
+def test_pool_keeps_every_open_subdomain_through_pops_pushes_and_growth():
+    """The slot pool (bab._Pool) returns exactly what was pushed, whatever the order of pops and pushes, and
+    fills a field that the first batch lacked (None) with what None stands for."""
+    import torch
+
+    from optprune.verification.bab import _Domains, _Pool
+    from optprune.verification.crown import default_alpha
+
+    rng = np.random.default_rng(0)
+
+    def batch(ids, with_beta):
+        n = len(ids)
+        lo = [torch.as_tensor(rng.uniform(-2, 0, (n, 3))), torch.as_tensor(rng.uniform(-2, 0, (n, 2)))]
+        hi = [torch.as_tensor(rng.uniform(0, 2, (n, 3))), torch.as_tensor(rng.uniform(0, 2, (n, 2)))]
+        return _Domains(
+            spec=torch.as_tensor(ids), lowers=lo, uppers=hi,
+            splits=[torch.zeros(n, 3, dtype=torch.int8), torch.zeros(n, 2, dtype=torch.int8)],
+            alpha=[torch.rand(n, 1, 3), None], beta=[torch.rand(n, 1, 3), None] if with_beta else [None, None],
+            x_lo=torch.zeros(n, 2, dtype=torch.float64), x_hi=torch.ones(n, 2, dtype=torch.float64),
+            value=torch.as_tensor(np.asarray(ids, dtype=np.float64)), tag=torch.full((n,), -1, dtype=torch.long))
+
+    first = batch([0, 1, 2], with_beta=False)
+    pool = _Pool(first)
+    expected = {i: (first.lowers[0][k].clone(), None) for k, i in enumerate([0, 1, 2])}
+    popped = pool.pop(torch.topk(pool.key(), 2).indices)
+    assert sorted(popped.spec.tolist()) == [1, 2] and len(pool) == 1
+    for k in (1, 2):
+        expected.pop(k)
+    more = batch(list(range(10, 17)), with_beta=True)  # more than the free slots: the storage grows
+    pool.push(more)
+    for k, i in enumerate(range(10, 17)):
+        expected[i] = (more.lowers[0][k].clone(), more.beta[0][k].clone())
+    assert len(pool) == 8
+    got = pool.open()
+    assert sorted(got.spec.tolist()) == sorted(expected)
+    for k, i in enumerate(got.spec.tolist()):
+        lo0, beta0 = expected[i]
+        assert torch.equal(got.lowers[0][k], lo0)
+        assert torch.equal(got.beta[0][k], beta0 if beta0 is not None else torch.zeros(1, 3))
+    assert got.beta[1] is None and got.alpha[1] is None
+    free_key = pool.key()[~pool.alive]
+    assert bool(torch.isinf(free_key).all())
+    assert float(pool.key().max()) == 16.0
+    # a batch without alpha for layer 0 gets CROWN's default slopes in its slots
+    bare = batch([20], with_beta=True)
+    bare.alpha = [None, None]
+    pool.push(bare)
+    got = pool.open()
+    k = got.spec.tolist().index(20)
+    assert torch.equal(got.alpha[0][k], default_alpha(bare.lowers[0], bare.uppers[0]).to(torch.float32))

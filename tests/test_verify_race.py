@@ -140,3 +140,30 @@ def test_the_cooperative_race_decides_what_one_worker_decides():
             if out.verdict == "sat":
                 y = net.forward(out.counterexample)
                 assert any(c.holds(y) for c in prop.cases[0].disjuncts)
+
+
+def test_auto_gives_bab_every_thread_when_the_mip_is_out_of_reach(monkeypatch):
+    """Above AUTO_MIP_MAX_UNSTABLE unstable ReLUs (root CROWN) no MIP is raced: BaB alone, with all threads;
+    at or below it, the race; the verdicts agree with one worker either way."""
+    import optprune.verification.engines as engines
+
+    seen_threads: list[int] = []
+    real = engines.bab_verify_case
+
+    def spy(*args, **kw):
+        seen_threads.append(kw["threads"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(engines, "bab_verify_case", spy)
+    net = _net(1)
+    prop = _robustness(net, np.random.default_rng(101).uniform(-1, 1, 4), 0.3)
+    one = verify_property(net, prop, time_limit=30, threads=1)
+    monkeypatch.setattr(engines, "AUTO_MIP_MAX_UNSTABLE", -1)  # every network is "too large" for the MIP
+    alone = verify_property(net, prop, time_limit=30, threads=2)
+    assert seen_threads[-1] == 2 and "MIP not raced" in alone.message
+    assert alone.verdict == one.verdict != "unknown"
+    monkeypatch.setattr(engines, "AUTO_MIP_MAX_UNSTABLE", 10**9)
+    n_calls = len(seen_threads)
+    raced = verify_property(net, prop, time_limit=30, threads=2)
+    assert raced.verdict == one.verdict and "MIP not raced" not in raced.message
+    assert len(seen_threads) == n_calls  # BaB ran in a forked child, not here

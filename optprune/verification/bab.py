@@ -83,10 +83,11 @@ from optprune.verification.counterexample import case_confirm
 from optprune.verification.crown import (
     DTYPE,
     TorchNetwork,
+    default_alpha,
     intermediate_bounds,
-    one_thread,
     pad_bound,
     spec_bound,
+    torch_threads,
     with_linear_output,
 )
 from optprune.verification.subdomain_mip import Subdomain
@@ -226,6 +227,85 @@ class _Domains:
         return _Domains(**{f.name: join([getattr(p, f.name) for p in parts]) for f in fields(_Domains)})
 
 
+class _Pool:
+    """The open subdomains, kept in slots of preallocated tensors (module doc, step 3).
+
+    A round takes its ``batch`` parents out by index and writes the children into free slots, so a round
+    copies only what it touches. Re-stacking the pool instead (take the rest, then concatenate the
+    children) copies every open subdomain twice a round: with thousands open on oval21 that was about a
+    quarter of the round. The capacity doubles when the slots run out.
+    """
+
+    def __init__(self, first: _Domains) -> None:
+        self.data = first.take(torch.arange(len(first)))  # its own copy
+        self.alive = torch.ones(len(first), dtype=torch.bool)
+        self.n = len(first)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def key(self) -> torch.Tensor:
+        """Each slot's bound, ``-inf`` for a free slot (never chosen while an open one is left)."""
+        return torch.where(self.alive, self.data.value, torch.full_like(self.data.value, -math.inf))
+
+    def open(self) -> _Domains:
+        """The open subdomains as one batch (a copy)."""
+        return self.data.take(torch.nonzero(self.alive).flatten())
+
+    def pop(self, slots: torch.Tensor) -> _Domains:
+        """Take the subdomains of ``slots`` (open ones) out of the pool."""
+        out = self.data.take(slots)
+        self.alive[slots] = False
+        self.n -= int(slots.numel())
+        return out
+
+    def push(self, kids: _Domains) -> None:
+        """Write ``kids`` into free slots (growing the storage if needed)."""
+        if len(kids) == 0:
+            return
+        free = torch.nonzero(~self.alive).flatten()
+        if free.numel() < len(kids):
+            self._grow(len(kids) - int(free.numel()))
+            free = torch.nonzero(~self.alive).flatten()
+        slots = free[: len(kids)]
+        for f in fields(_Domains):
+            dst, src = getattr(self.data, f.name), getattr(kids, f.name)
+            if not isinstance(dst, list):
+                dst[slots] = src
+                continue
+            for j, (d_, s_) in enumerate(zip(dst, src)):
+                if d_ is None and s_ is None:
+                    continue
+                if d_ is None:  # the slots so far had none: their implicit value, made explicit
+                    d_ = dst[j] = self._implicit(f.name, j, self.data, s_.shape[1:], s_.dtype)
+                d_[slots] = s_ if s_ is not None else self._implicit(f.name, j, kids, d_.shape[1:], d_.dtype)
+        self.alive[slots] = True
+        self.n += len(kids)
+
+    @staticmethod
+    def _implicit(name: str, j: int, dom: _Domains, shape, dtype) -> torch.Tensor:
+        """What ``None`` stands for: zero split multipliers, CROWN's adaptive slopes (as optimise_spec starts)."""
+        if name == "beta":
+            return torch.zeros((len(dom), *shape), dtype=dtype)
+        return default_alpha(dom.lowers[j], dom.uppers[j]).unsqueeze(1).expand(-1, shape[0], -1).to(dtype).clone()
+
+    def _grow(self, extra: int) -> None:
+        cap = len(self.data)
+        more = max(cap, extra)
+
+        def pad(t: torch.Tensor | None, fill: float = 0.0) -> torch.Tensor | None:
+            if t is None:
+                return None
+            return torch.cat([t, torch.full((more, *t.shape[1:]), fill, dtype=t.dtype)])
+
+        grown = {}
+        for f in fields(_Domains):
+            v = getattr(self.data, f.name)
+            grown[f.name] = [pad(t) for t in v] if isinstance(v, list) else pad(v, -1 if f.name == "tag" else 0)
+        self.data = _Domains(**grown)
+        self.alive = torch.cat([self.alive, torch.zeros(more, dtype=torch.bool)])
+
+
 class _Spec:
     """Conjunction rows padded to a common count ``m`` (a repeated row leaves the minimum unchanged)."""
 
@@ -253,18 +333,20 @@ def bab_verify_case(
     bounds: Bounds | None = None,
     settings: BaBSettings = BaBSettings(),
     helper: Helper | None = None,
+    threads: int = 1,
 ) -> BaBResult:
     """Decide ``case`` on ``net`` by branch and bound (module doc) before ``deadline`` (``time.perf_counter``).
 
     ``confirm(x) -> (ok, x_clipped, y)`` re-checks a candidate counterexample
     (default: clipped to the box, float64 forward pass of ``net``); ``bounds``
     are sound per-layer bounds over the box to start from (default: CROWN);
-    ``helper`` a MIP working on subdomains beside this search (module doc, step 5).
+    ``helper`` a MIP working on subdomains beside this search (module doc, step 5); ``threads``: torch's
+    threads for the batched products (1 beside another engine: one core each).
     """
     start = time.perf_counter()
     confirm = confirm or case_confirm(net, None, case)
     net, bounds = with_linear_output(net, bounds)
-    with one_thread():  # small batched products: one thread, and far faster on a shared, busy machine
+    with torch_threads(threads):
         return _bab(net, case, deadline, confirm, bounds, settings, start, helper)
 
 
@@ -294,7 +376,7 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
         x_lo=x_lo.repeat(P, 1), x_hi=x_hi.repeat(P, 1), value=torch.zeros(P, dtype=DTYPE),
         tag=torch.full((P,), -1, dtype=torch.long),
     )
-    roots, sb = _bound(tn, spec, roots, s.root_iters, use_beta=False)
+    roots, sb = _bound(tn, spec, roots, s.root_iters, use_beta=False, deadline=deadline)
     res.stages["bounds"] += time.perf_counter() - t
     res.domains = P
     res.root_upper = roots.value.tolist()
@@ -323,33 +405,30 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
 
     # ---- branch and bound
     t = time.perf_counter()
-    pool = open_
+    pool = _Pool(open_)
     stuck: set[int] = set()  # conjunctions with a fully split subdomain that no LP multiplier could close
     while len(pool):
         if share is not None:
             t_share = time.perf_counter()
-            pool = share.exchange(pool, stuck, res)
+            pool = _Pool(share.exchange(pool.open(), stuck, res))  # a copy per round, in a cooperative race only
             res.stages["bab_share"] += time.perf_counter() - t_share
             if len(pool) == 0:
                 break
         if time.perf_counter() > deadline:
-            res.open_bound = float(pool.value.max())
+            res.open_bound = float(pool.key().max())
             res.message = f"time limit with {len(pool)} open subdomains (largest bound {res.open_bound:.4g})"
             break
         if len(pool) > s.max_domains:
             res.message = f"more than {s.max_domains} open subdomains (memory bound)"
             break
         res.rounds += 1
-        key, n_free = pool.value, len(pool)
+        key, n_free = pool.key(), len(pool)
         if share is not None:  # what the helper works on is split last: the two share the work, not repeat it
-            busy = share.busy(pool)
-            n_free = int((~busy).sum())
+            busy = share.busy(pool.data) & pool.alive
+            n_free = n_free - int(busy.sum())
             key = torch.where(busy, key - 1e9, key)
         k = min(s.batch, n_free if n_free > 0 else len(pool))
-        top = torch.topk(key, k).indices
-        keep = torch.ones(len(pool), dtype=torch.bool)
-        keep[top] = False
-        parents, pool = pool.take(top), pool.take(torch.nonzero(keep).flatten())
+        parents = pool.pop(torch.topk(key, k).indices)
         t_branch = time.perf_counter()
         if use_input:
             children, split_layer = _split_inputs(tn, spec, parents), None
@@ -371,7 +450,7 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
         if len(children) == 0:
             continue
         t_bound = time.perf_counter()
-        children, sb = _bound(tn, spec, children, s.iters, use_beta=not use_input)
+        children, sb = _bound(tn, spec, children, s.iters, use_beta=not use_input, deadline=deadline)
         res.stages["bab_bound"] += time.perf_counter() - t_bound
         res.domains += len(children)
         still = ~(children.value < 0)  # NaN stays open
@@ -380,10 +459,10 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
             if hit is not None:
                 res.stages["bab"] += time.perf_counter() - t
                 return _sat(res, hit, "bab", start)
-        pool = _Domains.cat([pool, children.take(torch.nonzero(still).flatten())]) if bool(still.any()) else pool
+        pool.push(children.take(torch.nonzero(still).flatten()))
         res.max_open = max(res.max_open, len(pool))
     res.stages["bab"] += time.perf_counter() - t
-    left = set(pool.spec.tolist()) | stuck
+    left = set(pool.open().spec.tolist()) | stuck
     res.closed_conjunctions = [i for i in range(P) if i not in left]
     if len(pool) == 0 and not res.message:
         if not stuck:
@@ -474,13 +553,15 @@ def _sat(res: BaBResult, hit, by: str, start: float) -> BaBResult:
     return _done(res, "sat", by, start)
 
 
-def _bound(tn: TorchNetwork, spec: _Spec, dom: _Domains, iters: int, use_beta: bool):
-    """Optimise ``alpha``/``beta`` of ``dom`` and set its sound value (min over the conjunction's rows)."""
+def _bound(tn: TorchNetwork, spec: _Spec, dom: _Domains, iters: int, use_beta: bool, deadline: float | None = None):
+    """Optimise ``alpha``/``beta`` of ``dom`` and set its sound value (min over the conjunction's rows).
+
+    ``deadline`` stops the steps early (a round never runs far past the time limit); the bound is still sound."""
     C, d = spec.C[dom.spec], spec.d[dom.spec]
     alpha = [None if a is None else a.to(DTYPE) for a in dom.alpha]
     beta = [None if b_ is None else b_.to(DTYPE) for b_ in dom.beta]
     ub, alpha, beta, sb = optimise_spec(tn, dom.x_lo, dom.x_hi, dom.lowers, dom.uppers, dom.splits, C, d,
-                                        alpha, beta, iters=iters, use_beta=use_beta)
+                                        alpha, beta, iters=iters, use_beta=use_beta, deadline=deadline)
     dom.alpha = [None if a is None else a.to(torch.float32) for a in alpha]
     dom.beta = [None if b_ is None else b_.to(torch.float32) for b_ in beta]
     dom.value = ub.min(dim=1).values
@@ -585,7 +666,13 @@ def _filtered_smart_branching(tn, spec, p: _Domains, scores, go, offsets, k: int
     layer = torch.as_tensor(np.searchsorted(offsets, flat_idx.numpy(), side="right") - 1, dtype=torch.long)
     neuron = flat_idx - torch.as_tensor(offsets, dtype=torch.long)[layer]
     rep = torch.arange(B).repeat_interleave(Kc)
-    both = _Domains.cat([p.take(rep), p.take(rep)])
+    rep2 = torch.cat([rep, rep])  # every candidate twice: active side, then inactive side
+    f32 = torch.float32
+
+    def trial(ts: list) -> list:  # the parents' tensors, one row per trial child, in float32 (one copy)
+        return [None if t is None else t[rep2].to(f32) if t.is_floating_point() else t[rep2] for t in ts]
+
+    lowers, uppers, splits = trial(p.lowers), trial(p.uppers), trial(p.splits)
     n = B * Kc
     rows = torch.arange(2 * n)
     lay2, neu2 = layer.repeat(2), neuron.repeat(2)
@@ -594,15 +681,13 @@ def _filtered_smart_branching(tn, spec, p: _Domains, scores, go, offsets, k: int
         sel = lay2 == j
         if bool(sel.any()):
             r, c, sg = rows[sel], neu2[sel], sign[sel]
-            both.splits[j][r, c] = sg
-            both.lowers[j][r[sg > 0], c[sg > 0]] = 0.0
-            both.uppers[j][r[sg < 0], c[sg < 0]] = 0.0
-    f32 = torch.float32
+            splits[j][r, c] = sg
+            lowers[j][r[sg > 0], c[sg > 0]] = 0.0
+            uppers[j][r[sg < 0], c[sg < 0]] = 0.0
+    owner = p.spec[rep2]
     with torch.no_grad():
-        sb = spec_bound(tn, both.x_lo.to(f32), both.x_hi.to(f32), [t.to(f32) for t in both.lowers],
-                        [t.to(f32) for t in both.uppers], both.splits, spec.C[both.spec].to(f32),
-                        spec.d[both.spec].to(f32), [None if a is None else a.to(f32) for a in both.alpha],
-                        [None if b_ is None else b_.to(f32) for b_ in both.beta], magnitude=False)
+        sb = spec_bound(tn, p.x_lo[rep2].to(f32), p.x_hi[rep2].to(f32), lowers, uppers, splits,
+                        spec.C[owner].to(f32), spec.d[owner].to(f32), trial(p.alpha), trial(p.beta), magnitude=False)
     u = sb.upper.min(dim=1).values.reshape(2, B, Kc).max(dim=0).values
     u = torch.where(valid, u, torch.full_like(u, math.inf))
     return cand[torch.arange(B), u.argmin(dim=1)]

@@ -61,6 +61,7 @@ from optprune.verification.vnnlib import VNNLibCase
 
 __all__ = [
     "AUTO_BAB_SHARE",
+    "AUTO_MIP_MAX_UNSTABLE",
     "COOP_CONJ_SHARE",
     "COOP_DOMAIN_SHARE",
     "ATTACK_SHARE",
@@ -84,6 +85,11 @@ AUTO_BAB_SHARE = 0.6  # engine "auto": BaB gets this share of the time left, the
 ATTACK_SHARE = 0.1  # the MIP engine's attack: this share of the time left, at least 1 s (never beyond the deadline)
 OBBT_SHARE = 0.25  # the MIP engine's refining bound method: this share of the time left
 COOP_CONJ_SHARE = 0.0  # beside BaB (a coop Board): each whole-conjunction MIP first, this share of the time left
+#: engine "auto" on two or more threads: with more unstable ReLUs than this under the root CROWN bounds, the
+#: MIP pipeline is not raced and BaB gets every thread. Measured: the largest MIP any of our runs decided
+#: within the competition's limits had 146 binaries (mnistfc 256x4 prop_5_0.03, after OBBT; see
+#: ``benchmarks/auto_policy.py``), and on oval21 the MIP decided nothing while taking a core from BaB.
+AUTO_MIP_MAX_UNSTABLE = 400
 COOP_DOMAIN_SHARE = 0.25  # ... and one BaB subdomain's MIP this share (at least 1 s); the roots are subdomains too
 
 
@@ -107,6 +113,7 @@ class CaseContext:
     refine_seconds: float | None = None  # time for the refining bound method (default: OBBT_SHARE of the time left)
     board: Board | None = None  # shared with the other process of a cooperative race (optprune.verification.coop)
     bab_options: tuple = ()  # (name, value) pairs of BaBSettings fields for the bab engine (default: its defaults)
+    root_bounds: Bounds | None = None  # CROWN ("linear") bounds of this case already computed (engine auto, once)
 
     def with_deadline(self, deadline: Deadline) -> CaseContext:
         return replace(self, deadline=deadline)
@@ -142,6 +149,14 @@ class Engine(Protocol):
     def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome: ...
 
 
+def _bounds(net: Network, case: VNNLibCase, ctx: CaseContext, method: str, *, deadline: Deadline,
+            solver: str) -> Bounds:
+    """``compute_bounds`` by ``method``, or ``ctx.root_bounds`` when the method is CROWN and they are given."""
+    if method == "linear" and ctx.root_bounds is not None:
+        return ctx.root_bounds
+    return compute_bounds(net, case.lower, case.upper, method, deadline=deadline, solver=solver)
+
+
 def _conjunction_upper_bounds(net: Network, case: VNNLibCase, bounds: Bounds) -> list[float]:
     """Per conjunction, the smallest back-substituted upper bound of its rows (< 0: it cannot hold)."""
     return [float(np.min(linear_upper_bound(net, bounds, c.C, c.d, case.lower, case.upper))) for c in case.disjuncts]
@@ -155,8 +170,7 @@ class BoundsEngine:
     def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
         out = CaseOutcome(engine=self.name)
         t = time.perf_counter()
-        bounds = compute_bounds(net, case.lower, case.upper, ctx.bound_method or "linear", deadline=ctx.deadline,
-                                solver=ctx.solver)
+        bounds = _bounds(net, case, ctx, ctx.bound_method or "linear", deadline=ctx.deadline, solver=ctx.solver)
         check_bounds_contain(net, bounds, (case.lower + case.upper) / 2.0)
         upper = _conjunction_upper_bounds(net, case, bounds)
         out.add_stage("bounds", time.perf_counter() - t)
@@ -191,8 +205,7 @@ class MipEngine:
         tol, deadline = ctx.tolerances, ctx.deadline
         method = BOUND_METHODS.get(ctx.bound_method or DEFAULT_BOUNDS, "bound_method")
         t = time.perf_counter()
-        bounds = compute_bounds(net, case.lower, case.upper, method.base or method.name, deadline=deadline,
-                                solver=ctx.solver)
+        bounds = _bounds(net, case, ctx, method.base or method.name, deadline=deadline, solver=ctx.solver)
         out.add_stage("bounds", time.perf_counter() - t)
         centre = (case.lower + case.upper) / 2.0
         check_bounds_contain(net, bounds, centre)  # every proof below rests on these bounds
@@ -380,15 +393,16 @@ class BabEngine:
         check_piecewise_linear(net)  # its leaves are LPs on affine pieces: ReLU and identity layers only
         out = CaseOutcome(engine=self.name)
         t = time.perf_counter()
-        bounds = compute_bounds(net, case.lower, case.upper, ctx.bound_method or "linear",
-                                deadline=ctx.deadline.share(OBBT_SHARE), solver=ctx.solver)
+        bounds = _bounds(net, case, ctx, ctx.bound_method or "linear", deadline=ctx.deadline.share(OBBT_SHARE),
+                         solver=ctx.solver)
         check_bounds_contain(net, bounds, (case.lower + case.upper) / 2.0)  # every proof below rests on these
         res = bab_verify_case(net, case, deadline=ctx.deadline.end,
                               confirm=case_confirm(ctx.reference, ctx.onnx_check, case),
                               bounds=bounds, settings=BaBSettings(**{
                                   "attack": ctx.attack, **({"handoff": ctx.board.handoff} if ctx.board else {}),
                                   **dict(ctx.bab_options)}),
-                              helper=ctx.board.bab_side() if ctx.board is not None else None)
+                              helper=ctx.board.bab_side() if ctx.board is not None else None,
+                              threads=int(ctx.threads or 1))
         out.add_stage("bab", time.perf_counter() - t)
         out.bab_domains = res.domains
         out.bab.append(res.to_dict())
@@ -408,10 +422,13 @@ class AutoEngine:
     closed by either, BaB's open subdomains solved by the MIP; ``coop_options``: the Board's time shares and
     hand-off). Off in ``auto``: measured equal in decisions (``benchmarks/bab_depth.py``), not better.
 
-    With ``ctx.threads >= 2`` (``optprune verify``'s default: all cores) the two engines run in two processes
-    (:func:`optprune.verification.race.race`), each with the whole deadline, the MIP solver with
-    ``threads - 1`` threads; the first verdict wins and the other process is stopped. With one thread (the
-    API's default, ``threads=None``), or where processes cannot be forked, they run one after the other.
+    With ``ctx.threads >= 2`` (``optprune verify``'s default: all cores) the root CROWN bounds are computed
+    once, here. With more than :data:`AUTO_MIP_MAX_UNSTABLE` unstable ReLUs under them, BaB runs alone on
+    every thread (a MIP that size has never decided an instance in our runs, and it took a core from BaB).
+    Otherwise the two engines run in two processes (:func:`optprune.verification.race.race`) from those
+    bounds, each with the whole deadline, the MIP solver with ``threads - 1`` threads; the first verdict
+    wins and the other process is stopped. With one thread (the API's default, ``threads=None``), or where
+    processes cannot be forked, they run one after the other.
     """
 
     name = "auto"
@@ -430,14 +447,37 @@ class AutoEngine:
         if self.bab_options:
             ctx = replace(ctx, bab_options=self.bab_options)
         if ctx.threads is not None and ctx.threads >= 2:
-            raced = self._race(net, case, ctx)
-            if raced is not None:
-                return raced
+            ctx, seconds = self._root_once(net, case, ctx)
+            alone = self._bab_alone(net, case, ctx)
+            outcome = alone if alone is not None else self._race(net, case, ctx)
+            if outcome is not None:
+                outcome.add_stage("bounds", seconds)
+                return outcome
         first = ENGINES.get(self.first).decide(net, case, ctx.with_deadline(ctx.deadline.share(self.share)))
         if first.verdict != "unknown" or ctx.deadline.expired():
             return first
         second = ENGINES.get(self.then).decide(net, case, ctx)
         return self._merge(first, second)
+
+    def _root_once(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> tuple[CaseContext, float]:
+        """The root CROWN bounds that both engines start from, computed once here (default bounds only)."""
+        if (self.first, self.then) != ("bab", "mip") or ctx.bound_method not in (None, "linear"):
+            return ctx, 0.0
+        t = time.perf_counter()
+        bounds = compute_bounds(net, case.lower, case.upper, "linear", deadline=ctx.deadline, solver=ctx.solver)
+        return replace(ctx, root_bounds=bounds), time.perf_counter() - t
+
+    def _bab_alone(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome | None:
+        """BaB on every thread when the MIP is out of reach (:data:`AUTO_MIP_MAX_UNSTABLE`), else None."""
+        if ctx.root_bounds is None or self.coop:
+            return None
+        n = count_unstable(net, ctx.root_bounds)
+        if n <= AUTO_MIP_MAX_UNSTABLE:
+            return None
+        out = ENGINES.get(self.first).decide(net, case, ctx)
+        note = f"MIP not raced: {n} unstable ReLUs under CROWN > AUTO_MIP_MAX_UNSTABLE={AUTO_MIP_MAX_UNSTABLE}"
+        out.message = f"{out.message}; {note}" if out.message else note
+        return out
 
     def _race(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome | None:
         from optprune.verification.race import race
