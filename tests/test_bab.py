@@ -101,20 +101,22 @@ def test_time_limit_gives_unknown():
         assert "time limit" in res.message
 
 
-def test_memory_bound_gives_unknown():
+@pytest.mark.parametrize("cap", [{"max_domains": 2}, {"max_memory": 1e-6}])  # 1e-6 GiB: a few open subdomains
+def test_memory_bound_gives_unknown(cap):
     net = tiny_net(3, 2, [4, 4])
     lo, hi = -np.ones(2), np.ones(2)
     c = np.array([1.0, -1.0, 0.0])
     d = -brute_force_max(net, c[None, :], lo, hi) - 1e-4  # barely unsat: about 13 subdomains open at once
     plain = BaBSettings(split="input", attack=False, root_iters=0, iters=0, batch=1)
-    capped = BaBSettings(split="input", attack=False, root_iters=0, iters=0, batch=1, max_domains=2)
+    capped = BaBSettings(split="input", attack=False, root_iters=0, iters=0, batch=1, **cap)
     assert bab_verify_case(net, _case(net, lo, hi, [c], [d]), deadline=time.perf_counter() + 60,
                            settings=plain).verdict == "unsat"
     res = bab_verify_case(net, _case(net, lo, hi, [c], [d]), deadline=time.perf_counter() + 60, settings=capped)
     assert res.verdict == "unknown" and "memory" in res.message
 
 
-@pytest.mark.parametrize(("field", "value"), [("split", "sideways"), ("batch", 0), ("max_domains", 0), ("iters", -1)])
+@pytest.mark.parametrize(("field", "value"), [("split", "sideways"), ("batch", 0), ("max_domains", 0), ("iters", -1),
+                                                   ("max_memory", 0.0), ("max_memory", float("nan"))])
 def test_settings_are_validated(field, value):
     with pytest.raises(InvalidParameterError, match=field):
         BaBSettings(**{field: value})

@@ -57,7 +57,7 @@ Every closing bound is evaluated in float64 with outward padding
 (:func:`optprune.verification.alpha_crown.pad_bound`). The result is ``unsat`` only when
 every subdomain of every conjunction is closed; ``sat`` only from a point that
 ``confirm`` accepts; ``unknown`` on time out or when more than
-``max_domains`` subdomains are open (memory bound).
+``max_domains`` subdomains or ``max_memory`` GiB are open (memory bounds).
 """
 
 from __future__ import annotations
@@ -112,7 +112,9 @@ class BaBSettings:
     """One default configuration (no per-instance tuning); every field is validated.
 
     ``batch``: subdomains split per step (2 ``batch`` children bounded together);
-    ``max_domains``: open subdomains allowed before giving up (memory bound);
+    ``max_domains``: open subdomains allowed before giving up, and ``max_memory``: GiB that the open
+    subdomains may hold (memory bounds; the second is what binds on wide nets: a subdomain of an oval21 conv
+    net holds about 115 KB, one of mnistfc 256x4 about 37 KB);
     ``root_iters`` / ``iters``: projected-Adam steps at the root / per child;
     ``recompute``: recompute the children's intermediate bounds after a split
     (CROWN; off by default: on mnistfc 256x2 it halves the subdomains per second
@@ -128,7 +130,8 @@ class BaBSettings:
 
     split: str = "auto"
     batch: int = 64
-    max_domains: int = 20_000
+    max_domains: int = 200_000
+    max_memory: float = 3.0
     root_iters: int = 30
     iters: int = 15
     recompute: bool = False
@@ -144,6 +147,8 @@ class BaBSettings:
         for name in ("batch", "max_domains"):
             if int(getattr(self, name)) < 1:
                 raise InvalidParameterError(f"BaBSettings.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not (isinstance(self.max_memory, (int, float)) and math.isfinite(self.max_memory) and self.max_memory > 0):
+            raise InvalidParameterError(f"BaBSettings.max_memory must be a number of GiB > 0, got {self.max_memory!r}")
         for name in ("root_iters", "iters", "fsb_k"):
             if int(getattr(self, name)) < 0:
                 raise InvalidParameterError(f"BaBSettings.{name} must be an integer >= 0, got {getattr(self, name)!r}")
@@ -233,7 +238,7 @@ class _Pool:
     A round takes its ``batch`` parents out by index and writes the children into free slots, so a round
     copies only what it touches. Re-stacking the pool instead (take the rest, then concatenate the
     children) copies every open subdomain twice a round: with thousands open on oval21 that was about a
-    quarter of the round. The capacity doubles when the slots run out.
+    quarter of the round. The capacity grows by half when the slots run out.
     """
 
     def __init__(self, first: _Domains) -> None:
@@ -243,6 +248,16 @@ class _Pool:
 
     def __len__(self) -> int:
         return self.n
+
+    def open_bytes(self) -> int:
+        """Bytes that the open subdomains hold (the free slots not counted)."""
+        per = 0
+        for f in fields(_Domains):
+            v = getattr(self.data, f.name)
+            for t in v if isinstance(v, list) else [v]:
+                if t is not None:
+                    per += t.element_size() * (t[0].numel() if len(t) else 0)
+        return per * self.n
 
     def key(self) -> torch.Tensor:
         """Each slot's bound, ``-inf`` for a free slot (never chosen while an open one is left)."""
@@ -291,7 +306,7 @@ class _Pool:
 
     def _grow(self, extra: int) -> None:
         cap = len(self.data)
-        more = max(cap, extra)
+        more = max(cap // 2, extra)  # by half: growing copies 2.5x the pool at the peak, not 3x
 
         def pad(t: torch.Tensor | None, fill: float = 0.0) -> torch.Tensor | None:
             if t is None:
@@ -418,8 +433,9 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
             res.open_bound = float(pool.key().max())
             res.message = f"time limit with {len(pool)} open subdomains (largest bound {res.open_bound:.4g})"
             break
-        if len(pool) > s.max_domains:
-            res.message = f"more than {s.max_domains} open subdomains (memory bound)"
+        if len(pool) > s.max_domains or pool.open_bytes() > s.max_memory * 2**30:
+            res.message = (f"{len(pool)} open subdomains holding {pool.open_bytes() / 2**30:.2f} GiB: past the memory "
+                           f"bound (max_domains={s.max_domains}, max_memory={s.max_memory:g} GiB)")
             break
         res.rounds += 1
         key, n_free = pool.key(), len(pool)
