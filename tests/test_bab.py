@@ -269,9 +269,9 @@ def test_fully_split_leaves_are_closed_by_lp_duals_and_farkas_multipliers(monkey
     assert leaves > 0 and calls["farkas"] > 0
 
 
-def test_pool_keeps_every_open_subdomain_through_pops_pushes_and_growth():
-    """The slot pool (bab._Pool) returns exactly what was pushed, whatever the order of pops and pushes, and
-    fills a field that the first batch lacked (None) with what None stands for."""
+def test_pool_keeps_every_open_subdomain_through_pops_and_pushes():
+    """The slot pool (bab._Pool) returns exactly what was pushed, whatever the order of pops and pushes, fills a
+    field that the first batch lacked (None) with what None stands for, and refuses more than its slots."""
     import torch
 
     from optprune.verification.bab import _Domains, _Pool
@@ -291,13 +291,13 @@ def test_pool_keeps_every_open_subdomain_through_pops_pushes_and_growth():
             value=torch.as_tensor(np.asarray(ids, dtype=np.float64)), tag=torch.full((n,), -1, dtype=torch.long))
 
     first = batch([0, 1, 2], with_beta=False)
-    pool = _Pool(first)
+    pool = _Pool(first, capacity=9)
     expected = {i: (first.lowers[0][k].clone(), None) for k, i in enumerate([0, 1, 2])}
     popped = pool.pop(torch.topk(pool.key(), 2).indices)
     assert sorted(popped.spec.tolist()) == [1, 2] and len(pool) == 1
     for k in (1, 2):
         expected.pop(k)
-    more = batch(list(range(10, 17)), with_beta=True)  # more than the free slots: the storage grows
+    more = batch(list(range(10, 17)), with_beta=True)
     pool.push(more)
     for k, i in enumerate(range(10, 17)):
         expected[i] = (more.lowers[0][k].clone(), more.beta[0][k].clone())
@@ -309,9 +309,9 @@ def test_pool_keeps_every_open_subdomain_through_pops_pushes_and_growth():
         assert torch.equal(got.lowers[0][k], lo0)
         assert torch.equal(got.beta[0][k], beta0 if beta0 is not None else torch.zeros(1, 3))
     assert got.beta[1] is None and got.alpha[1] is None
-    free_key = pool.key()[~pool.alive]
-    assert bool(torch.isinf(free_key).all())
+    assert bool(torch.isinf(pool.key()[~pool.alive]).all())
     assert float(pool.key().max()) == 16.0
+    assert pool.open_bytes() == 8 * _Pool.row_bytes(got)
     # a batch without alpha for layer 0 gets CROWN's default slopes in its slots
     bare = batch([20], with_beta=True)
     bare.alpha = [None, None]
@@ -319,3 +319,5 @@ def test_pool_keeps_every_open_subdomain_through_pops_pushes_and_growth():
     got = pool.open()
     k = got.spec.tolist().index(20)
     assert torch.equal(got.alpha[0][k], default_alpha(bare.lowers[0], bare.uppers[0]).to(torch.float32))
+    with pytest.raises(RuntimeError, match="pool full"):
+        pool.push(batch([30], with_beta=True))

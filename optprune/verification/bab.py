@@ -233,31 +233,47 @@ class _Domains:
 
 
 class _Pool:
-    """The open subdomains, kept in slots of preallocated tensors (module doc, step 3).
+    """The open subdomains, kept in the slots of tensors allocated once (module doc, step 3).
 
     A round takes its ``batch`` parents out by index and writes the children into free slots, so a round
     copies only what it touches. Re-stacking the pool instead (take the rest, then concatenate the
     children) copies every open subdomain twice a round: with thousands open on oval21 that was about a
-    quarter of the round. The capacity grows by half when the slots run out.
+    quarter of the round. The slots are allocated once for the memory bound (``torch.empty``: the operating
+    system backs a page only when it is first written), since growing by copying faulted in gigabytes at a
+    time on the wide nets (a round of 20 s past the time limit).
     """
 
-    def __init__(self, first: _Domains) -> None:
-        self.data = first.take(torch.arange(len(first)))  # its own copy
-        self.alive = torch.ones(len(first), dtype=torch.bool)
-        self.n = len(first)
+    def __init__(self, first: _Domains, capacity: int) -> None:
+        self.capacity = max(int(capacity), len(first))
+        self.data = _Domains(**{f.name: self._alloc(getattr(first, f.name)) for f in fields(_Domains)})
+        self.alive = torch.zeros(self.capacity, dtype=torch.bool)
+        self.n = 0
+        self.push(first)
+
+    def _alloc(self, v):
+        if isinstance(v, list):
+            return [None if t is None else self._alloc(t) for t in v]
+        return torch.empty((self.capacity, *v.shape[1:]), dtype=v.dtype)
+
+    @staticmethod
+    def row_bytes(dom: _Domains) -> int:
+        """Bytes of one subdomain, counting split multipliers like the slopes where ``dom`` has none yet."""
+        per = 0
+        for f in fields(_Domains):
+            v = getattr(dom, f.name)
+            for t in v if isinstance(v, list) else [v]:
+                if t is not None:
+                    per += t.element_size() * t[0].numel()
+        per += sum(a.element_size() * a[0].numel()
+                   for a, b_ in zip(dom.alpha, dom.beta) if a is not None and b_ is None)
+        return per
 
     def __len__(self) -> int:
         return self.n
 
     def open_bytes(self) -> int:
-        """Bytes that the open subdomains hold (the free slots not counted)."""
-        per = 0
-        for f in fields(_Domains):
-            v = getattr(self.data, f.name)
-            for t in v if isinstance(v, list) else [v]:
-                if t is not None:
-                    per += t.element_size() * (t[0].numel() if len(t) else 0)
-        return per * self.n
+        """Bytes that the open subdomains hold."""
+        return self.row_bytes(self.data) * self.n
 
     def key(self) -> torch.Tensor:
         """Each slot's bound, ``-inf`` for a free slot (never chosen while an open one is left)."""
@@ -275,14 +291,14 @@ class _Pool:
         return out
 
     def push(self, kids: _Domains) -> None:
-        """Write ``kids`` into free slots (growing the storage if needed)."""
+        """Write ``kids`` into free slots (the caller keeps room: see the memory bound in the loop)."""
         if len(kids) == 0:
             return
         free = torch.nonzero(~self.alive).flatten()
         if free.numel() < len(kids):
-            self._grow(len(kids) - int(free.numel()))
-            free = torch.nonzero(~self.alive).flatten()
+            raise RuntimeError(f"BaB pool full: {len(kids)} subdomains for {free.numel()} free slots")
         slots = free[: len(kids)]
+        live = torch.nonzero(self.alive).flatten()
         for f in fields(_Domains):
             dst, src = getattr(self.data, f.name), getattr(kids, f.name)
             if not isinstance(dst, list):
@@ -292,7 +308,9 @@ class _Pool:
                 if d_ is None and s_ is None:
                     continue
                 if d_ is None:  # the slots so far had none: their implicit value, made explicit
-                    d_ = dst[j] = self._implicit(f.name, j, self.data, s_.shape[1:], s_.dtype)
+                    d_ = dst[j] = torch.empty((self.capacity, *s_.shape[1:]), dtype=s_.dtype)
+                    if live.numel():
+                        d_[live] = self._implicit(f.name, j, self.data.take(live), s_.shape[1:], s_.dtype)
                 d_[slots] = s_ if s_ is not None else self._implicit(f.name, j, kids, d_.shape[1:], d_.dtype)
         self.alive[slots] = True
         self.n += len(kids)
@@ -303,22 +321,6 @@ class _Pool:
         if name == "beta":
             return torch.zeros((len(dom), *shape), dtype=dtype)
         return default_alpha(dom.lowers[j], dom.uppers[j]).unsqueeze(1).expand(-1, shape[0], -1).to(dtype).clone()
-
-    def _grow(self, extra: int) -> None:
-        cap = len(self.data)
-        more = max(cap // 2, extra)  # by half: growing copies 2.5x the pool at the peak, not 3x
-
-        def pad(t: torch.Tensor | None, fill: float = 0.0) -> torch.Tensor | None:
-            if t is None:
-                return None
-            return torch.cat([t, torch.full((more, *t.shape[1:]), fill, dtype=t.dtype)])
-
-        grown = {}
-        for f in fields(_Domains):
-            v = getattr(self.data, f.name)
-            grown[f.name] = [pad(t) for t in v] if isinstance(v, list) else pad(v, -1 if f.name == "tag" else 0)
-        self.data = _Domains(**grown)
-        self.alive = torch.cat([self.alive, torch.zeros(more, dtype=torch.bool)])
 
 
 class _Spec:
@@ -420,12 +422,14 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
 
     # ---- branch and bound
     t = time.perf_counter()
-    pool = _Pool(open_)
+    limit = min(s.max_domains, int(s.max_memory * 2**30) // _Pool.row_bytes(open_))  # open subdomains allowed
+    capacity = limit + 2 * s.batch  # a round pops k <= batch parents and pushes at most 2k children
+    pool = _Pool(open_, capacity)
     stuck: set[int] = set()  # conjunctions with a fully split subdomain that no LP multiplier could close
     while len(pool):
         if share is not None:
             t_share = time.perf_counter()
-            pool = _Pool(share.exchange(pool.open(), stuck, res))  # a copy per round, in a cooperative race only
+            pool = _Pool(share.exchange(pool.open(), stuck, res), capacity)  # a copy a round, cooperative race only
             res.stages["bab_share"] += time.perf_counter() - t_share
             if len(pool) == 0:
                 break
@@ -433,7 +437,7 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
             res.open_bound = float(pool.key().max())
             res.message = f"time limit with {len(pool)} open subdomains (largest bound {res.open_bound:.4g})"
             break
-        if len(pool) > s.max_domains or pool.open_bytes() > s.max_memory * 2**30:
+        if len(pool) > limit:
             res.message = (f"{len(pool)} open subdomains holding {pool.open_bytes() / 2**30:.2f} GiB: past the memory "
                            f"bound (max_domains={s.max_domains}, max_memory={s.max_memory:g} GiB)")
             break
@@ -478,7 +482,7 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
         pool.push(children.take(torch.nonzero(still).flatten()))
         res.max_open = max(res.max_open, len(pool))
     res.stages["bab"] += time.perf_counter() - t
-    left = set(pool.open().spec.tolist()) | stuck
+    left = set(pool.data.spec[pool.alive].tolist()) | stuck  # not pool.open(): a copy of GBs on wide nets
     res.closed_conjunctions = [i for i in range(P) if i not in left]
     if len(pool) == 0 and not res.message:
         if not stuck:
