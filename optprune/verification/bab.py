@@ -298,7 +298,6 @@ class _Pool:
         if free.numel() < len(kids):
             raise RuntimeError(f"BaB pool full: {len(kids)} subdomains for {free.numel()} free slots")
         slots = free[: len(kids)]
-        live = torch.nonzero(self.alive).flatten()
         for f in fields(_Domains):
             dst, src = getattr(self.data, f.name), getattr(kids, f.name)
             if not isinstance(dst, list):
@@ -309,6 +308,7 @@ class _Pool:
                     continue
                 if d_ is None:  # the slots so far had none: their implicit value, made explicit
                     d_ = dst[j] = torch.empty((self.capacity, *s_.shape[1:]), dtype=s_.dtype)
+                    live = torch.nonzero(self.alive).flatten()
                     if live.numel():
                         d_[live] = self._implicit(f.name, j, self.data.take(live), s_.shape[1:], s_.dtype)
                 d_[slots] = s_ if s_ is not None else self._implicit(f.name, j, kids, d_.shape[1:], d_.dtype)

@@ -85,12 +85,13 @@ AUTO_BAB_SHARE = 0.6  # engine "auto": BaB gets this share of the time left, the
 ATTACK_SHARE = 0.1  # the MIP engine's attack: this share of the time left, at least 1 s (never beyond the deadline)
 OBBT_SHARE = 0.25  # the MIP engine's refining bound method: this share of the time left
 COOP_CONJ_SHARE = 0.0  # beside BaB (a coop Board): each whole-conjunction MIP first, this share of the time left
-#: engine "auto" on two or more threads: with more unstable ReLUs than this under the root CROWN bounds, the
-#: MIP pipeline is not raced and BaB gets every thread. Measured: the largest MIP any of our runs decided
-#: within the competition's limits had 146 binaries (mnistfc 256x4 prop_5_0.03, after OBBT; see
-#: ``benchmarks/auto_policy.py``), and on oval21 the MIP decided nothing while taking a core from BaB.
-AUTO_MIP_MAX_UNSTABLE = 400
 COOP_DOMAIN_SHARE = 0.25  # ... and one BaB subdomain's MIP this share (at least 1 s); the roots are subdomains too
+#: engine "auto" on two or more threads: with more unstable ReLUs than this under the root CROWN bounds, the
+#: MIP pipeline is not raced and BaB gets every thread. Measured (``benchmarks/auto_policy.py``,
+#: results/auto_policy): the instances any of our runs decided by the MIP have at most 173 unstable ReLUs under
+#: the root CROWN bounds (146 binaries after OBBT), and on oval21 the MIP decided nothing while taking a core
+#: from BaB.
+AUTO_MIP_MAX_UNSTABLE = 400
 
 
 @dataclass(frozen=True)
