@@ -48,6 +48,23 @@ def test_bab_verdict_equals_activation_pattern_enumeration(seed, n_in, hidden, s
         assert c @ y + d >= 0 and np.all(res.counterexample >= lo) and np.all(res.counterexample <= hi)
 
 
+def test_input_splitting_reaches_a_maximum_that_one_split_cannot_improve():
+    # Found by random draws of the test above: the maximum lies inside the third input's range, so halving that
+    # input gains nothing in one step, and the look-ahead kept bisecting the other two (already ~1e-8 wide) by
+    # rounding-noise gains, its bound stuck at 0.1289 above a true maximum slack of 0.091.
+    net = tiny_net(629, 3, [3, 2])
+    lo, hi = -np.ones(3), np.ones(3)
+    c = np.array([-1.0, 1.0, 0.0])
+    best = brute_force_max(net, c[None, :], lo, hi)
+    d = -best + 0.05 * (1.0 + abs(best))
+    settings_ = BaBSettings(split="input", attack=False, batch=4)
+    res = bab_verify_case(net, _case(net, lo, hi, [c], [d]), deadline=time.perf_counter() + 20, settings=settings_)
+    assert res.verdict == "sat", res.to_dict()
+    assert res.domains < 2000  # about 100 with thin inputs left alone; the stalled search bounded 7,000 in 10 s
+    x = res.counterexample
+    assert c @ net.forward(x) + d >= 0 and np.all(x >= lo) and np.all(x <= hi)
+
+
 @pytest.mark.parametrize("split", ["relu", "input"])
 def test_disjunction_is_unsat_only_when_every_disjunct_is(split):
     net = tiny_net(7, 2, [4, 3])

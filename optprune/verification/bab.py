@@ -25,8 +25,11 @@ bound for piecewise linear neural network verification"):
      the parent's slopes and the one whose worse child has the smallest bound is
      taken (``fsb_k = 0``: the best BaBSR score alone); or
    * for networks with at most ``INPUT_SPLIT_MAX`` inputs, an input
-     coordinate, the one maximising ``|lambda_i| (hi_i - lo_i)`` (the input
-     coefficient of the bound times the width);
+     coordinate: each input is bisected on trial and the one whose worse half
+     has the smallest CROWN bound is taken, among the inputs at most
+     ``INPUT_SPLIT_MAX_ASPECT`` times thinner than the widest, and the widest
+     itself when no trial gains more than rounding noise
+     (:func:`_split_inputs`: without both rules the search could stall);
 
    optionally (``BaBSettings.recompute``; always for input splits) recompute
    the children's intermediate bounds (CROWN, intersected with the parent's),
@@ -101,6 +104,8 @@ __all__ = ["BaBResult", "BaBSettings", "bab_verify_case", "INPUT_SPLIT_MAX", "SP
 
 LEAF_LP_SOLVER = "highs"  # the backend of the leaves' LPs (any backend that reports row duals)
 INPUT_SPLIT_MAX = 10  # networks with at most this many inputs are split on inputs under split="auto"
+INPUT_SPLIT_MIN_GAIN = 1e-6  # input splitting: a smaller look-ahead gain (relative) is noise; split the widest input
+INPUT_SPLIT_MAX_ASPECT = 64.0  # input splitting: an input this much thinner (relative) than the widest is not split
 SPLITS = ("auto", "relu", "input")
 HANDOFFS = ("top", "deep")
 
@@ -339,6 +344,7 @@ class _Spec:
         self.C = torch.as_tensor(np.stack(Cs), dtype=DTYPE)
         self.d = torch.as_tensor(np.stack(ds), dtype=DTYPE)
         self.disjuncts = case.disjuncts
+        self.box_width = torch.as_tensor(np.asarray(case.upper, np.float64) - np.asarray(case.lower, np.float64))
 
 
 def bab_verify_case(
@@ -721,13 +727,26 @@ def _split_inputs(tn: TorchNetwork, spec: _Spec, parents: _Domains) -> _Domains:
     a spec bound with the parent's slopes, and the input minimising the larger
     of the two children's bounds is chosen (ties: the widest). A heuristic
     only; the children are bounded soundly afterwards.
+
+    One split may not improve the bound when the loose part of the relaxation
+    needs two (a maximum inside one input's range: either half still holds
+    it). The one-step look-ahead then only sees rounding noise and keeps
+    bisecting an input that is already thin, forever. So the gain of the best
+    split is measured against the parent bounded the same way (same slopes,
+    recomputed intermediate bounds); below :data:`INPUT_SPLIT_MIN_GAIN`
+    relative to the bound's scale, the widest input is split instead. Small
+    real gains can also go on forever (each halving of a thin input gaining
+    half the last), so an input more than :data:`INPUT_SPLIT_MAX_ASPECT` times
+    thinner than the widest (widths relative to the property's box) is not a
+    candidate: every box then shrinks to a point and its CROWN bound to the
+    network's value, so the search ends.
     """
     B, n_in = parents.x_lo.shape
-    width = parents.x_hi - parents.x_lo
+    width = (parents.x_hi - parents.x_lo) / spec.box_width.clamp(min=1e-300)  # relative to the property's box
     rows = torch.arange(B)
     rep_ = rows.repeat_interleave(n_in)
     dims = torch.arange(n_in).repeat(B)
-    trial = _Domains.cat([parents.take(rep_), parents.take(rep_)])
+    trial = _Domains.cat([parents.take(rep_), parents.take(rep_), parents.take(rows)])  # halves, then the parents
     mid = (parents.x_lo[rep_, dims] + parents.x_hi[rep_, dims]) / 2
     half = B * n_in
     trial.x_hi[torch.arange(half), dims] = mid
@@ -737,11 +756,17 @@ def _split_inputs(tn: TorchNetwork, spec: _Spec, parents: _Domains) -> _Domains:
     with torch.no_grad():
         sb = spec_bound(tn, trial.x_lo, trial.x_hi, trial.lowers, trial.uppers, None, C, d,
                         [None if a is None else a.to(DTYPE) for a in trial.alpha], None)
-    u = torch.where(empty, torch.full((2 * half,), -math.inf, dtype=DTYPE), sb.upper.min(dim=1).values)
-    worse = u.reshape(2, B, n_in).max(dim=0).values
-    worse = torch.where(width > 0, worse - 1e-9 * width / width.max(dim=1, keepdim=True).values.clamp(min=1e-300),
-                        torch.full_like(worse, math.inf))
-    dim = worse.nan_to_num(nan=math.inf).argmin(dim=1)
+    u = torch.where(empty, torch.full((len(trial),), -math.inf, dtype=DTYPE), sb.upper.min(dim=1).values)
+    base = u[2 * half:]  # each parent, bounded as its trial children were
+    worse = u[:2 * half].reshape(2, B, n_in).max(dim=0).values
+    widest = width.max(dim=1, keepdim=True).values
+    candidate = (width > 0) & (width * INPUT_SPLIT_MAX_ASPECT >= widest)
+    worse = torch.where(candidate, worse - 1e-9 * width / widest.clamp(min=1e-300), torch.full_like(worse, math.inf))
+    worse = worse.nan_to_num(nan=math.inf)
+    best, dim = worse.min(dim=1)
+    gain = base - best
+    stalled = ~(gain > INPUT_SPLIT_MIN_GAIN * (1.0 + base.abs()))  # NaN or -inf base: no measurable gain either
+    dim = torch.where(stalled, width.argmax(dim=1), dim)
     mid = (parents.x_lo[rows, dim] + parents.x_hi[rows, dim]) / 2
     left, right = parents.take(rows), parents.take(rows)
     left.x_hi, right.x_lo = left.x_hi.clone(), right.x_lo.clone()
