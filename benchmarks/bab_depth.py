@@ -24,7 +24,10 @@ cores (BaB and the MIP pipeline in two processes), one instance at a time, at
 * ``coop_whole``: ``coop`` with unsliced whole-conjunction MIPs; ``coop_deep``:
   ``coop`` handing BaB's deepest subdomain instead of its worst-bounded one;
   ``race_recompute`` / ``coop_recompute``: BaB recomputing the children's
-  intermediate bounds (CROWN, ``BaBSettings.recompute``) below each split.
+  intermediate bounds (CROWN, ``BaBSettings.recompute``) below each split;
+* ``relay``: the plain race, but BaB's process gives up BaB after ``AUTO_RELAY_SHARE`` of the time and runs
+  a second MIP pipeline on the conjunctions the first has not claimed
+  (:class:`optprune.verification.engines.RelayEngine`, :mod:`optprune.verification.claims`).
 
 Records go to ``OUT/records.jsonl`` as they arrive (resumable); ``OUT/summary.md``
 gives per instance and setting the verdict (checked against the competition's),
@@ -58,7 +61,7 @@ from optprune.solvers import get_backend
 from optprune.verification.api import decide_cases
 from optprune.verification.counterexample import OnnxChecker
 from optprune.verification.deadline import Deadline
-from optprune.verification.engines import AutoEngine, CaseContext
+from optprune.verification.engines import AUTO_RELAY_SHARE, AutoEngine, CaseContext
 from optprune.verification.vnnlib import read_vnnlib
 
 console = Console(stderr=True)
@@ -70,6 +73,7 @@ SETTINGS = {
     "coop_deep": AutoEngine(coop=True, coop_options={"handoff": "deep"}),
     "race_recompute": AutoEngine(coop=False, bab_options={"recompute": True}),  # CROWN below each split
     "coop_recompute": AutoEngine(coop=True, bab_options={"recompute": True}),
+    "relay": AutoEngine(coop=False, relay=AUTO_RELAY_SHARE),  # BaB's process turns to the MIPs at the share
 }
 
 

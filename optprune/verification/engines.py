@@ -42,6 +42,7 @@ from optprune.verification.bounds import (
     count_unstable,
     linear_upper_bound,
 )
+from optprune.verification.claims import Claims
 from optprune.verification.coop import Board, MipSide
 from optprune.verification.counterexample import OnnxChecker, case_confirm, confirm_point
 from optprune.verification.deadline import Deadline
@@ -62,6 +63,7 @@ from optprune.verification.vnnlib import VNNLibCase
 __all__ = [
     "AUTO_BAB_SHARE",
     "AUTO_MIP_MAX_UNSTABLE",
+    "AUTO_RELAY_SHARE",
     "COOP_CONJ_SHARE",
     "COOP_DOMAIN_SHARE",
     "ATTACK_SHARE",
@@ -74,6 +76,7 @@ __all__ = [
     "MipEngine",
     "BabEngine",
     "AutoEngine",
+    "RelayEngine",
     "MIP_ENGINE",
     "BAB_ENGINE",
     "AUTO_ENGINE",
@@ -92,6 +95,9 @@ COOP_DOMAIN_SHARE = 0.25  # ... and one BaB subdomain's MIP this share (at least
 #: the root CROWN bounds (146 binaries after OBBT), and on oval21 the MIP decided nothing while taking a core
 #: from BaB.
 AUTO_MIP_MAX_UNSTABLE = 400
+#: engine "auto" raced on two or more threads: BaB's process gives up BaB after this share of the time left and
+#: runs a second MIP pipeline on the conjunctions the first has not claimed (:class:`RelayEngine`).
+AUTO_RELAY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,9 @@ class CaseContext:
     board: Board | None = None  # shared with the other process of a cooperative race (optprune.verification.coop)
     bab_options: tuple = ()  # (name, value) pairs of BaBSettings fields for the bab engine (default: its defaults)
     root_bounds: Bounds | None = None  # CROWN ("linear") bounds of this case already computed (engine auto, once)
+    claims: Claims | None = None  # conjunctions shared with a second MIP pipeline (engine auto's relay)
+    mip_reverse: bool = False  # the MIP pipeline takes the conjunctions from the end of its order (the relay's)
+    attack_seconds: float | None = None  # the MIP pipeline's attack (default: ATTACK_SHARE of the time left)
 
     def with_deadline(self, deadline: Deadline) -> CaseContext:
         return replace(self, deadline=deadline)
@@ -214,6 +223,9 @@ class MipEngine:
         order = [i for i, u in enumerate(upper) if u >= 0]
         board = ctx.board.mip_side() if ctx.board is not None else None
         _publish(board, upper)
+        claims = ctx.claims
+        if claims is not None:
+            claims.close(i for i, u in enumerate(upper) if u < 0)
         if not order:
             out.n_unstable = count_unstable(net, bounds)
             out.verdict, out.decided_by = "unsat", "bounds"
@@ -221,8 +233,10 @@ class MipEngine:
 
         if ctx.attack:
             t = time.perf_counter()
+            seconds = (deadline.seconds(ATTACK_SHARE, floor=1.0) if ctx.attack_seconds is None
+                       else deadline.seconds(cap=ctx.attack_seconds))
             att = pgd_attack(net, case.lower, case.upper, [case.disjuncts[i] for i in order], start=centre,
-                             time_limit=deadline.seconds(ATTACK_SHARE, floor=1.0))
+                             time_limit=seconds)
             out.add_stage("attack", time.perf_counter() - t)
             if att.found:
                 ok, x, y, _ = confirm_point(ctx.reference, ctx.onnx_check, case, att.x)
@@ -241,7 +255,11 @@ class MipEngine:
             upper = _conjunction_upper_bounds(net, case, bounds)
             order = [i for i in order if upper[i] >= 0]
             _publish(board, upper)
+            if claims is not None:
+                claims.close(i for i, u in enumerate(upper) if u < 0)
         out.n_unstable = count_unstable(net, bounds)
+        if ctx.mip_reverse:
+            order = order[::-1]
 
         if board is not None and board.board.conj_share <= 0:  # beside BaB, subdomains only (roots included)
             return _subdomains(net, case, ctx, out, board, bounds)
@@ -252,6 +270,10 @@ class MipEngine:
                 return _unknown(out, "time limit before every conjunction was decided")
             if board is not None and board.is_closed(i):  # proved by branch and bound beside us
                 out.conjunctions.append({"index": i, "status": "closed by bab", "verdict": "unsat"})
+                continue
+            if claims is not None and not claims.claim(i):  # the other MIP pipeline has it, or it is proved
+                out.conjunctions.append({"index": i, "status": "closed" if claims.is_closed(i) else "claimed",
+                                         "verdict": "unsat" if claims.is_closed(i) else "elsewhere"})
                 continue
             conj = case.disjuncts[i]
             t = time.perf_counter()
@@ -298,13 +320,21 @@ class MipEngine:
             record["verdict"] = slack_verdict(status, sol.bound, cutoff=True, delta=tol_i.delta)
             if record["verdict"] != "unsat":
                 verdict = "unknown"
-            elif board is not None:
-                board.close(i)
+            else:
+                if board is not None:
+                    board.close(i)
+                if claims is not None:
+                    claims.close([i])
         if board is not None and board.all_closed():
             verdict = "unsat"
+        if claims is not None and verdict == "unsat" and not claims.all_closed():
+            verdict = "unknown"  # conjunctions the other pipeline claimed are still open: it reports the case
+            out.message = (f"{claims.open_count()} conjunction(s) left to the other MIP pipeline "
+                           "(engine auto's relay)")
         out.verdict = verdict
         if verdict == "unsat":
-            out.decided_by = "mip" if out.mips_solved else "bounds"
+            relayed = any(c.get("status") == "closed" for c in out.conjunctions)  # proved by the other pipeline
+            out.decided_by = "mip" if out.mips_solved or relayed else "bounds"
             if any(c.get("status") == "closed by bab" for c in out.conjunctions):
                 out.decided_by = "mip+bab"
             return out
@@ -416,6 +446,31 @@ class BabEngine:
         return out
 
 
+class RelayEngine:
+    """Branch and bound, then a second MIP pipeline (the BaB process of engine ``auto``'s race).
+
+    BaB runs for ``share`` of the time left; if it has not decided the case, the conjunctions it closed
+    (every subdomain closed: a proof) are marked closed on ``ctx.claims`` and the MIP pipeline runs on
+    the rest, from the end of its order, skipping those the first MIP process claimed
+    (:mod:`optprune.verification.claims`): two cores on the MIPs once BaB has had its chance. Its attack
+    is capped at 1 s (BaB's ran already).
+    """
+
+    name = "relay"
+
+    def __init__(self, share: float = AUTO_RELAY_SHARE) -> None:
+        self.share = float(share)
+
+    def decide(self, net: Network, case: VNNLibCase, ctx: CaseContext) -> CaseOutcome:
+        first = BAB_ENGINE.decide(net, case, ctx.with_deadline(ctx.deadline.share(self.share)))
+        if first.verdict != "unknown" or ctx.deadline.expired() or ctx.claims is None:
+            return first
+        if first.bab:
+            ctx.claims.close(first.bab[-1]["closed_conjunctions"])
+        second = MIP_ENGINE.decide(net, case, replace(ctx, mip_reverse=True, attack_seconds=1.0))
+        return AutoEngine._merge(first, second)
+
+
 class AutoEngine:
     """``bab`` and ``mip``: side by side on two cores, else ``bab`` for ``AUTO_BAB_SHARE`` of the time, then ``mip``.
 
@@ -428,15 +483,18 @@ class AutoEngine:
     every thread (a MIP that size has never decided an instance in our runs, and it took a core from BaB).
     Otherwise the two engines run in two processes (:func:`optprune.verification.race.race`) from those
     bounds, each with the whole deadline, the MIP solver with ``threads - 1`` threads; the first verdict
-    wins and the other process is stopped. With one thread (the API's default, ``threads=None``), or where
-    processes cannot be forked, they run one after the other.
+    wins and the other process is stopped. With ``relay`` (a share of the time), BaB's process turns to
+    the MIPs after that share (:class:`RelayEngine`), the two MIP pipelines sharing the conjunctions.
+    With one thread (the API's default, ``threads=None``), or where processes cannot be forked, they run
+    one after the other.
     """
 
     name = "auto"
 
     def __init__(self, first: str = "bab", then: str = "mip", share: float = AUTO_BAB_SHARE,
-                 coop: bool = False, coop_options: dict | None = None, bab_options: dict | None = None) -> None:
-        self.first, self.then, self.share, self.coop = first, then, share, coop
+                 coop: bool = False, coop_options: dict | None = None, bab_options: dict | None = None,
+                 relay: float | None = None) -> None:
+        self.first, self.then, self.share, self.coop, self.relay = first, then, share, coop, relay
         self.name = "coop" if coop else "auto"
         self.bab_options = tuple(sorted((bab_options or {}).items()))
         self.coop_options = {"conj_share": COOP_CONJ_SHARE, "domain_share": COOP_DOMAIN_SHARE,
@@ -485,8 +543,12 @@ class AutoEngine:
 
         coop = self.coop and (self.first, self.then) == ("bab", "mip")
         board = Board(len(case.disjuncts), **self.coop_options) if coop else None
-        jobs = [(ENGINES.get(self.first), replace(ctx, threads=1, board=board)),
-                (ENGINES.get(self.then), replace(ctx, threads=max(1, int(ctx.threads or 2) - 1), board=board))]
+        relay = self.relay is not None and not coop and (self.first, self.then) == ("bab", "mip")
+        claims = Claims(len(case.disjuncts)) if relay else None
+        first = RelayEngine(self.relay) if relay and self.relay is not None else ENGINES.get(self.first)
+        jobs = [(first, replace(ctx, threads=1, board=board, claims=claims)),
+                (ENGINES.get(self.then),
+                 replace(ctx, threads=max(1, int(ctx.threads or 2) - 1), board=board, claims=claims))]
         t = time.perf_counter()
         outcomes = race(jobs, net, case, ctx.deadline.end)
         if outcomes is None:
