@@ -338,3 +338,46 @@ def test_pool_keeps_every_open_subdomain_through_pops_and_pushes():
     assert torch.equal(got.alpha[0][k], default_alpha(bare.lowers[0], bare.uppers[0]).to(torch.float32))
     with pytest.raises(RuntimeError, match="pool full"):
         pool.push(batch([30], with_beta=True))
+
+
+def test_compact_pool_rebuilds_the_bounds_and_box_of_relu_split_subdomains():
+    """Without recomputed bounds a ReLU-split subdomain's intermediate bounds are the root's but at its split
+    neurons, and its box is the property's: the pool (with a bab._Root) stores neither and gives back the
+    same tensors, in fewer bytes."""
+    import torch
+
+    from optprune.verification.bab import _Domains, _Pool, _Root, _Spec, _split_relu
+    from optprune.verification.bounds import linear_bounds
+    from optprune.verification.crown import DTYPE, TorchNetwork
+
+    net = tiny_net(5, 3, [6, 5])
+    lo, hi = -np.ones(3), np.ones(3)
+    case = _case(net, lo, hi, [np.array([1.0, -1.0, 0.0])], [0.0])
+    tn, spec = TorchNetwork.from_network(net), _Spec(case)
+    b = linear_bounds(net, lo, hi)
+    x_lo, x_hi = torch.as_tensor(lo).reshape(1, -1), torch.as_tensor(hi).reshape(1, -1)
+    root_dom = _Domains(
+        spec=torch.zeros(1, dtype=torch.long),
+        lowers=[torch.as_tensor(v, dtype=DTYPE).unsqueeze(0) for v, _ in b[:-1]],
+        uppers=[torch.as_tensor(v, dtype=DTYPE).unsqueeze(0) for _, v in b[:-1]],
+        splits=[torch.zeros(1, n, dtype=torch.int8) for n in tn.hidden_widths], alpha=[None, None], beta=[None, None],
+        x_lo=x_lo, x_hi=x_hi, value=torch.ones(1, dtype=DTYPE), tag=torch.full((1,), -1, dtype=torch.long))
+    root = _Root(root_dom.lowers, root_dom.uppers, x_lo, x_hi)
+    pool = _Pool(root_dom, capacity=64, root=root)
+    made = []
+    for _ in range(4):  # split the worst open subdomain a few times, as the search does
+        parents = pool.pop(torch.topk(pool.key(), 1).indices)
+        kids, _, _ = _split_relu(tn, spec, parents)
+        kids.value = torch.rand(len(kids), dtype=DTYPE)
+        made.append(kids)
+        pool.push(kids)
+    got = pool.open()
+    kids = _Domains.cat(made)
+    for k in range(len(got)):  # every open one is a child pushed above, with the same bounds and box
+        match = [i for i in range(len(kids)) if all(torch.equal(a[i], b_[k]) for a, b_ in zip(kids.splits, got.splits))]
+        assert len(match) == 1
+        i = match[0]
+        for a, b_ in zip(kids.lowers + kids.uppers, got.lowers + got.uppers):
+            assert torch.equal(a[i], b_[k])
+        assert torch.equal(kids.x_lo[i], got.x_lo[k]) and torch.equal(kids.x_hi[i], got.x_hi[k])
+    assert pool.open_bytes() == len(pool) * _Pool.row_bytes(got, compact=True) < len(pool) * _Pool.row_bytes(got)

@@ -118,8 +118,10 @@ class BaBSettings:
 
     ``batch``: subdomains split per step (2 ``batch`` children bounded together);
     ``max_domains``: open subdomains allowed before giving up, and ``max_memory``: GiB that the open
-    subdomains may hold (memory bounds; the second is what binds on wide nets: a subdomain of an oval21 conv
-    net holds about 115 KB, one of mnistfc 256x4 about 37 KB);
+    subdomains may hold (memory bounds; the second is what binds on wide nets: with ReLU splits and no
+    recomputed bounds a subdomain stores its splits, slopes and multipliers only (:class:`_Root`): 29 KB on
+    oval21 base, 56-61 KB on wide and deep, 9 KB on mnistfc 256x4; four times as many with its bounds
+    and box);
     ``root_iters`` / ``iters``: projected-Adam steps at the root / per child;
     ``recompute``: recompute the children's intermediate bounds after a split
     (CROWN; off by default: on mnistfc 256x2 it halves the subdomains per second
@@ -237,6 +239,34 @@ class _Domains:
         return _Domains(**{f.name: join([getattr(p, f.name) for p in parts]) for f in fields(_Domains)})
 
 
+_ROOT_FIELDS = ("lowers", "uppers", "x_lo", "x_hi")
+
+
+@dataclass(frozen=True)
+class _Root:
+    """What every subdomain of a ReLU-split search shares when intermediate bounds are not recomputed.
+
+    Its input box is the property's, and its intermediate bounds are the root's but for the neurons it
+    splits (lower bound 0 on the active side, upper bound 0 on the inactive: :func:`_split_relu`), so
+    the pool need not store them: rebuilt from the splits when taken out, they are the same tensors. On
+    oval21 base this is about three quarters of a subdomain's bytes (the input box alone 49 KB of 127 KB),
+    so about four times as many open subdomains fit in the memory bound.
+    """
+
+    lowers: list  # per hidden layer (1, n_j) float64
+    uppers: list
+    x_lo: torch.Tensor  # (1, n_in)
+    x_hi: torch.Tensor
+
+    def rebuild(self, dom: _Domains) -> _Domains:
+        n = len(dom)
+        zero = torch.zeros((), dtype=DTYPE)
+        dom.lowers = [torch.where(sp_ > 0, zero, lo.expand(n, -1)) for sp_, lo in zip(dom.splits, self.lowers)]
+        dom.uppers = [torch.where(sp_ < 0, zero, hi.expand(n, -1)) for sp_, hi in zip(dom.splits, self.uppers)]
+        dom.x_lo, dom.x_hi = self.x_lo.expand(n, -1), self.x_hi.expand(n, -1)  # read-only views: never written
+        return dom
+
+
 class _Pool:
     """The open subdomains, kept in the slots of tensors allocated once (module doc, step 3).
 
@@ -245,26 +275,34 @@ class _Pool:
     children) copies every open subdomain twice a round: with thousands open on oval21 that was about a
     quarter of the round. The slots are allocated once for the memory bound (``torch.empty``: the operating
     system backs a page only when it is first written), since growing by copying faulted in gigabytes at a
-    time on the wide nets (a round of 20 s past the time limit).
+    time on the wide nets (a round of 20 s past the time limit). With a :class:`_Root`, the fields it
+    rebuilds are not stored (``data`` holds None and empty boxes there) and :meth:`pop` and :meth:`open`
+    rebuild them.
     """
 
-    def __init__(self, first: _Domains, capacity: int) -> None:
+    def __init__(self, first: _Domains, capacity: int, root: _Root | None = None) -> None:
         self.capacity = max(int(capacity), len(first))
-        self.data = _Domains(**{f.name: self._alloc(getattr(first, f.name)) for f in fields(_Domains)})
+        self.root = root
+        self.data = _Domains(**{f.name: self._alloc(getattr(first, f.name), f.name) for f in fields(_Domains)})
         self.alive = torch.zeros(self.capacity, dtype=torch.bool)
         self.n = 0
         self.push(first)
 
-    def _alloc(self, v):
+    def _alloc(self, v, name: str = ""):
+        if self.root is not None and name in _ROOT_FIELDS:
+            return [None] * len(v) if isinstance(v, list) else torch.empty((self.capacity, 0), dtype=v.dtype)
         if isinstance(v, list):
             return [None if t is None else self._alloc(t) for t in v]
         return torch.empty((self.capacity, *v.shape[1:]), dtype=v.dtype)
 
     @staticmethod
-    def row_bytes(dom: _Domains) -> int:
-        """Bytes of one subdomain, counting split multipliers like the slopes where ``dom`` has none yet."""
+    def row_bytes(dom: _Domains, compact: bool = False) -> int:
+        """Bytes of one subdomain, counting split multipliers like the slopes where ``dom`` has none yet;
+        ``compact``: without the fields a :class:`_Root` rebuilds."""
         per = 0
         for f in fields(_Domains):
+            if compact and f.name in _ROOT_FIELDS:
+                continue
             v = getattr(dom, f.name)
             for t in v if isinstance(v, list) else [v]:
                 if t is not None:
@@ -286,14 +324,17 @@ class _Pool:
 
     def open(self) -> _Domains:
         """The open subdomains as one batch (a copy)."""
-        return self.data.take(torch.nonzero(self.alive).flatten())
+        return self._full(self.data.take(torch.nonzero(self.alive).flatten()))
 
     def pop(self, slots: torch.Tensor) -> _Domains:
         """Take the subdomains of ``slots`` (open ones) out of the pool."""
-        out = self.data.take(slots)
+        out = self._full(self.data.take(slots))
         self.alive[slots] = False
         self.n -= int(slots.numel())
         return out
+
+    def _full(self, dom: _Domains) -> _Domains:
+        return dom if self.root is None else self.root.rebuild(dom)
 
     def push(self, kids: _Domains) -> None:
         """Write ``kids`` into free slots (the caller keeps room: see the memory bound in the loop)."""
@@ -304,6 +345,8 @@ class _Pool:
             raise RuntimeError(f"BaB pool full: {len(kids)} subdomains for {free.numel()} free slots")
         slots = free[: len(kids)]
         for f in fields(_Domains):
+            if self.root is not None and f.name in _ROOT_FIELDS:
+                continue  # rebuilt from the splits when taken out
             dst, src = getattr(self.data, f.name), getattr(kids, f.name)
             if not isinstance(dst, list):
                 dst[slots] = src
@@ -315,7 +358,8 @@ class _Pool:
                     d_ = dst[j] = torch.empty((self.capacity, *s_.shape[1:]), dtype=s_.dtype)
                     live = torch.nonzero(self.alive).flatten()
                     if live.numel():
-                        d_[live] = self._implicit(f.name, j, self.data.take(live), s_.shape[1:], s_.dtype)
+                        d_[live] = self._implicit(f.name, j, self._full(self.data.take(live)), s_.shape[1:],
+                                                  s_.dtype)
                 d_[slots] = s_ if s_ is not None else self._implicit(f.name, j, kids, d_.shape[1:], d_.dtype)
         self.alive[slots] = True
         self.n += len(kids)
@@ -428,14 +472,17 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
 
     # ---- branch and bound
     t = time.perf_counter()
-    limit = min(s.max_domains, int(s.max_memory * 2**30) // _Pool.row_bytes(open_))  # open subdomains allowed
+    root = None if use_input or s.recompute else _Root([lo[:1] for lo in roots.lowers], [hi[:1] for hi in roots.uppers],
+                                                       x_lo, x_hi)
+    row = _Pool.row_bytes(open_, compact=root is not None)
+    limit = min(s.max_domains, int(s.max_memory * 2**30) // row)  # open subdomains allowed
     capacity = limit + 2 * s.batch  # a round pops k <= batch parents and pushes at most 2k children
-    pool = _Pool(open_, capacity)
+    pool = _Pool(open_, capacity, root)
     stuck: set[int] = set()  # conjunctions with a fully split subdomain that no LP multiplier could close
     while len(pool):
         if share is not None:
             t_share = time.perf_counter()
-            pool = _Pool(share.exchange(pool.open(), stuck, res), capacity)  # a copy a round, cooperative race only
+            pool = _Pool(share.exchange(pool.open(), stuck, res), capacity, root)  # a copy a round (coop only)
             res.stages["bab_share"] += time.perf_counter() - t_share
             if len(pool) == 0:
                 break
