@@ -13,7 +13,7 @@ cores (BaB and the MIP pipeline in two processes), one instance at a time, at
 ``--limit-s`` seconds, twice:
 
 * ``race``: the two engines side by side, each deciding every conjunction alone
-  (:class:`optprune.verification.engines.AutoEngine` with ``coop=False``; the
+  (:class:`optprune.verification.engines.AutoEngine` with ``coop=False, relay=None``; the
   earlier default);
 * ``coop``: the same two processes sharing a board
   (:mod:`optprune.verification.coop`): each conjunction closed by either is
@@ -25,8 +25,9 @@ cores (BaB and the MIP pipeline in two processes), one instance at a time, at
   ``coop`` handing BaB's deepest subdomain instead of its worst-bounded one;
   ``race_recompute`` / ``coop_recompute``: BaB recomputing the children's
   intermediate bounds (CROWN, ``BaBSettings.recompute``) below each split;
-* ``relay``: the plain race, but BaB's process gives up BaB after ``AUTO_RELAY_SHARE`` of the time and runs
-  a second MIP pipeline on the conjunctions the first has not claimed
+* ``relay`` (engine ``auto``'s default since measured here): the plain race, but BaB's process gives up BaB
+  after ``AUTO_RELAY_SHARE`` of the time and runs a second MIP pipeline on the conjunctions the first has not
+  claimed
   (:class:`optprune.verification.engines.RelayEngine`, :mod:`optprune.verification.claims`).
 
 Records go to ``OUT/records.jsonl`` as they arrive (resumable); ``OUT/summary.md``
@@ -66,12 +67,12 @@ from optprune.verification.vnnlib import read_vnnlib
 
 console = Console(stderr=True)
 SETTINGS = {
-    "race": AutoEngine(coop=False),
+    "race": AutoEngine(coop=False, relay=None),  # BaB to the end beside one MIP pipeline
     "coop": AutoEngine(coop=True),
     "coop_whole": AutoEngine(coop=True, coop_options={"conj_share": 1.0}),  # whole-conjunction MIPs first
     "coop_sliced": AutoEngine(coop=True, coop_options={"conj_share": 0.3}),  # ... each on 30% of the time left
     "coop_deep": AutoEngine(coop=True, coop_options={"handoff": "deep"}),
-    "race_recompute": AutoEngine(coop=False, bab_options={"recompute": True}),  # CROWN below each split
+    "race_recompute": AutoEngine(coop=False, relay=None, bab_options={"recompute": True}),  # CROWN below splits
     "coop_recompute": AutoEngine(coop=True, bab_options={"recompute": True}),
     "relay": AutoEngine(coop=False, relay=AUTO_RELAY_SHARE),  # BaB's process turns to the MIPs at the share
 }
