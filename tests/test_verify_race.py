@@ -38,25 +38,33 @@ def _robustness(net: Network, x0: np.ndarray, eps: float):
     return parse_vnnlib("\n".join(lines), 4, 3)
 
 
-def test_two_workers_decide_what_one_worker_decides():
-    decided, seen = 0, set()
-    for seed in range(4):
+def small_cases(seeds=range(3)):
+    """``(seed, eps, net, prop)``: robustness properties of small nets at a tight, a middling and a wide eps."""
+    for seed in seeds:
         net = _net(seed)
         x0 = np.random.default_rng(100 + seed).uniform(-1, 1, 4)
         for eps in (0.02, 0.3, 1.0):
-            prop = _robustness(net, x0, eps)
-            one = verify_property(net, prop, time_limit=30, threads=1)
-            two = verify_property(net, prop, time_limit=30, threads=2)
-            assert {one.verdict, two.verdict} != {"sat", "unsat"}, (seed, eps)  # never contradicts
-            assert two.verdict == one.verdict, (seed, eps, one.message, two.message)
-            if two.verdict == "sat":  # the point was re-checked; check it once more here
-                case = prop.cases[0]
-                y = net.forward(two.counterexample)
-                x = two.counterexample
-                assert np.all(x >= case.lower - 1e-9) and np.all(x <= case.upper + 1e-9)
-                assert any(c.holds(y) for c in case.disjuncts)
-            decided += two.verdict != "unknown"
-            seen.add(two.verdict)
+            yield seed, eps, net, _robustness(net, x0, eps)
+
+
+def assert_point_meets_property(net: Network, prop, x: np.ndarray) -> None:
+    """A reported counterexample lies in the box and meets a disjunct under a float64 forward pass."""
+    case = prop.cases[0]
+    assert np.all(x >= case.lower - 1e-9) and np.all(x <= case.upper + 1e-9)
+    assert any(c.holds(net.forward(x)) for c in case.disjuncts)
+
+
+def test_two_workers_decide_what_one_worker_decides():
+    decided, seen = 0, set()
+    for seed, eps, net, prop in small_cases(range(4)):
+        one = verify_property(net, prop, time_limit=30, threads=1)
+        two = verify_property(net, prop, time_limit=30, threads=2)
+        assert {one.verdict, two.verdict} != {"sat", "unsat"}, (seed, eps)  # never contradicts
+        assert two.verdict == one.verdict, (seed, eps, one.message, two.message)
+        if two.verdict == "sat":  # the point was re-checked; check it once more here
+            assert_point_meets_property(net, prop, two.counterexample)
+        decided += two.verdict != "unknown"
+        seen.add(two.verdict)
     assert decided == 12 and seen == {"sat", "unsat"}
 
 
@@ -129,17 +137,12 @@ def test_threads_must_be_a_positive_integer():
 
 def test_the_cooperative_race_decides_what_one_worker_decides():
     """BaB and the MIP sharing a board (verification.coop): closed conjunctions and subdomains cross over."""
-    for seed in range(3):
-        net = _net(seed)
-        x0 = np.random.default_rng(100 + seed).uniform(-1, 1, 4)
-        for eps in (0.02, 0.3, 1.0):
-            prop = _robustness(net, x0, eps)
-            one = verify_property(net, prop, time_limit=30, threads=1)
-            out = verify_property(net, prop, time_limit=30, threads=2, method="coop")
-            assert out.verdict == one.verdict, (seed, eps, one.message, out.message)
-            if out.verdict == "sat":
-                y = net.forward(out.counterexample)
-                assert any(c.holds(y) for c in prop.cases[0].disjuncts)
+    for seed, eps, net, prop in small_cases():
+        one = verify_property(net, prop, time_limit=30, threads=1)
+        out = verify_property(net, prop, time_limit=30, threads=2, method="coop")
+        assert out.verdict == one.verdict, (seed, eps, one.message, out.message)
+        if out.verdict == "sat":
+            assert_point_meets_property(net, prop, out.counterexample)
 
 
 def test_auto_gives_bab_every_thread_when_the_mip_is_out_of_reach(monkeypatch):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_verify_race import _net, _robustness
+from test_verify_race import _net, _robustness, assert_point_meets_property, small_cases
 
 from optprune.verification import verify_property
 from optprune.verification.api import decide_cases
@@ -69,15 +69,9 @@ def test_the_reversed_pipeline_starts_from_the_other_end():
 def test_the_relay_decides_what_one_worker_decides(share):
     """share ~0: BaB hands over at once and two MIP pipelines split the conjunctions; 0.5: BaB first."""
     engine = AutoEngine(relay=share)
-    for seed in range(3):
-        net = _net(seed)
-        x0 = np.random.default_rng(100 + seed).uniform(-1, 1, 4)
-        for eps in (0.02, 0.3, 1.0):
-            prop = _robustness(net, x0, eps)
-            one = verify_property(net, prop, time_limit=30, threads=1)
-            ctx = CaseContext(reference=net, deadline=Deadline(30), threads=2)
-            out = decide_cases(engine, net, prop, ctx, "auto")
-            assert out.verdict == one.verdict != "unknown", (seed, eps, one.message, out.message)
-            if out.verdict == "sat":
-                y = net.forward(out.counterexample)
-                assert any(c.holds(y) for c in prop.cases[0].disjuncts)
+    for seed, eps, net, prop in small_cases():
+        one = verify_property(net, prop, time_limit=30, threads=1)
+        out = decide_cases(engine, net, prop, CaseContext(reference=net, deadline=Deadline(30), threads=2), "auto")
+        assert out.verdict == one.verdict != "unknown", (seed, eps, one.message, out.message)
+        if out.verdict == "sat":
+            assert_point_meets_property(net, prop, out.counterexample)
