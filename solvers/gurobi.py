@@ -120,6 +120,8 @@ def gurobi_params(options: SolveOptions) -> dict[str, float | int]:
         "integrality_tol": "IntFeasTol", "cutoff": "Cutoff"}))
     if options.threads is not None:
         params["Threads"] = int(options.threads)
+    if options.focus == "bound":
+        params["MIPFocus"] = 3  # work on the dual bound
     return params
 
 
@@ -173,6 +175,7 @@ class GurobiBackend(BackendBase):
     supports_callbacks = True
     supports_incumbent_callback = True
     supports_start = True
+    supports_focus = True
     native_cutoff = True
     supports_quadratic = True  # setMObjective with Q / 2
     supports_miqp = True

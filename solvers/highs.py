@@ -55,20 +55,28 @@ _HIGHS_NAMES = {"time_limit": "time_limit", "mip_gap": "mip_rel_gap", "mip_abs_g
                 "feasibility_tol": "primal_feasibility_tolerance"}
 
 
-def highs_option_values(options: SolveOptions) -> dict[str, float | int]:
+_BOUND_FOCUS = {"mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
+                "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_feasibility_jump": False}
+"""``focus="bound"``: every primal heuristic HiGHS lets us switch off (:class:`SolveOptions`)."""
+
+
+def highs_option_values(options: SolveOptions) -> dict[str, float | int | bool]:
     """HiGHS option names and values for the shared options (``extra`` not included).
 
     ``mip_gap`` -> ``mip_rel_gap``, ``mip_abs_gap`` -> ``mip_abs_gap``,
     ``feasibility_tol`` -> ``primal_feasibility_tolerance``; HiGHS checks both
     integrality and the rows of a MIP with ``mip_feasibility_tolerance``, which
-    gets the smaller of ``integrality_tol`` and ``feasibility_tol``.
+    gets the smaller of ``integrality_tol`` and ``feasibility_tol``;
+    ``focus="bound"`` switches the primal heuristics off.
     """
-    values: dict[str, float | int] = dict(native_values(options, _HIGHS_NAMES))
+    values: dict[str, float | int | bool] = dict(native_values(options, _HIGHS_NAMES))
     mip_tol = tightest_feasibility(options)
     if mip_tol is not None:
         values["mip_feasibility_tolerance"] = mip_tol
     if options.threads is not None:
         values["threads"] = int(options.threads)
+    if options.focus == "bound":
+        values.update(_BOUND_FOCUS)
     return values
 
 
@@ -156,6 +164,7 @@ class HighsBackend(BackendBase):
     supports_callbacks = True
     supports_incumbent_callback = True
     supports_start = True
+    supports_focus = True
     supports_quadratic = True  # continuous QPs (passHessian); HiGHS' MIP solver takes no Hessian
     supported_tolerances = frozenset(TOLERANCES)
     STATUS_MAP = {

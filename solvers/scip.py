@@ -159,6 +159,7 @@ class ScipBackend(BackendBase):
     supports_callbacks = True
     supports_incumbent_callback = True
     supports_start = True
+    supports_focus = True
     native_cutoff = True  # setObjlimit
     supports_quadratic = True  # an epigraph variable and one quadratic constraint
     supports_miqp = True
@@ -184,6 +185,10 @@ class ScipBackend(BackendBase):
             warn_unsupported(self.name, "threads", "SCIP's optimize() runs on one thread")
         if options.cutoff is not None:
             scip.setObjlimit(float(options.cutoff))
+        if options.focus == "bound":
+            from pyscipopt import SCIP_PARAMSETTING
+
+            scip.setHeuristics(SCIP_PARAMSETTING.OFF)
         for key, value in options.extra.items():
             if "/" in key:
                 scip.setParam(key, value)

@@ -118,6 +118,47 @@ def test_backends_without_the_options_warn(name: str) -> None:
             solve(model, name, start=np.zeros(model.n_vars))
 
 
+@pytest.mark.parametrize("name", [n for n in backend_names() if get_backend(n).supports_focus])
+def test_bound_focus_keeps_the_optimum_without_a_warning(name: str) -> None:
+    """``focus="bound"`` only moves the solver's effort: the optimum and its proof are unchanged."""
+    _installed(name)
+    model = _knapsack()
+    best = solve(model, "highs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a backend that claims the switch must not warn about it
+        focused = solve(model, name, focus="bound", time_limit=20)
+    assert focused.status == Status.OPTIMAL
+    assert focused.objective == pytest.approx(best.objective, abs=1e-6)
+    assert focused.bound == pytest.approx(best.objective, abs=1e-4)
+
+
+def test_bound_focus_switches_off_every_highs_heuristic_it_names() -> None:
+    import highspy
+
+    from optprune.solvers.highs import configure
+
+    plain, focused = highspy.Highs(), highspy.Highs()
+    configure(plain, SolveOptions())
+    configure(focused, SolveOptions(focus="bound"))
+    for name in ("mip_heuristic_run_rins", "mip_heuristic_run_rens", "mip_heuristic_run_feasibility_jump",
+                 "mip_heuristic_run_root_reduced_cost"):
+        assert plain.getOptionValue(name)[1] is True, name  # HiGHS' default, so the switch changes something
+        assert focused.getOptionValue(name)[1] is False, name
+    assert focused.getOptionValue("mip_heuristic_effort")[1] == 0.0
+
+
+@pytest.mark.parametrize("name", [n for n in backend_names() if not get_backend(n).supports_focus])
+def test_backends_without_a_heuristics_switch_warn_for_focus_on_a_mip(name: str) -> None:
+    _installed(name)
+    with pytest.warns(UserWarning, match="ignores the option 'focus'"):
+        solve(_knapsack(8), name, focus="bound")
+
+
+def test_an_unknown_focus_is_refused_with_the_allowed_values() -> None:
+    with pytest.raises(InvalidParameterError, match=r"focus.*'bound'"):
+        SolveOptions(focus="speed")
+
+
 def _random_lp(seed: int = 0, n: int = 8, m: int = 6) -> MILP:
     rng = np.random.default_rng(seed)
     A = rng.normal(size=(m, n))
