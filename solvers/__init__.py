@@ -7,6 +7,7 @@ them.
 """
 
 from optprune.solvers.base import (
+    FOCUSES,
     Backend,
     BackendBase,
     LPSession,
@@ -37,6 +38,7 @@ del _backend
 __all__ = [
     "Backend",
     "BackendBase",
+    "FOCUSES",
     "LPSession",
     "NativeRun",
     "Outcome",
