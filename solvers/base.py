@@ -455,6 +455,7 @@ class BackendBase:
             "callbacks": self.supports_callbacks,
             "quadratic": self.supports_quadratic,
             "miqp": self.supports_miqp,
+            "focus": self.supports_focus,
             "tolerances": sorted(self.supported_tolerances),
         }
 

@@ -130,6 +130,7 @@ def test_bound_focus_keeps_the_optimum_without_a_warning(name: str) -> None:
     assert focused.status == Status.OPTIMAL
     assert focused.objective == pytest.approx(best.objective, abs=1e-6)
     assert focused.bound == pytest.approx(best.objective, abs=1e-4)
+    assert get_backend(name).capabilities()["focus"] is True  # what `optprune solvers --json` reports
 
 
 def test_bound_focus_switches_off_every_highs_heuristic_it_names() -> None:
@@ -150,6 +151,7 @@ def test_bound_focus_switches_off_every_highs_heuristic_it_names() -> None:
 @pytest.mark.parametrize("name", [n for n in backend_names() if not get_backend(n).supports_focus])
 def test_backends_without_a_heuristics_switch_warn_for_focus_on_a_mip(name: str) -> None:
     _installed(name)
+    assert get_backend(name).capabilities()["focus"] is False
     with pytest.warns(UserWarning, match="ignores the option 'focus'"):
         solve(_knapsack(8), name, focus="bound")
 
