@@ -93,8 +93,10 @@ class DecisionTolerances:
     """Tolerances of every MIP whose answer may become a verdict (module doc), and the solver's ``focus``.
 
     ``focus`` (:attr:`optprune.solvers.SolveOptions.focus`): ``"bound"`` (the default) switches the solver's
-    primal heuristics off, since the attack has already looked for points; None leaves the solver's own
-    balance. It changes how fast a proof comes, never what counts as one.
+    primal heuristics off: in ``verify``'s MIP pipeline the attack has already looked for points, and a
+    point that a leaf of the search holds is still found by branching. None leaves the solver's own balance
+    (e.g. for :func:`~optprune.verification.adversarial.max_margin` with ``decision=True``, where no attack
+    runs first). It changes how fast an answer comes, never what counts as one.
     """
 
     delta: float = DECISION_DELTA
