@@ -174,10 +174,10 @@ class SolveOptions:
     primal heuristics are switched off where it lets us (HiGHS: RINS, RENS,
     feasibility jump, root reduced-cost fixing, heuristic effort 0; Gurobi:
     ``MIPFocus=3``; SCIP: heuristics off). Branching still finds any integer
-    point a leaf holds. On the decision MIPs of a 256x4 MNIST net (VNN-COMP
-    2021 mnistfc prop_0_0.03) HiGHS spent half its time in sub-MIP heuristics
-    that never found a point; with ``"bound"`` the nine proofs took 46 s
-    instead of 110 s. Ignored with a warning by backends without such a switch.
+    point a leaf holds. On the decision MIPs of VNN-COMP 2021 mnistfc HiGHS
+    spent about half its time in sub-MIP heuristics that found nothing; with
+    ``"bound"`` the MIPs run 2.45x faster (``benchmarks/mip_focus.py``,
+    results/mip_focus). Ignored with a warning by backends without such a switch.
     """
 
     time_limit: float | None = None
