@@ -29,7 +29,7 @@ cores (BaB and the MIP pipeline in two processes), one instance at a time, at
   after ``AUTO_RELAY_SHARE`` of the time and runs a second MIP pipeline on the conjunctions the first has not
   claimed
   (:class:`optprune.verification.engines.RelayEngine`, :mod:`optprune.verification.claims`);
-  ``relay_tenth``: the same, BaB's process turning at a tenth of the time.
+  ``relay_half`` / ``relay_tenth``: the same, BaB's process turning at half / a tenth of the time.
 
 Records go to ``OUT/records.jsonl`` as they arrive (resumable); ``OUT/summary.md``
 gives per instance and setting the verdict (checked against the competition's),
@@ -76,6 +76,7 @@ SETTINGS = {
     "race_recompute": AutoEngine(coop=False, relay=None, bab_options={"recompute": True}),  # CROWN below splits
     "coop_recompute": AutoEngine(coop=True, bab_options={"recompute": True}),
     "relay": AutoEngine(coop=False, relay=AUTO_RELAY_SHARE),  # BaB's process turns to the MIPs at the share
+    "relay_half": AutoEngine(coop=False, relay=0.5),  # ... at half the time (the default before relay_tenth won)
     "relay_tenth": AutoEngine(coop=False, relay=0.1),  # ... at a tenth of the time
 }
 

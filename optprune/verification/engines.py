@@ -96,10 +96,14 @@ COOP_DOMAIN_SHARE = 0.25  # ... and one BaB subdomain's MIP this share (at least
 #: from BaB.
 AUTO_MIP_MAX_UNSTABLE = 400
 #: engine "auto" raced on two or more threads: BaB's process gives up BaB after this share of the time left and
-#: runs a second MIP pipeline on the conjunctions the first has not claimed (:class:`RelayEngine`). Half: in
-#: every raced instance of our runs that BaB decided, it did so within 40% of the limit (256x2: 38.7 s of
-#: 120 s at a machine load of 12, 1-6 s idle; oval21: 17 s of 300 s).
-AUTO_RELAY_SHARE = 0.5
+#: runs a second MIP pipeline on the conjunctions the first has not claimed (:class:`RelayEngine`). A tenth:
+#: on an idle machine every raced instance of our runs that BaB decided took it under 6% of the limit (256x2:
+#: 1-7 s of 120 s; oval21: 17 s of 300 s), while the MIPs of the hard ones need both cores. Measured against
+#: half (``benchmarks/bab_depth.py``, results relay_tenth_256x4_300s and relay_tenth_256x2_120s): 256x4
+#: prop_3_0.03 unsat in 177 s instead of 227 s, prop_10_0.05 in 102 s instead of 172 s, the 256x2 instances
+#: BaB decides unchanged. Under heavy load BaB can take longer (256x2 prop_1_0.03: 38.7 s at a load of 12);
+#: there the two MIP pipelines decide it instead.
+AUTO_RELAY_SHARE = 0.1
 
 
 @dataclass(frozen=True)
