@@ -42,8 +42,8 @@ def verify_command(
     threads: int = typer.Option(
         None, "--threads",
         help="CPU cores to use (>= 1; default: all). With 2 or more, --method auto runs BaB and the MIP pipeline "
-             "side by side in two processes (first verdict wins; BaB's process turns to the MIPs at a tenth of the time), "
-             "or BaB alone on every core when the network has too many unstable ReLUs for the MIP; --method mip "
+             "side by side in two processes (first verdict wins; BaB's process turns to the MIPs at a tenth of the "
+             "time), or BaB alone on every core when the network has too many unstable ReLUs for the MIP; --method mip "
              "gives them to the MIP solver, --method bab to its bound computations.",
     ),
     out: Path = typer.Option(None, "--out", help="Write the VNN-COMP result file here."),
