@@ -188,10 +188,7 @@ def decision_options(time_limit: float, threads: int | None = None, tol: Decisio
     The cutoff row ``s >= -delta`` prunes every node that cannot reach the
     target; the solve stops as soon as an incumbent reaches 0 (a candidate
     counterexample) or the dual bound falls below ``-delta`` (rule (c)).
-    ``tol.focus`` (default ``"bound"``): the attack has already searched for
-    points, so the solver's primal heuristics are off and its time goes to the
-    dual bound (branching still finds a point that a leaf holds); measured by
-    ``benchmarks/mip_focus.py``.
+    The solver's effort follows ``tol.focus`` (:class:`DecisionTolerances`).
     """
     delta = tol.delta
 
