@@ -108,6 +108,7 @@ INPUT_SPLIT_MIN_GAIN = 1e-6  # input splitting: a smaller look-ahead gain (relat
 INPUT_SPLIT_MAX_ASPECT = 64.0  # input splitting: an input this much thinner (relative) than the widest is not split
 SPLITS = ("auto", "relu", "input")
 HANDOFFS = ("top", "deep")
+PARALLEL = ("threads", "workers")
 
 Confirm = Callable[[np.ndarray], tuple[bool, np.ndarray, np.ndarray]]
 
@@ -133,6 +134,9 @@ class BaBSettings:
     open after 3999, and decides nothing less by branching, at 0.64x BaBSR's
     subdomains per CPU second; on the five 256x2 instances that need branching
     both decide 5/5 (prop_1_0.03: 4759 subdomains against 3199).
+    ``parallel``: how a search given two or more threads (and no helper) uses them: ``threads``, torch's
+    intra-op threads in one search; ``workers``, one forked process per thread, each with one torch thread,
+    the root's open conjunctions dealt out between them (:mod:`optprune.verification.bab_workers`).
     """
 
     split: str = "auto"
@@ -145,10 +149,13 @@ class BaBSettings:
     attack: bool = True
     fsb_k: int = 3
     handoff: str = "top"
+    parallel: str = "threads"
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise InvalidParameterError(f"BaBSettings.split must be one of {SPLITS}, got {self.split!r}")
+        if self.parallel not in PARALLEL:
+            raise InvalidParameterError(f"BaBSettings.parallel must be one of {PARALLEL}, got {self.parallel!r}")
         if self.handoff not in HANDOFFS:
             raise InvalidParameterError(f"BaBSettings.handoff must be one of {HANDOFFS}, got {self.handoff!r}")
         for name in ("batch", "max_domains"):
@@ -182,10 +189,13 @@ class BaBResult:
     n_unstable: int = 0
     split: str = "relu"
     message: str = ""
-    # bab: the loop; of it, bab_branch (scores, FSB), bab_bound (α/β optimisation), bab_share (a helper MIP's board)
+    # bab: the loop; of it, bab_branch (scores, FSB), bab_bound (α/β optimisation), bab_share (a helper MIP's board);
+    # with ``BaBSettings.parallel="workers"`` these are summed over the workers (CPU seconds)
     stages: dict = field(default_factory=lambda: {"bounds": 0.0, "attack": 0.0, "bab": 0.0, "bab_branch": 0.0,
                                                   "bab_bound": 0.0, "bab_share": 0.0})
     time_s: float = 0.0
+    workers: int = 1  # processes that searched (BaBSettings.parallel)
+    loop_wall_s: float = 0.0  # wall-clock seconds of the loop (``stages["bab"]`` with one process)
 
     def to_dict(self) -> dict:
         return {
@@ -198,6 +208,7 @@ class BaBResult:
             "root_upper": [round(float(u), 6) for u in self.root_upper], "unstable_neurons": self.n_unstable,
             "split": self.split, "message": self.message,
             "stages": {k: round(v, 4) for k, v in self.stages.items()}, "time_s": round(self.time_s, 4),
+            "workers": self.workers, "loop_wall_s": round(self.loop_wall_s, 4),
         }
 
 
@@ -413,11 +424,13 @@ def bab_verify_case(
     start = time.perf_counter()
     confirm = confirm or case_confirm(net, None, case)
     net, bounds = with_linear_output(net, bounds)
+    workers = int(threads) if settings.parallel == "workers" and helper is None else 1
     with torch_threads(threads):
-        return _bab(net, case, deadline, confirm, bounds, settings, start, helper)
+        return _bab(net, case, deadline, confirm, bounds, settings, start, helper, workers)
 
 
-def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: Helper | None = None) -> BaBResult:
+def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: Helper | None = None,
+         workers: int = 1) -> BaBResult:
     tn = TorchNetwork.from_network(net)
     spec = _Spec(case)
     P = spec.C.shape[0]
@@ -470,10 +483,26 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
             if ok:
                 return _sat(res, (x, y), "attack", start)
 
-    # ---- branch and bound
+    if workers > 1 and share is None and not use_input and len(open_) > 1:
+        from optprune.verification.bab_workers import search_in_workers
+
+        out = search_in_workers(_search, workers, tn, net, spec, roots, open_, res, deadline, confirm, s, start)
+        if out is not None:
+            return out
+    return _search(tn, net, spec, roots, open_, res, deadline, confirm, s, start, share, use_input)
+
+
+def _search(tn: TorchNetwork, net: Network, spec: _Spec, roots: _Domains, open_: _Domains, res: BaBResult,
+            deadline: float, confirm: Confirm, s: BaBSettings, start: float, share: _Share | None = None,
+            use_input: bool = False) -> BaBResult:
+    """The branch-and-bound loop (module doc, steps 3-5) on the open root subdomains ``open_``.
+
+    ``roots`` holds every conjunction's root subdomain (its bounds are what a split-only subdomain
+    rebuilds from); a conjunction counts as closed at the end when none of its subdomains is left open."""
+    P = spec.C.shape[0]
     t = time.perf_counter()
     root = None if use_input or s.recompute else _Root([lo[:1] for lo in roots.lowers], [hi[:1] for hi in roots.uppers],
-                                                       x_lo, x_hi)
+                                                       roots.x_lo[:1], roots.x_hi[:1])
     row = _Pool.row_bytes(open_, compact=root is not None)
     limit = min(s.max_domains, int(s.max_memory * 2**30) // row)  # open subdomains allowed
     capacity = limit + 2 * s.batch  # a round pops k <= batch parents and pushes at most 2k children
@@ -513,7 +542,7 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
             if len(leaves):
                 hit, open_specs = _close_leaves(tn, net, spec, leaves, confirm, res)
                 if hit is not None:
-                    res.stages["bab"] += time.perf_counter() - t
+                    _loop_time(res, t)
                     return _sat(res, hit, "bab", start)
                 stuck |= open_specs
             if len(children) == 0:
@@ -530,11 +559,11 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
         if bool(still.any()):
             hit = _try_vertices(net, spec, children.take(torch.nonzero(still).flatten()), sb.lam0[still], confirm)
             if hit is not None:
-                res.stages["bab"] += time.perf_counter() - t
+                _loop_time(res, t)
                 return _sat(res, hit, "bab", start)
         pool.push(children.take(torch.nonzero(still).flatten()))
         res.max_open = max(res.max_open, len(pool))
-    res.stages["bab"] += time.perf_counter() - t
+    _loop_time(res, t)
     left = set(pool.data.spec[pool.alive].tolist()) | stuck  # not pool.open(): a copy of GBs on wide nets
     res.closed_conjunctions = [i for i in range(P) if i not in left]
     if len(pool) == 0 and not res.message:
@@ -613,6 +642,11 @@ class _Share:
                 pool.tag[i] = tag
                 res.handed += 1
         return pool
+
+
+def _loop_time(res: BaBResult, t: float) -> None:
+    res.stages["bab"] += time.perf_counter() - t
+    res.loop_wall_s = res.stages["bab"]
 
 
 def _done(res: BaBResult, verdict: str, by: str, start: float) -> BaBResult:
