@@ -6,8 +6,8 @@ Usage::
         [--open-in results/vnncomp_mnistfc_256x4_60s_threads2/records.jsonl | --props prop_0_0.03 ...] \\
         [--threads 2] [--settings race coop] [--out results/bab_depth_256x4_60s] [--allow-dirty]
 
-On VNN-COMP 2021 mnistfc instances (``instances.csv`` order; ``--open-in``: only
-those a committed record left ``unknown``, a selection by this project's own
+On VNN-COMP 2021 mnistfc instances, or oval21's (``--net cifar_base_kw`` etc.; ``instances.csv``
+order; ``--open-in``: only those a committed record left ``unknown``, a selection by this project's own
 failures; ``--props``: a named list), runs engine ``auto`` with ``--threads``
 cores (BaB and the MIP pipeline in two processes), one instance at a time, at
 ``--limit-s`` seconds, twice:
@@ -161,7 +161,8 @@ def summary(rows: list, names: list[str], header: str, truth: dict, selection: s
                     per[n][k] += r["bab_stages"][k]
                 per[n]["domains"] += r["domains"]
         lines.append(f"| {prop} | {comp} | " + " | ".join(cells) + " |")
-    lines += ["", "| setting | decided | wrong | mean subdomains/s (BaB loop > 1 s) | ms per subdomain (process time, workers summed): all | "
+    lines += ["", "| setting | decided | wrong | mean subdomains/s (BaB loop > 1 s) | "
+                  "ms per subdomain (process time, workers summed): all | "
                   "branching | bounding | board | other |", "|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         p = per[n]
@@ -180,7 +181,8 @@ def summary(rows: list, names: list[str], header: str, truth: dict, selection: s
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--net", default="256x4", help="256x2 or 256x4")
+    ap.add_argument("--net", default="256x4", help="256x2 or 256x4 (mnistfc), or an oval21 net: cifar_base_kw, "
+                    "cifar_wide_kw, cifar_deep_kw")
     ap.add_argument("--limit-s", type=float, default=60.0, help="seconds per instance and setting")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--open-in", type=Path, default=None,
@@ -197,14 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.open_in is not None and not args.open_in.is_file():
         ap.error(f"--open-in {args.open_in}: no such file")
     run = start_run(args.out, script_command(None if argv is None else [__file__, *argv]), allow_dirty=args.allow_dirty)
-    folder = data_dir(args.data_dir) / "vnncomp2021-mnistfc"
-    onnx_name = f"mnist-net_{args.net}.onnx"
+    oval = args.net.startswith("cifar_")
+    folder = data_dir(args.data_dir) / ("vnncomp2021-oval21" if oval else "vnncomp2021-mnistfc")
+    onnx_name = f"nets/{args.net}.onnx" if oval else f"mnist-net_{args.net}.onnx"
     with open(folder / "instances.csv") as fh:
         props = [row[1] for row in csv.reader(fh) if row and row[0] == onnx_name]
     if not props:
-        ap.error(f"--net {args.net}: no instances of {onnx_name} in instances.csv")
+        ap.error(f"--net {args.net}: no instances of {onnx_name} in {folder / 'instances.csv'}")
     truth = {}
-    for name in ("verdicts_256x2.csv", "verdicts_256x4.csv"):
+    for name in ("verdicts_256x2.csv", "verdicts_256x4.csv", "verdicts.csv"):
         if (folder / name).exists():
             with open(folder / name) as fh:
                 truth.update({(r["network"], r["property"]): r["verdict"] for r in csv.DictReader(fh)})
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                      "(a selection by this project's own failures).")
     if args.props:
         wanted = {p if p.endswith(".vnnlib") else f"{p}.vnnlib" for p in args.props}
-        props = [p for p in props if p in wanted]
+        props = [p for p in props if Path(p).name in wanted]
         selection = f"Instances: {', '.join(props)} (named on the command line)."
     selection += (f" Limit {args.limit_s:g} s per instance and setting, {args.threads} threads, one instance at a "
                   f"time; machine load at the start {os.getloadavg()[0]:.1f}.")
