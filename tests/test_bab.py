@@ -132,29 +132,33 @@ def test_memory_bound_gives_unknown(cap):
     assert res.verdict == "unknown" and "memory" in res.message
 
 
-@pytest.mark.parametrize("reachable", [None, 0, 2])
-def test_workers_decide_what_one_search_decides(reachable):
-    """Two forked workers sharing the conjunctions: unsat only when every one is closed, sat from a checked point."""
+@pytest.mark.parametrize(("n_rows", "reachable"), [(3, None), (3, 0), (3, 2), (1, None)])
+def test_workers_decide_what_one_search_decides(n_rows, reachable, monkeypatch):
+    """Two forked workers sharing the open subdomains as pieces: unsat only when every piece is closed, sat from
+    a checked point; with fewer open conjunctions than pieces the search splits here first."""
+    from optprune.verification import bab_workers
+
+    monkeypatch.setattr(bab_workers, "PIECES_PER_WORKER", 2)  # 4 pieces: a tiny net's search reaches that
     net = tiny_net(7, 2, [5, 4])
     lo, hi = -np.ones(2), np.ones(2)
-    rows = [np.array([1.0, -1.0, 0.0]), np.array([0.0, 1.0, -1.0]), np.array([-1.0, 0.0, 1.0])]
+    rows = [np.array([1.0, -1.0, 0.0]), np.array([0.0, 1.0, -1.0]), np.array([-1.0, 0.0, 1.0])][:n_rows]
     maxima = [brute_force_max(net, r[None, :], lo, hi) for r in rows]
-    d = [-m - 1e-3 * (1.0 + abs(m)) for m in maxima]  # barely unsat: the root leaves them open
+    d = [-m - 1e-4 * (1.0 + abs(m)) for m in maxima]  # barely unsat: the root leaves them open
     if reachable is not None:
         d[reachable] = -maxima[reachable] + 0.05
     case = _case(net, lo, hi, rows, d)
     expected = "unsat" if reachable is None else "sat"
     one = bab_verify_case(net, case, deadline=time.perf_counter() + 60,
-                          settings=BaBSettings(split="relu", attack=False, batch=2))
+                          settings=BaBSettings(split="relu", attack=False, batch=1))
     two = bab_verify_case(net, case, deadline=time.perf_counter() + 60, threads=2,
-                          settings=BaBSettings(split="relu", attack=False, batch=2, parallel="workers"))
+                          settings=BaBSettings(split="relu", attack=False, batch=1, parallel="workers"))
     assert one.verdict == two.verdict == expected, (one.to_dict(), two.to_dict())
-    assert (one.workers, two.workers) == (1, 2) and two.domains > len(rows)  # the workers searched
     if expected == "sat":
         x = two.counterexample
         assert rows[reachable] @ net.forward(x) + d[reachable] >= 0 and np.all(x >= lo) and np.all(x <= hi)
     else:
-        assert two.closed_conjunctions == [0, 1, 2] and two.decided_by == "bab"
+        assert (one.workers, two.workers) == (1, 2), two.to_dict()  # the pieces were searched in two processes
+        assert two.closed_conjunctions == list(range(n_rows)) and two.decided_by == "bab"
 
 
 @pytest.mark.parametrize(("field", "value"), [("split", "sideways"), ("batch", 0), ("max_domains", 0), ("iters", -1),

@@ -136,7 +136,7 @@ class BaBSettings:
     both decide 5/5 (prop_1_0.03: 4759 subdomains against 3199).
     ``parallel``: how a search given two or more threads (and no helper) uses them: ``threads``, torch's
     intra-op threads in one search; ``workers``, one forked process per thread, each with one torch thread,
-    the root's open conjunctions dealt out between them (:mod:`optprune.verification.bab_workers`).
+    the open subdomains dealt out between them as pieces (:mod:`optprune.verification.bab_workers`).
     """
 
     split: str = "auto"
@@ -483,22 +483,34 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
             if ok:
                 return _sat(res, (x, y), "attack", start)
 
-    if workers > 1 and share is None and not use_input and len(open_) > 1:
+    if workers > 1 and share is None and not use_input:
         from optprune.verification.bab_workers import search_in_workers
 
-        out = search_in_workers(_search, workers, tn, net, spec, roots, open_, res, deadline, confirm, s, start)
+        out = search_in_workers(_search, _Presplit, workers, tn, net, spec, roots, open_, res, deadline, confirm, s,
+                                start)
         if out is not None:
             return out
     return _search(tn, net, spec, roots, open_, res, deadline, confirm, s, start, share, use_input)
 
 
+@dataclass
+class _Presplit:
+    """Stop the loop once ``until`` subdomains are open and hand them over (``pool``, with ``stuck``)."""
+
+    until: int
+    pool: _Domains | None = None
+    stuck: set = field(default_factory=set)
+
+
 def _search(tn: TorchNetwork, net: Network, spec: _Spec, roots: _Domains, open_: _Domains, res: BaBResult,
             deadline: float, confirm: Confirm, s: BaBSettings, start: float, share: _Share | None = None,
-            use_input: bool = False) -> BaBResult:
+            use_input: bool = False, presplit: _Presplit | None = None) -> BaBResult:
     """The branch-and-bound loop (module doc, steps 3-5) on the open root subdomains ``open_``.
 
     ``roots`` holds every conjunction's root subdomain (its bounds are what a split-only subdomain
-    rebuilds from); a conjunction counts as closed at the end when none of its subdomains is left open."""
+    rebuilds from); a conjunction counts as closed at the end when none of its subdomains is left open.
+    With ``presplit``, the loop stops (verdict ``unknown``) as soon as ``presplit.until`` subdomains are
+    open and leaves them in ``presplit.pool``, unless it decides the case first."""
     P = spec.C.shape[0]
     t = time.perf_counter()
     root = None if use_input or s.recompute else _Root([lo[:1] for lo in roots.lowers], [hi[:1] for hi in roots.uppers],
@@ -509,6 +521,10 @@ def _search(tn: TorchNetwork, net: Network, spec: _Spec, roots: _Domains, open_:
     pool = _Pool(open_, capacity, root)
     stuck: set[int] = set()  # conjunctions with a fully split subdomain that no LP multiplier could close
     while len(pool):
+        if presplit is not None and len(pool) >= presplit.until:
+            presplit.pool, presplit.stuck = pool.open(), stuck
+            _loop_time(res, t)
+            return res
         if share is not None:
             t_share = time.perf_counter()
             pool = _Pool(share.exchange(pool.open(), stuck, res), capacity, root)  # a copy a round (coop only)

@@ -1,18 +1,21 @@
-"""Branch and bound on several cores: the open conjunctions dealt to forked worker processes.
+"""Branch and bound on several cores: the open subdomains dealt out as pieces to forked worker processes.
 
 Torch's intra-op threads share one search's batched products between the cores, but much of a round is
-Python and small tensor operations that run on one core whatever the thread count. When the root leaves
-two or more conjunctions open, their searches are independent (a case is ``unsat`` only when every
-conjunction is closed, ``sat`` when any has a point), so :func:`search_in_workers` forks ``workers``
-processes with one torch thread each; each claims the next unclaimed conjunction (hardest root bound
-first: the longest jobs go first, which balances the cores best), runs the ordinary loop
-(:func:`optprune.verification.bab._search`) on it until it is closed, then claims the next.
+Python and small tensor operations that run on one core whatever the thread count. Subdomains are
+independent (a case is ``unsat`` only when every one is closed, ``sat`` when any has a point), so
+:func:`search_in_workers` first runs the ordinary loop here until ``PIECES_PER_WORKER`` open subdomains per
+worker exist (none when the root already leaves that many conjunctions open), then forks ``workers``
+processes with one torch thread each. Each claims the next unclaimed piece (largest bound first: the longest
+jobs go first, which balances the cores best), runs the loop (:func:`optprune.verification.bab._search`) on it
+until it is closed, then claims the next. Several pieces per worker keep the tail short when one piece is
+much harder than the others.
 
 The verdict is combined soundly: ``sat`` from a worker's point, confirmed again here; ``unsat`` only when
-every worker closed every conjunction it claimed and every open conjunction was claimed; anything else is
-``unknown``. Each worker gets ``1/workers`` of the memory bound. Forked children share the parent's tensors
-copy-on-write, as in :mod:`optprune.verification.race`; where ``fork`` is unavailable or this process may
-not have children, :func:`search_in_workers` returns None and the caller searches in this process.
+every piece was claimed and closed and no fully split subdomain was left unclosable; anything else is
+``unknown``. A conjunction is reported closed when all its pieces are. Each worker gets ``1/workers`` of the
+memory bound. Forked children share the parent's tensors copy-on-write, as in
+:mod:`optprune.verification.race`; where ``fork`` is unavailable or this process may not have children,
+:func:`search_in_workers` returns None and the caller searches in this process.
 """
 
 from __future__ import annotations
@@ -26,30 +29,45 @@ import torch
 
 from optprune.verification.race import RACE_GRACE_S, can_race
 
-__all__ = ["search_in_workers"]
+__all__ = ["PIECES_PER_WORKER", "search_in_workers"]
+
+#: Open subdomains per worker before forking: the pieces the workers claim one at a time.
+PIECES_PER_WORKER = 4
+
+_LOOP_STAGES = ("bab", "bab_branch", "bab_bound", "bab_share")
 
 
-def _worker(search, order, claimed, tn, net, spec, roots, open_, res, deadline, confirm, s, start, conn) -> None:
+def _fresh(res):
+    """A copy of the root's result to run one search into (loop counters at zero, stages copied)."""
+    return replace(res, stages=dict(res.stages), domains=0, rounds=0, lp_leaves=0, max_open=0,
+                   closed_conjunctions=[], open_bound=None, message="")
+
+
+def _worker(search, pieces, claimed, tn, net, spec, roots, res, deadline, confirm, s, start, conn) -> None:
     torch.set_num_threads(1)  # one core per process (and the parent's OpenMP pool is not used after fork)
-    total = replace(res, stages=dict(res.stages), closed_conjunctions=[])
+    total = _fresh(res)
+    closed: list[int] = []
     try:
         while time.perf_counter() < deadline:
             with claimed.get_lock():
                 k = claimed.value
                 claimed.value += 1
-            if k >= len(order):
+            if k >= len(pieces):
                 break
-            conj = order[k]
-            one = open_.take((open_.spec == conj).nonzero().flatten())
-            r = search(tn, net, spec, roots, one, replace(res, stages=dict(res.stages), domains=0), deadline,
-                       confirm, s, start)
-            _add(total, r)
+            r = search(tn, net, spec, roots, pieces.take(torch.tensor([k])), _fresh(res), deadline, confirm, s, start)
+            total.domains += r.domains
+            total.rounds += r.rounds
+            total.lp_leaves += r.lp_leaves
+            total.max_open = max(total.max_open, r.max_open)
+            for name in _LOOP_STAGES:
+                total.stages[name] += r.stages[name]
             if r.verdict == "unsat":
-                total.closed_conjunctions.append(conj)
+                closed.append(k)
                 continue
             total.verdict, total.message = r.verdict, r.message
             total.counterexample, total.output, total.open_bound = r.counterexample, r.output, r.open_bound
             break
+        total.closed_conjunctions = closed  # here: the pieces this worker closed
         conn.send(("ok", total))
     except BaseException as exc:  # reported, not swallowed: the parent raises it
         conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
@@ -57,47 +75,50 @@ def _worker(search, order, claimed, tn, net, spec, roots, open_, res, deadline, 
         conn.close()
 
 
-def _add(total, r) -> None:
-    """Accumulate a conjunction's search into the worker's totals (the root stages counted once)."""
-    total.domains += r.domains
-    total.rounds += r.rounds
-    total.lp_leaves += r.lp_leaves
-    total.max_open = max(total.max_open, r.max_open)
-    for k in ("bab", "bab_branch", "bab_bound", "bab_share"):
-        total.stages[k] += r.stages[k]  # each search starts from zero loop stages (the root phase sets none)
+def search_in_workers(search, presplit_type, workers: int, tn, net, spec, roots, open_, res, deadline: float,
+                      confirm, s, start):
+    """Search ``open_`` in ``workers`` forked processes (module doc); returns the combined result.
 
-
-def search_in_workers(search, workers: int, tn, net, spec, roots, open_, res, deadline: float, confirm, s, start):
-    """Run ``search`` on the conjunctions of ``open_`` in ``workers`` forked processes (module doc).
-
-    Returns the combined :class:`~optprune.verification.bab.BaBResult`, or None when processes cannot be
-    forked (the caller then searches here).
+    ``search`` is :func:`optprune.verification.bab._search` and ``presplit_type`` its
+    :class:`~optprune.verification.bab._Presplit` (passed in: :mod:`optprune.verification.bab` imports this
+    module lazily). Returns None when processes cannot be forked (the caller then searches here).
     """
     if not can_race():
         return None
-    from optprune.verification.bab import _done, _sat  # bab imports this module lazily: no cycle at import
+    from optprune.verification.bab import _done, _sat
 
-    value = open_.value.tolist()
-    order = [int(open_.spec[i]) for i in sorted(range(len(open_)), key=lambda i: -value[i])]
-    workers = min(int(workers), len(order))
+    P = spec.C.shape[0]
+    stuck: set[int] = set()
+    pieces = open_
+    if len(open_) < PIECES_PER_WORKER * workers:
+        cut = presplit_type(until=PIECES_PER_WORKER * workers)
+        res = search(tn, net, spec, roots, open_, res, deadline, confirm, s, start, presplit=cut)
+        if cut.pool is None:  # decided (or out of time) before there were enough pieces
+            return res
+        pieces, stuck = cut.pool, set(cut.stuck)
+    value = pieces.value.tolist()
+    pieces = pieces.take(torch.tensor(sorted(range(len(pieces)), key=lambda i: -value[i]), dtype=torch.long))
+    value = pieces.value.tolist()
+    owner = pieces.spec.tolist()
+    workers = min(int(workers), len(pieces))
     mp = multiprocessing.get_context("fork")
     claimed = mp.Value("i", 0)
     s_each = replace(s, max_memory=s.max_memory / workers, max_domains=max(1, s.max_domains // workers))
-    root_domains = res.domains
+    before = {name: res.stages[name] for name in _LOOP_STAGES}
+    before_counts = (res.domains, res.rounds, res.lp_leaves)
     res.workers = workers
     t = time.perf_counter()
-    procs, conns = [], []
+    procs, conns, results = [], [], []
     try:
         for _ in range(workers):
             recv, send = mp.Pipe(duplex=False)
             proc = mp.Process(target=_worker, daemon=True,
-                              args=(search, order, claimed, tn, net, spec, roots, open_, res, deadline, confirm,
-                                    s_each, start, send))
+                              args=(search, pieces, claimed, tn, net, spec, roots, res, deadline, confirm, s_each,
+                                    start, send))
             proc.start()
             send.close()
             procs.append(proc)
             conns.append(recv)
-        results = []
         pending = list(conns)
         while pending:
             ready = wait(pending, timeout=max(deadline + RACE_GRACE_S - time.perf_counter(), 0.0))
@@ -107,7 +128,7 @@ def search_in_workers(search, workers: int, tn, net, spec, roots, open_, res, de
                 pending.remove(conn)
                 try:
                     kind, payload = conn.recv()
-                except EOFError:  # died without a word (killed): its conjunctions stay open
+                except EOFError:  # died without a word (killed): its pieces stay open
                     continue
                 if kind == "error":
                     raise payload
@@ -115,7 +136,7 @@ def search_in_workers(search, workers: int, tn, net, spec, roots, open_, res, de
                 if payload.verdict == "sat":
                     ok, x, y = confirm(payload.counterexample)  # re-checked here, whatever the child said
                     if ok:
-                        _merge(res, results, root_domains, t)
+                        _merge(res, results, before, before_counts, t)
                         return _sat(res, (x, y), "bab", start)
     finally:
         for proc in procs:
@@ -125,25 +146,28 @@ def search_in_workers(search, workers: int, tn, net, spec, roots, open_, res, de
             proc.join(timeout=1.0)
         for conn in conns:
             conn.close()
-    _merge(res, results, root_domains, t)
-    closed = {c for r in results for c in r.closed_conjunctions}
-    res.closed_conjunctions = sorted(set(range(spec.C.shape[0])) - (set(order) - closed))
-    if set(order) <= closed:
+    _merge(res, results, before, before_counts, t)
+    closed = {k for r in results for k in r.closed_conjunctions}
+    open_pieces = [k for k in range(len(pieces)) if k not in closed]
+    left = {owner[k] for k in open_pieces} | stuck
+    res.closed_conjunctions = [i for i in range(P) if i not in left]
+    if not open_pieces and not stuck:
         return _done(res, "unsat", "bab", start)
-    root_value = dict(zip(open_.spec.tolist(), value))
-    unclaimed = order[min(claimed.value, len(order)):]  # never searched: their root bound is what is known
-    bounds = [r.open_bound for r in results if r.open_bound is not None] + [root_value[c] for c in unclaimed]
+    unclaimed = range(min(claimed.value, len(pieces)), len(pieces))  # never searched: their bound is what is known
+    bounds = [r.open_bound for r in results if r.open_bound is not None] + [value[k] for k in unclaimed]
     res.open_bound = max(bounds) if bounds else None
     res.message = "; ".join(sorted({r.message for r in results if r.message})) or (
-        f"conjunction(s) {sorted(set(order) - closed)} left open by {len(results)}/{workers} workers")
+        f"{len(open_pieces)} of {len(pieces)} pieces left open by {len(results)}/{workers} workers"
+        + (f"; fully split subdomains of conjunction(s) {sorted(stuck)} could not be closed" if stuck else ""))
     return _done(res, "unknown", "", start)
 
 
-def _merge(res, results, root_domains: int, t: float) -> None:
-    res.loop_wall_s = time.perf_counter() - t
-    res.domains = root_domains + sum(r.domains for r in results)
-    res.rounds = sum(r.rounds for r in results)
-    res.lp_leaves = sum(r.lp_leaves for r in results)
-    res.max_open = max([r.max_open for r in results], default=0)
-    for k in ("bab", "bab_branch", "bab_bound", "bab_share"):  # CPU seconds summed over the workers
-        res.stages[k] = sum(r.stages[k] for r in results)
+def _merge(res, results, before: dict, before_counts: tuple, t: float) -> None:
+    """The workers' counters added to what the search here did before forking (stages: summed CPU seconds)."""
+    res.loop_wall_s = before["bab"] + time.perf_counter() - t
+    res.domains = before_counts[0] + sum(r.domains for r in results)
+    res.rounds = before_counts[1] + sum(r.rounds for r in results)
+    res.lp_leaves = before_counts[2] + sum(r.lp_leaves for r in results)
+    res.max_open = max([res.max_open] + [r.max_open for r in results])
+    for name in _LOOP_STAGES:
+        res.stages[name] = before[name] + sum(r.stages[name] for r in results)
