@@ -136,7 +136,11 @@ class BaBSettings:
     both decide 5/5 (prop_1_0.03: 4759 subdomains against 3199).
     ``parallel``: how a search given two or more threads (and no helper) uses them: ``threads``, torch's
     intra-op threads in one search; ``workers``, one forked process per thread, each with one torch thread,
-    the open subdomains dealt out between them as pieces (:mod:`optprune.verification.bab_workers`).
+    the open subdomains dealt out between them as pieces (:mod:`optprune.verification.bab_workers`). The
+    default ``workers`` is what measured better (``benchmarks/bab_depth.py --settings threads workers``, results
+    ``bab_pieces_*_60s``, same run, 2 cores): subdomains per second 1.65x on the two mnistfc 256x4 instances
+    measured, 1.42x on oval21 base img7779, 1.24x on wide img6762, 0.83x on deep img386 (its larger
+    convolutions use torch's threads well).
     """
 
     split: str = "auto"
@@ -149,7 +153,7 @@ class BaBSettings:
     attack: bool = True
     fsb_k: int = 3
     handoff: str = "top"
-    parallel: str = "threads"
+    parallel: str = "workers"
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
