@@ -56,6 +56,10 @@ bound for piecewise linear neural network verification"):
    the work instead of repeating it. The helper's answers are proofs of their own
    (:mod:`optprune.verification.subdomain_mip`).
 
+6. Given two or more threads and no helper, the loop of step 3 runs in forked processes, one per thread
+   (:mod:`optprune.verification.bab_workers`, ``BaBSettings.parallel``): the open subdomains are dealt out
+   as pieces and every piece must be closed for ``unsat``.
+
 Every closing bound is evaluated in float64 with outward padding
 (:func:`optprune.verification.alpha_crown.pad_bound`). The result is ``unsat`` only when
 every subdomain of every conjunction is closed; ``sat`` only from a point that
