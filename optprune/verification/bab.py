@@ -198,7 +198,7 @@ class BaBResult:
     split: str = "relu"
     message: str = ""
     # bab: the loop; of it, bab_branch (scores, FSB), bab_bound (α/β optimisation), bab_share (a helper MIP's board);
-    # with ``BaBSettings.parallel="workers"`` these are summed over the workers (CPU seconds)
+    # with forked workers (``BaBSettings.parallel``) the loop stages are summed over the workers
     stages: dict = field(default_factory=lambda: {"bounds": 0.0, "attack": 0.0, "bab": 0.0, "bab_branch": 0.0,
                                                   "bab_bound": 0.0, "bab_share": 0.0})
     time_s: float = 0.0
