@@ -497,7 +497,8 @@ def _bab(net, case, deadline, confirm, bounds, s: BaBSettings, start, helper: He
         out = search_in_workers(_search, _Presplit, workers, tn, net, spec, roots, open_, res, deadline, confirm, s,
                                 start)
         if out is not None:
-            return out
+            res, verdict, by, point = out
+            return _sat(res, point, by, start) if point is not None else _done(res, verdict, by, start)
     return _search(tn, net, spec, roots, open_, res, deadline, confirm, s, start, share, use_input)
 
 

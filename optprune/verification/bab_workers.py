@@ -77,16 +77,16 @@ def _worker(search, pieces, claimed, tn, net, spec, roots, res, deadline, confir
 
 def search_in_workers(search, presplit_type, workers: int, tn, net, spec, roots, open_, res, deadline: float,
                       confirm, s, start):
-    """Search ``open_`` in ``workers`` forked processes (module doc); returns the combined result.
+    """Search ``open_`` in ``workers`` forked processes (module doc).
 
     ``search`` is :func:`optprune.verification.bab._search` and ``presplit_type`` its
-    :class:`~optprune.verification.bab._Presplit` (passed in: :mod:`optprune.verification.bab` imports this
-    module lazily). Returns None when processes cannot be forked (the caller then searches here).
+    :class:`~optprune.verification.bab._Presplit` (passed in, so that this module does not import
+    :mod:`optprune.verification.bab`). Returns ``(res, verdict, decided_by, point)`` for the caller to
+    finish ``res`` with (``point``: ``(x, y)`` confirmed here, or None), or None when processes cannot be
+    forked (the caller then searches here).
     """
     if not can_race():
         return None
-    from optprune.verification.bab import _done, _sat
-
     P = spec.C.shape[0]
     stuck: set[int] = set()
     pieces = open_
@@ -94,7 +94,7 @@ def search_in_workers(search, presplit_type, workers: int, tn, net, spec, roots,
         cut = presplit_type(until=PIECES_PER_WORKER * workers)
         res = search(tn, net, spec, roots, open_, res, deadline, confirm, s, start, presplit=cut)
         if cut.pool is None:  # decided (or out of time) before there were enough pieces
-            return res
+            return res, res.verdict, res.decided_by, None
         pieces, stuck = cut.pool, set(cut.stuck)
     value = pieces.value.tolist()
     pieces = pieces.take(torch.tensor(sorted(range(len(pieces)), key=lambda i: -value[i]), dtype=torch.long))
@@ -137,7 +137,7 @@ def search_in_workers(search, presplit_type, workers: int, tn, net, spec, roots,
                     ok, x, y = confirm(payload.counterexample)  # re-checked here, whatever the child said
                     if ok:
                         _merge(res, results, before, before_counts, t)
-                        return _sat(res, (x, y), "bab", start)
+                        return res, "sat", "bab", (x, y)
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -152,14 +152,14 @@ def search_in_workers(search, presplit_type, workers: int, tn, net, spec, roots,
     left = {owner[k] for k in open_pieces} | stuck
     res.closed_conjunctions = [i for i in range(P) if i not in left]
     if not open_pieces and not stuck:
-        return _done(res, "unsat", "bab", start)
+        return res, "unsat", "bab", None
     unclaimed = range(min(claimed.value, len(pieces)), len(pieces))  # never searched: their bound is what is known
     bounds = [r.open_bound for r in results if r.open_bound is not None] + [value[k] for k in unclaimed]
     res.open_bound = max(bounds) if bounds else None
     res.message = "; ".join(sorted({r.message for r in results if r.message})) or (
         f"{len(open_pieces)} of {len(pieces)} pieces left open by {len(results)}/{workers} workers"
         + (f"; fully split subdomains of conjunction(s) {sorted(stuck)} could not be closed" if stuck else ""))
-    return _done(res, "unknown", "", start)
+    return res, "unknown", "", None
 
 
 def _merge(res, results, before: dict, before_counts: tuple, t: float) -> None:
