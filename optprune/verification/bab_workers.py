@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import wait
+from typing import Any
 
 import torch
 
@@ -75,8 +77,9 @@ def _worker(search, pieces, claimed, tn, net, spec, roots, res, deadline, confir
         conn.close()
 
 
-def search_in_workers(search, presplit_type, workers: int, tn, net, spec, roots, open_, res, deadline: float,
-                      confirm, s, start):
+def search_in_workers(search: Callable[..., Any], presplit_type: Callable[..., Any], workers: int, tn: Any, net: Any,
+                      spec: Any, roots: Any, open_: Any, res: Any, deadline: float, confirm: Callable[..., Any],
+                      s: Any, start: float) -> tuple[Any, str, str, tuple | None] | None:
     """Search ``open_`` in ``workers`` forked processes (module doc).
 
     ``search`` is :func:`optprune.verification.bab._search` and ``presplit_type`` its
