@@ -57,24 +57,28 @@ def _worker(search, pieces, claimed, tn, net, spec, roots, res, deadline, confir
             if k >= len(pieces):
                 break
             r = search(tn, net, spec, roots, pieces.take(torch.tensor([k])), _fresh(res), deadline, confirm, s, start)
-            total.domains += r.domains
-            total.rounds += r.rounds
-            total.lp_leaves += r.lp_leaves
-            total.max_open = max(total.max_open, r.max_open)
-            for name in _LOOP_STAGES:
-                total.stages[name] += r.stages[name]
+            _add(total, r)
             if r.verdict == "unsat":
                 closed.append(k)
                 continue
             total.verdict, total.message = r.verdict, r.message
             total.counterexample, total.output, total.open_bound = r.counterexample, r.output, r.open_bound
             break
-        total.closed_conjunctions = closed  # here: the pieces this worker closed
-        conn.send(("ok", total))
+        conn.send(("ok", (total, closed)))
     except BaseException as exc:  # reported, not swallowed: the parent raises it
         conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
     finally:
         conn.close()
+
+
+def _add(into, r) -> None:
+    """Add the loop counters of search result ``r`` to ``into`` (stages: each process's loop seconds, summed)."""
+    into.domains += r.domains
+    into.rounds += r.rounds
+    into.lp_leaves += r.lp_leaves
+    into.max_open = max(into.max_open, r.max_open)
+    for name in _LOOP_STAGES:
+        into.stages[name] += r.stages[name]
 
 
 def search_in_workers(search: Callable[..., Any], presplit_type: Callable[..., Any], workers: int, tn: Any, net: Any,
@@ -99,19 +103,17 @@ def search_in_workers(search: Callable[..., Any], presplit_type: Callable[..., A
         if cut.pool is None:  # decided (or out of time) before there were enough pieces
             return res, res.verdict, res.decided_by, None
         pieces, stuck = cut.pool, set(cut.stuck)
-    value = pieces.value.tolist()
-    pieces = pieces.take(torch.tensor(sorted(range(len(pieces)), key=lambda i: -value[i]), dtype=torch.long))
+    pieces = pieces.take(torch.argsort(pieces.value, descending=True))
     value = pieces.value.tolist()
     owner = pieces.spec.tolist()
     workers = min(int(workers), len(pieces))
     mp = multiprocessing.get_context("fork")
     claimed = mp.Value("i", 0)
     s_each = replace(s, max_memory=s.max_memory / workers, max_domains=max(1, s.max_domains // workers))
-    before = {name: res.stages[name] for name in _LOOP_STAGES}
-    before_counts = (res.domains, res.rounds, res.lp_leaves)
     res.workers = workers
     t = time.perf_counter()
     procs, conns, results = [], [], []
+    closed: set[int] = set()  # the pieces the workers closed
     try:
         for _ in range(workers):
             recv, send = mp.Pipe(duplex=False)
@@ -135,11 +137,13 @@ def search_in_workers(search: Callable[..., Any], presplit_type: Callable[..., A
                     continue
                 if kind == "error":
                     raise payload
-                results.append(payload)
-                if payload.verdict == "sat":
-                    ok, x, y = confirm(payload.counterexample)  # re-checked here, whatever the child said
+                total, done = payload
+                results.append(total)
+                closed.update(done)
+                if total.verdict == "sat":
+                    ok, x, y = confirm(total.counterexample)  # re-checked here, whatever the child said
                     if ok:
-                        _merge(res, results, before, before_counts, t)
+                        _merge(res, results, t)
                         return res, "sat", "bab", (x, y)
     finally:
         for proc in procs:
@@ -149,8 +153,7 @@ def search_in_workers(search: Callable[..., Any], presplit_type: Callable[..., A
             proc.join(timeout=1.0)
         for conn in conns:
             conn.close()
-    _merge(res, results, before, before_counts, t)
-    closed = {k for r in results for k in r.closed_conjunctions}
+    _merge(res, results, t)
     open_pieces = [k for k in range(len(pieces)) if k not in closed]
     left = {owner[k] for k in open_pieces} | stuck
     res.closed_conjunctions = [i for i in range(P) if i not in left]
@@ -165,12 +168,8 @@ def search_in_workers(search: Callable[..., Any], presplit_type: Callable[..., A
     return res, "unknown", "", None
 
 
-def _merge(res, results, before: dict, before_counts: tuple, t: float) -> None:
-    """The workers' counters added to what the search here did before forking (stages: summed CPU seconds)."""
-    res.loop_wall_s = before["bab"] + time.perf_counter() - t
-    res.domains = before_counts[0] + sum(r.domains for r in results)
-    res.rounds = before_counts[1] + sum(r.rounds for r in results)
-    res.lp_leaves = before_counts[2] + sum(r.lp_leaves for r in results)
-    res.max_open = max([res.max_open] + [r.max_open for r in results])
-    for name in _LOOP_STAGES:
-        res.stages[name] = before[name] + sum(r.stages[name] for r in results)
+def _merge(res, results, t: float) -> None:
+    """The workers' counters added to what the search here did before forking at ``t``."""
+    res.loop_wall_s = res.stages["bab"] + time.perf_counter() - t
+    for r in results:
+        _add(res, r)
