@@ -24,7 +24,8 @@ cores (BaB and the MIP pipeline in two processes), one instance at a time, at
 * ``coop_whole``: ``coop`` with unsliced whole-conjunction MIPs; ``coop_deep``:
   ``coop`` handing BaB's deepest subdomain instead of its worst-bounded one;
   ``race_recompute`` / ``coop_recompute``: BaB recomputing the children's
-  intermediate bounds (CROWN, ``BaBSettings.recompute``) below each split;
+  intermediate bounds (CROWN, ``BaBSettings.intermediate="crown"``) above each split;
+  ``workers_beta``: ``workers`` with those bounds optimised per child as in β-CROWN (``intermediate="beta"``);
 * ``relay`` (engine ``auto``'s default since measured here): the plain race, but BaB's process gives up BaB
   after ``AUTO_RELAY_SHARE`` of the time and runs a second MIP pipeline on the conjunctions the first has not
   claimed
@@ -77,13 +78,14 @@ SETTINGS = {
     "coop_whole": AutoEngine(coop=True, coop_options={"conj_share": 1.0}),  # whole-conjunction MIPs first
     "coop_sliced": AutoEngine(coop=True, coop_options={"conj_share": 0.3}),  # ... each on 30% of the time left
     "coop_deep": AutoEngine(coop=True, coop_options={"handoff": "deep"}),
-    "race_recompute": AutoEngine(coop=False, relay=None, bab_options={"recompute": True}),  # CROWN below splits
-    "coop_recompute": AutoEngine(coop=True, bab_options={"recompute": True}),
+    "race_recompute": AutoEngine(coop=False, relay=None, bab_options={"intermediate": "crown"}),  # CROWN above splits
+    "coop_recompute": AutoEngine(coop=True, bab_options={"intermediate": "crown"}),
     "relay": AutoEngine(coop=False, relay=AUTO_RELAY_SHARE),  # BaB's process turns to the MIPs at the share
     "relay_half": AutoEngine(coop=False, relay=0.5),  # ... at half the time (the default before relay_tenth won)
     "relay_tenth": AutoEngine(coop=False, relay=0.1),  # ... at a tenth of the time
     "threads": AutoEngine(),  # the default; where BaB runs alone, one search on torch's threads
     "workers": AutoEngine(bab_options={"parallel": "workers"}),  # ... one forked search per core (conjunctions)
+    "workers_beta": AutoEngine(bab_options={"parallel": "workers", "intermediate": "beta"}),  # β-CROWN above splits
 }
 
 

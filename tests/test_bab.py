@@ -161,9 +161,31 @@ def test_workers_decide_what_one_search_decides(n_rows, reachable, monkeypatch):
         assert two.closed_conjunctions == list(range(n_rows)) and two.decided_by == "bab"
 
 
+def test_depth_first_near_the_memory_bound_finishes_what_best_first_gives_up(monkeypatch):
+    """With room for half the open subdomains that best-first needs, the depth-first rounds near the memory bound
+    still decide; without them (``DEPTH_FIRST_SHARE = 0``) the search stops at the bound, undecided."""
+    import optprune.verification.bab as bab
+
+    net = tiny_net(6, 3, [6, 6, 6])
+    lo, hi = -np.ones(3), np.ones(3)
+    c = np.array([-1.0, 1.0, 0.0])
+    sampled = float((net.forward(np.random.default_rng(0).uniform(lo, hi, size=(20000, 3))) @ c).max())
+    case = _case(net, lo, hi, [c], [-sampled - 0.03 * (1 + abs(sampled))])
+    kw = dict(split="relu", attack=False, batch=1, root_iters=0, iters=3, fsb_k=0)
+    free = bab_verify_case(net, case, deadline=time.perf_counter() + 60, settings=BaBSettings(**kw))
+    assert free.verdict == "unsat" and free.shrink_rounds == 0 and free.max_open >= 20
+    tight = BaBSettings(max_domains=free.max_open // 2, **kw)
+    res = bab_verify_case(net, case, deadline=time.perf_counter() + 60, settings=tight)
+    assert res.verdict == "unsat" and res.shrink_rounds > 0, res.to_dict()
+    assert res.max_open <= tight.max_domains + tight.batch
+    monkeypatch.setattr(bab, "DEPTH_FIRST_SHARE", 0.0)
+    best_first = bab_verify_case(net, case, deadline=time.perf_counter() + 60, settings=tight)
+    assert best_first.verdict == "unknown" and "memory bound" in best_first.message
+
+
 @pytest.mark.parametrize(("field", "value"), [("split", "sideways"), ("batch", 0), ("max_domains", 0), ("iters", -1),
                                                    ("max_memory", 0.0), ("max_memory", float("nan")),
-                                                   ("parallel", "gpu")])
+                                                   ("parallel", "gpu"), ("intermediate", "lp")])
 def test_settings_are_validated(field, value):
     with pytest.raises(InvalidParameterError, match=field):
         BaBSettings(**{field: value})
@@ -218,16 +240,16 @@ def test_verify_property_rejects_an_unknown_method():
         verify_property(net, prop, method="guess")
 
 
-@pytest.mark.parametrize(("recompute", "fsb_k"), [(True, 0), (False, 3)])
-def test_bab_options_keep_the_verdict(recompute, fsb_k):
+@pytest.mark.parametrize(("intermediate", "fsb_k"), [("crown", 0), ("root", 3), ("beta", 3), ("beta", 0)])
+def test_bab_options_keep_the_verdict(intermediate, fsb_k):
     """Intermediate-bound recomputation and filtered smart branching change the search, never the verdict."""
-    net = tiny_net(13, 3, [4, 4])
+    net = tiny_net(13, 3, [4, 4, 4])
     lo, hi = -np.ones(3), np.ones(3)
     c = np.array([0.0, 1.0, -1.0])
     best = brute_force_max(net, c[None, :], lo, hi)
     for sign in (1.0, -1.0):
         d = -best + sign * 0.05 * (1 + abs(best))
-        res = _decide(net, _case(net, lo, hi, [c], [d]), "relu", recompute=recompute, fsb_k=fsb_k)
+        res = _decide(net, _case(net, lo, hi, [c], [d]), "relu", intermediate=intermediate, fsb_k=fsb_k)
         assert res.verdict == ("sat" if sign > 0 else "unsat")
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "ALPHA_METHOD",
     "optimise_spec",
     "alpha_intermediate_bounds",
+    "split_intermediate_bounds",
     "alpha_spec_upper_bound",
 ]
 
@@ -192,6 +193,47 @@ def alpha_intermediate_bounds(
         lo_new, hi_new = _intersect_rows(lowers[j], uppers[j], idx, ub)
         lowers[j], uppers[j] = lo_new, torch.maximum(hi_new, lo_new)
     return [(lo[0].numpy().copy(), hi[0].numpy().copy()) for lo, hi in zip(lowers, uppers)]
+
+
+def split_intermediate_bounds(
+    tn: TorchNetwork,
+    x_lo: torch.Tensor,
+    x_hi: torch.Tensor,
+    lowers: list[torch.Tensor],
+    uppers: list[torch.Tensor],
+    splits: list[torch.Tensor],
+    *,
+    start: int = 1,
+    iters: int = 10,
+    deadline: float | None = None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """β-CROWN intermediate bounds of a batch of split subdomains (Wang et al. 2021, "Beta-CROWN", Sec. 3.2).
+
+    For hidden layers ``start..K-2`` in order, the rows ``±e_i`` of every neuron unstable (and unsplit) in
+    some subdomain of the batch are bounded by :func:`optimise_spec` with slopes ``alpha`` and split
+    multipliers ``beta`` optimised per subdomain and row (the splits of the layers below enter through
+    ``beta``, which CROWN's recomputation cannot see), and the padded results are intersected with the given
+    bounds; each layer uses the layers below as already tightened. Shapes as in
+    :func:`optprune.verification.crown.intermediate_bounds`; new tensors are returned (the inputs are kept).
+    A subdomain whose lower bound passes its upper bound somewhere is empty (the caller checks).
+    """
+    lowers, uppers = list(lowers), list(uppers)
+    B = x_lo.shape[0]
+    for j in range(max(start, 1), tn.n_layers - 1):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        if not tn.relu[j]:
+            continue
+        open_ = (lowers[j] < 0) & (uppers[j] > 0) & (splits[j] == 0)
+        idx = torch.nonzero(open_.any(0)).flatten()
+        if idx.numel() == 0:
+            continue
+        C = _neuron_rows(lowers[j].shape[1], idx, B)
+        d = torch.zeros(B, C.shape[1], dtype=DTYPE)
+        ub, *_ = optimise_spec(tn, x_lo, x_hi, lowers, uppers, splits, C, d, iters=iters, n_layers=j + 1,
+                               use_beta=True, stop_below=None, deadline=deadline)
+        lowers[j], uppers[j] = _intersect_rows(lowers[j], uppers[j], idx, ub)
+    return lowers, uppers
 
 
 def alpha_spec_upper_bound(

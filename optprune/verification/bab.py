@@ -15,7 +15,8 @@ bound for piecewise linear neural network verification"):
 2. A projected-gradient attack (:func:`optprune.verification.attack.pgd_attack`) on the
    conjunctions still open; every candidate point goes through ``confirm``.
 3. Loop: take the ``batch`` open subdomains with the largest bound (worst
-   first), split each in two on
+   first; but the deepest first once the open subdomains fill more than ``1 - DEPTH_FIRST_SHARE`` of the
+   memory bound: depth first, the search goes on there instead of giving up), split each in two on
 
    * a ReLU neuron (``z >= 0`` / ``z <= 0``) chosen by filtered smart
      branching (De Palma et al. 2021; ``BaBSettings.fsb_k``): the ``fsb_k``
@@ -31,8 +32,9 @@ bound for piecewise linear neural network verification"):
      itself when no trial gains more than rounding noise
      (:func:`_split_inputs`: without both rules the search could stall);
 
-   optionally (``BaBSettings.recompute``; always for input splits) recompute
-   the children's intermediate bounds (CROWN, intersected with the parent's),
+   optionally (``BaBSettings.intermediate``; always for input splits) recompute
+   the children's intermediate bounds above the split (CROWN, or β-CROWN's optimised slopes and
+   multipliers; intersected with the parent's, which the children inherit),
    close empty children (a lower bound above an upper bound), and optimise the
    children's slopes ``alpha`` and split multipliers ``beta`` jointly,
    warm-started from the parent. The maximising vertex of each open
@@ -83,7 +85,7 @@ from optprune.errors import InvalidParameterError
 from optprune.milp import MILP, Sense
 from optprune.network import Network
 from optprune.solvers import SolveOptions, Status, get_backend
-from optprune.verification.alpha_crown import alpha_intermediate_bounds, optimise_spec
+from optprune.verification.alpha_crown import alpha_intermediate_bounds, optimise_spec, split_intermediate_bounds
 from optprune.verification.attack import pgd_attack
 from optprune.verification.bounds import Bounds, linear_bounds
 from optprune.verification.counterexample import case_confirm
@@ -113,6 +115,8 @@ INPUT_SPLIT_MAX_ASPECT = 64.0  # input splitting: an input this much thinner (re
 SPLITS = ("auto", "relu", "input")
 HANDOFFS = ("top", "deep")
 PARALLEL = ("threads", "workers")
+INTERMEDIATE = ("root", "crown", "beta")
+DEPTH_FIRST_SHARE = 0.25  # the last quarter of the memory bound is searched depth first (module doc, step 3)
 
 Confirm = Callable[[np.ndarray], tuple[bool, np.ndarray, np.ndarray]]
 
@@ -128,11 +132,12 @@ class BaBSettings:
     oval21 base, 56-61 KB on wide and deep, 9 KB on mnistfc 256x4; four times as many with its bounds
     and box);
     ``root_iters`` / ``iters``: projected-Adam steps at the root / per child;
-    ``recompute``: recompute the children's intermediate bounds after a split
-    (CROWN; off by default: on mnistfc 256x2 it halves the subdomains per second
-    and closed fewer instances); ``fsb_k``: filtered smart branching over the
-    ``fsb_k`` best BaBSR candidates per layer (0: BaBSR alone). The default 3 is
-    what measured better (``benchmarks/bab_branching.py``, results
+    ``intermediate``: the children's intermediate bounds after a split: ``root``, the root's (but for the split
+    neurons); ``crown``, recomputed by CROWN for the layers above the split (on mnistfc 256x2 it halves the
+    subdomains per second and closed fewer instances); ``beta``, optimised there per child as in β-CROWN
+    (:func:`optprune.verification.alpha_crown.split_intermediate_bounds`, ``iters`` steps);
+    ``fsb_k``: filtered smart branching over the ``fsb_k`` best BaBSR candidates per layer (0: BaBSR alone).
+    The default 3 is what measured better (``benchmarks/bab_branching.py``, results
     ``bab_branching_256x4_30s`` and ``bab_branching_256x2_120s``): on mnistfc
     256x4 at 30 s it closes prop_13_0.03 in 331 subdomains where BaBSR is still
     open after 3999, and decides nothing less by branching, at 0.64x BaBSR's
@@ -153,7 +158,7 @@ class BaBSettings:
     max_memory: float = 3.0
     root_iters: int = 30
     iters: int = 15
-    recompute: bool = False
+    intermediate: str = "root"
     attack: bool = True
     fsb_k: int = 3
     handoff: str = "top"
@@ -164,6 +169,9 @@ class BaBSettings:
             raise InvalidParameterError(f"BaBSettings.split must be one of {SPLITS}, got {self.split!r}")
         if self.parallel not in PARALLEL:
             raise InvalidParameterError(f"BaBSettings.parallel must be one of {PARALLEL}, got {self.parallel!r}")
+        if self.intermediate not in INTERMEDIATE:
+            raise InvalidParameterError(
+                f"BaBSettings.intermediate must be one of {INTERMEDIATE}, got {self.intermediate!r}")
         if self.handoff not in HANDOFFS:
             raise InvalidParameterError(f"BaBSettings.handoff must be one of {HANDOFFS}, got {self.handoff!r}")
         for name in ("batch", "max_domains"):
@@ -187,6 +195,7 @@ class BaBResult:
     domains: int = 0  # subdomains bounded (the root ones included)
     max_open: int = 0
     rounds: int = 0
+    shrink_rounds: int = 0  # of those, rounds near the memory bound that split the deepest subdomains first
     lp_leaves: int = 0
     handed: int = 0  # subdomains handed to a helper MIP
     helper_closed: int = 0  # of those, closed by it (their whole subtrees dropped here)
@@ -522,11 +531,13 @@ def _search(tn: TorchNetwork, net: Network, spec: _Spec, roots: _Domains, open_:
     open and leaves them in ``presplit.pool``, unless it decides the case first."""
     P = spec.C.shape[0]
     t = time.perf_counter()
-    root = None if use_input or s.recompute else _Root([lo[:1] for lo in roots.lowers], [hi[:1] for hi in roots.uppers],
-                                                       roots.x_lo[:1], roots.x_hi[:1])
+    root = None
+    if not use_input and s.intermediate == "root":
+        root = _Root([lo[:1] for lo in roots.lowers], [hi[:1] for hi in roots.uppers], roots.x_lo[:1], roots.x_hi[:1])
     row = _Pool.row_bytes(open_, compact=root is not None)
     limit = min(s.max_domains, int(s.max_memory * 2**30) // row)  # open subdomains allowed
     capacity = limit + 2 * s.batch  # a round pops k <= batch parents and pushes at most 2k children
+    near_full = int(limit * (1.0 - DEPTH_FIRST_SHARE))  # past this many open subdomains: depth first
     pool = _Pool(open_, capacity, root)
     stuck: set[int] = set()  # conjunctions with a fully split subdomain that no LP multiplier could close
     while len(pool):
@@ -550,6 +561,9 @@ def _search(tn: TorchNetwork, net: Network, spec: _Spec, roots: _Domains, open_:
             break
         res.rounds += 1
         key, n_free = pool.key(), len(pool)
+        if len(pool) > near_full:  # near the memory bound: depth first (module doc, step 3)
+            key = torch.where(pool.alive, _depth_first_key(pool.data), key)
+            res.shrink_rounds += 1
         if share is not None:  # what the helper works on is split last: the two share the work, not repeat it
             busy = share.busy(pool.data) & pool.alive
             n_free = n_free - int(busy.sum())
@@ -572,7 +586,8 @@ def _search(tn: TorchNetwork, net: Network, spec: _Spec, roots: _Domains, open_:
                 stuck |= open_specs
             if len(children) == 0:
                 continue
-        children, empty = _recompute(tn, children, split_layer, enabled=s.recompute or use_input)
+        children, empty = _recompute(tn, children, split_layer, "crown" if use_input else s.intermediate,
+                                     iters=s.iters, deadline=deadline)
         children = children.take(torch.nonzero(~empty).flatten())
         if len(children) == 0:
             continue
@@ -667,6 +682,14 @@ class _Share:
                 pool.tag[i] = tag
                 res.handed += 1
         return pool
+
+
+def _depth_first_key(dom: _Domains) -> torch.Tensor:
+    """Most splits first, then the smallest bound: a depth-first order, in which the open subdomains number
+    at most about ``batch`` times the depth of the tree (so the memory bound is kept where best-first
+    would pass it), and whose smallest bounds are the nearest to closing."""
+    depth = sum((sp_ != 0).sum(dim=1, dtype=torch.int32) for sp_ in dom.splits).to(DTYPE)
+    return depth - 0.5 * torch.sigmoid(dom.value)
 
 
 def _loop_time(res: BaBResult, t: float) -> None:
@@ -857,7 +880,7 @@ def _split_inputs(tn: TorchNetwork, spec: _Spec, parents: _Domains) -> _Domains:
     half = B * n_in
     trial.x_hi[torch.arange(half), dims] = mid
     trial.x_lo[torch.arange(half, 2 * half), dims] = mid
-    trial, empty = _recompute(tn, trial, None, enabled=True)
+    trial, empty = _recompute(tn, trial, None, "crown")
     C, d = spec.C[trial.spec], spec.d[trial.spec]
     with torch.no_grad():
         sb = spec_bound(tn, trial.x_lo, trial.x_hi, trial.lowers, trial.uppers, None, C, d,
@@ -881,18 +904,24 @@ def _split_inputs(tn: TorchNetwork, spec: _Spec, parents: _Domains) -> _Domains:
     return _Domains.cat([left, right])
 
 
-def _recompute(tn: TorchNetwork, kids: _Domains, split_layer: torch.Tensor | None, enabled: bool):
-    """Children's intermediate bounds recomputed and intersected with the parent's; flags of empty children.
+def _recompute(tn: TorchNetwork, kids: _Domains, split_layer: torch.Tensor | None, mode: str, iters: int = 0,
+               deadline: float | None = None):
+    """Children's intermediate bounds recomputed (``mode``: ``BaBSettings.intermediate``) and intersected with the
+    parent's; flags of empty children.
 
     ``split_layer`` None (input splitting): every layer is recomputed on the
     child's box; else from the first layer after the earliest split of the batch.
     """
     full = split_layer is None
-    if enabled and len(kids):
+    if mode != "root" and len(kids):
         start = 0 if full else int(split_layer.min()) + 1
-        if start < tn.n_layers - 1:
+        if start < tn.n_layers - 1 and (mode == "crown" or full):
             kids.lowers, kids.uppers = intermediate_bounds(tn, kids.x_lo, kids.x_hi, kids.lowers, kids.uppers,
                                                            None if full else kids.splits, start=start)
+        elif start < tn.n_layers - 1:
+            kids.lowers, kids.uppers = split_intermediate_bounds(tn, kids.x_lo, kids.x_hi, kids.lowers, kids.uppers,
+                                                                 kids.splits, start=start, iters=iters,
+                                                                 deadline=deadline)
     empty = torch.zeros(len(kids), dtype=torch.bool)
     for j, (lo, hi) in enumerate(zip(kids.lowers, kids.uppers)):
         empty |= (lo > hi).any(dim=1)

@@ -41,7 +41,7 @@ _LOOP_STAGES = ("bab", "bab_branch", "bab_bound", "bab_share")
 
 def _fresh(res):
     """A copy of the root's result to run one search into (loop counters at zero, stages copied)."""
-    return replace(res, stages=dict(res.stages), domains=0, rounds=0, lp_leaves=0, max_open=0,
+    return replace(res, stages=dict(res.stages), domains=0, rounds=0, shrink_rounds=0, lp_leaves=0, max_open=0,
                    closed_conjunctions=[], open_bound=None, message="")
 
 
@@ -75,6 +75,7 @@ def _add(into, r) -> None:
     """Add the loop counters of search result ``r`` to ``into`` (stages: each process's loop seconds, summed)."""
     into.domains += r.domains
     into.rounds += r.rounds
+    into.shrink_rounds += r.shrink_rounds
     into.lp_leaves += r.lp_leaves
     into.max_open = max(into.max_open, r.max_open)
     for name in _LOOP_STAGES:
