@@ -135,7 +135,10 @@ class BaBSettings:
     ``intermediate``: the children's intermediate bounds after a split: ``root``, the root's (but for the split
     neurons); ``crown``, recomputed by CROWN for the layers above the split (on mnistfc 256x2 it halves the
     subdomains per second and closed fewer instances); ``beta``, optimised there per child as in β-CROWN
-    (:func:`optprune.verification.alpha_crown.split_intermediate_bounds`, ``iters`` steps);
+    (:func:`optprune.verification.alpha_crown.split_intermediate_bounds`, ``iters`` steps). ``root`` stays the
+    default by measurement (``benchmarks/bab_depth.py --settings workers workers_beta``, results
+    ``bab_intermediate_beta_*_60s``): ``beta`` bounds 0.01x the subdomains per second on mnistfc 256x4 (9.3
+    against 914 a second) and 0.5 against 227 on oval21 wide img9214, and decides nothing more;
     ``fsb_k``: filtered smart branching over the ``fsb_k`` best BaBSR candidates per layer (0: BaBSR alone).
     The default 3 is what measured better (``benchmarks/bab_branching.py``, results
     ``bab_branching_256x4_30s`` and ``bab_branching_256x2_120s``): on mnistfc
