@@ -25,6 +25,7 @@ from optprune.verification.crown import (
     TorchNetwork,
     _intersect_rows,
     _neuron_rows,
+    _unstable_rows,
     default_alpha,
     one_thread,
     pad_bound,
@@ -224,12 +225,9 @@ def split_intermediate_bounds(
             break
         if not tn.relu[j]:
             continue
-        open_ = (lowers[j] < 0) & (uppers[j] > 0) & (splits[j] == 0)
-        idx = torch.nonzero(open_.any(0)).flatten()
+        idx, C, d = _unstable_rows(lowers[j], uppers[j], splits[j], B)
         if idx.numel() == 0:
             continue
-        C = _neuron_rows(lowers[j].shape[1], idx, B)
-        d = torch.zeros(B, C.shape[1], dtype=DTYPE)
         ub, *_ = optimise_spec(tn, x_lo, x_hi, lowers, uppers, splits, C, d, iters=iters, n_layers=j + 1,
                                use_beta=True, stop_below=None, deadline=deadline)
         lowers[j], uppers[j] = _intersect_rows(lowers[j], uppers[j], idx, ub)

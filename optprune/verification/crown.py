@@ -601,6 +601,17 @@ def _neuron_rows(n: int, idx: torch.Tensor, B: int) -> torch.Tensor:
     return torch.cat([eye, -eye]).unsqueeze(0).expand(B, -1, -1)
 
 
+def _unstable_rows(lower: torch.Tensor, upper: torch.Tensor, split: torch.Tensor | None, B: int):
+    """``(idx, C, d)``: the neurons of a layer unstable and unsplit in some subdomain of a batch of ``B``, with
+    their rows ``[e_idx; -e_idx]`` (:func:`_neuron_rows`) and zero offsets, ready for a spec bound."""
+    open_ = (lower < 0) & (upper > 0)
+    if split is not None:
+        open_ &= split == 0
+    idx = torch.nonzero(open_.any(0)).flatten()
+    C = _neuron_rows(lower.shape[1], idx, B)
+    return idx, C, torch.zeros(B, C.shape[1], dtype=DTYPE)
+
+
 def _intersect_rows(lower: torch.Tensor, upper: torch.Tensor, idx: torch.Tensor, ub: torch.Tensor):
     """``(lower, upper)`` (B, n) intersected at neurons ``idx`` with the padded bounds ``ub`` of the rows of
     :func:`_neuron_rows` (B, 2|idx|): ``z <= ub[:, :r]`` and ``z >= -ub[:, r:]``. New tensors; the inputs are kept."""
@@ -636,15 +647,9 @@ def intermediate_bounds(
             uppers[0] = torch.minimum(uppers[0], top)
             start = 1
         for j in range(start, tn.n_layers - 1):
-            open_ = (lowers[j] < 0) & (uppers[j] > 0)
-            if splits is not None:
-                open_ &= splits[j] == 0
-            idx = torch.nonzero(open_.any(0)).flatten()
+            idx, C, d = _unstable_rows(lowers[j], uppers[j], None if splits is None else splits[j], B)
             if idx.numel() == 0:
                 continue
-            n = lowers[j].shape[1]
-            C = _neuron_rows(n, idx, B)
-            d = torch.zeros(B, C.shape[1], dtype=DTYPE)
             sb = spec_bound(tn, x_lo, x_hi, lowers, uppers, splits, C, d, None, None, n_layers=j + 1)
             lowers[j], uppers[j] = _intersect_rows(lowers[j], uppers[j], idx, pad_bound(sb))
     return lowers, uppers
