@@ -916,15 +916,15 @@ def _recompute(tn: TorchNetwork, kids: _Domains, split_layer: torch.Tensor | Non
     child's box; else from the first layer after the earliest split of the batch.
     """
     full = split_layer is None
-    if mode != "root" and len(kids):
-        start = 0 if full else int(split_layer.min()) + 1
-        if start < tn.n_layers - 1 and (mode == "crown" or full):
-            kids.lowers, kids.uppers = intermediate_bounds(tn, kids.x_lo, kids.x_hi, kids.lowers, kids.uppers,
-                                                           None if full else kids.splits, start=start)
-        elif start < tn.n_layers - 1:
+    start = 0 if full or not len(kids) else int(split_layer.min()) + 1
+    if mode != "root" and len(kids) and start < tn.n_layers - 1:
+        if mode == "beta" and not full:
             kids.lowers, kids.uppers = split_intermediate_bounds(tn, kids.x_lo, kids.x_hi, kids.lowers, kids.uppers,
                                                                  kids.splits, start=start, iters=iters,
                                                                  deadline=deadline)
+        else:
+            kids.lowers, kids.uppers = intermediate_bounds(tn, kids.x_lo, kids.x_hi, kids.lowers, kids.uppers,
+                                                           None if full else kids.splits, start=start)
     empty = torch.zeros(len(kids), dtype=torch.bool)
     for j, (lo, hi) in enumerate(zip(kids.lowers, kids.uppers)):
         empty |= (lo > hi).any(dim=1)
